@@ -1,0 +1,210 @@
+//! The TOML schema. Field names are a contract: the README documents them and operators'
+//! files depend on them.
+//!
+//! Every struct takes `#[serde(default)]` so a file only says what differs from the defaults.
+//! Unknown keys are errors, but they are found with `serde_ignored` (see `load.rs`) rather than
+//! `deny_unknown_fields`, so one run reports every unknown key instead of stopping at the first.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// A whole portcullis configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// The SSH front door and where state lives.
+    pub server: ServerConfig,
+    /// How sessions are recorded.
+    pub recording: RecordingConfig,
+    /// Where the vault's master key comes from.
+    pub vault: VaultConfig,
+    /// People who may log in.
+    pub users: Vec<UserConfig>,
+    /// Certificate authorities whose OpenSSH user certificates are trusted.
+    pub user_cas: Vec<UserCaConfig>,
+    /// Servers reachable through the bastion.
+    pub targets: Vec<TargetConfig>,
+    /// Who may reach which targets.
+    pub roles: Vec<RoleConfig>,
+}
+
+/// `[server]`: the SSH listener, the data directory and connection limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// Address the SSH front door listens on.
+    pub listen: SocketAddr,
+    /// Directory for state, vault, recordings, audit log and host key; created on first start.
+    /// A relative path is taken relative to the config file's directory.
+    pub data_dir: PathBuf,
+    /// Most client connections served at once; further ones are closed at accept.
+    pub max_connections: usize,
+    /// How long a client has to authenticate before it is disconnected.
+    #[serde(with = "humantime_serde")]
+    pub login_grace_time: Duration,
+    /// How long to wait for an upstream to answer (TCP connect, handshake and login together).
+    #[serde(with = "humantime_serde")]
+    pub upstream_connect_timeout: Duration,
+    /// Failed authentications allowed per source address, and per user, within `auth_failure_window`.
+    pub auth_max_failures: u32,
+    /// The window over which failed authentications are counted; a throttled source or user
+    /// is refused until its failures age out of it.
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_window: Duration,
+    /// How often to probe a silent client; three unanswered probes end the connection.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    /// How long SIGTERM waits for sessions to finish their recordings before exiting anyway.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 2222)),
+            data_dir: PathBuf::from("data"),
+            max_connections: 1024,
+            login_grace_time: Duration::from_secs(60),
+            upstream_connect_timeout: Duration::from_secs(10),
+            auth_max_failures: 5,
+            auth_failure_window: Duration::from_secs(300),
+            keepalive_interval: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[recording]`: what is recorded and what happens when recording fails.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RecordingConfig {
+    /// Record keystrokes as asciicast "i" events.
+    pub input: bool,
+    /// What to do when a recording cannot be written.
+    pub on_failure: OnRecordingFailure,
+    /// Where recordings go; defaults to `<data_dir>/recordings`.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        Self {
+            input: true,
+            on_failure: OnRecordingFailure::Terminate,
+            dir: None,
+        }
+    }
+}
+
+/// `recording.on_failure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRecordingFailure {
+    /// End the session (fail closed): nothing happens unrecorded.
+    #[default]
+    Terminate,
+    /// Keep the session going unrecorded, with an audit event saying so.
+    Continue,
+}
+
+/// `[vault]`: the master key that wraps the vault's data key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct VaultConfig {
+    /// File holding the 32-byte master key; defaults to `<data_dir>/master.key`, created
+    /// (mode 0600) on first start. The environment variable `PORTCULLIS_MASTER_KEY`
+    /// (64 hex digits) takes precedence.
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// `[[users]]`: a person who may log in.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct UserConfig {
+    /// Login name (the part before `+` in `ssh alice+web01@bastion`).
+    pub name: String,
+    /// OpenSSH public keys, one per line as in `authorized_keys`.
+    pub public_keys: Vec<String>,
+    /// Argon2 PHC string (`portcullis hash-password` prints one).
+    pub password_hash: Option<Secret<String>>,
+    /// Base32 TOTP secret; when set, a password login also asks for a code.
+    pub totp_secret: Option<Secret<String>>,
+}
+
+/// `[[user_cas]]`: an OpenSSH certificate authority for user certificates.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct UserCaConfig {
+    /// The CA's public key in OpenSSH format.
+    pub public_key: String,
+    /// A name for audit records; defaults to the key's comment.
+    pub name: Option<String>,
+}
+
+/// `[[targets]]`: a server reachable through the bastion.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct TargetConfig {
+    /// Name used in logins (`alice+web01`).
+    pub name: String,
+    /// `host:port` of the target's sshd; the port defaults to 22.
+    pub address: String,
+    /// The account portcullis logs in as upstream.
+    pub login: String,
+    /// The vault entry holding that account's private key or password.
+    pub credential: String,
+    /// The target's pinned host key in OpenSSH format; any other key is refused.
+    pub host_key: String,
+}
+
+/// `[[roles]]`: who may reach which targets, and how.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RoleConfig {
+    /// Role name, for audit records.
+    pub name: String,
+    /// User names.
+    pub members: Vec<String>,
+    /// Target names or globs (`web*`, `db-??`).
+    pub targets: Vec<String>,
+    /// How members reach those targets.
+    pub access: Access,
+}
+
+/// `roles[].access`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Members may connect whenever they like.
+    #[default]
+    Standing,
+}
+
+impl TargetConfig {
+    /// `address` with the default port filled in.
+    pub fn address_with_port(&self) -> String {
+        let has_port = match self.address.strip_prefix('[') {
+            Some(bracketed) => bracketed.contains("]:"),
+            None => self.address.contains(':'),
+        };
+        if has_port {
+            self.address.clone()
+        } else {
+            format!("{}:22", self.address)
+        }
+    }
+}
+
+impl UserConfig {
+    /// The decoded TOTP key, if one is configured and is valid base32.
+    pub fn totp_key(&self) -> Option<Secret<Vec<u8>>> {
+        let text = self.totp_secret.as_ref()?;
+        crate::base32::decode(text.expose()).map(Secret::new)
+    }
+}

@@ -1,0 +1,282 @@
+//! Semantic checks that serde cannot express: names, references between sections, shapes of
+//! values. Every problem is collected, so one run of `check-config` shows them all.
+//!
+//! Checks that need SSH key parsing (public keys, host keys, certificates' CAs) live in the
+//! broker, which reports them through the same [`Problem`] type.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use crate::problem::{KeyPath, Problem};
+use crate::schema::Config;
+
+/// Characters allowed in user, target and role names. `+` separates user from target in a
+/// login, `@` separates login from host, so neither may appear in a name.
+pub fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && name.len() <= 64
+}
+
+/// A role target pattern is a glob when it contains `*` or `?`.
+pub fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?'])
+}
+
+/// The shortest TOTP key accepted, in bytes (RFC 4226 asks for at least 128 bits).
+pub const MIN_TOTP_KEY_BYTES: usize = 16;
+
+impl Config {
+    /// Every semantic problem in this config; empty when it is usable.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let root = KeyPath::root();
+        self.validate_server(&root.key("server"), &mut problems);
+        let users = validate_names(
+            self.users.iter().map(|u| u.name.as_str()),
+            &root.key("users"),
+            "user",
+            &mut problems,
+        );
+        let targets = validate_names(
+            self.targets.iter().map(|t| t.name.as_str()),
+            &root.key("targets"),
+            "target",
+            &mut problems,
+        );
+        validate_names(
+            self.roles.iter().map(|r| r.name.as_str()),
+            &root.key("roles"),
+            "role",
+            &mut problems,
+        );
+        self.validate_users(&root.key("users"), &mut problems);
+        self.validate_cas(&root.key("user_cas"), &mut problems);
+        self.validate_targets(&root.key("targets"), &mut problems);
+        self.validate_roles(&root.key("roles"), &users, &targets, &mut problems);
+        problems
+    }
+
+    fn validate_server(&self, path: &KeyPath, problems: &mut Vec<Problem>) {
+        let server = &self.server;
+        if server.max_connections == 0 {
+            problems.push(Problem::new(
+                path.key("max_connections"),
+                "must be at least 1",
+            ));
+        }
+        if server.auth_max_failures == 0 {
+            problems.push(Problem::new(
+                path.key("auth_max_failures"),
+                "must be at least 1",
+            ));
+        }
+        for (key, value) in [
+            ("login_grace_time", server.login_grace_time),
+            ("upstream_connect_timeout", server.upstream_connect_timeout),
+            ("auth_failure_window", server.auth_failure_window),
+            ("keepalive_interval", server.keepalive_interval),
+        ] {
+            if value == Duration::ZERO {
+                problems.push(Problem::new(path.key(key), "must be longer than zero"));
+            }
+        }
+        if server.data_dir.as_os_str().is_empty() {
+            problems.push(Problem::new(path.key("data_dir"), "must not be empty"));
+        }
+    }
+
+    fn validate_users(&self, path: &KeyPath, problems: &mut Vec<Problem>) {
+        for (i, user) in self.users.iter().enumerate() {
+            let at = path.index(i);
+            for (k, key) in user.public_keys.iter().enumerate() {
+                if key.trim().is_empty() {
+                    problems.push(Problem::new(at.key("public_keys").index(k), "is empty"));
+                }
+            }
+            if let Some(hash) = &user.password_hash
+                && !hash.expose().starts_with("$argon2")
+            {
+                problems.push(Problem::new(
+                    at.key("password_hash"),
+                    "is not an argon2 hash (it must start with \"$argon2\"; `portcullis hash-password` prints one)",
+                ));
+            }
+            if let Some(secret) = &user.totp_secret {
+                match crate::base32::decode(secret.expose()) {
+                    None => problems.push(Problem::new(
+                        at.key("totp_secret"),
+                        "is not base32 (letters A-Z and digits 2-7)",
+                    )),
+                    Some(key) if key.len() < MIN_TOTP_KEY_BYTES => problems.push(Problem::new(
+                        at.key("totp_secret"),
+                        format!(
+                            "is too short: {} bytes, at least {MIN_TOTP_KEY_BYTES} needed",
+                            key.len()
+                        ),
+                    )),
+                    Some(_) => {}
+                }
+                if user.password_hash.is_none() {
+                    problems.push(Problem::new(
+                        at.key("totp_secret"),
+                        "needs password_hash too: the code is asked for together with the password",
+                    ));
+                }
+            }
+        }
+    }
+
+    fn validate_cas(&self, path: &KeyPath, problems: &mut Vec<Problem>) {
+        for (i, ca) in self.user_cas.iter().enumerate() {
+            if ca.public_key.trim().is_empty() {
+                problems.push(Problem::new(path.index(i).key("public_key"), "is missing"));
+            }
+        }
+    }
+
+    fn validate_targets(&self, path: &KeyPath, problems: &mut Vec<Problem>) {
+        for (i, target) in self.targets.iter().enumerate() {
+            let at = path.index(i);
+            if target.address.trim().is_empty() {
+                problems.push(Problem::new(
+                    at.key("address"),
+                    "is missing (host:port of the target's sshd)",
+                ));
+            } else if let Err(message) = check_address(&target.address) {
+                problems.push(Problem::new(at.key("address"), message));
+            }
+            for (key, value, hint) in [
+                ("login", &target.login, "the account to log in as upstream"),
+                (
+                    "credential",
+                    &target.credential,
+                    "the vault entry to log in with",
+                ),
+                ("host_key", &target.host_key, "the target's pinned host key"),
+            ] {
+                if value.trim().is_empty() {
+                    problems.push(Problem::new(at.key(key), format!("is missing ({hint})")));
+                }
+            }
+        }
+    }
+
+    fn validate_roles(
+        &self,
+        path: &KeyPath,
+        users: &HashSet<&str>,
+        targets: &HashSet<&str>,
+        problems: &mut Vec<Problem>,
+    ) {
+        for (i, role) in self.roles.iter().enumerate() {
+            let at = path.index(i);
+            for (m, member) in role.members.iter().enumerate() {
+                if !users.contains(member.as_str()) {
+                    problems.push(Problem::new(
+                        at.key("members").index(m),
+                        format!("no user named {member:?}"),
+                    ));
+                }
+            }
+            if role.targets.is_empty() {
+                problems.push(Problem::new(
+                    at.key("targets"),
+                    "is empty: the role grants nothing",
+                ));
+            }
+            for (t, pattern) in role.targets.iter().enumerate() {
+                if pattern.is_empty() {
+                    problems.push(Problem::new(at.key("targets").index(t), "is empty"));
+                } else if !is_glob(pattern) && !targets.contains(pattern.as_str()) {
+                    problems.push(Problem::new(
+                        at.key("targets").index(t),
+                        format!("no target named {pattern:?}"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Checks names of one kind: valid characters, no duplicates. Returns the set of names.
+fn validate_names<'a>(
+    names: impl Iterator<Item = &'a str>,
+    path: &KeyPath,
+    kind: &str,
+    problems: &mut Vec<Problem>,
+) -> HashSet<&'a str> {
+    let mut seen = HashSet::new();
+    for (i, name) in names.enumerate() {
+        let at = path.index(i).key("name");
+        if name.is_empty() {
+            problems.push(Problem::new(at, format!("every {kind} needs a name")));
+        } else if !is_valid_name(name) {
+            problems.push(Problem::new(
+                at,
+                format!("{name:?} is not a valid {kind} name (letters, digits, '_', '-', '.'; no '+' or '@')"),
+            ));
+        } else if !seen.insert(name) {
+            problems.push(Problem::new(
+                at,
+                format!("another {kind} is already named {name:?}"),
+            ));
+        }
+    }
+    seen
+}
+
+/// `host:port`, `host` (port 22), `[v6]:port` or `[v6]`.
+fn check_address(address: &str) -> Result<(), String> {
+    let (host, port) = if let Some(rest) = address.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{address:?} has an unclosed '['"))?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match address.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') => (host, Some(port)),
+            Some(_) => {
+                return Err(format!(
+                    "{address:?}: write IPv6 addresses in brackets, e.g. [::1]:22"
+                ));
+            }
+            None => (address, None),
+        }
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("{address:?} has no valid host"));
+    }
+    match port.map(str::parse::<u16>) {
+        None | Some(Ok(1..)) => Ok(()),
+        Some(_) => Err(format!("{address:?} has no valid port (1-65535)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_valid_name("alice"));
+        assert!(is_valid_name("web-01.prod"));
+        assert!(!is_valid_name("alice+web01"));
+        assert!(!is_valid_name("a@b"));
+        assert!(!is_valid_name("-dash"));
+        assert!(!is_valid_name(""));
+    }
+
+    #[test]
+    fn addresses() {
+        assert!(check_address("10.0.0.5:22").is_ok());
+        assert!(check_address("web01.internal").is_ok());
+        assert!(check_address("[::1]:2200").is_ok());
+        assert!(check_address("[::1]").is_ok());
+        assert!(check_address("::1").is_err());
+        assert!(check_address("host:0").is_err());
+        assert!(check_address("host:99999").is_err());
+        assert!(check_address(":22").is_err());
+    }
+}

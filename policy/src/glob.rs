@@ -1,0 +1,59 @@
+//! Target name globs: `*` matches any run of characters, `?` exactly one.
+
+/// Whether `text` matches `pattern`. Iterative with single-star backtracking, so it is linear
+/// for the patterns operators write and never recurses.
+pub fn matches(pattern: &str, text: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let text: Vec<char> = text.chars().collect();
+    let (mut p, mut t) = (0, 0);
+    let mut backtrack: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some('*') => {
+                backtrack = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == '?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match backtrack {
+                Some((star, matched)) => {
+                    p = star + 1;
+                    t = matched + 1;
+                    backtrack = Some((star, matched + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn literal_names() {
+        assert!(matches("web01", "web01"));
+        assert!(!matches("web01", "web02"));
+        assert!(!matches("web01", "web011"));
+        assert!(!matches("web011", "web01"));
+    }
+
+    #[test]
+    fn stars_and_questions() {
+        assert!(matches("web*", "web01"));
+        assert!(matches("web*", "web"));
+        assert!(matches("*", "anything"));
+        assert!(matches("*-prod", "db-prod"));
+        assert!(!matches("*-prod", "db-prod2"));
+        assert!(matches("db-??", "db-01"));
+        assert!(!matches("db-??", "db-1"));
+        assert!(matches("a*b*c", "a-x-b-y-c"));
+        assert!(!matches("a*b*c", "a-x-c-y-b"));
+        assert!(matches("**x", "yx"));
+        assert!(!matches("web*", "db01"));
+    }
+}

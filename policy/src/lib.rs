@@ -1,0 +1,17 @@
+//! portcullis policy: pure access decisions.
+//!
+//! ```text
+//! Config ──Policy::new──▶ Policy ──check(user, target, now)──▶ Ok(Authorization) | Err(Denied)
+//!                                └─reachable(user)──────────▶ [Reachable]
+//! ```
+//!
+//! * [`access`]: roles → who may reach what; the [`Authorization`] proof type.
+//! * [`glob`]: the `*`/`?` patterns roles use for target names.
+//!
+//! No I/O and no clock of its own: the caller passes `now`, so every decision is a pure
+//! function of (config, inputs, time) and is tested exhaustively.
+
+pub mod access;
+pub mod glob;
+
+pub use access::{Authorization, Denied, Policy, Reachable};

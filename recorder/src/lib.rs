@@ -1,0 +1,25 @@
+//! portcullis recordings: asciicast v2 files that `asciinema play` plays, with an HMAC chain
+//! that makes any edit detectable.
+//!
+//! ```text
+//! RecordingHandle ──bounded queue──▶ writer task ──▶ <id>.cast + <id>.cast.hmac
+//!                                                        │
+//! verify::verify_file(cast, key) ◀───────────────────────┘ Intact | Unfinalized | Tampered
+//! ```
+//!
+//! * [`asciicast`]: the file format (header, events) and UTF-8 chunk carrying.
+//! * [`chain`]: the HMAC chain, also used by the broker's audit log.
+//! * [`writer`]: the per-recording writer task and its handle.
+//! * [`verify`]: reading back and checking.
+//!
+//! Knows nothing of SSH; uses tokio only for its queue and timer.
+
+pub mod asciicast;
+pub mod chain;
+pub mod verify;
+pub mod writer;
+
+pub use asciicast::{Header, SessionFacts};
+pub use chain::{Chain, ChainKey};
+pub use verify::{Verdict, verify_file};
+pub use writer::{RecordingError, RecordingHandle, RecordingOptions, Summary, start};

@@ -1,0 +1,461 @@
+//! The recording writer: one task per recording, fed through a bounded queue.
+//!
+//! ```text
+//! relay ──RecordingHandle::output/input/resize/marker──▶ [bounded queue] ──▶ writer task
+//!                                                                        ├─▶ <id>.cast       (asciicast v2)
+//!                                                                        └─▶ <id>.cast.hmac  (one tag per line, then `end <seal>`)
+//! ```
+//!
+//! * The queue is bounded: when the disk is slower than the session, the relay waits rather
+//!   than memory growing. Nothing is dropped.
+//! * Both files are flushed at least every `flush_interval` (1 s), so a crash loses at most
+//!   that much. Tags are written only after the lines they cover have been flushed, so after
+//!   a crash the integrity file is never ahead of the recording.
+//! * Consecutive output chunks waiting in the queue are merged into one event (up to
+//!   `coalesce_bytes`), which keeps bulk output cheap without changing what plays back.
+//! * A write error stops the task and is reported through [`RecordingHandle::failed`]; the
+//!   broker decides whether the session may continue unrecorded.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::MissedTickBehavior;
+
+use crate::asciicast::{EventKind, Header, Utf8Carry, encode_event};
+use crate::chain::{Chain, ChainKey};
+
+/// First line of every integrity file.
+pub const MAC_MAGIC: &str = "portcullis-recording-hmac v1";
+
+/// Tuning for a recording.
+#[derive(Debug, Clone)]
+pub struct RecordingOptions {
+    /// Longest time written data may sit in memory.
+    pub flush_interval: Duration,
+    /// Events that may wait in the queue before the relay is made to wait.
+    pub queue_capacity: usize,
+    /// Largest merged output event.
+    pub coalesce_bytes: usize,
+}
+
+impl Default for RecordingOptions {
+    fn default() -> Self {
+        Self {
+            flush_interval: Duration::from_secs(1),
+            queue_capacity: 256,
+            coalesce_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// What went wrong with a recording.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RecordingError {
+    /// The files could not be created.
+    #[error("cannot create recording {path}: {message}")]
+    Create {
+        /// The .cast file.
+        path: PathBuf,
+        /// The OS error.
+        message: String,
+    },
+    /// Writing failed part-way.
+    #[error("cannot write recording {path}: {message}")]
+    Write {
+        /// The .cast file.
+        path: PathBuf,
+        /// The OS error.
+        message: String,
+    },
+    /// The writer is gone: it failed earlier or the recording was finished.
+    #[error("the recording is closed")]
+    Closed,
+}
+
+/// What a finished recording amounts to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// The recording id (file stem).
+    pub id: String,
+    /// The .cast file.
+    pub path: PathBuf,
+    /// Lines written, header included.
+    pub lines: u64,
+    /// Output bytes recorded.
+    pub output_bytes: u64,
+    /// Input bytes recorded.
+    pub input_bytes: u64,
+    /// The closing tag, hex; the audit log keeps it so the file can be matched later.
+    pub seal: String,
+}
+
+enum Command {
+    Event {
+        at: Duration,
+        kind: EventKind,
+        data: Bytes,
+    },
+    Finish {
+        at: Duration,
+        reason: String,
+        done: oneshot::Sender<Result<Summary, RecordingError>>,
+    },
+}
+
+/// The integrity file that goes with a recording.
+pub fn mac_path(cast: &Path) -> PathBuf {
+    let mut name = cast.as_os_str().to_owned();
+    name.push(".hmac");
+    PathBuf::from(name)
+}
+
+/// A live recording. Cheap to clone: the relay's two directions each hold one.
+#[derive(Clone)]
+pub struct RecordingHandle {
+    id: Arc<str>,
+    path: Arc<Path>,
+    tx: mpsc::Sender<Command>,
+    started: Instant,
+    failure: watch::Receiver<Option<Arc<str>>>,
+}
+
+impl std::fmt::Debug for RecordingHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordingHandle")
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+/// Creates `<dir>/<id>.cast` and its integrity file, writes the header and starts the
+/// writer task. Must be called inside a tokio runtime.
+pub fn start(
+    dir: &Path,
+    id: &str,
+    header: &Header,
+    key: &ChainKey,
+    options: RecordingOptions,
+) -> Result<RecordingHandle, RecordingError> {
+    let path = dir.join(format!("{id}.cast"));
+    let create_error = |e: io::Error| RecordingError::Create {
+        path: path.clone(),
+        message: e.to_string(),
+    };
+    let mut writer = Writer {
+        cast: BufWriter::with_capacity(128 * 1024, create_new(&path).map_err(create_error)?),
+        mac: BufWriter::new(create_new(&mac_path(&path)).map_err(create_error)?),
+        chain: Chain::start(key, id.as_bytes()),
+        pending_tags: String::new(),
+        line: Vec::with_capacity(4096),
+        output_carry: Utf8Carry::default(),
+        input_carry: Utf8Carry::default(),
+        lines: 0,
+        output_bytes: 0,
+        input_bytes: 0,
+        dirty: false,
+    };
+    let header_line = serde_json::to_vec(header).map_err(|e| RecordingError::Create {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    writer.line = header_line;
+    writeln!(writer.mac, "{MAC_MAGIC} {id}")
+        .and_then(|()| writer.commit_line())
+        .and_then(|()| writer.flush())
+        .map_err(create_error)?;
+
+    let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
+    let (failure_tx, failure) = watch::channel(None);
+    let started = Instant::now();
+    let handle = RecordingHandle {
+        id: id.into(),
+        path: path.as_path().into(),
+        tx,
+        started,
+        failure,
+    };
+    tokio::spawn(run(
+        writer,
+        rx,
+        failure_tx,
+        options,
+        started,
+        id.to_owned(),
+        path,
+    ));
+    Ok(handle)
+}
+
+fn create_new(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+impl RecordingHandle {
+    /// The recording id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The .cast file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Terminal output (stdout and stderr alike). Waits while the queue is full.
+    pub async fn output(&self, data: Bytes) -> Result<(), RecordingError> {
+        self.event(EventKind::Output, data).await
+    }
+
+    /// Keystrokes.
+    pub async fn input(&self, data: Bytes) -> Result<(), RecordingError> {
+        self.event(EventKind::Input, data).await
+    }
+
+    /// The terminal was resized.
+    pub async fn resize(&self, cols: u32, rows: u32) -> Result<(), RecordingError> {
+        self.event(EventKind::Resize, Bytes::from(format!("{cols}x{rows}")))
+            .await
+    }
+
+    /// A labelled point in time (session start, a command, ...).
+    pub async fn marker(&self, label: impl Into<String>) -> Result<(), RecordingError> {
+        self.event(EventKind::Marker, Bytes::from(label.into()))
+            .await
+    }
+
+    async fn event(&self, kind: EventKind, data: Bytes) -> Result<(), RecordingError> {
+        let at = self.started.elapsed();
+        self.tx
+            .send(Command::Event { at, kind, data })
+            .await
+            .map_err(|_| RecordingError::Closed)
+    }
+
+    /// Writes an end marker (`end: <reason>`) and the seal, and closes the files. Only the
+    /// first call does anything; later ones get [`RecordingError::Closed`].
+    pub async fn finish(&self, reason: impl Into<String>) -> Result<Summary, RecordingError> {
+        let (done, result) = oneshot::channel();
+        self.tx
+            .send(Command::Finish {
+                at: self.started.elapsed(),
+                reason: reason.into(),
+                done,
+            })
+            .await
+            .map_err(|_| RecordingError::Closed)?;
+        result.await.map_err(|_| RecordingError::Closed)?
+    }
+
+    /// Resolves with the error message if the writer fails; never resolves otherwise.
+    pub async fn failed(&self) -> Arc<str> {
+        let mut failure = self.failure.clone();
+        loop {
+            if let Some(message) = failure.borrow_and_update().clone() {
+                return message;
+            }
+            if failure.changed().await.is_err() {
+                if let Some(message) = failure.borrow().clone() {
+                    return message;
+                }
+                return std::future::pending().await;
+            }
+        }
+    }
+}
+
+struct Writer {
+    cast: BufWriter<File>,
+    mac: BufWriter<File>,
+    chain: Chain,
+    /// Tags of lines not yet flushed to the .cast file; written after it is.
+    pending_tags: String,
+    line: Vec<u8>,
+    output_carry: Utf8Carry,
+    input_carry: Utf8Carry,
+    lines: u64,
+    output_bytes: u64,
+    input_bytes: u64,
+    dirty: bool,
+}
+
+/// Tags held in memory before a flush is forced, so the integrity file keeps up under
+/// heavy output.
+const MAX_PENDING_TAGS: usize = 4096;
+
+impl Writer {
+    fn commit_line(&mut self) -> io::Result<()> {
+        let tag = self.chain.append(&self.line);
+        self.cast.write_all(&self.line)?;
+        self.cast.write_all(b"\n")?;
+        self.pending_tags.push_str(&hex::encode(tag));
+        self.pending_tags.push('\n');
+        self.lines += 1;
+        self.dirty = true;
+        if self.pending_tags.len() >= MAX_PENDING_TAGS * 65 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn event(&mut self, at: Duration, kind: EventKind, data: &[u8]) -> io::Result<()> {
+        let text = match kind {
+            EventKind::Output => {
+                self.output_bytes += data.len() as u64;
+                self.output_carry.feed(data)
+            }
+            EventKind::Input => {
+                self.input_bytes += data.len() as u64;
+                self.input_carry.feed(data)
+            }
+            EventKind::Resize | EventKind::Marker => String::from_utf8_lossy(data).into_owned(),
+        };
+        if text.is_empty() {
+            return Ok(());
+        }
+        self.line.clear();
+        encode_event(at.as_secs_f64(), kind, &text, &mut self.line);
+        self.commit_line()
+    }
+
+    /// Recording first, then the tags that cover it.
+    fn flush(&mut self) -> io::Result<()> {
+        self.cast.flush()?;
+        self.mac.write_all(self.pending_tags.as_bytes())?;
+        self.pending_tags.clear();
+        self.mac.flush()?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    fn finish(&mut self, at: Duration, reason: &str, id: &str, path: &Path) -> io::Result<Summary> {
+        for (kind, rest) in [
+            (EventKind::Output, self.output_carry.flush()),
+            (EventKind::Input, self.input_carry.flush()),
+        ] {
+            if !rest.is_empty() {
+                self.line.clear();
+                encode_event(at.as_secs_f64(), kind, &rest, &mut self.line);
+                self.commit_line()?;
+            }
+        }
+        self.event(at, EventKind::Marker, format!("end: {reason}").as_bytes())?;
+        self.flush()?;
+        let seal = hex::encode(self.chain.seal());
+        writeln!(self.mac, "end {seal}")?;
+        self.mac.flush()?;
+        self.cast.get_ref().sync_all()?;
+        self.mac.get_ref().sync_all()?;
+        Ok(Summary {
+            id: id.to_owned(),
+            path: path.to_owned(),
+            lines: self.lines,
+            output_bytes: self.output_bytes,
+            input_bytes: self.input_bytes,
+            seal,
+        })
+    }
+}
+
+async fn run(
+    mut writer: Writer,
+    mut rx: mpsc::Receiver<Command>,
+    failure: watch::Sender<Option<Arc<str>>>,
+    options: RecordingOptions,
+    started: Instant,
+    id: String,
+    path: PathBuf,
+) {
+    let mut tick = tokio::time::interval(options.flush_interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut held: Option<Command> = None;
+    let mut merged = Vec::new();
+
+    let fail = |error: io::Error, rx: &mut mpsc::Receiver<Command>| {
+        let message: Arc<str> = RecordingError::Write {
+            path: path.clone(),
+            message: error.to_string(),
+        }
+        .to_string()
+        .into();
+        let _ = failure.send(Some(message));
+        rx.close();
+    };
+
+    loop {
+        let command = match held.take() {
+            Some(command) => Some(command),
+            None => tokio::select! {
+                command = rx.recv() => command,
+                _ = tick.tick() => {
+                    if writer.dirty && let Err(e) = writer.flush() {
+                        fail(e, &mut rx);
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
+        let result = match command {
+            Some(Command::Event {
+                at,
+                kind: EventKind::Output,
+                data,
+            }) => {
+                // Merge output chunks that are already waiting into one event.
+                merged.clear();
+                merged.extend_from_slice(&data);
+                while merged.len() < options.coalesce_bytes {
+                    match rx.try_recv() {
+                        Ok(Command::Event {
+                            kind: EventKind::Output,
+                            data,
+                            ..
+                        }) => merged.extend_from_slice(&data),
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                writer.event(at, EventKind::Output, &merged)
+            }
+            Some(Command::Event { at, kind, data }) => writer.event(at, kind, &data),
+            Some(Command::Finish { at, reason, done }) => {
+                let result =
+                    writer
+                        .finish(at, &reason, &id, &path)
+                        .map_err(|e| RecordingError::Write {
+                            path: path.clone(),
+                            message: e.to_string(),
+                        });
+                if let Err(e) = &result {
+                    let _ = failure.send(Some(e.to_string().into()));
+                }
+                let _ = done.send(result);
+                return;
+            }
+            None => {
+                // Every handle was dropped without finish(): still close the file properly.
+                if let Err(e) = writer.finish(started.elapsed(), "recording closed", &id, &path) {
+                    fail(e, &mut rx);
+                }
+                return;
+            }
+        };
+        if let Err(e) = result {
+            fail(e, &mut rx);
+            return;
+        }
+    }
+}
