@@ -1,1 +1,37 @@
-//! placeholder
+//! portcullis: a privileged-access SSH session broker.
+//!
+//! How a session moves through the crate:
+//!
+//! ```text
+//! server::Server (accept, connection limit)
+//!   └─ session::supervisor::run ── one task per connection, always ends in `finish`
+//!        └─ front::FrontHandler (russh server)
+//!             ├─ front::auth ── keys, certificates, password (+TOTP), throttling
+//!             ├─ session::route ── policy::Policy::check → Authorization → upstream::connect
+//!             │                      (pinned host key, vaulted credential)
+//!             └─ session::channel ── uplink/downlink tasks per channel, recorder tee
+//! audit::AuditLog ◀── every step;  vault::Vault ◀── credentials;  store::Store = state.db
+//! ```
+//!
+//! * [`server`]: the shared [`server::Broker`] state, binding and the accept loop.
+//! * [`front`]: the SSH front door (authentication, the russh handler).
+//! * [`upstream`]: the SSH client side (host-key pinning, credential injection).
+//! * [`session`]: supervision, routing, the channel relay, bastion messages and menu.
+//! * [`vault`], [`store`]: sealed credentials in the SQLite state database.
+//! * [`audit`]: the hash-chained audit log.
+//! * [`directory`]: identities from the config, parsed (keys, CAs, host keys).
+//! * [`datadir`], [`hostkey`], [`ids`]: files, the host key, identifiers.
+//! * [`cli`]: the `portcullis` command line.
+
+pub mod audit;
+pub mod cli;
+pub mod datadir;
+pub mod directory;
+pub mod front;
+pub mod hostkey;
+pub mod ids;
+pub mod server;
+pub mod session;
+pub mod store;
+pub mod upstream;
+pub mod vault;

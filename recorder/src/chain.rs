@@ -57,6 +57,11 @@ impl Chain {
         }
     }
 
+    /// Starts over with a new context, keeping the key (a log restarting after damage).
+    pub fn reset(&mut self, context: &[u8]) {
+        self.tag = Chain::start(&self.key, context).tag;
+    }
+
     /// Continues a chain whose last tag is known (the audit log after a restart).
     pub fn resume(key: &ChainKey, last: Tag) -> Self {
         Self {

@@ -256,6 +256,11 @@ impl RecordingHandle {
         result.await.map_err(|_| RecordingError::Closed)?
     }
 
+    /// Whether the writer has failed (checked before relaying anything new).
+    pub fn has_failed(&self) -> bool {
+        self.failure.borrow().is_some()
+    }
+
     /// Resolves with the error message if the writer fails; never resolves otherwise.
     pub async fn failed(&self) -> Arc<str> {
         let mut failure = self.failure.clone();

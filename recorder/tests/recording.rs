@@ -1,5 +1,6 @@
 //! A recording written through the public API reads back, verifies, and shows every kind of
 //! tampering.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,1 +1,36 @@
-//! placeholder
+//! The end-to-end harness: real parts only.
+//!
+//! * [`sshd::Sshd`]: OpenSSH sshd on a free loopback port, the upstream.
+//! * [`bastion::Bastion`]: the `portcullis` binary with a test config; [`bastion::World`]
+//!   puts one in front of an sshd with a user who may reach it.
+//! * [`client::SshCommand`]: the stock `ssh`, `scp`, `sftp` and `rsync`, host key pinned.
+//! * [`tmux::Tmux`]: interactive terminals.
+//! * [`keys`]: keys and certificates via `ssh-keygen`.
+//!
+//! Scenarios live in `tests/`, one file per user story. Tests that check something is
+//! blocked use harmless sentinels: the upstreams run as root on the developer's machine.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod bastion;
+pub mod client;
+pub mod keys;
+pub mod sshd;
+pub mod tmux;
+pub mod util;
+
+pub use bastion::{Bastion, ConfigText, World};
+pub use client::SshCommand;
+pub use keys::Keypair;
+pub use sshd::{LocalUser, Sshd};
+pub use tmux::Tmux;
+pub use util::Ran;
+
+/// `N` random bytes (for unique names and secrets).
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; N];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("randomness");
+    bytes
+}

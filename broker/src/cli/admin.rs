@@ -1,0 +1,362 @@
+//! Administrative commands that work on the data directory directly: the vault, recordings
+//! and the audit log. They need the config (to find the data directory) and the master key.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Subcommand, ValueEnum};
+use portcullis_config::Secret;
+use portcullis_recorder::verify::read_header;
+use portcullis_recorder::{ChainKey, Verdict, verify_file};
+use russh::keys::ssh_key::PrivateKey;
+
+use super::{ConfigArg, fail, master_key_env};
+use crate::audit::{AuditVerdict, verify_log};
+use crate::datadir::DataDir;
+use crate::server::{AUDIT_KEY_LABEL, RECORDING_KEY_LABEL};
+use crate::store::Store;
+use crate::vault::{CredentialInfo, Vault, generate_ed25519};
+
+/// `portcullis vault …`
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Store a credential (a private key or a password) under NAME.
+    Put(PutArgs),
+    /// List entries: name, kind, fingerprint, created. Never the secret.
+    List(ConfigArg),
+    /// Delete an entry.
+    Rm {
+        /// Entry name.
+        name: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+/// Key types `vault put --generate` makes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KeyType {
+    /// Ed25519.
+    Ed25519,
+}
+
+/// `portcullis vault put`
+#[derive(Debug, Args)]
+#[group(id = "secret", required = true, multiple = false, args = ["private_key", "password_stdin", "generate"])]
+pub struct PutArgs {
+    /// Entry name (what targets' `credential` refers to).
+    name: String,
+    /// An unencrypted OpenSSH private key file.
+    #[arg(long)]
+    private_key: Option<PathBuf>,
+    /// Read a password from the first line of stdin.
+    #[arg(long)]
+    password_stdin: bool,
+    /// Generate a new key and print its public half to install upstream.
+    #[arg(long, value_enum)]
+    generate: Option<KeyType>,
+    /// Overwrite an existing entry.
+    #[arg(long)]
+    replace: bool,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+/// `portcullis recordings …`
+#[derive(Debug, Subcommand)]
+pub enum RecordingsCommand {
+    /// List recordings, newest last.
+    List(ConfigArg),
+    /// Check a recording against its HMAC chain; exit 0 intact, 1 tampered, 2 unfinalized.
+    Verify {
+        /// A .cast file, or a recording id.
+        recording: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+/// `portcullis audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit log's HMAC chain; exit 0 intact, 1 tampered.
+    Verify(ConfigArg),
+}
+
+/// Everything the admin commands need from the data directory.
+struct Opened {
+    data: DataDir,
+    vault: Vault,
+}
+
+fn open(config: &ConfigArg) -> Result<Opened, ExitCode> {
+    let (loaded, _) = super::load(&config.config)?;
+    let data = DataDir::from_config(&loaded.config);
+    if let Err(error) = data.create() {
+        return Err(fail(format!(
+            "cannot create data directory {}: {error}",
+            data.root().display()
+        )));
+    }
+    let store = Store::open(&data.state_db()).map_err(fail)?;
+    let vault =
+        Vault::open(Arc::new(store), data.master_key_file(), master_key_env()).map_err(fail)?;
+    Ok(Opened { data, vault })
+}
+
+/// `portcullis hash-password`
+pub fn hash_password() -> ExitCode {
+    let password = match read_stdin_line() {
+        Ok(password) if !password.expose().is_empty() => password,
+        Ok(_) => return fail("no password on stdin"),
+        Err(error) => return fail(format!("cannot read stdin: {error}")),
+    };
+    match crate::front::password::hash(password.expose()) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(format!("cannot hash: {error}")),
+    }
+}
+
+fn read_stdin_line() -> std::io::Result<Secret<String>> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let trimmed = line.trim_end_matches(['\n', '\r']).to_owned();
+    zeroize::Zeroize::zeroize(&mut line);
+    Ok(Secret::new(trimmed))
+}
+
+/// `portcullis vault …`
+pub fn vault(command: VaultCommand) -> ExitCode {
+    match command {
+        VaultCommand::Put(args) => vault_put(args),
+        VaultCommand::List(config) => {
+            let opened = match open(&config) {
+                Ok(opened) => opened,
+                Err(code) => return code,
+            };
+            match opened.vault.list() {
+                Ok(entries) => {
+                    print_entries(&entries);
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(error),
+            }
+        }
+        VaultCommand::Rm { name, config } => {
+            let opened = match open(&config) {
+                Ok(opened) => opened,
+                Err(code) => return code,
+            };
+            match opened.vault.remove(&name) {
+                Ok(()) => {
+                    println!("removed {name}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(error),
+            }
+        }
+    }
+}
+
+fn vault_put(args: PutArgs) -> ExitCode {
+    // Read the secret before touching the vault, so bad input changes nothing.
+    enum Input {
+        Key(Box<PrivateKey>, bool),
+        Password(Secret<String>),
+    }
+    let input = if let Some(path) = &args.private_key {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => Secret::new(text),
+            Err(error) => return fail(format!("cannot read {}: {error}", path.display())),
+        };
+        match PrivateKey::from_openssh(text.expose()) {
+            Ok(key) => Input::Key(Box::new(key), false),
+            Err(error) => {
+                return fail(format!(
+                    "{} is not an OpenSSH private key: {error}",
+                    path.display()
+                ));
+            }
+        }
+    } else if args.password_stdin {
+        match read_stdin_line() {
+            Ok(password) if !password.expose().is_empty() => Input::Password(password),
+            Ok(_) => return fail("no password on stdin"),
+            Err(error) => return fail(format!("cannot read stdin: {error}")),
+        }
+    } else {
+        match generate_ed25519(&format!("portcullis:{}", args.name)) {
+            Ok(key) => Input::Key(Box::new(key), true),
+            Err(error) => return fail(error),
+        }
+    };
+    let opened = match open(&args.config) {
+        Ok(opened) => opened,
+        Err(code) => return code,
+    };
+    let result = match &input {
+        Input::Key(key, _) => opened.vault.put_private_key(&args.name, key, args.replace),
+        Input::Password(password) => opened
+            .vault
+            .put_password(&args.name, password, args.replace),
+    };
+    match result {
+        Ok(info) => {
+            if let (Input::Key(_, true), Some(public)) = (&input, &info.public_key) {
+                eprintln!(
+                    "stored {}; install this public key for the target's login:",
+                    info.name
+                );
+                println!("{public}");
+            } else {
+                eprintln!(
+                    "stored {} ({}{})",
+                    info.name,
+                    info.kind.as_str(),
+                    info.fingerprint
+                        .as_deref()
+                        .map(|f| format!(", {f}"))
+                        .unwrap_or_default()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(error),
+    }
+}
+
+fn print_entries(entries: &[CredentialInfo]) {
+    println!(
+        "{:<24} {:<12} {:<52} CREATED",
+        "NAME", "KIND", "FINGERPRINT"
+    );
+    for entry in entries {
+        let created =
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(entry.created_at.max(0) as u64);
+        println!(
+            "{:<24} {:<12} {:<52} {}",
+            entry.name,
+            entry.kind.as_str(),
+            entry.fingerprint.as_deref().unwrap_or("-"),
+            humantime::format_rfc3339_seconds(created)
+        );
+    }
+}
+
+/// `portcullis recordings …`
+pub fn recordings(command: RecordingsCommand) -> ExitCode {
+    match command {
+        RecordingsCommand::List(config) => {
+            let opened = match open(&config) {
+                Ok(opened) => opened,
+                Err(code) => return code,
+            };
+            list_recordings(opened.data.recordings())
+        }
+        RecordingsCommand::Verify { recording, config } => {
+            let opened = match open(&config) {
+                Ok(opened) => opened,
+                Err(code) => return code,
+            };
+            let path = resolve_recording(opened.data.recordings(), &recording);
+            let key = opened.vault.derived_key(RECORDING_KEY_LABEL);
+            verify_recording(&path, &key)
+        }
+    }
+}
+
+fn resolve_recording(dir: &Path, given: &str) -> PathBuf {
+    let path = PathBuf::from(given);
+    if path.exists() || given.contains('/') || given.ends_with(".cast") {
+        path
+    } else {
+        dir.join(format!("{given}.cast"))
+    }
+}
+
+fn verify_recording(path: &Path, key: &ChainKey) -> ExitCode {
+    match verify_file(path, key) {
+        Ok(verdict) => {
+            println!("{}: {verdict}", path.display());
+            match verdict {
+                Verdict::Intact { .. } => ExitCode::SUCCESS,
+                Verdict::Tampered { .. } => ExitCode::FAILURE,
+                Verdict::Unfinalized { .. } => ExitCode::from(2),
+            }
+        }
+        Err(error) => fail(error),
+    }
+}
+
+fn list_recordings(dir: &Path) -> ExitCode {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => return fail(format!("cannot read {}: {error}", dir.display())),
+    };
+    let mut casts: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cast"))
+        .collect();
+    casts.sort();
+    println!(
+        "{:<28} {:<20} {:<12} {:<12} {:<6} WHAT",
+        "ID", "STARTED", "USER", "TARGET", "KIND"
+    );
+    for path in casts {
+        let id = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match read_header(&path) {
+            Ok(header) => {
+                let started = humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(header.timestamp),
+                );
+                let facts = header.portcullis.unwrap_or_default();
+                let what = facts.command.unwrap_or_else(|| facts.kind.clone());
+                println!(
+                    "{id:<28} {:<20} {:<12} {:<12} {:<6} {what}",
+                    started.to_string(),
+                    facts.user,
+                    facts.target,
+                    facts.kind
+                );
+            }
+            Err(error) => println!("{id:<28} (unreadable header: {error})"),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `portcullis audit …`
+pub fn audit(command: AuditCommand) -> ExitCode {
+    match command {
+        AuditCommand::Verify(config) => {
+            let opened = match open(&config) {
+                Ok(opened) => opened,
+                Err(code) => return code,
+            };
+            let path = opened.data.audit_log();
+            match verify_log(&path, &opened.vault.derived_key(AUDIT_KEY_LABEL)) {
+                Ok(AuditVerdict::Intact { events, restarts }) => {
+                    println!(
+                        "{}: intact: {events} events ({restarts} chain restarts after damaged lines)",
+                        path.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(AuditVerdict::Tampered { line, reason }) => {
+                    println!("{}: TAMPERED at line {line}: {reason}", path.display());
+                    ExitCode::FAILURE
+                }
+                Err(error) => fail(format!("cannot read {}: {error}", path.display())),
+            }
+        }
+    }
+}

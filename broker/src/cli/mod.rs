@@ -1,0 +1,115 @@
+//! The `portcullis` command line.
+//!
+//! * [`serve`]: run the bastion.
+//! * [`demo`]: run it on a throwaway local sshd, for a first look.
+//! * [`admin`]: `check-config`, `hash-password`, `vault …`, `recordings …`, `audit verify`.
+//!
+//! Exit codes: 0 success, 1 failure, 2 a recording or log that cannot be proven intact,
+//! 64 a configuration problem (nothing was started or changed).
+
+pub mod admin;
+pub mod demo;
+pub mod serve;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use portcullis_config::{ConfigError, LoadedConfig};
+
+use crate::directory::Directory;
+
+/// Exit status for configuration problems (sysexits' EX_USAGE).
+pub const EXIT_CONFIG: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "A privileged-access SSH session broker: just-in-time access, vaulted credentials, recorded sessions."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// `--config FILE`, shared by every command that reads the configuration.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        env = "PORTCULLIS_CONFIG",
+        default_value = "portcullis.toml"
+    )]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the bastion.
+    Serve(ConfigArg),
+    /// Check a configuration file and report every problem with its key and line.
+    CheckConfig(ConfigArg),
+    /// Run a demo: a throwaway local sshd as the target, portcullis in front of it.
+    Demo(demo::DemoArgs),
+    /// Read a password on stdin and print its argon2 hash for `password_hash`.
+    HashPassword,
+    /// Manage upstream credentials.
+    #[command(subcommand)]
+    Vault(admin::VaultCommand),
+    /// List and verify session recordings.
+    #[command(subcommand)]
+    Recordings(admin::RecordingsCommand),
+    /// Check the audit log.
+    #[command(subcommand)]
+    Audit(admin::AuditCommand),
+}
+
+/// Entry point shared by the `portcullis` binary (and the test harness's copy of it).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve::run(&args.config),
+        Command::CheckConfig(args) => match load(&args.config) {
+            Ok(_) => {
+                println!("{}: OK", args.config.display());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Demo(args) => demo::run(args),
+        Command::HashPassword => admin::hash_password(),
+        Command::Vault(command) => admin::vault(command),
+        Command::Recordings(command) => admin::recordings(command),
+        Command::Audit(command) => admin::audit(command),
+    }
+}
+
+/// Loads a config and parses its identities; on problems, prints them all and returns the
+/// exit code to use.
+pub fn load(path: &Path) -> Result<(LoadedConfig, Directory), ExitCode> {
+    let loaded = portcullis_config::load_file(path).map_err(|error: ConfigError| {
+        eprintln!("portcullis: {error}");
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    match Directory::from_config(&loaded.config) {
+        Ok(directory) => Ok((loaded, directory)),
+        Err(problems) => {
+            eprintln!("portcullis: {}", loaded.source.invalid(problems));
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}
+
+/// A one-line error and exit status 1.
+pub fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("portcullis: {message}");
+    ExitCode::FAILURE
+}
+
+/// The value of `PORTCULLIS_MASTER_KEY`, if set.
+pub fn master_key_env() -> Option<String> {
+    std::env::var(crate::vault::keyring::MASTER_KEY_ENV).ok()
+}

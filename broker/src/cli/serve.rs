@@ -1,0 +1,84 @@
+//! `portcullis serve`: check the config, open the data directory, bind, serve, and on
+//! SIGTERM or SIGINT drain sessions within the grace period (a second signal exits at once).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use russh::keys::ssh_key::HashAlg;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::server::{Broker, Server};
+
+/// Runs the bastion until a signal.
+pub fn run(config_path: &Path) -> ExitCode {
+    // Every config problem is reported before anything is created or bound.
+    let (loaded, directory) = match super::load(config_path) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return super::fail(format!("cannot start the runtime: {error}")),
+    };
+    runtime.block_on(async {
+        let broker = match Broker::open(loaded.config, directory, super::master_key_env()) {
+            Ok(broker) => Arc::new(broker),
+            Err(error) => return super::fail(error),
+        };
+        match serve(broker).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => super::fail(message),
+        }
+    })
+}
+
+/// Binds, serves until a signal, drains. Shared with `portcullis demo`.
+pub async fn serve(broker: Arc<Broker>) -> Result<(), String> {
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let server = Server::bind(broker.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let address = server.local_addr().map_err(|e| e.to_string())?;
+    // A stable line on stderr, whatever RUST_LOG says: scripts and tests wait for it.
+    eprintln!(
+        "portcullis: listening on {address} (host key {})",
+        broker.host_key().public_key().fingerprint(HashAlg::Sha256)
+    );
+    let accepting = tokio::spawn(server.run());
+
+    let signal_name = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    let grace = broker.config.server.shutdown_grace;
+    tracing::info!(signal = signal_name, grace = %humantime::format_duration(grace), "shutting down");
+    let drained = tokio::select! {
+        drained = broker.drain(grace) => drained,
+        _ = terminate.recv() => false,
+        _ = interrupt.recv() => false,
+    };
+    let _ = accepting.await;
+    if drained {
+        tracing::info!("all sessions finished; bye");
+    } else {
+        tracing::warn!("exiting with sessions still open");
+    }
+    Ok(())
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,russh=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,268 @@
+//! The broker's shared state and its accept loop.
+//!
+//! [`Broker::open`] does everything that can fail before a socket is bound (data directory,
+//! vault, audit log, host key); [`Server::bind`] then binds, and [`Server::run`] accepts
+//! until the shutdown token is cancelled. [`Broker::drain`] waits for live sessions.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_config::{Config, OnRecordingFailure};
+use portcullis_policy::Policy;
+use portcullis_recorder::ChainKey;
+use russh::keys::PrivateKey;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::audit::{AuditError, AuditEvent, AuditLog};
+use crate::datadir::DataDir;
+use crate::directory::Directory;
+use crate::front::throttle::Throttle;
+use crate::front::totp::ReplayGuard;
+use crate::hostkey::{self, HostKeyError};
+use crate::store::{Store, StoreError};
+use crate::vault::{Vault, VaultError};
+
+/// Labels for keys derived from the vault's data key.
+pub const RECORDING_KEY_LABEL: &str = "portcullis recordings v1";
+/// See [`RECORDING_KEY_LABEL`].
+pub const AUDIT_KEY_LABEL: &str = "portcullis audit v1";
+
+/// Where recordings go and how.
+#[derive(Debug, Clone)]
+pub struct RecordingSettings {
+    /// Directory of `.cast` files.
+    pub dir: PathBuf,
+    /// HMAC key for the integrity chain.
+    pub key: ChainKey,
+    /// Whether keystrokes are recorded.
+    pub input: bool,
+    /// What happens when a recording fails.
+    pub on_failure: OnRecordingFailure,
+}
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be created.
+    #[error("cannot create data directory {}: {source}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The state database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The vault could not be opened.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// The audit log could not be opened.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// The host key could not be loaded or created.
+    #[error(transparent)]
+    HostKey(#[from] HostKeyError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// Everything sessions share.
+pub struct Broker {
+    /// The configuration.
+    pub config: Config,
+    /// Parsed identities.
+    pub directory: Directory,
+    /// Access decisions.
+    pub policy: Policy,
+    /// Upstream credentials.
+    pub vault: Vault,
+    /// The audit log.
+    pub audit: AuditLog,
+    /// Failed-login throttling.
+    pub throttle: Throttle,
+    /// TOTP replay protection.
+    pub totp_replay: ReplayGuard,
+    /// Recording settings.
+    pub recordings: RecordingSettings,
+    /// Cancelled to shut down: stops accepting and ends every session.
+    pub shutdown: CancellationToken,
+    /// Live sessions.
+    pub sessions: TaskTracker,
+    host_key: PrivateKey,
+    ssh_config: Arc<russh::server::Config>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// Prepares the data directory, vault, audit log and host key for `config`.
+    /// `master_key_env` is the value of `PORTCULLIS_MASTER_KEY`, if set.
+    pub fn open(
+        config: Config,
+        directory: Directory,
+        master_key_env: Option<String>,
+    ) -> Result<Self, StartError> {
+        let data = DataDir::from_config(&config);
+        data.create().map_err(|source| StartError::DataDir {
+            path: data.root().to_owned(),
+            source,
+        })?;
+        let store = Arc::new(Store::open(&data.state_db())?);
+        let vault = Vault::open(store, data.master_key_file(), master_key_env)?;
+        let audit = AuditLog::open(&data.audit_log(), vault.derived_key(AUDIT_KEY_LABEL))?;
+        let host_key = hostkey::load_or_create(&data.host_key())?;
+        let recordings = RecordingSettings {
+            dir: data.recordings().to_owned(),
+            key: vault.derived_key(RECORDING_KEY_LABEL),
+            input: config.recording.input,
+            on_failure: config.recording.on_failure,
+        };
+        let ssh_config = Arc::new(ssh_server_config(&config, host_key.clone()));
+        Ok(Self {
+            policy: Policy::new(&config),
+            throttle: Throttle::new(
+                config.server.auth_max_failures,
+                config.server.auth_failure_window,
+            ),
+            totp_replay: ReplayGuard::default(),
+            shutdown: CancellationToken::new(),
+            sessions: TaskTracker::new(),
+            directory,
+            vault,
+            audit,
+            recordings,
+            host_key,
+            ssh_config,
+            config,
+        })
+    }
+
+    /// The russh server configuration.
+    pub fn ssh_config(&self) -> Arc<russh::server::Config> {
+        self.ssh_config.clone()
+    }
+
+    /// The bastion's host key (its public half goes in clients' known_hosts).
+    pub fn host_key(&self) -> &PrivateKey {
+        &self.host_key
+    }
+
+    /// Stops accepting, ends every session with "the bastion is shutting down", and waits
+    /// up to `grace` for them to seal their recordings. True if all finished in time.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.shutdown.cancel();
+        self.sessions.close();
+        tokio::time::timeout(grace, self.sessions.wait())
+            .await
+            .is_ok()
+    }
+}
+
+/// The SSH server settings of the front door.
+fn ssh_server_config(config: &Config, host_key: PrivateKey) -> russh::server::Config {
+    use std::borrow::Cow;
+    russh::server::Config {
+        server_id: russh::SshId::Standard(Cow::Borrowed("SSH-2.0-portcullis")),
+        methods: crate::front::offered_methods(),
+        keys: vec![host_key],
+        // Rejections are delayed against timing probes, but the client's first "none"
+        // probe is answered at once so logins stay fast.
+        auth_rejection_time: Duration::from_millis(250),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        // Idle shells are fine; dead clients are found by keepalives instead.
+        inactivity_timeout: None,
+        keepalive_interval: Some(config.server.keepalive_interval),
+        keepalive_max: 3,
+        max_auth_attempts: 10,
+        nodelay: true,
+        window_size: 4 * 1024 * 1024,
+        preferred: russh::Preferred {
+            cipher: Cow::Borrowed(&[
+                russh::cipher::CHACHA20_POLY1305,
+                russh::cipher::AES_256_GCM,
+                russh::cipher::AES_128_GCM,
+                russh::cipher::AES_256_CTR,
+                russh::cipher::AES_128_CTR,
+            ]),
+            ..russh::Preferred::DEFAULT
+        },
+        ..russh::server::Config::default()
+    }
+}
+
+/// A bound front door.
+pub struct Server {
+    broker: Arc<Broker>,
+    listener: TcpListener,
+}
+
+impl Server {
+    /// Binds the configured listen address.
+    pub async fn bind(broker: Arc<Broker>) -> Result<Self, StartError> {
+        let address = broker.config.server.listen;
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| StartError::Bind { address, source })?;
+        Ok(Self { broker, listener })
+    }
+
+    /// The address actually bound (port 0 becomes a real port).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts connections until shutdown. Beyond `max_connections` a new connection is
+    /// closed at once rather than queued.
+    pub async fn run(self) {
+        let broker = self.broker;
+        let permits = Arc::new(Semaphore::new(broker.config.server.max_connections));
+        if let Ok(address) = self.listener.local_addr() {
+            broker
+                .audit
+                .record(AuditEvent::new("server.start").with("listen", address.to_string()));
+        }
+        loop {
+            let accepted = tokio::select! {
+                () = broker.shutdown.cancelled() => break,
+                accepted = self.listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, client)) => {
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        tracing::warn!(%client, "connection limit reached; closing the new connection");
+                        continue;
+                    };
+                    let session_broker = broker.clone();
+                    broker.sessions.spawn(async move {
+                        crate::session::supervisor::run(session_broker, stream, client).await;
+                        drop(permit);
+                    });
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        broker
+            .audit
+            .record(AuditEvent::new("server.stop").with("reason", "shutdown"));
+    }
+}

@@ -1,0 +1,240 @@
+//! One client connection, from accept to its audit record.
+//!
+//! ```text
+//! accept ─▶ supervisor::run (owns the connection's lifetime)
+//!             ├─ russh session loop ──▶ front::FrontHandler (auth, routing, channel requests)
+//!             │                           └─ channel::open_relay ─▶ uplink task   (client → upstream)
+//!             │                                                 └─▶ downlink task (upstream → client)
+//!             ├─ waits on: client gone | SessionControl::end (shutdown, recording failure, …)
+//!             └─ finish: channels drain, recordings sealed, upstream closed, `session.end` audited
+//! ```
+//!
+//! * [`supervisor`]: the per-connection task and `finish`.
+//! * [`route`]: after authentication, where the connection goes (target, menu, refusal).
+//! * [`channel`]: the relay of one SSH channel, both directions, with recording.
+//! * [`notice`]: messages from the bastion itself to the client's terminal.
+//! * [`menu`]: the bastion's own command interface (no target in the login).
+
+pub mod channel;
+pub mod menu;
+pub mod notice;
+pub mod route;
+pub mod supervisor;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Why a session (or one of its channels) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// The client disconnected or closed its last channel.
+    ClientClosed,
+    /// The upstream ended the connection.
+    UpstreamClosed,
+    /// The bastion is shutting down.
+    Shutdown,
+    /// A recording could not be written and policy says sessions end then.
+    RecordingFailed(String),
+    /// The client did not authenticate in time.
+    LoginTimeout,
+    /// Something broke.
+    Error(String),
+}
+
+impl EndReason {
+    /// A short machine-friendly code for audit records.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EndReason::ClientClosed => "client_closed",
+            EndReason::UpstreamClosed => "upstream_closed",
+            EndReason::Shutdown => "shutdown",
+            EndReason::RecordingFailed(_) => "recording_failed",
+            EndReason::LoginTimeout => "login_timeout",
+            EndReason::Error(_) => "error",
+        }
+    }
+
+    /// Whether the user should be told (the bastion ended it, not they).
+    pub fn is_imposed(&self) -> bool {
+        !matches!(self, EndReason::ClientClosed | EndReason::UpstreamClosed)
+    }
+}
+
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndReason::ClientClosed => f.write_str("client disconnected"),
+            EndReason::UpstreamClosed => f.write_str("upstream closed the connection"),
+            EndReason::Shutdown => f.write_str("the bastion is shutting down"),
+            EndReason::RecordingFailed(why) => write!(
+                f,
+                "the session recording failed ({why}); sessions may not continue unrecorded"
+            ),
+            EndReason::LoginTimeout => f.write_str("authentication took too long"),
+            EndReason::Error(why) => write!(f, "internal error: {why}"),
+        }
+    }
+}
+
+/// Ends a session from anywhere, with a reason. The first reason given wins.
+#[derive(Debug)]
+pub struct SessionControl {
+    token: CancellationToken,
+    reason: OnceLock<EndReason>,
+}
+
+impl SessionControl {
+    /// A control whose token is a child of `parent` (shutdown reaches every session).
+    pub fn child_of(parent: &CancellationToken) -> Self {
+        Self {
+            token: parent.child_token(),
+            reason: OnceLock::new(),
+        }
+    }
+
+    /// Ends the session for `reason` (ignored if it is already ending for another).
+    pub fn end(&self, reason: EndReason) {
+        let _ = self.reason.set(reason);
+        self.token.cancel();
+    }
+
+    /// Resolves when the session is told to end.
+    pub async fn ended(&self) {
+        self.token.cancelled().await
+    }
+
+    /// Whether the session has been told to end.
+    pub fn is_ending(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Why it is ending; a cancelled token without a reason of its own was a shutdown.
+    pub fn reason(&self) -> Option<EndReason> {
+        if let Some(reason) = self.reason.get() {
+            return Some(reason.clone());
+        }
+        self.token.is_cancelled().then_some(EndReason::Shutdown)
+    }
+}
+
+/// Who is on the connection, once they have authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The bastion user.
+    pub user: String,
+    /// The target asked for, if any.
+    pub target: Option<String>,
+    /// How they authenticated (publickey, certificate, password, password+totp).
+    pub method: String,
+}
+
+/// State shared by the supervisor, the russh handler and the channel tasks.
+#[derive(Debug)]
+pub struct SessionShared {
+    /// Session id (also the prefix of its recordings).
+    pub id: String,
+    /// The client's address.
+    pub client: SocketAddr,
+    /// When the connection was accepted.
+    pub started: Instant,
+    /// Wall-clock start.
+    pub started_at: SystemTime,
+    /// Ends the session.
+    pub control: SessionControl,
+    /// Set once, at authentication.
+    pub identity: OnceLock<Identity>,
+    /// The upstream account, once a target was reached.
+    pub upstream_login: OnceLock<String>,
+    /// The upstream connection, once made (so `finish` can close it).
+    pub upstream: OnceLock<Arc<crate::upstream::Upstream>>,
+    /// Bytes from the client relayed upstream.
+    pub bytes_from_client: AtomicU64,
+    /// Bytes from upstream relayed to the client.
+    pub bytes_to_client: AtomicU64,
+    /// Channel tasks, waited for before the session is finished.
+    pub tasks: TaskTracker,
+    /// The connection's tracing span. russh runs the handler in a task of its own, so
+    /// events from there name this span explicitly (`parent: &session.span`).
+    pub span: tracing::Span,
+    recordings: AtomicU32,
+}
+
+impl SessionShared {
+    /// State for a newly accepted connection.
+    pub fn new(id: String, client: SocketAddr, shutdown: &CancellationToken) -> Self {
+        Self {
+            span: tracing::info_span!(
+                "session",
+                id = %id,
+                client = %client,
+                user = tracing::field::Empty,
+                target = tracing::field::Empty
+            ),
+            id,
+            client,
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            control: SessionControl::child_of(shutdown),
+            identity: OnceLock::new(),
+            upstream_login: OnceLock::new(),
+            upstream: OnceLock::new(),
+            bytes_from_client: AtomicU64::new(0),
+            bytes_to_client: AtomicU64::new(0),
+            tasks: TaskTracker::new(),
+            recordings: AtomicU32::new(0),
+        }
+    }
+
+    /// The next recording id of this session: `<session>-<n>`.
+    pub fn next_recording_id(&self) -> String {
+        let n = self.recordings.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("{}-{n}", self.id)
+    }
+
+    /// The user, once known.
+    pub fn user(&self) -> Option<&str> {
+        self.identity.get().map(|i| i.user.as_str())
+    }
+
+    /// The target, once known.
+    pub fn target(&self) -> Option<&str> {
+        self.identity.get().and_then(|i| i.target.as_deref())
+    }
+
+    /// An audit event with this session's who/where filled in.
+    pub fn audit(&self, event: &'static str) -> crate::audit::AuditEvent {
+        crate::audit::AuditEvent::new(event)
+            .with("session", &self.id)
+            .with("user", self.user())
+            .with("source", self.client.to_string())
+            .with("target", self.target())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_reason_wins_and_shutdown_is_inferred() {
+        let root = CancellationToken::new();
+        let a = SessionControl::child_of(&root);
+        a.end(EndReason::RecordingFailed("disk full".into()));
+        a.end(EndReason::Shutdown);
+        assert_eq!(
+            a.reason(),
+            Some(EndReason::RecordingFailed("disk full".into()))
+        );
+
+        let b = SessionControl::child_of(&root);
+        assert_eq!(b.reason(), None);
+        root.cancel();
+        assert!(b.is_ending());
+        assert_eq!(b.reason(), Some(EndReason::Shutdown));
+    }
+}

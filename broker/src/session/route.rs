@@ -1,0 +1,184 @@
+//! Where an authenticated connection goes: a target (policy allowed it; the upstream
+//! connection starts at once, in parallel with the client opening its channel), the
+//! bastion's menu, or a refusal that every channel will print.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use portcullis_policy::Authorization;
+use tokio_util::task::AbortOnDropHandle;
+
+use super::SessionShared;
+use crate::front::login::{Destination, Login};
+use crate::server::Broker;
+use crate::upstream::{self, Upstream, UpstreamError};
+
+/// The connection's route after authentication.
+#[derive(Debug)]
+pub enum Route {
+    /// Not authenticated yet.
+    Pending,
+    /// Every channel prints this message and exits 1.
+    Refused {
+        /// Shown after `portcullis: `.
+        message: String,
+    },
+    /// The bastion's own command interface.
+    Menu {
+        /// The user.
+        user: String,
+    },
+    /// A target, authorized.
+    Target(TargetRoute),
+}
+
+/// A target the user is authorized to reach, and its upstream connection.
+#[derive(Debug)]
+pub struct TargetRoute {
+    /// The policy decision (kept for the session's lifetime).
+    pub authorization: Authorization,
+    upstream: UpstreamSlot,
+}
+
+#[derive(Debug)]
+enum UpstreamSlot {
+    Connecting(AbortOnDropHandle<Result<Arc<Upstream>, String>>),
+    Ready(Arc<Upstream>),
+    Failed(String),
+}
+
+impl TargetRoute {
+    /// The upstream connection, waiting for it if it is still being made. The error is the
+    /// message for the user.
+    pub async fn upstream(&mut self) -> Result<Arc<Upstream>, String> {
+        if let UpstreamSlot::Connecting(task) = &mut self.upstream {
+            let result = match task.await {
+                Ok(result) => result,
+                Err(e) => Err(format!("internal error while connecting: {e}")),
+            };
+            self.upstream = match result {
+                Ok(upstream) => UpstreamSlot::Ready(upstream),
+                Err(message) => UpstreamSlot::Failed(message),
+            };
+        }
+        match &self.upstream {
+            UpstreamSlot::Ready(upstream) => Ok(upstream.clone()),
+            UpstreamSlot::Failed(message) => Err(message.clone()),
+            UpstreamSlot::Connecting(_) => Err("internal error: upstream still connecting".into()),
+        }
+    }
+}
+
+/// Decides the route for `login` and audits the decision.
+pub fn decide(broker: &Arc<Broker>, session: &Arc<SessionShared>, login: &Login) -> Route {
+    let target = match &login.destination {
+        Destination::Menu => {
+            return Route::Menu {
+                user: login.user.clone(),
+            };
+        }
+        Destination::Malformed(message) => {
+            broker.audit.record(
+                session
+                    .audit("access.denied")
+                    .with("reason", "malformed login"),
+            );
+            return Route::Refused {
+                message: message.clone(),
+            };
+        }
+        Destination::Target(target) => target,
+    };
+    let authorization = match broker.policy.check(&login.user, target, SystemTime::now()) {
+        Ok(authorization) => authorization,
+        Err(denied) => {
+            broker.audit.record(
+                session
+                    .audit("access.denied")
+                    .with("reason", denied.to_string()),
+            );
+            tracing::info!(parent: &session.span, target, reason = %denied, "access denied");
+            return Route::Refused {
+                message: format!("no access to {target}: {denied}"),
+            };
+        }
+    };
+    let Some(entry) = broker.directory.target(target).cloned() else {
+        return Route::Refused {
+            message: format!("no access to {target}: the target is not configured"),
+        };
+    };
+    broker.audit.record(
+        session
+            .audit("access.granted")
+            .with("role", authorization.role())
+            .with("login", &entry.login),
+    );
+    let _ = session.upstream_login.set(entry.login.clone());
+
+    let task = {
+        let broker = broker.clone();
+        let session = session.clone();
+        let authorization = authorization.clone();
+        tokio::spawn(async move {
+            let config = upstream::client_config(&entry, broker.config.server.keepalive_interval);
+            let result = upstream::connect(
+                &authorization,
+                &entry,
+                &broker.vault,
+                config,
+                broker.config.server.upstream_connect_timeout,
+            )
+            .await;
+            report(&broker, &session, &entry.name, result)
+        })
+    };
+    Route::Target(TargetRoute {
+        authorization,
+        upstream: UpstreamSlot::Connecting(AbortOnDropHandle::new(task)),
+    })
+}
+
+/// Audits the outcome of connecting and turns an error into the user's message.
+fn report(
+    broker: &Broker,
+    session: &SessionShared,
+    target: &str,
+    result: Result<Upstream, UpstreamError>,
+) -> Result<Arc<Upstream>, String> {
+    match result {
+        Ok(upstream) => {
+            let upstream = Arc::new(upstream);
+            broker.audit.record(
+                session
+                    .audit("upstream.connected")
+                    .with("address", upstream.address()),
+            );
+            let _ = session.upstream.set(upstream.clone());
+            Ok(upstream)
+        }
+        Err(error) => {
+            let mut event = session
+                .audit(if matches!(error, UpstreamError::HostKeyMismatch { .. }) {
+                    "upstream.host_key_mismatch"
+                } else {
+                    "upstream.failed"
+                })
+                .with("error", error.code())
+                .with("message", error.to_string());
+            if let UpstreamError::HostKeyMismatch {
+                expected,
+                presented,
+                ..
+            } = &error
+            {
+                event = event
+                    .with("expected", expected)
+                    .with("presented", presented);
+            }
+            broker.audit.record(event);
+            tracing::warn!(parent: &session.span, target, %error, "upstream unavailable");
+            Err(format!("cannot reach {target}: {error}"))
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The per-connection task: runs the SSH session, waits for it to end or be ended, and
+//! always finishes it (channels drained, recordings sealed, upstream closed, audit written).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tracing::Instrument;
+
+use super::{EndReason, SessionShared};
+use crate::front::FrontHandler;
+use crate::ids::new_session_id;
+use crate::server::Broker;
+
+/// How long channels get to tell the client why and seal their recordings.
+const CHANNEL_DRAIN: Duration = Duration::from_secs(5);
+/// How long the client gets to receive the disconnect message.
+const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
+
+/// Serves one accepted TCP connection to the end.
+pub async fn run(broker: Arc<Broker>, stream: TcpStream, client: std::net::SocketAddr) {
+    let session = Arc::new(SessionShared::new(
+        new_session_id(),
+        client,
+        &broker.shutdown,
+    ));
+    let span = session.span.clone();
+    async move {
+        let _ = stream.set_nodelay(true);
+        tracing::debug!("connection accepted");
+        let handler = FrontHandler::new(broker.clone(), session.clone());
+        match russh::server::run_stream(broker.ssh_config(), stream, handler).await {
+            Ok(running) => supervise(&broker, &session, running).await,
+            // A port scanner, or garbage instead of an SSH banner: nothing to finish.
+            Err(error) => tracing::debug!(%error, "SSH handshake failed"),
+        }
+        finish(&broker, &session).await;
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn supervise(
+    broker: &Broker,
+    session: &SessionShared,
+    running: russh::server::RunningSession<FrontHandler>,
+) {
+    let handle = running.handle();
+    tokio::pin!(running);
+    let login_deadline = tokio::time::sleep(broker.config.server.login_grace_time);
+    tokio::pin!(login_deadline);
+    let mut awaiting_login = true;
+    loop {
+        tokio::select! {
+            result = &mut running => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+                session.control.end(EndReason::ClientClosed);
+                return;
+            }
+            () = session.control.ended() => {
+                let reason = session.control.reason().unwrap_or(EndReason::Shutdown);
+                tracing::info!(%reason, "ending the session");
+                // Channels print the reason to the client and seal their recordings first.
+                session.tasks.close();
+                let _ = tokio::time::timeout(CHANNEL_DRAIN, session.tasks.wait()).await;
+                let _ = handle
+                    .disconnect(russh::Disconnect::ByApplication, format!("portcullis: {reason}"), "en".into())
+                    .await;
+                let _ = tokio::time::timeout(DISCONNECT_GRACE, &mut running).await;
+                return;
+            }
+            () = &mut login_deadline, if awaiting_login => {
+                awaiting_login = false;
+                if session.identity.get().is_none() {
+                    tracing::info!("client did not authenticate in time");
+                    session.control.end(EndReason::LoginTimeout);
+                }
+            }
+        }
+    }
+}
+
+/// Always runs last: waits for the channels, closes the upstream and writes `session.end`.
+async fn finish(broker: &Broker, session: &SessionShared) {
+    session.tasks.close();
+    if tokio::time::timeout(CHANNEL_DRAIN, session.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("channel tasks did not finish in time");
+    }
+    if let Some(upstream) = session.upstream.get() {
+        upstream.disconnect("session ended").await;
+    }
+    if session.identity.get().is_none() {
+        return;
+    }
+    let reason = session.control.reason().unwrap_or(EndReason::ClientClosed);
+    let duration = session.started.elapsed();
+    let from_client = session
+        .bytes_from_client
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let to_client = session
+        .bytes_to_client
+        .load(std::sync::atomic::Ordering::Relaxed);
+    broker.audit.record(
+        session
+            .audit("session.end")
+            .with("reason", reason.code())
+            .with("detail", reason.to_string())
+            .with("bytes_from_client", from_client)
+            .with("bytes_to_client", to_client)
+            .with("duration_ms", duration.as_millis() as u64),
+    );
+    tracing::info!(
+        reason = reason.code(),
+        from_client,
+        to_client,
+        duration_ms = duration.as_millis() as u64,
+        "session ended"
+    );
+}

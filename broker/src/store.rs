@@ -1,0 +1,131 @@
+//! The state database (SQLite, `data/state.db`): opened once, schema kept current with
+//! `PRAGMA user_version`.
+//!
+//! Access is through one connection behind a mutex. Every statement is a short indexed
+//! read or write, so callers hold the lock for microseconds and never across an `.await`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+/// Why the state database could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Opening or querying failed.
+    #[error("state database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer portcullis.
+    #[error(
+        "state database {path} has schema version {found}, newer than this portcullis understands ({known}); upgrade portcullis"
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// The newest this build knows.
+        known: i64,
+    },
+}
+
+/// Schema changes, applied in order; `user_version` counts how many have run.
+const MIGRATIONS: &[&str] = &[
+    // 1: the vault.
+    "CREATE TABLE keyring (
+         id INTEGER PRIMARY KEY CHECK (id = 1),
+         wrapped_data_key BLOB NOT NULL,
+         created_at INTEGER NOT NULL
+     );
+     CREATE TABLE credentials (
+         name TEXT PRIMARY KEY,
+         kind TEXT NOT NULL,
+         fingerprint TEXT,
+         public_key TEXT,
+         created_at INTEGER NOT NULL,
+         sealed BLOB NOT NULL
+     );",
+];
+
+/// The open state database.
+pub struct Store {
+    path: PathBuf,
+    connection: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let error = |source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let connection = Connection::open(path).map_err(error)?;
+        connection
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(error)?;
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(error)?;
+        connection
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(error)?;
+        let version: i64 = connection
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(error)?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                path: path.to_owned(),
+                found: version,
+                known,
+            });
+        }
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let next = index as i64 + 1;
+            connection
+                .execute_batch(&format!(
+                    "BEGIN; {migration} PRAGMA user_version = {next}; COMMIT;"
+                ))
+                .map_err(error)?;
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            connection: Mutex::new(connection),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection.
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (statements are
+        // atomic), so a poisoned lock is still safe to use.
+        let connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&connection).map_err(|source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,295 @@
+//! The upstream side: portcullis as an SSH client of the target.
+//!
+//! [`connect`] takes an [`Authorization`] (the proof policy allowed this user to reach this
+//! target now) and nothing reaches a target without one. It connects within a deadline,
+//! refuses any host key but the pinned one, and logs in as the target's `login` with the
+//! vaulted credential. The user never sees the credential; errors never contain it.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use portcullis_policy::Authorization;
+use russh::client;
+use russh::keys::PublicKeyOrCertificate;
+use russh::keys::key::PrivateKeyWithHashAlg;
+use russh::keys::ssh_key::{HashAlg, PublicKey};
+use russh::{Preferred, cipher};
+
+use crate::directory::TargetEntry;
+use crate::vault::{Credential, Vault, VaultError};
+
+/// Why the upstream could not be used. Every message is safe to show the user.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// TCP connect failed.
+    #[error("cannot connect to {address}: {reason}")]
+    Unreachable {
+        /// `host:port`.
+        address: String,
+        /// What the OS said.
+        reason: String,
+    },
+    /// Nothing answered in time.
+    #[error("no answer from {address} within {}", humantime::format_duration(*after))]
+    Timeout {
+        /// `host:port`.
+        address: String,
+        /// The deadline.
+        after: Duration,
+    },
+    /// The target presented a host key other than the pinned one.
+    #[error(
+        "the host key of {address} does not match the pinned key (expected {expected}, got {presented}); refusing to connect"
+    )]
+    HostKeyMismatch {
+        /// `host:port`.
+        address: String,
+        /// Pinned key fingerprint.
+        expected: String,
+        /// Presented key fingerprint.
+        presented: String,
+    },
+    /// The SSH handshake failed for another reason.
+    #[error("SSH handshake with {address} failed: {reason}")]
+    Handshake {
+        /// `host:port`.
+        address: String,
+        /// russh's description.
+        reason: String,
+    },
+    /// The vault could not provide the credential.
+    #[error("credential {name:?} is unavailable: {source}")]
+    Credential {
+        /// The vault entry.
+        name: String,
+        /// Why.
+        source: VaultError,
+    },
+    /// The target refused the credential.
+    #[error("{address} refused the vaulted credential for {login}")]
+    LoginRefused {
+        /// `host:port`.
+        address: String,
+        /// The upstream account.
+        login: String,
+    },
+    /// The target refused to open a channel.
+    #[error("the target refused to open a channel: {reason}")]
+    ChannelRefused {
+        /// russh's description.
+        reason: String,
+    },
+    /// The authorization is for another target (a bug, refused rather than trusted).
+    #[error("internal error: authorization is for target {authorized}, not {requested}")]
+    WrongAuthorization {
+        /// What the authorization covers.
+        authorized: String,
+        /// What was asked.
+        requested: String,
+    },
+}
+
+impl UpstreamError {
+    /// A short code for audit records.
+    pub fn code(&self) -> &'static str {
+        match self {
+            UpstreamError::Unreachable { .. } => "unreachable",
+            UpstreamError::Timeout { .. } => "timeout",
+            UpstreamError::HostKeyMismatch { .. } => "host_key_mismatch",
+            UpstreamError::Handshake { .. } => "handshake",
+            UpstreamError::Credential { .. } => "credential",
+            UpstreamError::LoginRefused { .. } => "login_refused",
+            UpstreamError::ChannelRefused { .. } => "channel_refused",
+            UpstreamError::WrongAuthorization { .. } => "internal",
+        }
+    }
+}
+
+/// Checks the target's host key against the pinned one and remembers what it saw.
+struct PinnedHostKey {
+    expected: PublicKey,
+    mismatch: Arc<Mutex<Option<String>>>,
+}
+
+impl client::Handler for PinnedHostKey {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let presented = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.key_data().clone(),
+            // A host certificate is only as good as its key here: we pin keys, not CAs.
+            PublicKeyOrCertificate::Certificate(cert) => cert.public_key().clone(),
+        };
+        if &presented == self.expected.key_data() {
+            return Ok(true);
+        }
+        let fingerprint = presented.fingerprint(HashAlg::Sha256).to_string();
+        if let Ok(mut slot) = self.mismatch.lock() {
+            *slot = Some(fingerprint);
+        }
+        Ok(false)
+    }
+}
+
+/// A logged-in upstream connection.
+pub struct Upstream {
+    handle: client::Handle<PinnedHostKey>,
+    address: String,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+/// The client config for a target: only its pinned key's algorithm is offered (so
+/// negotiation cannot pick another of the target's keys), AES-GCM preferred (AES-NI makes it
+/// the fastest on the relay's hot path).
+pub fn client_config(target: &TargetEntry, keepalive: Duration) -> client::Config {
+    client::Config {
+        preferred: Preferred {
+            key: Cow::Owned(vec![target.host_key.algorithm()]),
+            cipher: Cow::Borrowed(&[
+                cipher::AES_128_GCM,
+                cipher::AES_256_GCM,
+                cipher::CHACHA20_POLY1305,
+            ]),
+            ..Preferred::DEFAULT
+        },
+        nodelay: true,
+        keepalive_interval: Some(keepalive),
+        keepalive_max: 3,
+        window_size: 4 * 1024 * 1024,
+        ..client::Config::default()
+    }
+}
+
+/// Connects and logs in to the authorized target.
+pub async fn connect(
+    authorization: &Authorization,
+    target: &TargetEntry,
+    vault: &Vault,
+    config: client::Config,
+    deadline: Duration,
+) -> Result<Upstream, UpstreamError> {
+    if authorization.target() != target.name {
+        return Err(UpstreamError::WrongAuthorization {
+            authorized: authorization.target().to_owned(),
+            requested: target.name.clone(),
+        });
+    }
+    let credential = vault
+        .get(&target.credential)
+        .map_err(|source| UpstreamError::Credential {
+            name: target.credential.clone(),
+            source,
+        })?;
+    match tokio::time::timeout(deadline, connect_and_login(target, credential, config)).await {
+        Ok(result) => result,
+        Err(_) => Err(UpstreamError::Timeout {
+            address: target.address.clone(),
+            after: deadline,
+        }),
+    }
+}
+
+async fn connect_and_login(
+    target: &TargetEntry,
+    credential: Credential,
+    config: client::Config,
+) -> Result<Upstream, UpstreamError> {
+    let address = target.address.clone();
+    let stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .map_err(|e| UpstreamError::Unreachable {
+            address: address.clone(),
+            reason: describe_io_error(&e),
+        })?;
+    let _ = stream.set_nodelay(true);
+
+    let mismatch = Arc::new(Mutex::new(None));
+    let handler = PinnedHostKey {
+        expected: target.host_key.clone(),
+        mismatch: mismatch.clone(),
+    };
+    let handshake_error = |error: russh::Error| {
+        let presented = mismatch.lock().ok().and_then(|slot| slot.clone());
+        match presented {
+            Some(presented) => UpstreamError::HostKeyMismatch {
+                address: address.clone(),
+                expected: target.host_key.fingerprint(HashAlg::Sha256).to_string(),
+                presented,
+            },
+            None => UpstreamError::Handshake {
+                address: address.clone(),
+                reason: error.to_string(),
+            },
+        }
+    };
+
+    let mut handle = client::connect_stream(Arc::new(config), stream, handler)
+        .await
+        .map_err(handshake_error)?;
+    let result = match credential {
+        Credential::PrivateKey(key) => {
+            handle
+                .authenticate_publickey(&target.login, PrivateKeyWithHashAlg::new(key, None))
+                .await
+        }
+        Credential::Password(password) => {
+            handle
+                .authenticate_password(&target.login, password.expose().as_str())
+                .await
+        }
+    }
+    .map_err(handshake_error)?;
+    if !result.success() {
+        return Err(UpstreamError::LoginRefused {
+            address,
+            login: target.login.clone(),
+        });
+    }
+    Ok(Upstream { handle, address })
+}
+
+fn describe_io_error(error: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match error.kind() {
+        ConnectionRefused => "connection refused (is sshd running there?)".into(),
+        HostUnreachable | NetworkUnreachable => "no route to the host".into(),
+        TimedOut => "timed out".into(),
+        _ => error.to_string(),
+    }
+}
+
+impl Upstream {
+    /// `host:port` of the target.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Opens a session channel on the target.
+    pub async fn open_session_channel(&self) -> Result<russh::Channel<client::Msg>, UpstreamError> {
+        self.handle
+            .channel_open_session()
+            .await
+            .map_err(|e| UpstreamError::ChannelRefused {
+                reason: e.to_string(),
+            })
+    }
+
+    /// Ends the connection politely.
+    pub async fn disconnect(&self, reason: &str) {
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, reason, "en")
+            .await;
+    }
+}

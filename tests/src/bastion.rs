@@ -1,0 +1,401 @@
+//! The bastion under test: the real `portcullis` binary with a config written for the test,
+//! on a port the OS picks, its stderr (at debug level) kept in a log file.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::client::SshCommand;
+use crate::keys::Keypair;
+use crate::sshd::Sshd;
+use crate::util::{Ran, portcullis_bin, run_with_timeout, wait_for};
+
+/// A config being written for a test.
+#[derive(Debug, Default, Clone)]
+pub struct ConfigText {
+    server_extra: String,
+    body: String,
+}
+
+impl ConfigText {
+    /// Adds `key = value` lines to `[server]`.
+    pub fn server(&mut self, lines: &str) -> &mut Self {
+        self.server_extra.push_str(lines);
+        self.server_extra.push('\n');
+        self
+    }
+
+    /// A user with public keys.
+    pub fn user(&mut self, name: &str, keys: &[&str]) -> &mut Self {
+        let keys: Vec<String> = keys.iter().map(|k| format!("{k:?}")).collect();
+        let _ = write!(
+            self.body,
+            "\n[[users]]\nname = {name:?}\npublic_keys = [{}]\n",
+            keys.join(", ")
+        );
+        self
+    }
+
+    /// A target behind `sshd`.
+    pub fn target(&mut self, name: &str, sshd: &Sshd, login: &str, credential: &str) -> &mut Self {
+        self.target_at(name, &sshd.address(), sshd.host_key(), login, credential)
+    }
+
+    /// A target at any address with any pinned key.
+    pub fn target_at(
+        &mut self,
+        name: &str,
+        address: &str,
+        host_key: &str,
+        login: &str,
+        credential: &str,
+    ) -> &mut Self {
+        let _ = write!(
+            self.body,
+            "\n[[targets]]\nname = {name:?}\naddress = {address:?}\nlogin = {login:?}\ncredential = {credential:?}\nhost_key = {host_key:?}\n"
+        );
+        self
+    }
+
+    /// A role with standing access.
+    pub fn role(&mut self, name: &str, members: &[&str], targets: &[&str]) -> &mut Self {
+        let list = |items: &[&str]| {
+            items
+                .iter()
+                .map(|i| format!("{i:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = write!(
+            self.body,
+            "\n[[roles]]\nname = {name:?}\nmembers = [{}]\ntargets = [{}]\naccess = \"standing\"\n",
+            list(members),
+            list(targets)
+        );
+        self
+    }
+
+    /// Any other TOML (sections after `[server]`).
+    pub fn raw(&mut self, toml: &str) -> &mut Self {
+        self.body.push('\n');
+        self.body.push_str(toml);
+        self.body.push('\n');
+        self
+    }
+
+    fn render(&self) -> String {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n{}\n{}",
+            self.server_extra, self.body
+        )
+    }
+}
+
+/// A bastion's directory, config and (when started) process.
+pub struct Bastion {
+    dir: TempDir,
+    child: Option<Child>,
+    address: Option<SocketAddr>,
+    env: Vec<(String, String)>,
+}
+
+impl Bastion {
+    /// Writes the config into a fresh directory; nothing runs yet.
+    pub fn new(config: &ConfigText) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("bastion-")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::write(dir.path().join("portcullis.toml"), config.render()).expect("write config");
+        Self {
+            dir,
+            child: None,
+            address: None,
+            env: Vec::new(),
+        }
+    }
+
+    /// Sets an environment variable for every command run against this bastion.
+    pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// The bastion's directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Its config file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("portcullis.toml")
+    }
+
+    /// Its data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The log of its stderr.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("portcullis.log")
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// A `portcullis` command against this bastion's config.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(portcullis_bin());
+        command.env("PORTCULLIS_CONFIG", self.config_path());
+        command.env("RUST_LOG", "debug");
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        command
+    }
+
+    /// Runs `portcullis ARGS` to completion.
+    pub fn cli(&self, args: &[&str]) -> Ran {
+        run_with_timeout(60, self.command().args(args)).into()
+    }
+
+    /// `portcullis vault put NAME --generate ed25519`: returns the public key to install.
+    pub fn vault_generate(&self, name: &str) -> String {
+        let ran = self.cli(&["vault", "put", name, "--generate", "ed25519"]);
+        assert_eq!(ran.code, Some(0), "vault put failed: {ran:?}");
+        ran.stdout.trim().to_owned()
+    }
+
+    /// `portcullis vault put NAME --password-stdin`.
+    pub fn vault_password(&self, name: &str, password: &str) {
+        use std::io::Write;
+        let mut child = self
+            .command()
+            .args(["vault", "put", name, "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run vault put");
+        writeln!(child.stdin.as_mut().expect("stdin"), "{password}").expect("write password");
+        let output = child.wait_with_output().expect("vault put");
+        assert!(output.status.success(), "vault put failed: {output:?}");
+    }
+
+    /// A vault credential for `sshd`: generated by portcullis, installed in sshd.
+    pub fn vault_key_for(&self, name: &str, sshd: &Sshd) {
+        let public = self.vault_generate(name);
+        sshd.authorize(&public);
+    }
+
+    /// Starts `portcullis serve` and waits until it listens.
+    pub fn start(&mut self) -> &mut Self {
+        assert!(self.child.is_none(), "already started");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let before = self.log().len();
+        let child = self
+            .command()
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("start portcullis");
+        self.child = Some(child);
+        let address = wait_for(Duration::from_secs(30), || {
+            let log = self.log();
+            let line = log[before..]
+                .lines()
+                .find(|l| l.starts_with("portcullis: listening on "))?;
+            line.trim_start_matches("portcullis: listening on ")
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        });
+        let Some(address) = address else {
+            let _ = self.child.as_mut().map(Child::kill);
+            panic!("portcullis did not start:\n{}", self.log());
+        };
+        self.address = Some(address);
+        self.write_known_hosts();
+        self
+    }
+
+    fn write_known_hosts(&self) {
+        let output = Command::new("ssh-keygen")
+            .arg("-y")
+            .arg("-f")
+            .arg(self.data_dir().join("host_ed25519"))
+            .output()
+            .expect("ssh-keygen -y");
+        assert!(output.status.success(), "cannot read the bastion host key");
+        let public = String::from_utf8_lossy(&output.stdout);
+        std::fs::write(
+            self.known_hosts(),
+            format!("[127.0.0.1]:{} {}\n", self.address().port(), public.trim()),
+        )
+        .expect("known_hosts");
+    }
+
+    /// Where it listens.
+    pub fn address(&self) -> SocketAddr {
+        self.address.expect("bastion not started")
+    }
+
+    /// A known_hosts file pinning the bastion's host key.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.path().join("known_hosts")
+    }
+
+    /// An ssh client logging in as `login` with `key`.
+    pub fn ssh(&self, key: &Keypair, login: &str) -> SshCommand {
+        SshCommand::new(self.address(), &self.known_hosts(), Some(key), login)
+    }
+
+    /// Its process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends SIGTERM and waits for it to exit; returns its exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let exited = wait_for(Duration::from_secs(30), || child.try_wait().ok().flatten());
+        match exited {
+            Some(status) => status.code(),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "portcullis did not exit within 30 s of SIGTERM:\n{}",
+                    self.log()
+                );
+            }
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// The audit log's events, parsed.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.data_dir().join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
+            .collect()
+    }
+
+    /// Audit events of one type.
+    pub fn audit_events(&self, event: &str) -> Vec<serde_json::Value> {
+        self.audit()
+            .into_iter()
+            .filter(|e| e["event"] == event)
+            .collect()
+    }
+
+    /// Waits until an audit event of this type satisfying `matches` appears.
+    pub fn wait_for_audit(
+        &self,
+        event: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        wait_for(Duration::from_secs(20), || {
+            self.audit_events(event).into_iter().find(|e| matches(e))
+        })
+        .unwrap_or_else(|| panic!("no {event} audit event; log:\n{:#?}", self.audit()))
+    }
+
+    /// The .cast files, oldest first.
+    pub fn recordings(&self) -> Vec<PathBuf> {
+        let mut casts: Vec<PathBuf> = std::fs::read_dir(self.data_dir().join("recordings"))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "cast"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        casts.sort();
+        casts
+    }
+}
+
+impl Drop for Bastion {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A bastion in front of one sshd, with user alice (key `alice`) allowed to reach target
+/// `web01` as `root` through role `web-admins`: the setting most scenarios start from.
+pub struct World {
+    /// Scratch directory for keys and files.
+    pub scratch: TempDir,
+    /// The upstream.
+    pub sshd: Sshd,
+    /// alice's key.
+    pub alice: Keypair,
+    /// The bastion.
+    pub bastion: Bastion,
+}
+
+impl World {
+    /// Builds and starts it; `extra` may add to the config before start.
+    pub fn start(extra: impl FnOnce(&mut ConfigText, &Sshd, &TempDir)) -> Self {
+        let scratch = tempfile::Builder::new()
+            .prefix("world-")
+            .tempdir()
+            .expect("temp dir");
+        let sshd = Sshd::start();
+        let alice = Keypair::generate(scratch.path(), "alice");
+        let mut config = ConfigText::default();
+        config
+            .user("alice", &[&alice.public])
+            .target("web01", &sshd, "root", "web01")
+            .role("web-admins", &["alice"], &["web*"]);
+        extra(&mut config, &sshd, &scratch);
+        let mut bastion = Bastion::new(&config);
+        bastion.vault_key_for("web01", &sshd);
+        bastion.start();
+        Self {
+            scratch,
+            sshd,
+            alice,
+            bastion,
+        }
+    }
+
+    /// alice's ssh to `login`.
+    pub fn alice(&self, login: &str) -> SshCommand {
+        self.bastion.ssh(&self.alice, login)
+    }
+
+    /// A scratch file path.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.scratch.path().join(name)
+    }
+}

@@ -1,0 +1,205 @@
+//! A real OpenSSH sshd on a free loopback port, with a throwaway config: the upstream of
+//! every end-to-end test. Started by absolute path, ready when it says "Server listening",
+//! killed and reaped on drop.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::keys::Keypair;
+use crate::util::{free_port, wait_for};
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+/// A running sshd.
+pub struct Sshd {
+    dir: TempDir,
+    port: u16,
+    child: Child,
+    host_key: Keypair,
+    log: Arc<Mutex<String>>,
+}
+
+/// How to start an sshd.
+#[derive(Debug, Default, Clone)]
+pub struct SshdOptions {
+    /// Allow password logins (for vaulted password credentials).
+    pub password_auth: bool,
+}
+
+impl Sshd {
+    /// An sshd accepting public keys for any local account.
+    pub fn start() -> Self {
+        Self::start_with(SshdOptions::default())
+    }
+
+    /// An sshd with options.
+    pub fn start_with(options: SshdOptions) -> Self {
+        assert!(
+            Path::new(SSHD).exists(),
+            "{SSHD} is missing: install openssh-server (.ci/run does)"
+        );
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let dir = tempfile::Builder::new()
+            .prefix("sshd-")
+            .tempdir()
+            .expect("temp dir");
+        let host_key = Keypair::generate(dir.path(), "host_ed25519");
+        std::fs::write(dir.path().join("authorized_keys"), "").expect("authorized_keys");
+        let config = dir.path().join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress 127.0.0.1\n\
+                 HostKey {dir}/host_ed25519\n\
+                 AuthorizedKeysFile {dir}/authorized_keys\n\
+                 PasswordAuthentication {password}\n\
+                 KbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\n\
+                 UsePAM no\n\
+                 StrictModes no\n\
+                 Subsystem sftp internal-sftp\n\
+                 PidFile {dir}/sshd.pid\n\
+                 MaxStartups 200\n\
+                 MaxSessions 50\n\
+                 LogLevel VERBOSE\n",
+                dir = dir.path().display(),
+                password = if options.password_auth { "yes" } else { "no" },
+            ),
+        )
+        .expect("sshd_config");
+        for _attempt in 0..5 {
+            let port = free_port();
+            let mut child = Command::new(SSHD)
+                .args(["-D", "-e", "-f"])
+                .arg(&config)
+                .args(["-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start sshd");
+            let log = Arc::new(Mutex::new(String::new()));
+            let stderr = child.stderr.take().expect("sshd stderr");
+            let sink = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let mut log = sink.lock().expect("log lock");
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+            let ready = wait_for(Duration::from_secs(10), || {
+                let text = log.lock().expect("log lock").clone();
+                if text.contains("Server listening on") {
+                    Some(true)
+                } else if child.try_wait().ok().flatten().is_some() {
+                    Some(false)
+                } else {
+                    None
+                }
+            });
+            if ready == Some(true) {
+                return Self {
+                    dir,
+                    port,
+                    child,
+                    host_key,
+                    log,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("sshd did not start; see its config in a tempdir");
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Its host key, as the bastion should pin it.
+    pub fn host_key(&self) -> &str {
+        &self.host_key.public
+    }
+
+    /// Lets `public_key` log in (for any account this sshd serves).
+    pub fn authorize(&self, public_key: &str) {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("authorized_keys"))
+            .expect("authorized_keys");
+        writeln!(file, "{}", public_key.trim()).expect("write authorized_keys");
+    }
+
+    /// What sshd has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// The directory holding its files.
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A local account with a password, for password-credential tests; removed on drop.
+pub struct LocalUser {
+    /// Account name.
+    pub name: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl LocalUser {
+    /// Creates a uniquely named account (needs root).
+    pub fn create() -> Self {
+        let suffix = hex::encode(crate::random_bytes::<4>());
+        let name = format!("pc{suffix}");
+        let password = format!("Vault-Secret-{}", hex::encode(crate::random_bytes::<12>()));
+        let status = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/bash"])
+            .arg(&name)
+            .status()
+            .expect("run useradd (tests need root)");
+        assert!(
+            status.success(),
+            "useradd {name} failed: the password tests need root"
+        );
+        let mut chpasswd = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("run chpasswd");
+        {
+            use std::io::Write;
+            let stdin = chpasswd.stdin.as_mut().expect("chpasswd stdin");
+            writeln!(stdin, "{name}:{password}").expect("write chpasswd");
+        }
+        assert!(
+            chpasswd.wait().expect("chpasswd").success(),
+            "chpasswd failed"
+        );
+        Self { name, password }
+    }
+}
+
+impl Drop for LocalUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel")
+            .args(["--remove", &self.name])
+            .status();
+    }
+}
