@@ -100,6 +100,8 @@ pub struct Broker {
     pub shutdown: CancellationToken,
     /// Live sessions.
     pub sessions: TaskTracker,
+    /// The address the front door actually listens on, once bound.
+    pub listening: std::sync::OnceLock<SocketAddr>,
     host_key: PrivateKey,
     ssh_config: Arc<russh::server::Config>,
 }
@@ -143,6 +145,7 @@ impl Broker {
             totp_replay: ReplayGuard::default(),
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
+            listening: std::sync::OnceLock::new(),
             directory,
             vault,
             audit,
@@ -219,6 +222,9 @@ impl Server {
         let listener = TcpListener::bind(address)
             .await
             .map_err(|source| StartError::Bind { address, source })?;
+        if let Ok(bound) = listener.local_addr() {
+            let _ = broker.listening.set(bound);
+        }
         Ok(Self { broker, listener })
     }
 

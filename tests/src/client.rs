@@ -202,3 +202,56 @@ pub fn shell_quote(word: &str) -> String {
         format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
+
+/// Answers ssh's password and verification-code prompts from files, through SSH_ASKPASS
+/// (`SSH_ASKPASS_REQUIRE=force`), the way a person would type them.
+pub struct Askpass {
+    dir: tempfile::TempDir,
+}
+
+impl Askpass {
+    /// An askpass program with empty answers.
+    pub fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("askpass-")
+            .tempdir()
+            .expect("temp dir");
+        let script = dir.path().join("askpass");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ncase \"$1\" in\n  *erification*) cat {d}/code ;;\n  *assword*) cat {d}/password ;;\n  *) exit 1 ;;\nesac\n",
+                d = dir.path().display()
+            ),
+        )
+        .expect("askpass script");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod askpass");
+        let askpass = Self { dir };
+        askpass.answer("", "");
+        askpass
+    }
+
+    /// What to answer next.
+    pub fn answer(&self, password: &str, code: &str) {
+        std::fs::write(self.dir.path().join("password"), format!("{password}\n"))
+            .expect("password file");
+        std::fs::write(self.dir.path().join("code"), format!("{code}\n")).expect("code file");
+    }
+
+    /// Sets up `command` (an ssh Command) to use this askpass.
+    pub fn apply(&self, command: &mut Command) {
+        command
+            .env("SSH_ASKPASS", self.dir.path().join("askpass"))
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0")
+            .stdin(std::process::Stdio::null());
+    }
+}
+
+impl Default for Askpass {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -34,7 +34,11 @@ pub fn respond(broker: &Broker, user: &str, command: Option<&str>) -> Reply {
 
 fn targets(broker: &Broker, user: &str) -> String {
     let reachable = broker.policy.reachable(user);
-    let listen = broker.config.server.listen;
+    let listen = broker
+        .listening
+        .get()
+        .copied()
+        .unwrap_or(broker.config.server.listen);
     let mut text = format!("portcullis: you are {user}.\n");
     if reachable.is_empty() {
         text.push_str("No targets are open to you. Ask an administrator for a role.\n");

@@ -14,11 +14,13 @@
 //! * [`channel`]: the relay of one SSH channel, both directions, with recording.
 //! * [`notice`]: messages from the bastion itself to the client's terminal.
 //! * [`menu`]: the bastion's own command interface (no target in the login).
+//! * [`severable`]: the client stream wrapper that guarantees an ended session ends.
 
 pub mod channel;
 pub mod menu;
 pub mod notice;
 pub mod route;
+pub mod severable;
 pub mod supervisor;
 
 use std::net::SocketAddr;

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::severable::Severable;
 use super::{EndReason, SessionShared};
 use crate::front::FrontHandler;
 use crate::ids::new_session_id;
@@ -28,11 +30,20 @@ pub async fn run(broker: Arc<Broker>, stream: TcpStream, client: std::net::Socke
     async move {
         let _ = stream.set_nodelay(true);
         tracing::debug!("connection accepted");
+        let sever = CancellationToken::new();
+        let stream = Severable::new(stream, sever.clone());
         let handler = FrontHandler::new(broker.clone(), session.clone());
-        match russh::server::run_stream(broker.ssh_config(), stream, handler).await {
-            Ok(running) => supervise(&broker, &session, running).await,
+        // russh reads the client's version line before it returns: bound that wait too.
+        let started = tokio::time::timeout(
+            broker.config.server.login_grace_time,
+            russh::server::run_stream(broker.ssh_config(), stream, handler),
+        )
+        .await;
+        match started {
+            Ok(Ok(running)) => supervise(&broker, &session, running, &sever).await,
             // A port scanner, or garbage instead of an SSH banner: nothing to finish.
-            Err(error) => tracing::debug!(%error, "SSH handshake failed"),
+            Ok(Err(error)) => tracing::debug!(%error, "SSH handshake failed"),
+            Err(_) => tracing::debug!("no SSH version line in time"),
         }
         finish(&broker, &session).await;
     }
@@ -44,6 +55,7 @@ async fn supervise(
     broker: &Broker,
     session: &SessionShared,
     running: russh::server::RunningSession<FrontHandler>,
+    sever: &CancellationToken,
 ) {
     let handle = running.handle();
     tokio::pin!(running);
@@ -68,7 +80,11 @@ async fn supervise(
                 let _ = handle
                     .disconnect(russh::Disconnect::ByApplication, format!("portcullis: {reason}"), "en".into())
                     .await;
-                let _ = tokio::time::timeout(DISCONNECT_GRACE, &mut running).await;
+                if tokio::time::timeout(DISCONNECT_GRACE, &mut running).await.is_err() {
+                    // The client (or russh, mid-handshake) did not let go: cut the stream.
+                    sever.cancel();
+                    let _ = tokio::time::timeout(DISCONNECT_GRACE, &mut running).await;
+                }
                 return;
             }
             () = &mut login_deadline, if awaiting_login => {
