@@ -109,3 +109,12 @@ pub fn random_file(path: &std::path::Path, len: usize, seed: u8) {
     out.truncate(len);
     std::fs::write(path, out).expect("write random file");
 }
+
+/// Stops a command started through `timeout` (as the harness's ssh commands are): SIGTERM,
+/// which `timeout` passes on to the command, then reaps it.
+pub fn stop(child: &mut std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}

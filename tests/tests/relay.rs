@@ -282,3 +282,21 @@ fn port_agent_and_x11_forwarding_are_refused() {
         );
     }
 }
+
+#[test]
+fn bulk_data_both_ways_at_once_through_cat() {
+    // stdin streams up while the same bytes stream back down: both directions busy at once.
+    let world = World::start(|_, _, _| {});
+    let source = world.path("both-ways.bin");
+    random_file(&source, 30 * 1024 * 1024, 3);
+    let echoed = world.path("echoed.bin");
+    let status = world
+        .alice("alice+web01")
+        .ssh_command(Some("cat"))
+        .stdin(std::fs::File::open(&source).unwrap())
+        .stdout(std::fs::File::create(&echoed).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(sha256_file(&echoed), sha256_file(&source));
+}

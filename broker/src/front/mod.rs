@@ -23,7 +23,7 @@ use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet, Pty, 
 use crate::server::Broker;
 use crate::session::channel::{self, ChannelRelay, Start, StartOutcome};
 use crate::session::route::{self, Route};
-use crate::session::{Identity, SessionShared, menu, notice};
+use crate::session::{EndReason, Identity, SessionShared, menu, notice};
 use auth::{Authenticated, Authenticator, KbdPrompts, Step};
 
 /// A channel of this connection.
@@ -505,8 +505,14 @@ impl server::Handler for FrontHandler {
         data: &[u8],
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if let Some(Slot::Relay(relay)) = self.channels.get(&channel) {
-            relay.data(data).await;
+        if let Some(Slot::Relay(relay)) = self.channels.get(&channel)
+            && relay.data(data).await.is_err()
+        {
+            tracing::warn!(parent: &self.session.span, "client queued too much input without reading its output");
+            self.session.control.end(EndReason::Error(format!(
+                "the client sent more than {} MiB that could not be delivered while not reading what it was sent",
+                channel::flow::HARD_CAP / (1024 * 1024)
+            )));
         }
         Ok(())
     }

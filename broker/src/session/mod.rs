@@ -160,6 +160,9 @@ pub struct SessionShared {
     pub bytes_to_client: AtomicU64,
     /// Channel tasks, waited for before the session is finished.
     pub tasks: TaskTracker,
+    /// Cuts both the client's and the upstream's TCP streams (see [`severable`]): the last
+    /// step of `finish`, after every polite goodbye has had its chance.
+    pub sever: CancellationToken,
     /// The connection's tracing span. russh runs the handler in a task of its own, so
     /// events from there name this span explicitly (`parent: &session.span`).
     pub span: tracing::Span,
@@ -188,6 +191,7 @@ impl SessionShared {
             bytes_from_client: AtomicU64::new(0),
             bytes_to_client: AtomicU64::new(0),
             tasks: TaskTracker::new(),
+            sever: CancellationToken::new(),
             recordings: AtomicU32::new(0),
         }
     }

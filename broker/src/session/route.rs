@@ -128,6 +128,7 @@ pub fn decide(broker: &Arc<Broker>, session: &Arc<SessionShared>, login: &Login)
                 &broker.vault,
                 config,
                 broker.config.server.upstream_connect_timeout,
+                session.sever.clone(),
             )
             .await;
             report(&broker, &session, &entry.name, result)

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::severable::Severable;
@@ -30,8 +29,7 @@ pub async fn run(broker: Arc<Broker>, stream: TcpStream, client: std::net::Socke
     async move {
         let _ = stream.set_nodelay(true);
         tracing::debug!("connection accepted");
-        let sever = CancellationToken::new();
-        let stream = Severable::new(stream, sever.clone());
+        let stream = Severable::new(stream, session.sever.clone());
         let handler = FrontHandler::new(broker.clone(), session.clone());
         // russh reads the client's version line before it returns: bound that wait too.
         let started = tokio::time::timeout(
@@ -40,7 +38,7 @@ pub async fn run(broker: Arc<Broker>, stream: TcpStream, client: std::net::Socke
         )
         .await;
         match started {
-            Ok(Ok(running)) => supervise(&broker, &session, running, &sever).await,
+            Ok(Ok(running)) => supervise(&broker, &session, running).await,
             // A port scanner, or garbage instead of an SSH banner: nothing to finish.
             Ok(Err(error)) => tracing::debug!(%error, "SSH handshake failed"),
             Err(_) => tracing::debug!("no SSH version line in time"),
@@ -55,7 +53,6 @@ async fn supervise(
     broker: &Broker,
     session: &SessionShared,
     running: russh::server::RunningSession<FrontHandler>,
-    sever: &CancellationToken,
 ) {
     let handle = running.handle();
     tokio::pin!(running);
@@ -82,7 +79,7 @@ async fn supervise(
                     .await;
                 if tokio::time::timeout(DISCONNECT_GRACE, &mut running).await.is_err() {
                     // The client (or russh, mid-handshake) did not let go: cut the stream.
-                    sever.cancel();
+                    session.sever.cancel();
                     let _ = tokio::time::timeout(DISCONNECT_GRACE, &mut running).await;
                 }
                 return;
@@ -108,8 +105,10 @@ async fn finish(broker: &Broker, session: &SessionShared) {
         tracing::warn!("channel tasks did not finish in time");
     }
     if let Some(upstream) = session.upstream.get() {
-        upstream.disconnect("session ended").await;
+        let _ = tokio::time::timeout(DISCONNECT_GRACE, upstream.disconnect("session ended")).await;
     }
+    // Whatever is still open now is closed, on both sides.
+    session.sever.cancel();
     if session.identity.get().is_none() {
         return;
     }

@@ -15,8 +15,10 @@ use russh::keys::PublicKeyOrCertificate;
 use russh::keys::key::PrivateKeyWithHashAlg;
 use russh::keys::ssh_key::{HashAlg, PublicKey};
 use russh::{Preferred, cipher};
+use tokio_util::sync::CancellationToken;
 
 use crate::directory::TargetEntry;
+use crate::session::severable::Severable;
 use crate::vault::{Credential, Vault, VaultError};
 
 /// Why the upstream could not be used. Every message is safe to show the user.
@@ -171,13 +173,14 @@ pub fn client_config(target: &TargetEntry, keepalive: Duration) -> client::Confi
     }
 }
 
-/// Connects and logs in to the authorized target.
+/// Connects and logs in to the authorized target; cancelling `sever` cuts the connection.
 pub async fn connect(
     authorization: &Authorization,
     target: &TargetEntry,
     vault: &Vault,
     config: client::Config,
     deadline: Duration,
+    sever: CancellationToken,
 ) -> Result<Upstream, UpstreamError> {
     if authorization.target() != target.name {
         return Err(UpstreamError::WrongAuthorization {
@@ -191,7 +194,12 @@ pub async fn connect(
             name: target.credential.clone(),
             source,
         })?;
-    match tokio::time::timeout(deadline, connect_and_login(target, credential, config)).await {
+    match tokio::time::timeout(
+        deadline,
+        connect_and_login(target, credential, config, sever),
+    )
+    .await
+    {
         Ok(result) => result,
         Err(_) => Err(UpstreamError::Timeout {
             address: target.address.clone(),
@@ -204,6 +212,7 @@ async fn connect_and_login(
     target: &TargetEntry,
     credential: Credential,
     config: client::Config,
+    sever: CancellationToken,
 ) -> Result<Upstream, UpstreamError> {
     let address = target.address.clone();
     let stream = tokio::net::TcpStream::connect(&address)
@@ -213,6 +222,8 @@ async fn connect_and_login(
             reason: describe_io_error(&e),
         })?;
     let _ = stream.set_nodelay(true);
+    // The session can cut this connection whatever state russh is in.
+    let stream = Severable::new(stream, sever);
 
     let mismatch = Arc::new(Mutex::new(None));
     let handler = PinnedHostKey {

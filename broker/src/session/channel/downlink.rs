@@ -1,0 +1,241 @@
+//! Upstream → client: forwards output, stderr, exit status and replies; records output;
+//! when the channel ends, tells the client why if the bastion ended it, seals the recording
+//! and audits the end.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use portcullis_config::OnRecordingFailure;
+use portcullis_recorder::RecordingHandle;
+use russh::{ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, server};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::flow::Flow;
+use super::{Downlink, Replies, Start, lock};
+use crate::server::Broker;
+use crate::session::{EndReason, SessionShared, notice};
+
+/// How long the closing message may wait for the client's window.
+const FAREWELL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How a channel ended, for the client, the recording and the audit log.
+#[derive(Debug)]
+enum ChannelEnd {
+    /// The upstream closed it (the normal end).
+    Upstream,
+    /// The session is ending for a reason of the bastion's.
+    Session(EndReason),
+}
+
+pub(super) struct DownlinkTask {
+    pub(super) id: ChannelId,
+    pub(super) upstream: ChannelReadHalf,
+    pub(super) client: ChannelWriteHalf<server::Msg>,
+    pub(super) client_handle: server::Handle,
+    pub(super) control: mpsc::Receiver<Downlink>,
+    pub(super) replies: Replies,
+    pub(super) closed: CancellationToken,
+    pub(super) flow: Arc<Flow>,
+    pub(super) session: Arc<SessionShared>,
+    pub(super) broker: Arc<Broker>,
+}
+
+/// What the upstream said about how its process ended.
+#[derive(Debug, Clone)]
+enum Exit {
+    Status(u32),
+    Signal(String),
+}
+
+/// Forwards the upstream's messages to the client until the channel ends, then seals the
+/// recording and audits the channel's end.
+pub(super) async fn downlink(mut task: DownlinkTask) {
+    {
+        let mut recording: Option<RecordingHandle> = None;
+        let mut pty = false;
+        let mut start: Option<Start> = None;
+        let mut exit: Option<Exit> = None;
+        let mut control_open = true;
+        let session = task.session.clone();
+
+        let end = loop {
+            tokio::select! {
+                biased;
+                () = session.control.ended() => {
+                    break ChannelEnd::Session(session.control.reason().unwrap_or(EndReason::Shutdown));
+                }
+                failure = failed(recording.as_ref()), if recording.is_some() => {
+                    task.recording_failed(&failure);
+                    if task.broker.recordings.on_failure == OnRecordingFailure::Continue {
+                        recording = None;
+                    }
+                }
+                control = task.control.recv(), if control_open => match control {
+                    Some(Downlink::Record { recording: handle }) => recording = Some(handle),
+                    Some(Downlink::Pty) => pty = true,
+                    Some(Downlink::Started(what)) => start = Some(what),
+                    None => control_open = false,
+                },
+                message = task.upstream.wait() => match message {
+                    Some(ChannelMsg::Data { data }) => {
+                        if !task.forward(None, data, recording.as_ref()).await {
+                            break ChannelEnd::Session(session.control.reason().unwrap_or(EndReason::ClientClosed));
+                        }
+                    }
+                    Some(ChannelMsg::ExtendedData { data, ext }) => {
+                        if !task.forward(Some(ext), data, recording.as_ref()).await {
+                            break ChannelEnd::Session(session.control.reason().unwrap_or(EndReason::ClientClosed));
+                        }
+                    }
+                    Some(ChannelMsg::Eof) => {
+                        let _ = task.client.eof().await;
+                    }
+                    Some(ChannelMsg::ExitStatus { exit_status }) => {
+                        exit = Some(Exit::Status(exit_status));
+                        let _ = task.client.exit_status(exit_status).await;
+                    }
+                    Some(ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag }) => {
+                        exit = Some(Exit::Signal(format!("{signal_name:?}")));
+                        let _ = task
+                            .client_handle
+                            .exit_signal_request(task.id, signal_name, core_dumped, error_message, lang_tag)
+                            .await;
+                    }
+                    Some(ChannelMsg::Success) => task.reply(true),
+                    Some(ChannelMsg::Failure) => task.reply(false),
+                    Some(ChannelMsg::Close) | None => break ChannelEnd::Upstream,
+                    Some(_) => {}
+                },
+            }
+        };
+
+        // Release the uplink first: it may hold the client's session loop (see `closed`).
+        task.closed.cancel();
+        // Stop reading the upstream channel: dropping it lets the upstream connection's loop
+        // discard the rest instead of waiting for room in a queue nobody drains.
+        drop(task.upstream);
+        let farewell = async {
+            if let ChannelEnd::Session(reason) = &end
+                && reason.is_imposed()
+            {
+                let text = notice::message(&reason.to_string(), pty);
+                if let Some(active) = &recording {
+                    let _ = active.output(text.bytes.clone()).await;
+                }
+                let _ = match text.ext {
+                    Some(ext) => task.client.extended_data_bytes(ext, text.bytes).await,
+                    None => task.client.data_bytes(text.bytes).await,
+                };
+                let _ = task.client.eof().await;
+            }
+            let _ = task.client.close().await;
+        };
+        // A client that reads nothing has no window for the farewell: do not wait forever.
+        if tokio::time::timeout(FAREWELL_TIMEOUT, farewell)
+            .await
+            .is_err()
+        {
+            tracing::debug!("the client did not take the closing message");
+        }
+        while let Some(reply) = lock(&task.replies).pop_front() {
+            let _ = reply.send(false);
+        }
+
+        let label = match (&end, &exit) {
+            (ChannelEnd::Session(reason), _) if reason.is_imposed() => {
+                format!("ended by the bastion: {reason}")
+            }
+            (_, Some(Exit::Status(status))) => format!("exit status {status}"),
+            (_, Some(Exit::Signal(signal))) => format!("killed by signal {signal}"),
+            (ChannelEnd::Session(reason), None) => reason.to_string(),
+            (ChannelEnd::Upstream, None) => "channel closed".to_owned(),
+        };
+        let summary = match &recording {
+            Some(active) => active.finish(&label).await.ok(),
+            None => None,
+        };
+        task.broker.audit.record(
+            session
+                .audit("channel.end")
+                .with("channel", task.id.to_string())
+                .with("kind", start.as_ref().map(Start::kind))
+                .with("end", label)
+                .with(
+                    "exit_status",
+                    match exit {
+                        Some(Exit::Status(status)) => Some(status),
+                        _ => None,
+                    },
+                )
+                .with("recording", summary.as_ref().map(|s| s.id.clone()))
+                .with("recording_seal", summary.as_ref().map(|s| s.seal.clone())),
+        );
+    }
+}
+
+/// Resolves when `recording` has failed.
+async fn failed(recording: Option<&RecordingHandle>) -> Arc<str> {
+    match recording {
+        Some(recording) => recording.failed().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl DownlinkTask {
+    /// Records and sends upstream output to the client. False when the client is gone or
+    /// the session is ending.
+    async fn forward(
+        &self,
+        ext: Option<u32>,
+        data: Bytes,
+        recording: Option<&RecordingHandle>,
+    ) -> bool {
+        if let Some(active) = recording {
+            // Waits when the recorder is behind: output is never shown unrecorded.
+            let _ = active.output(data.clone()).await;
+        }
+        self.session
+            .bytes_to_client
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let write = async {
+            match ext {
+                Some(ext) => self.client.extended_data_bytes(ext, data).await,
+                None => self.client.data_bytes(data).await,
+            }
+        };
+        // While this write waits for the client's window, the client's data must keep
+        // flowing in (see `flow`).
+        self.flow.set_downlink_writing(true);
+        let written = tokio::select! {
+            result = write => result.is_ok(),
+            () = self.session.control.ended() => false,
+        };
+        self.flow.set_downlink_writing(false);
+        written
+    }
+
+    fn reply(&self, granted: bool) {
+        if let Some(reply) = lock(&self.replies).pop_front() {
+            let _ = reply.send(granted);
+        }
+    }
+
+    fn recording_failed(&self, failure: &str) {
+        let continuing = self.broker.recordings.on_failure == OnRecordingFailure::Continue;
+        self.broker.audit.record(
+            self.session
+                .audit("recording.failed")
+                .with("channel", self.id.to_string())
+                .with("error", failure)
+                .with("continuing_unrecorded", continuing),
+        );
+        tracing::error!(parent: &self.session.span, error = failure, continuing, "recording failed");
+        if !continuing {
+            self.session
+                .control
+                .end(EndReason::RecordingFailed(failure.to_owned()));
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! The relay of one session channel between the client and the upstream.
+//!
+//! ```text
+//! FrontHandler callbacks ──Uplink queue──▶ [uplink] ──▶ upstream channel
+//!    (data, eof, requests…)  (flow::Flow)      └─ "i" events to the recording
+//! client channel ◀── [downlink] ◀── upstream channel (data, stderr, exit, replies)
+//!                       └─ "o" events to the recording; seals it when the channel ends
+//! ```
+//!
+//! * [`uplink`], [`downlink`]: the two directions, separate tasks so that neither waits on
+//!   the other (a task blocked writing to a slow client never stops keystrokes going up).
+//! * [`flow`]: bounds what the client may queue without deadlocking busy channels.
+//! * [`recording`]: the channel's recording, started before its shell or command.
+//!
+//! A slow reader on either side slows its sender instead of growing memory: the downlink
+//! waits for the client's window, and the uplink queue is bounded by [`flow`].
+//!
+//! Requests that want a reply (pty-req, shell, exec, subsystem) are answered with the
+//! upstream's own answer: the uplink queues a reply slot before sending, the downlink fills
+//! slots in order as the upstream answers (SSH answers requests in order).
+
+mod downlink;
+pub mod flow;
+mod recording;
+mod uplink;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use portcullis_recorder::RecordingHandle;
+use russh::{ChannelId, Pty, Sig, client, server};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::SessionShared;
+use crate::server::Broker;
+use downlink::{DownlinkTask, downlink};
+use flow::Flow;
+use recording::start_recording;
+use uplink::{UplinkTask, uplink};
+
+/// How long the upstream has to answer a channel request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a channel was started as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// An interactive shell.
+    Shell,
+    /// A command (`ssh host 'cmd'`, scp, rsync).
+    Exec(String),
+    /// A subsystem (sftp).
+    Subsystem(String),
+}
+
+impl Start {
+    fn kind(&self) -> &'static str {
+        match self {
+            Start::Shell => "shell",
+            Start::Exec(_) => "exec",
+            Start::Subsystem(_) => "subsystem",
+        }
+    }
+}
+
+/// The terminal a client asked for.
+#[derive(Debug, Clone)]
+struct PtyRequest {
+    term: String,
+    cols: u32,
+    rows: u32,
+}
+
+enum Uplink {
+    Data(Bytes),
+    Eof,
+    Close,
+    WindowChange {
+        cols: u32,
+        rows: u32,
+        pix_width: u32,
+        pix_height: u32,
+    },
+    Signal(Sig),
+    Env {
+        name: String,
+        value: String,
+    },
+    Request {
+        request: Request,
+        reply: oneshot::Sender<bool>,
+    },
+    Record(RecordingHandle),
+}
+
+enum Request {
+    Pty {
+        term: String,
+        cols: u32,
+        rows: u32,
+        pix_width: u32,
+        pix_height: u32,
+        modes: Vec<(Pty, u32)>,
+    },
+    Shell,
+    Exec(Vec<u8>),
+    Subsystem(String),
+}
+
+enum Downlink {
+    Record { recording: RecordingHandle },
+    Pty,
+    Started(Start),
+}
+
+type Replies = Arc<Mutex<VecDeque<oneshot::Sender<bool>>>>;
+
+/// The handler's side of a relayed channel.
+pub struct ChannelRelay {
+    id: ChannelId,
+    uplink: mpsc::UnboundedSender<Uplink>,
+    flow: Arc<Flow>,
+    downlink: mpsc::Sender<Downlink>,
+    pty: Option<PtyRequest>,
+    started: bool,
+}
+
+/// What happened to a start request (shell, exec, subsystem).
+#[derive(Debug)]
+pub enum StartOutcome {
+    /// Relayed; the bool is the upstream's answer.
+    Relayed(bool),
+    /// Refused by the bastion (a recording could not be started): show the message.
+    Refused(String),
+}
+
+/// Wires a client channel to a freshly opened upstream channel and starts both tasks.
+pub fn open_relay(
+    broker: Arc<Broker>,
+    session: Arc<SessionShared>,
+    client: russh::Channel<server::Msg>,
+    client_handle: server::Handle,
+    upstream: russh::Channel<client::Msg>,
+) -> ChannelRelay {
+    let id = client.id();
+    // The client's data reaches us through the handler callbacks; its read half would only
+    // fill up if kept, so it is dropped.
+    let (_, client_write) = client.split();
+    let (upstream_read, upstream_write) = upstream.split();
+    let replies: Replies = Arc::default();
+    // Unbounded as a channel, bounded in bytes by `flow` (see there for why).
+    let (uplink_tx, uplink_rx) = mpsc::unbounded_channel();
+    let flow = Arc::new(Flow::default());
+    let (downlink_tx, downlink_rx) = mpsc::channel(8);
+    // Cancelled by the downlink when the channel ends, so an uplink waiting for window
+    // space on a channel the upstream has closed gives up (and the handler, which may be
+    // waiting for room in the uplink queue, is released).
+    let closed = CancellationToken::new();
+
+    let tasks = session.tasks.clone();
+    let span = session.span.clone();
+    tasks.spawn(
+        uplink(UplinkTask {
+            upstream: upstream_write,
+            queue: uplink_rx,
+            flow: flow.clone(),
+            replies: replies.clone(),
+            closed: closed.clone(),
+            session: session.clone(),
+            record_input: broker.config.recording.input,
+            on_failure: broker.recordings.on_failure,
+        })
+        .instrument(span.clone()),
+    );
+    tasks.spawn(
+        downlink(DownlinkTask {
+            id,
+            upstream: upstream_read,
+            client: client_write,
+            client_handle,
+            control: downlink_rx,
+            replies,
+            closed,
+            flow: flow.clone(),
+            session,
+            broker,
+        })
+        .instrument(span),
+    );
+    ChannelRelay {
+        id,
+        uplink: uplink_tx,
+        flow,
+        downlink: downlink_tx,
+        pty: None,
+        started: false,
+    }
+}
+
+impl ChannelRelay {
+    async fn request(&self, request: Request) -> bool {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .uplink
+            .send(Uplink::Request { request, reply })
+            .is_err()
+        {
+            return false;
+        }
+        matches!(
+            tokio::time::timeout(REQUEST_TIMEOUT, answer).await,
+            Ok(Ok(true))
+        )
+    }
+
+    /// Relays a pty-req and remembers the terminal for the recording's header.
+    pub async fn pty(
+        &mut self,
+        term: &str,
+        cols: u32,
+        rows: u32,
+        pix_width: u32,
+        pix_height: u32,
+        modes: &[(Pty, u32)],
+    ) -> bool {
+        let granted = self
+            .request(Request::Pty {
+                term: term.to_owned(),
+                cols,
+                rows,
+                pix_width,
+                pix_height,
+                modes: modes.to_vec(),
+            })
+            .await;
+        if granted {
+            self.pty = Some(PtyRequest {
+                term: term.to_owned(),
+                cols,
+                rows,
+            });
+            let _ = self.downlink.send(Downlink::Pty).await;
+        }
+        granted
+    }
+
+    /// Relays an environment variable. OpenSSH sends these without wanting a reply, so
+    /// none is waited for.
+    pub async fn env(&self, name: &str, value: &str) {
+        let _ = self.uplink.send(Uplink::Env {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        });
+    }
+
+    /// Starts a shell, command or subsystem: the recording first (nothing runs unrecorded),
+    /// then the request upstream.
+    pub async fn start(
+        &mut self,
+        broker: &Broker,
+        session: &SessionShared,
+        start: Start,
+    ) -> StartOutcome {
+        if self.started {
+            // RFC 4254 allows one of these per channel.
+            return StartOutcome::Relayed(false);
+        }
+        self.started = true;
+        let recording = match &start {
+            // sftp is a binary file-transfer protocol, not a terminal: it is audited (start,
+            // end, bytes) but not recorded as asciicast.
+            Start::Subsystem(_) => None,
+            Start::Shell | Start::Exec(_) => {
+                match start_recording(broker, session, &start, self.pty.as_ref()) {
+                    Ok(recording) => recording,
+                    Err(message) => return StartOutcome::Refused(message),
+                }
+            }
+        };
+        if let Some(recording) = &recording {
+            let _ = recording.marker(start_marker(session, &start)).await;
+            let _ = self
+                .downlink
+                .send(Downlink::Record {
+                    recording: recording.clone(),
+                })
+                .await;
+            let _ = self.uplink.send(Uplink::Record(recording.clone()));
+        }
+        broker.audit.record(
+            session
+                .audit("channel.start")
+                .with("channel", self.id.to_string())
+                .with("kind", start.kind())
+                .with(
+                    "command",
+                    match &start {
+                        Start::Exec(command) => Some(command.as_str()),
+                        _ => None,
+                    },
+                )
+                .with(
+                    "subsystem",
+                    match &start {
+                        Start::Subsystem(name) => Some(name.as_str()),
+                        _ => None,
+                    },
+                )
+                .with("pty", self.pty.is_some())
+                .with("recording", recording.as_ref().map(|r| r.id().to_owned())),
+        );
+        let _ = self.downlink.send(Downlink::Started(start.clone())).await;
+        let request = match start {
+            Start::Shell => Request::Shell,
+            Start::Exec(command) => Request::Exec(command.into_bytes()),
+            Start::Subsystem(name) => Request::Subsystem(name),
+        };
+        StartOutcome::Relayed(self.request(request).await)
+    }
+
+    /// Client keystrokes or stdin. Waits while too much is queued for the upstream (see
+    /// [`flow`]); `Err` if the client has queued past the hard cap.
+    pub async fn data(&self, data: &[u8]) -> Result<(), flow::Overflow> {
+        self.flow.add(data.len())?;
+        if self
+            .uplink
+            .send(Uplink::Data(Bytes::copy_from_slice(data)))
+            .is_err()
+        {
+            // The uplink is gone (channel closed): nothing will drain this.
+            self.flow.drained(data.len());
+            return Ok(());
+        }
+        self.flow.wait_for_room().await;
+        Ok(())
+    }
+
+    /// The client will send no more data.
+    pub async fn eof(&self) {
+        let _ = self.uplink.send(Uplink::Eof);
+    }
+
+    /// The client closed the channel.
+    pub async fn close(&self) {
+        let _ = self.uplink.send(Uplink::Close);
+    }
+
+    /// The client's terminal was resized.
+    pub async fn window_change(&self, cols: u32, rows: u32, pix_width: u32, pix_height: u32) {
+        let _ = self.uplink.send(Uplink::WindowChange {
+            cols,
+            rows,
+            pix_width,
+            pix_height,
+        });
+    }
+
+    /// A signal for the remote process.
+    pub async fn signal(&self, signal: Sig) {
+        let _ = self.uplink.send(Uplink::Signal(signal));
+    }
+}
+
+fn start_marker(session: &SessionShared, start: &Start) -> String {
+    let who = format!(
+        "{} → {}@{}",
+        session.user().unwrap_or("?"),
+        session
+            .upstream_login
+            .get()
+            .map(String::as_str)
+            .unwrap_or("?"),
+        session.target().unwrap_or("?")
+    );
+    match start {
+        Start::Shell => format!("start: shell, {who}"),
+        Start::Exec(command) => format!("start: exec {command:?}, {who}"),
+        Start::Subsystem(name) => format!("start: subsystem {name}, {who}"),
+    }
+}
+
+fn lock(replies: &Replies) -> std::sync::MutexGuard<'_, VecDeque<oneshot::Sender<bool>>> {
+    replies
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,87 @@
+//! The recording of one channel: created when its shell or command starts, before anything
+//! runs, so nothing happens unrecorded.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use portcullis_config::OnRecordingFailure;
+use portcullis_recorder::{Header, RecordingHandle, RecordingOptions, SessionFacts};
+
+use super::{PtyRequest, Start};
+use crate::server::Broker;
+use crate::session::SessionShared;
+
+/// Creates the channel's recording. `Ok(None)`: it could not be created but policy lets the
+/// session continue unrecorded. `Err`: it could not, and the channel must not start.
+pub(super) fn start_recording(
+    broker: &Broker,
+    session: &SessionShared,
+    start: &Start,
+    pty: Option<&PtyRequest>,
+) -> Result<Option<RecordingHandle>, String> {
+    let id = session.next_recording_id();
+    let user = session.user().unwrap_or_default().to_owned();
+    let target = session.target().unwrap_or_default().to_owned();
+    let login = session.upstream_login.get().cloned().unwrap_or_default();
+    let command = match start {
+        Start::Exec(command) => Some(command.clone()),
+        _ => None,
+    };
+    let title = match &command {
+        Some(command) => format!("{user} → {login}@{target}: {command}"),
+        None => format!("{user} → {login}@{target}"),
+    };
+    let mut env = BTreeMap::new();
+    if let Some(pty) = pty {
+        env.insert("TERM".to_owned(), pty.term.clone());
+    }
+    let header = Header {
+        version: 2,
+        width: pty.map_or(80, |p| p.cols.max(1)),
+        height: pty.map_or(24, |p| p.rows.max(1)),
+        timestamp: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default(),
+        title: Some(title),
+        env,
+        portcullis: Some(SessionFacts {
+            recording: id.clone(),
+            session: session.id.clone(),
+            user,
+            target,
+            login,
+            kind: start.kind().to_owned(),
+            command,
+            client: session.client.to_string(),
+        }),
+    };
+    let settings = &broker.recordings;
+    match portcullis_recorder::start(
+        &settings.dir,
+        &id,
+        &header,
+        &settings.key,
+        RecordingOptions::default(),
+    ) {
+        Ok(recording) => Ok(Some(recording)),
+        Err(error) => {
+            let continuing = settings.on_failure == OnRecordingFailure::Continue;
+            broker.audit.record(
+                session
+                    .audit("recording.failed")
+                    .with("recording", &id)
+                    .with("error", error.to_string())
+                    .with("continuing_unrecorded", continuing),
+            );
+            tracing::error!(parent: &session.span, %error, continuing, "cannot start a recording");
+            if continuing {
+                Ok(None)
+            } else {
+                Err(format!(
+                    "the session cannot be recorded ({error}); sessions may not run unrecorded"
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Client → upstream: forwards the client's data and requests in order, records
+//! keystrokes, and drains the flow-control count as data leaves.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use portcullis_config::OnRecordingFailure;
+use portcullis_recorder::RecordingHandle;
+use russh::{ChannelWriteHalf, client};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::flow::Flow;
+use super::{Replies, Request, Uplink, lock};
+use crate::session::SessionShared;
+
+/// Everything the uplink task owns.
+pub(super) struct UplinkTask {
+    pub(super) upstream: ChannelWriteHalf<client::Msg>,
+    pub(super) queue: mpsc::UnboundedReceiver<Uplink>,
+    pub(super) flow: Arc<Flow>,
+    pub(super) replies: Replies,
+    pub(super) closed: CancellationToken,
+    pub(super) session: Arc<SessionShared>,
+    pub(super) record_input: bool,
+    pub(super) on_failure: OnRecordingFailure,
+}
+
+/// Forwards the client's messages to the upstream channel, in order.
+pub(super) async fn uplink(task: UplinkTask) {
+    let UplinkTask {
+        upstream,
+        mut queue,
+        flow,
+        replies,
+        closed,
+        session,
+        record_input,
+        on_failure,
+    } = task;
+    // However the uplink ends, a handler waiting for queue room must be let go.
+    let _release = ReleaseOnExit(flow.clone());
+    let mut recording: Option<RecordingHandle> = None;
+    loop {
+        let message = tokio::select! {
+            message = queue.recv() => message,
+            () = session.control.ended() => None,
+            () = closed.cancelled() => return,
+        };
+        let Some(message) = message else {
+            // The client's channel is gone or the session is ending.
+            let _ = upstream.close().await;
+            return;
+        };
+        let sent = match message {
+            Uplink::Data(data) => {
+                flow.drained(data.len());
+                if let Some(active) = &recording {
+                    if active.has_failed() {
+                        if on_failure == OnRecordingFailure::Terminate {
+                            // The downlink ends the session; nothing more goes upstream.
+                            continue;
+                        }
+                        recording = None;
+                    } else if record_input {
+                        let _ = active.input(data.clone()).await;
+                    }
+                }
+                session
+                    .bytes_from_client
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                tokio::select! {
+                    result = upstream.data_bytes(data) => result,
+                    () = session.control.ended() => Ok(()),
+                    () = closed.cancelled() => return,
+                }
+            }
+            Uplink::Eof => upstream.eof().await,
+            Uplink::Close => {
+                let _ = upstream.close().await;
+                return;
+            }
+            Uplink::WindowChange {
+                cols,
+                rows,
+                pix_width,
+                pix_height,
+            } => {
+                if let Some(active) = &recording {
+                    let _ = active.resize(cols, rows).await;
+                }
+                upstream
+                    .window_change(cols, rows, pix_width, pix_height)
+                    .await
+            }
+            Uplink::Signal(signal) => upstream.signal(signal).await,
+            Uplink::Env { name, value } => upstream.set_env(false, name, value).await,
+            Uplink::Record(handle) => {
+                recording = Some(handle);
+                Ok(())
+            }
+            Uplink::Request { request, reply } => {
+                lock(&replies).push_back(reply);
+                let result = match request {
+                    Request::Pty {
+                        term,
+                        cols,
+                        rows,
+                        pix_width,
+                        pix_height,
+                        modes,
+                    } => {
+                        upstream
+                            .request_pty(true, &term, cols, rows, pix_width, pix_height, &modes)
+                            .await
+                    }
+                    Request::Shell => upstream.request_shell(true).await,
+                    Request::Exec(command) => upstream.exec(true, command).await,
+                    Request::Subsystem(name) => upstream.request_subsystem(true, name).await,
+                };
+                if result.is_err()
+                    && let Some(reply) = lock(&replies).pop_back()
+                {
+                    let _ = reply.send(false);
+                }
+                result
+            }
+        };
+        if sent.is_err() {
+            // The upstream channel is gone; the downlink sees it close and ends the channel.
+            return;
+        }
+    }
+}
+
+struct ReleaseOnExit(Arc<Flow>);
+
+impl Drop for ReleaseOnExit {
+    fn drop(&mut self) {
+        self.0.uplink_gone();
+    }
+}
