@@ -22,4 +22,4 @@ pub mod writer;
 pub use asciicast::{Header, SessionFacts};
 pub use chain::{Chain, ChainKey};
 pub use verify::{Verdict, verify_file};
-pub use writer::{RecordingError, RecordingHandle, RecordingOptions, Summary, start};
+pub use writer::{OutputBatch, RecordingError, RecordingHandle, RecordingOptions, Summary, start};

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
-use crate::asciicast::{EventKind, Header, Utf8Carry, encode_event};
+use crate::asciicast::{EventKind, Header, Utf8Carry, begin_event, end_event, push_json_str};
 use crate::chain::{Chain, ChainKey};
 
 /// First line of every integrity file.
@@ -99,7 +99,7 @@ enum Command {
     Event {
         at: Duration,
         kind: EventKind,
-        data: Bytes,
+        data: Vec<Bytes>,
     },
     Finish {
         at: Duration,
@@ -107,6 +107,25 @@ enum Command {
         done: oneshot::Sender<Result<Summary, RecordingError>>,
     },
 }
+
+/// Output a relay has shown but not yet handed to the writer (see
+/// [`RecordingHandle::buffer_output`]).
+#[derive(Debug, Default)]
+pub struct OutputBatch {
+    at: Duration,
+    chunks: Vec<Bytes>,
+    bytes: usize,
+}
+
+impl OutputBatch {
+    /// Whether it holds anything.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+}
+
+/// Output bytes a batch collects before it is handed over regardless.
+pub const BATCH_BYTES: usize = 256 * 1024;
 
 /// The integrity file that goes with a recording.
 pub fn mac_path(cast: &Path) -> PathBuf {
@@ -153,6 +172,8 @@ pub fn start(
         chain: Chain::start(key, id.as_bytes()),
         pending_tags: String::new(),
         line: Vec::with_capacity(4096),
+        line_start: 0,
+        last_at: Duration::ZERO,
         output_carry: Utf8Carry::default(),
         input_carry: Utf8Carry::default(),
         lines: 0,
@@ -236,7 +257,49 @@ impl RecordingHandle {
     async fn event(&self, kind: EventKind, data: Bytes) -> Result<(), RecordingError> {
         let at = self.started.elapsed();
         self.tx
-            .send(Command::Event { at, kind, data })
+            .send(Command::Event {
+                at,
+                kind,
+                data: vec![data],
+            })
+            .await
+            .map_err(|_| RecordingError::Closed)
+    }
+
+    /// Adds output to `batch` (stamped now if it is the first) and hands the batch to the
+    /// writer once it holds [`BATCH_BYTES`]. A relay under load calls this per chunk and
+    /// [`RecordingHandle::flush_output`] when it goes idle: one wake-up of the writer per
+    /// batch instead of per chunk.
+    pub async fn buffer_output(
+        &self,
+        batch: &mut OutputBatch,
+        data: Bytes,
+    ) -> Result<(), RecordingError> {
+        if batch.chunks.is_empty() {
+            batch.at = self.started.elapsed();
+        }
+        batch.bytes += data.len();
+        batch.chunks.push(data);
+        if batch.bytes >= BATCH_BYTES {
+            self.flush_output(batch).await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Hands whatever `batch` holds to the writer.
+    pub async fn flush_output(&self, batch: &mut OutputBatch) -> Result<(), RecordingError> {
+        if batch.chunks.is_empty() {
+            return Ok(());
+        }
+        let data = std::mem::take(&mut batch.chunks);
+        batch.bytes = 0;
+        self.tx
+            .send(Command::Event {
+                at: batch.at,
+                kind: EventKind::Output,
+                data,
+            })
             .await
             .map_err(|_| RecordingError::Closed)
     }
@@ -285,6 +348,10 @@ struct Writer {
     /// Tags of lines not yet flushed to the .cast file; written after it is.
     pending_tags: String,
     line: Vec<u8>,
+    /// Where the open event's data starts in `line`.
+    line_start: usize,
+    /// The time of the last event written.
+    last_at: Duration,
     output_carry: Utf8Carry,
     input_carry: Utf8Carry,
     lines: u64,
@@ -313,22 +380,48 @@ impl Writer {
     }
 
     fn event(&mut self, at: Duration, kind: EventKind, data: &[u8]) -> io::Result<()> {
-        let text = match kind {
+        self.begin(at, kind);
+        self.push(kind, data);
+        self.end()
+    }
+
+    /// Starts an event line; [`Writer::push`] adds data, [`Writer::end`] commits it.
+    fn begin(&mut self, at: Duration, kind: EventKind) {
+        // The two directions stamp their events independently and may arrive a little out
+        // of order; players need times that never go backwards.
+        let at = at.max(self.last_at);
+        self.last_at = at;
+        self.line.clear();
+        begin_event(at.as_secs_f64(), kind, &mut self.line);
+        self.line_start = self.line.len();
+    }
+
+    /// Adds data to the open event, escaped straight into the line (no intermediate copy).
+    fn push(&mut self, kind: EventKind, data: &[u8]) {
+        let line = &mut self.line;
+        match kind {
             EventKind::Output => {
                 self.output_bytes += data.len() as u64;
-                self.output_carry.feed(data)
+                self.output_carry
+                    .feed_into(data, |text| push_json_str(line, text));
             }
             EventKind::Input => {
                 self.input_bytes += data.len() as u64;
-                self.input_carry.feed(data)
+                self.input_carry
+                    .feed_into(data, |text| push_json_str(line, text));
             }
-            EventKind::Resize | EventKind::Marker => String::from_utf8_lossy(data).into_owned(),
-        };
-        if text.is_empty() {
+            EventKind::Resize | EventKind::Marker => {
+                push_json_str(line, &String::from_utf8_lossy(data));
+            }
+        }
+    }
+
+    /// Commits the open event, unless it is empty (all of it an incomplete character).
+    fn end(&mut self) -> io::Result<()> {
+        if self.line.len() == self.line_start {
             return Ok(());
         }
-        self.line.clear();
-        encode_event(at.as_secs_f64(), kind, &text, &mut self.line);
+        end_event(&mut self.line);
         self.commit_line()
     }
 
@@ -348,9 +441,9 @@ impl Writer {
             (EventKind::Input, self.input_carry.flush()),
         ] {
             if !rest.is_empty() {
-                self.line.clear();
-                encode_event(at.as_secs_f64(), kind, &rest, &mut self.line);
-                self.commit_line()?;
+                self.begin(at, kind);
+                push_json_str(&mut self.line, &rest);
+                self.end()?;
             }
         }
         self.event(at, EventKind::Marker, format!("end: {reason}").as_bytes())?;
@@ -383,7 +476,6 @@ async fn run(
     let mut tick = tokio::time::interval(options.flush_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut held: Option<Command> = None;
-    let mut merged = Vec::new();
 
     let fail = |error: io::Error, rx: &mut mpsc::Receiver<Command>| {
         let message: Arc<str> = RecordingError::Write {
@@ -413,19 +505,28 @@ async fn run(
         let result = match command {
             Some(Command::Event {
                 at,
-                kind: EventKind::Output,
+                kind: kind @ (EventKind::Output | EventKind::Input),
                 data,
             }) => {
-                // Merge output chunks that are already waiting into one event.
-                merged.clear();
-                merged.extend_from_slice(&data);
-                while merged.len() < options.coalesce_bytes {
+                // Merge chunks of the same kind already waiting into one event.
+                writer.begin(at, kind);
+                let mut merged = 0;
+                for chunk in &data {
+                    writer.push(kind, chunk);
+                    merged += chunk.len();
+                }
+                while merged < options.coalesce_bytes {
                     match rx.try_recv() {
                         Ok(Command::Event {
-                            kind: EventKind::Output,
+                            kind: next_kind,
                             data,
                             ..
-                        }) => merged.extend_from_slice(&data),
+                        }) if next_kind == kind => {
+                            for chunk in &data {
+                                writer.push(kind, chunk);
+                                merged += chunk.len();
+                            }
+                        }
                         Ok(other) => {
                             held = Some(other);
                             break;
@@ -433,9 +534,15 @@ async fn run(
                         Err(_) => break,
                     }
                 }
-                writer.event(at, EventKind::Output, &merged)
+                writer.end()
             }
-            Some(Command::Event { at, kind, data }) => writer.event(at, kind, &data),
+            Some(Command::Event { at, kind, data }) => {
+                writer.begin(at, kind);
+                for chunk in &data {
+                    writer.push(kind, chunk);
+                }
+                writer.end()
+            }
             Some(Command::Finish { at, reason, done }) => {
                 let result =
                     writer

@@ -284,3 +284,44 @@ async fn an_existing_file_is_never_overwritten() {
         .is_err()
     );
 }
+
+#[tokio::test]
+async fn batched_output_is_one_event_and_times_never_go_back() {
+    use portcullis_recorder::OutputBatch;
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start(
+        dir.path(),
+        "batched",
+        &header("batched"),
+        &key(),
+        RecordingOptions::default(),
+    )
+    .unwrap();
+    let mut batch = OutputBatch::default();
+    for part in ["one ", "two ", "three"] {
+        handle
+            .buffer_output(&mut batch, Bytes::from(part))
+            .await
+            .unwrap();
+    }
+    assert!(!batch.is_empty());
+    // Input stamped later reaches the writer before the earlier-stamped batch.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    handle.input(Bytes::from_static(b"x")).await.unwrap();
+    handle.flush_output(&mut batch).await.unwrap();
+    assert!(batch.is_empty());
+    let summary = handle.finish("done").await.unwrap();
+    let text = std::fs::read_to_string(&summary.path).unwrap();
+    let events: Vec<_> = text
+        .lines()
+        .skip(1)
+        .map(|l| decode_event(l).unwrap())
+        .collect();
+    assert_eq!(events[0].kind, EventKind::Input);
+    assert_eq!(events[1].kind, EventKind::Output);
+    assert_eq!(events[1].data, "one two three");
+    assert!(
+        events.windows(2).all(|w| w[0].time <= w[1].time),
+        "{events:?}"
+    );
+}

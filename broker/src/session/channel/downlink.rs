@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use portcullis_config::OnRecordingFailure;
-use portcullis_recorder::RecordingHandle;
+use portcullis_recorder::{OutputBatch, RecordingHandle};
 use russh::{ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, server};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -60,56 +61,108 @@ pub(super) async fn downlink(mut task: DownlinkTask) {
         let mut control_open = true;
         let session = task.session.clone();
 
+        // Output shown to the client but not yet handed to the recorder: handed over in one
+        // piece when the upstream goes quiet (or it grows large), one writer wake-up per
+        // batch instead of per packet.
+        let mut batch = OutputBatch::default();
         let end = loop {
-            tokio::select! {
-                biased;
-                () = session.control.ended() => {
-                    break ChannelEnd::Session(session.control.reason().unwrap_or(EndReason::Shutdown));
+            // Control messages first: they must take effect before the data behind them.
+            while control_open {
+                match task.control.try_recv() {
+                    Ok(message) => apply(message, &mut recording, &mut pty, &mut start),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => control_open = false,
                 }
-                failure = failed(recording.as_ref()), if recording.is_some() => {
-                    task.recording_failed(&failure);
-                    if task.broker.recordings.on_failure == OnRecordingFailure::Continue {
-                        recording = None;
+            }
+            if session.control.is_ending() {
+                break ChannelEnd::Session(session.control.reason().unwrap_or(EndReason::Shutdown));
+            }
+            if let Some(active) = &recording
+                && active.has_failed()
+            {
+                task.recording_failed(&active.failed().await);
+                if task.broker.recordings.on_failure == OnRecordingFailure::Continue {
+                    recording = None;
+                }
+                continue;
+            }
+            // Under load the next message is already there: take it without parking.
+            let message = match task.upstream.wait().now_or_never() {
+                Some(message) => message,
+                None => {
+                    if let Some(active) = &recording {
+                        let _ = active.flush_output(&mut batch).await;
+                    }
+                    tokio::select! {
+                        biased;
+                        () = session.control.ended() => continue,
+                        _ = failed(recording.as_ref()), if recording.is_some() => continue,
+                        control = task.control.recv(), if control_open => {
+                            match control {
+                                Some(message) => apply(message, &mut recording, &mut pty, &mut start),
+                                None => control_open = false,
+                            }
+                            continue;
+                        }
+                        message = task.upstream.wait() => message,
                     }
                 }
-                control = task.control.recv(), if control_open => match control {
-                    Some(Downlink::Record { recording: handle }) => recording = Some(handle),
-                    Some(Downlink::Pty) => pty = true,
-                    Some(Downlink::Started(what)) => start = Some(what),
-                    None => control_open = false,
-                },
-                message = task.upstream.wait() => match message {
-                    Some(ChannelMsg::Data { data }) => {
-                        if !task.forward(None, data, recording.as_ref()).await {
-                            break ChannelEnd::Session(session.control.reason().unwrap_or(EndReason::ClientClosed));
-                        }
+            };
+            match message {
+                Some(ChannelMsg::Data { data }) => {
+                    if !task
+                        .forward(None, data, recording.as_ref(), &mut batch)
+                        .await
+                    {
+                        break ChannelEnd::Session(
+                            session.control.reason().unwrap_or(EndReason::ClientClosed),
+                        );
                     }
-                    Some(ChannelMsg::ExtendedData { data, ext }) => {
-                        if !task.forward(Some(ext), data, recording.as_ref()).await {
-                            break ChannelEnd::Session(session.control.reason().unwrap_or(EndReason::ClientClosed));
-                        }
+                }
+                Some(ChannelMsg::ExtendedData { data, ext }) => {
+                    if !task
+                        .forward(Some(ext), data, recording.as_ref(), &mut batch)
+                        .await
+                    {
+                        break ChannelEnd::Session(
+                            session.control.reason().unwrap_or(EndReason::ClientClosed),
+                        );
                     }
-                    Some(ChannelMsg::Eof) => {
-                        let _ = task.client.eof().await;
-                    }
-                    Some(ChannelMsg::ExitStatus { exit_status }) => {
-                        exit = Some(Exit::Status(exit_status));
-                        let _ = task.client.exit_status(exit_status).await;
-                    }
-                    Some(ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag }) => {
-                        exit = Some(Exit::Signal(format!("{signal_name:?}")));
-                        let _ = task
-                            .client_handle
-                            .exit_signal_request(task.id, signal_name, core_dumped, error_message, lang_tag)
-                            .await;
-                    }
-                    Some(ChannelMsg::Success) => task.reply(true),
-                    Some(ChannelMsg::Failure) => task.reply(false),
-                    Some(ChannelMsg::Close) | None => break ChannelEnd::Upstream,
-                    Some(_) => {}
-                },
+                }
+                Some(ChannelMsg::Eof) => {
+                    let _ = task.client.eof().await;
+                }
+                Some(ChannelMsg::ExitStatus { exit_status }) => {
+                    exit = Some(Exit::Status(exit_status));
+                    let _ = task.client.exit_status(exit_status).await;
+                }
+                Some(ChannelMsg::ExitSignal {
+                    signal_name,
+                    core_dumped,
+                    error_message,
+                    lang_tag,
+                }) => {
+                    exit = Some(Exit::Signal(format!("{signal_name:?}")));
+                    let _ = task
+                        .client_handle
+                        .exit_signal_request(
+                            task.id,
+                            signal_name,
+                            core_dumped,
+                            error_message,
+                            lang_tag,
+                        )
+                        .await;
+                }
+                Some(ChannelMsg::Success) => task.reply(true),
+                Some(ChannelMsg::Failure) => task.reply(false),
+                Some(ChannelMsg::Close) | None => break ChannelEnd::Upstream,
+                Some(_) => {}
             }
         };
+        if let Some(active) = &recording {
+            let _ = active.flush_output(&mut batch).await;
+        }
 
         // Release the uplink first: it may hold the client's session loop (see `closed`).
         task.closed.cancel();
@@ -175,6 +228,20 @@ pub(super) async fn downlink(mut task: DownlinkTask) {
     }
 }
 
+/// Applies a control message from the handler.
+fn apply(
+    message: Downlink,
+    recording: &mut Option<RecordingHandle>,
+    pty: &mut bool,
+    start: &mut Option<Start>,
+) {
+    match message {
+        Downlink::Record { recording: handle } => *recording = Some(handle),
+        Downlink::Pty => *pty = true,
+        Downlink::Started(what) => *start = Some(what),
+    }
+}
+
 /// Resolves when `recording` has failed.
 async fn failed(recording: Option<&RecordingHandle>) -> Arc<str> {
     match recording {
@@ -191,10 +258,12 @@ impl DownlinkTask {
         ext: Option<u32>,
         data: Bytes,
         recording: Option<&RecordingHandle>,
+        batch: &mut OutputBatch,
     ) -> bool {
         if let Some(active) = recording {
-            // Waits when the recorder is behind: output is never shown unrecorded.
-            let _ = active.output(data.clone()).await;
+            // Waits when the recorder is behind, so output never outruns its recording by
+            // more than a batch and the writer's queue.
+            let _ = active.buffer_output(batch, data.clone()).await;
         }
         self.session
             .bytes_to_client

@@ -1,0 +1,318 @@
+//! The relay benchmark: bulk stdout and connection setup through portcullis, against direct
+//! OpenSSH and an OpenSSH ProxyJump, interleaved in one run on one machine so the ratios
+//! hold even when the machine is noisy.
+//!
+//! ```text
+//! cargo run --release -p portcullis-tests --bin portcullis-bench -- [--mib 1024] [--runs 5] [--setups 20]
+//! ```
+//!
+//! The upstream is a real OpenSSH sshd on loopback; the bastion runs in this process with
+//! recording on (its default), writing every byte to an asciicast file like in production.
+//! The payload is a text file in the page cache (`cat FILE` upstream), so the upstream
+//! spends almost nothing producing it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portcullis::directory::Directory;
+use portcullis::server::{Broker, Server};
+use portcullis_tests::{Keypair, Sshd};
+
+struct Options {
+    mib: u64,
+    runs: usize,
+    setups: usize,
+    cipher: Option<String>,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        mib: 1024,
+        runs: 5,
+        setups: 20,
+        cipher: None,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = || {
+            args.get(i + 1)
+                .and_then(|v| v.parse().ok())
+                .expect("a number after the flag")
+        };
+        match args[i].as_str() {
+            "--mib" => options.mib = value() as u64,
+            "--runs" => options.runs = value(),
+            "--setups" => options.setups = value(),
+            "--cipher" => options.cipher = args.get(i + 1).cloned(),
+            other => {
+                panic!("unknown argument {other}; use --mib N --runs N --setups N --cipher NAME")
+            }
+        }
+        i += 2;
+    }
+    options
+}
+
+/// How a client reaches the upstream.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Direct,
+    ProxyJump,
+    Portcullis,
+}
+
+impl Route {
+    fn name(self) -> &'static str {
+        match self {
+            Route::Direct => "direct OpenSSH",
+            Route::ProxyJump => "OpenSSH ProxyJump",
+            Route::Portcullis => "portcullis (recording on)",
+        }
+    }
+}
+
+struct Bench {
+    cipher: Option<String>,
+    sshd: Sshd,
+    key: Keypair,
+    bastion_port: u16,
+    bastion_known_hosts: PathBuf,
+    sshd_known_hosts: PathBuf,
+    recordings: PathBuf,
+}
+
+impl Bench {
+    fn ssh(&self, route: Route, remote: &str) -> Command {
+        let mut command = Command::new("ssh");
+        command.args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "LogLevel=ERROR",
+        ]);
+        command.arg("-i").arg(&self.key.private);
+        if let Some(cipher) = &self.cipher {
+            command.args(["-c", cipher]);
+        }
+        let sshd_port = self.sshd.address().rsplit(':').next().unwrap().to_owned();
+        match route {
+            Route::Direct | Route::ProxyJump => {
+                command.arg("-o").arg(format!(
+                    "UserKnownHostsFile={}",
+                    self.sshd_known_hosts.display()
+                ));
+                if route == Route::ProxyJump {
+                    // The jump host is an sshd of its own (the same binary and machine), as
+                    // a plain OpenSSH bastion would be.
+                    let cipher = self
+                        .cipher
+                        .as_ref()
+                        .map(|c| format!("-c {c} "))
+                        .unwrap_or_default();
+                    command.arg("-o").arg(format!(
+                        "ProxyCommand=ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o LogLevel=ERROR {cipher}-i {} -o UserKnownHostsFile={} -p {sshd_port} -W %h:%p root@127.0.0.1",
+                        self.key.private.display(),
+                        self.sshd_known_hosts.display()
+                    ));
+                }
+                command.args(["-p", &sshd_port, "root@127.0.0.1"]);
+            }
+            Route::Portcullis => {
+                command.arg("-o").arg(format!(
+                    "UserKnownHostsFile={}",
+                    self.bastion_known_hosts.display()
+                ));
+                command.args([
+                    "-p",
+                    &self.bastion_port.to_string(),
+                    "bench+target@127.0.0.1",
+                ]);
+            }
+        }
+        command.arg(remote).stdin(Stdio::null());
+        command
+    }
+
+    fn timed(&self, route: Route, remote: &str) -> Duration {
+        let started = Instant::now();
+        let status = self
+            .ssh(route, remote)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run ssh");
+        let elapsed = started.elapsed();
+        assert!(status.success(), "{} failed running {remote}", route.name());
+        elapsed
+    }
+
+    fn clear_recordings(&self) {
+        if let Ok(entries) = std::fs::read_dir(&self.recordings) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+fn write_payload(path: &Path, mib: u64) {
+    use std::io::Write;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let target = mib * 1024 * 1024;
+    let mut written = 0u64;
+    let mut n = 0u64;
+    while written < target {
+        let line = format!(
+            "portcullis benchmark line {n:010} the quick brown fox jumps over the lazy dog 0123456789\n"
+        );
+        file.write_all(line.as_bytes()).unwrap();
+        written += line.len() as u64;
+        n += 1;
+    }
+    file.flush().unwrap();
+    // Warm the page cache so every run reads from memory.
+    let _ = Command::new("cat").arg(path).stdout(Stdio::null()).status();
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn main() {
+    let options = options();
+    let scratch = tempfile::Builder::new().prefix("bench-").tempdir().unwrap();
+    let sshd = Sshd::start();
+    let key = Keypair::generate(scratch.path(), "bench");
+    sshd.authorize(&key.public);
+    let sshd_known_hosts = scratch.path().join("sshd_known_hosts");
+    let port = sshd.address().rsplit(':').next().unwrap().to_owned();
+    std::fs::write(
+        &sshd_known_hosts,
+        format!(
+            "[127.0.0.1]:{port} {}\n127.0.0.1 {}\n",
+            sshd.host_key(),
+            sshd.host_key()
+        ),
+    )
+    .unwrap();
+
+    // The bastion, in this process, on its production code path.
+    let data = scratch.path().join("data");
+    let config_text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {data:?}\n\n[[users]]\nname = \"bench\"\npublic_keys = [{public:?}]\n\n\
+         [[targets]]\nname = \"target\"\naddress = {address:?}\nlogin = \"root\"\ncredential = \"target\"\nhost_key = {host:?}\n\n\
+         [[roles]]\nname = \"bench\"\nmembers = [\"bench\"]\ntargets = [\"target\"]\n",
+        data = data.display().to_string(),
+        public = key.public,
+        address = sshd.address(),
+        host = sshd.host_key(),
+    );
+    let config = portcullis_config::from_toml_str(&config_text).expect("bench config");
+    let directory = Directory::from_config(&config).expect("bench identities");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let broker = Arc::new(Broker::open(config, directory, None).expect("open the bastion"));
+    let credential = portcullis::vault::generate_ed25519("bench").unwrap();
+    broker
+        .vault
+        .put_private_key("target", &credential, true)
+        .unwrap();
+    sshd.authorize(&credential.public_key().to_openssh().unwrap());
+    let server = runtime
+        .block_on(Server::bind(broker.clone()))
+        .expect("bind");
+    let bastion_port = server.local_addr().unwrap().port();
+    runtime.spawn(server.run());
+    let bastion_known_hosts = scratch.path().join("bastion_known_hosts");
+    std::fs::write(
+        &bastion_known_hosts,
+        format!(
+            "[127.0.0.1]:{bastion_port} {}\n",
+            broker.host_key().public_key().to_openssh().unwrap()
+        ),
+    )
+    .unwrap();
+
+    let bench = Bench {
+        cipher: options.cipher.clone(),
+        sshd,
+        key,
+        bastion_port,
+        bastion_known_hosts,
+        sshd_known_hosts,
+        recordings: data.join("recordings"),
+    };
+    let routes = [Route::Direct, Route::ProxyJump, Route::Portcullis];
+    for route in routes {
+        bench.timed(route, "true"); // warm-up, and a check that each route works
+    }
+
+    let payload = scratch.path().join("payload.txt");
+    eprintln!("writing a {} MiB payload…", options.mib);
+    write_payload(&payload, options.mib);
+    let cat = format!("cat {}", payload.display());
+
+    let mut bulk: Vec<Vec<Duration>> = vec![Vec::new(); routes.len()];
+    for run in 1..=options.runs {
+        for (i, route) in routes.iter().enumerate() {
+            bench.clear_recordings();
+            let took = bench.timed(*route, &cat);
+            eprintln!(
+                "run {run}: {:<28} {:>7.2} s",
+                route.name(),
+                took.as_secs_f64()
+            );
+            bulk[i].push(took);
+        }
+    }
+    bench.clear_recordings();
+    let mut setup: Vec<Vec<Duration>> = vec![Vec::new(); routes.len()];
+    for _ in 0..options.setups {
+        for (i, route) in routes.iter().enumerate() {
+            setup[i].push(bench.timed(*route, "true"));
+        }
+    }
+
+    let mib = options.mib as f64;
+    let bulk_medians: Vec<Duration> = bulk.iter_mut().map(|s| median(s)).collect();
+    let setup_medians: Vec<Duration> = setup.iter_mut().map(|s| median(s)).collect();
+    let throughput: Vec<f64> = bulk_medians.iter().map(|d| mib / d.as_secs_f64()).collect();
+    println!(
+        "\n{} MiB of stdout, median of {} interleaved runs; `ssh … true`, median of {}; client cipher: {}:",
+        options.mib,
+        options.runs,
+        options.setups,
+        options.cipher.as_deref().unwrap_or("each client's default")
+    );
+    println!(
+        "{:<28} {:>10} {:>12} {:>12}",
+        "route", "bulk (s)", "MiB/s", "setup (ms)"
+    );
+    for (i, route) in routes.iter().enumerate() {
+        println!(
+            "{:<28} {:>10.2} {:>12.1} {:>12.1}",
+            route.name(),
+            bulk_medians[i].as_secs_f64(),
+            throughput[i],
+            setup_medians[i].as_secs_f64() * 1000.0
+        );
+    }
+    println!(
+        "\nportcullis throughput: {:.2}x direct, {:.2}x ProxyJump; setup time: {:.2}x direct, {:.2}x ProxyJump",
+        throughput[2] / throughput[0],
+        throughput[2] / throughput[1],
+        setup_medians[2].as_secs_f64() / setup_medians[0].as_secs_f64(),
+        setup_medians[2].as_secs_f64() / setup_medians[1].as_secs_f64(),
+    );
+    runtime.block_on(broker.drain(Duration::from_secs(5)));
+}
