@@ -196,17 +196,33 @@ fn ssh_server_config(config: &Config, host_key: PrivateKey) -> russh::server::Co
         nodelay: true,
         window_size: 4 * 1024 * 1024,
         preferred: russh::Preferred {
-            cipher: Cow::Borrowed(&[
-                russh::cipher::CHACHA20_POLY1305,
-                russh::cipher::AES_256_GCM,
-                russh::cipher::AES_128_GCM,
-                russh::cipher::AES_256_CTR,
-                russh::cipher::AES_128_CTR,
-            ]),
+            cipher: Cow::Owned(
+                config
+                    .server
+                    .ciphers
+                    .iter()
+                    .filter_map(|name| cipher_name(name))
+                    .collect(),
+            ),
             ..russh::Preferred::DEFAULT
         },
         ..russh::server::Config::default()
     }
+}
+
+/// The russh name for a cipher the config accepted (see `SUPPORTED_CIPHERS`).
+fn cipher_name(name: &str) -> Option<russh::cipher::Name> {
+    use russh::cipher::*;
+    [
+        AES_256_GCM,
+        AES_128_GCM,
+        CHACHA20_POLY1305,
+        AES_256_CTR,
+        AES_192_CTR,
+        AES_128_CTR,
+    ]
+    .into_iter()
+    .find(|candidate| candidate.as_ref() == name)
 }
 
 /// A bound front door.
@@ -270,5 +286,18 @@ impl Server {
         broker
             .audit
             .record(AuditEvent::new("server.stop").with("reason", "shutdown"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cipher_the_config_accepts_is_one_russh_has() {
+        for name in portcullis_config::SUPPORTED_CIPHERS {
+            assert!(cipher_name(name).is_some(), "{name}");
+        }
+        assert!(cipher_name("3des-cbc").is_none());
     }
 }

@@ -391,6 +391,21 @@ access = "standing"
     }
 
     #[test]
+    fn ciphers_must_be_known() {
+        let text = GOOD.replace(
+            "data_dir = \"data\"",
+            "data_dir = \"data\"\nciphers = [\"aes128-gcm@openssh.com\", \"rc4\"]",
+        );
+        let rendered: Vec<String> = problems_of(&text).iter().map(ToString::to_string).collect();
+        assert!(
+            rendered
+                .iter()
+                .any(|p| p.starts_with("line 5: server.ciphers[1]: unknown cipher \"rc4\"")),
+            "{rendered:#?}"
+        );
+    }
+
+    #[test]
     fn durations_are_humane_strings() {
         let text = GOOD.replace(
             "data_dir = \"data\"",

@@ -82,6 +82,23 @@ impl Config {
                 problems.push(Problem::new(path.key(key), "must be longer than zero"));
             }
         }
+        if server.ciphers.is_empty() {
+            problems.push(Problem::new(
+                path.key("ciphers"),
+                "must name at least one cipher",
+            ));
+        }
+        for (i, cipher) in server.ciphers.iter().enumerate() {
+            if !crate::schema::SUPPORTED_CIPHERS.contains(&cipher.as_str()) {
+                problems.push(Problem::new(
+                    path.key("ciphers").index(i),
+                    format!(
+                        "unknown cipher {cipher:?}; supported: {}",
+                        crate::schema::SUPPORTED_CIPHERS.join(", ")
+                    ),
+                ));
+            }
+        }
         if server.data_dir.as_os_str().is_empty() {
             problems.push(Problem::new(path.key("data_dir"), "must not be empty"));
         }

@@ -300,3 +300,31 @@ fn bulk_data_both_ways_at_once_through_cat() {
     assert!(status.success());
     assert_eq!(sha256_file(&echoed), sha256_file(&source));
 }
+
+#[test]
+fn aes_gcm_is_offered_by_default_and_other_ciphers_on_request() {
+    let world = World::start(|_, _, _| {});
+    let ran = world
+        .alice("alice+web01")
+        .flags(&["-c", "aes128-gcm@openssh.com"])
+        .exec("echo gcm");
+    assert_eq!(ran.stdout, "gcm\n", "{ran:?}");
+    let ran = world
+        .alice("alice+web01")
+        .flags(&["-c", "chacha20-poly1305@openssh.com"])
+        .exec("true");
+    assert_eq!(
+        ran.code,
+        Some(255),
+        "chacha20 is not offered by default: {ran:?}"
+    );
+
+    let world = World::start(|config, _, _| {
+        config.server("ciphers = [\"chacha20-poly1305@openssh.com\", \"aes256-gcm@openssh.com\"]");
+    });
+    let ran = world
+        .alice("alice+web01")
+        .flags(&["-c", "chacha20-poly1305@openssh.com"])
+        .exec("echo chacha");
+    assert_eq!(ran.stdout, "chacha\n", "{ran:?}");
+}

@@ -142,6 +142,12 @@ impl Bench {
     }
 
     fn timed(&self, route: Route, remote: &str) -> Duration {
+        self.timed_with_cpu(route, remote).0
+    }
+
+    /// Wall time, and the CPU time this process (the bastion) spent meanwhile.
+    fn timed_with_cpu(&self, route: Route, remote: &str) -> (Duration, Duration) {
+        let cpu_before = own_cpu_time();
         let started = Instant::now();
         let status = self
             .ssh(route, remote)
@@ -150,7 +156,7 @@ impl Bench {
             .expect("run ssh");
         let elapsed = started.elapsed();
         assert!(status.success(), "{} failed running {remote}", route.name());
-        elapsed
+        (elapsed, own_cpu_time().saturating_sub(cpu_before))
     }
 
     fn clear_recordings(&self) {
@@ -179,6 +185,19 @@ fn write_payload(path: &Path, mib: u64) {
     file.flush().unwrap();
     // Warm the page cache so every run reads from memory.
     let _ = Command::new("cat").arg(path).stdout(Stdio::null()).status();
+}
+
+/// User + system CPU time of this process so far (from /proc/self/stat, in clock ticks).
+fn own_cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
 }
 
 fn median(samples: &mut [Duration]) -> Duration {
@@ -263,16 +282,20 @@ fn main() {
     let cat = format!("cat {}", payload.display());
 
     let mut bulk: Vec<Vec<Duration>> = vec![Vec::new(); routes.len()];
+    let mut bastion_cpu = Vec::new();
     for run in 1..=options.runs {
         for (i, route) in routes.iter().enumerate() {
             bench.clear_recordings();
-            let took = bench.timed(*route, &cat);
+            let (took, cpu) = bench.timed_with_cpu(*route, &cat);
             eprintln!(
                 "run {run}: {:<28} {:>7.2} s",
                 route.name(),
                 took.as_secs_f64()
             );
             bulk[i].push(took);
+            if *route == Route::Portcullis {
+                bastion_cpu.push(cpu);
+            }
         }
     }
     bench.clear_recordings();
@@ -308,7 +331,12 @@ fn main() {
         );
     }
     println!(
-        "\nportcullis throughput: {:.2}x direct, {:.2}x ProxyJump; setup time: {:.2}x direct, {:.2}x ProxyJump",
+        "\nthe bastion used {:.2} s of CPU per run (median) for {} MiB, recording included",
+        median(&mut bastion_cpu).as_secs_f64(),
+        options.mib
+    );
+    println!(
+        "portcullis throughput: {:.2}x direct, {:.2}x ProxyJump; setup time: {:.2}x direct, {:.2}x ProxyJump",
         throughput[2] / throughput[0],
         throughput[2] / throughput[1],
         setup_medians[2].as_secs_f64() / setup_medians[0].as_secs_f64(),
