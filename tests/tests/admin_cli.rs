@@ -188,3 +188,17 @@ fn the_audit_log_verifies_and_an_edit_is_caught() {
     assert_eq!(verified.code, Some(1), "{verified:?}");
     assert!(verified.stdout.contains("TAMPERED at line"), "{verified:?}");
 }
+
+#[test]
+fn the_deploy_example_config_is_valid() {
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/portcullis.example.toml");
+    let ran: portcullis_tests::Ran =
+        std::process::Command::new(portcullis_tests::util::portcullis_bin())
+            .args(["check-config", "--config"])
+            .arg(&example)
+            .output()
+            .unwrap()
+            .into();
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+}

@@ -110,8 +110,8 @@ impl FrontHandler {
                     StartOutcome::Relayed(true) => session.channel_success(id),
                     StartOutcome::Relayed(false) => session.channel_failure(id),
                     StartOutcome::Refused(message) => {
+                        let pty = relay.has_pty();
                         session.channel_success(id)?;
-                        let pty = false;
                         Self::finish_local(session, id, notice::message(&message, pty), 1)
                     }
                 }

@@ -247,6 +247,11 @@ impl ChannelRelay {
         granted
     }
 
+    /// Whether the client was given a terminal on this channel.
+    pub fn has_pty(&self) -> bool {
+        self.pty.is_some()
+    }
+
     /// Relays an environment variable. OpenSSH sends these without wanting a reply, so
     /// none is waited for.
     pub async fn env(&self, name: &str, value: &str) {
