@@ -165,12 +165,12 @@ fn a_client_that_floods_input_without_reading_output_is_cut_off_not_buffered() {
             world.bastion.audit()
         )
     });
-    assert_eq!(ended["reason"], "error", "{ended}");
+    assert_eq!(ended["reason"], "flow_control", "{ended}");
     assert!(
         ended["detail"]
             .as_str()
             .unwrap()
-            .contains("while not reading"),
+            .contains("without reading what it was sent"),
         "{ended}"
     );
     assert!(peak < idle + 160 * MIB, "idle {idle} KiB, peak {peak} KiB");

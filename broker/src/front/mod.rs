@@ -509,10 +509,7 @@ impl server::Handler for FrontHandler {
             && relay.data(data).await.is_err()
         {
             tracing::warn!(parent: &self.session.span, "client queued too much input without reading its output");
-            self.session.control.end(EndReason::Error(format!(
-                "the client sent more than {} MiB that could not be delivered while not reading what it was sent",
-                channel::flow::HARD_CAP / (1024 * 1024)
-            )));
+            self.session.control.end(EndReason::Overflow);
         }
         Ok(())
     }

@@ -44,6 +44,8 @@ pub enum EndReason {
     RecordingFailed(String),
     /// The client did not authenticate in time.
     LoginTimeout,
+    /// The client kept sending while not reading what it was sent, past the flow-control cap.
+    Overflow,
     /// Something broke.
     Error(String),
 }
@@ -57,6 +59,7 @@ impl EndReason {
             EndReason::Shutdown => "shutdown",
             EndReason::RecordingFailed(_) => "recording_failed",
             EndReason::LoginTimeout => "login_timeout",
+            EndReason::Overflow => "flow_control",
             EndReason::Error(_) => "error",
         }
     }
@@ -78,6 +81,11 @@ impl std::fmt::Display for EndReason {
                 "the session recording failed ({why}); sessions may not continue unrecorded"
             ),
             EndReason::LoginTimeout => f.write_str("authentication took too long"),
+            EndReason::Overflow => write!(
+                f,
+                "the client sent more than {} MiB without reading what it was sent",
+                channel::flow::HARD_CAP / (1024 * 1024)
+            ),
             EndReason::Error(why) => write!(f, "internal error: {why}"),
         }
     }
