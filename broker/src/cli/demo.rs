@@ -149,6 +149,7 @@ impl Demo {
             Ok(loaded) => loaded,
             Err(code) => return code,
         };
+        super::init_tracing();
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -113,3 +113,15 @@ pub fn fail(message: impl std::fmt::Display) -> ExitCode {
 pub fn master_key_env() -> Option<String> {
     std::env::var(crate::vault::keyring::MASTER_KEY_ENV).ok()
 }
+
+/// Logs to stderr; `RUST_LOG` filters (default: info, and warnings from the SSH library).
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,russh=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

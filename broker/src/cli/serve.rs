@@ -17,7 +17,7 @@ pub fn run(config_path: &Path) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    init_tracing();
+    super::init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -70,15 +70,4 @@ pub async fn serve(broker: Arc<Broker>) -> Result<(), String> {
         tracing::warn!("exiting with sessions still open");
     }
     Ok(())
-}
-
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,russh=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
 }

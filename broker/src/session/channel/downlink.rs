@@ -50,140 +50,168 @@ enum Exit {
     Signal(String),
 }
 
+/// What the channel has learned so far, from the handler and the upstream.
+#[derive(Default)]
+struct ChannelState {
+    recording: Option<RecordingHandle>,
+    /// Output shown to the client but not yet handed to the recorder: handed over in one
+    /// piece when the upstream goes quiet (or it grows large), one writer wake-up per batch
+    /// instead of per packet.
+    batch: OutputBatch,
+    pty: bool,
+    started: Option<Start>,
+    exit: Option<Exit>,
+    control_closed: bool,
+}
+
+impl ChannelState {
+    fn apply(&mut self, message: Downlink) {
+        match message {
+            Downlink::Record { recording } => self.recording = Some(recording),
+            Downlink::Pty => self.pty = true,
+            Downlink::Started(start) => self.started = Some(start),
+        }
+    }
+}
+
 /// Forwards the upstream's messages to the client until the channel ends, then seals the
 /// recording and audits the channel's end.
 pub(super) async fn downlink(mut task: DownlinkTask) {
-    {
-        let mut recording: Option<RecordingHandle> = None;
-        let mut pty = false;
-        let mut start: Option<Start> = None;
-        let mut exit: Option<Exit> = None;
-        let mut control_open = true;
-        let session = task.session.clone();
+    let mut state = ChannelState::default();
+    let end = task.relay(&mut state).await;
+    task.finish(state, end).await;
+}
 
-        // Output shown to the client but not yet handed to the recorder: handed over in one
-        // piece when the upstream goes quiet (or it grows large), one writer wake-up per
-        // batch instead of per packet.
-        let mut batch = OutputBatch::default();
-        let end = loop {
+impl DownlinkTask {
+    /// The relay loop; returns how the channel ended.
+    async fn relay(&mut self, state: &mut ChannelState) -> ChannelEnd {
+        loop {
             // Control messages first: they must take effect before the data behind them.
-            while control_open {
-                match task.control.try_recv() {
-                    Ok(message) => apply(message, &mut recording, &mut pty, &mut start),
+            while !state.control_closed {
+                match self.control.try_recv() {
+                    Ok(message) => state.apply(message),
                     Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => control_open = false,
+                    Err(mpsc::error::TryRecvError::Disconnected) => state.control_closed = true,
                 }
             }
-            if session.control.is_ending() {
-                break ChannelEnd::Session(session.control.reason().unwrap_or(EndReason::Shutdown));
+            if self.session.control.is_ending() {
+                return ChannelEnd::Session(self.ending_reason(EndReason::Shutdown));
             }
-            if let Some(active) = &recording
+            if let Some(active) = &state.recording
                 && active.has_failed()
             {
-                task.recording_failed(&active.failed().await);
-                if task.broker.recordings.on_failure == OnRecordingFailure::Continue {
-                    recording = None;
+                self.recording_failed(&active.failed().await);
+                if self.broker.recordings.on_failure == OnRecordingFailure::Continue {
+                    state.recording = None;
                 }
                 continue;
             }
             // Under load the next message is already there: take it without parking.
-            let message = match task.upstream.wait().now_or_never() {
+            let message = match self.upstream.wait().now_or_never() {
                 Some(message) => message,
                 None => {
-                    if let Some(active) = &recording {
-                        let _ = active.flush_output(&mut batch).await;
+                    if let Some(active) = &state.recording {
+                        let _ = active.flush_output(&mut state.batch).await;
                     }
                     tokio::select! {
                         biased;
-                        () = session.control.ended() => continue,
-                        _ = failed(recording.as_ref()), if recording.is_some() => continue,
-                        control = task.control.recv(), if control_open => {
+                        () = self.session.control.ended() => continue,
+                        _ = failed(state.recording.as_ref()), if state.recording.is_some() => continue,
+                        control = self.control.recv(), if !state.control_closed => {
                             match control {
-                                Some(message) => apply(message, &mut recording, &mut pty, &mut start),
-                                None => control_open = false,
+                                Some(message) => state.apply(message),
+                                None => state.control_closed = true,
                             }
                             continue;
                         }
-                        message = task.upstream.wait() => message,
+                        message = self.upstream.wait() => message,
                     }
                 }
             };
-            match message {
-                Some(ChannelMsg::Data { data }) => {
-                    if !task
-                        .forward(None, data, recording.as_ref(), &mut batch)
-                        .await
-                    {
-                        break ChannelEnd::Session(
-                            session.control.reason().unwrap_or(EndReason::ClientClosed),
-                        );
-                    }
-                }
-                Some(ChannelMsg::ExtendedData { data, ext }) => {
-                    if !task
-                        .forward(Some(ext), data, recording.as_ref(), &mut batch)
-                        .await
-                    {
-                        break ChannelEnd::Session(
-                            session.control.reason().unwrap_or(EndReason::ClientClosed),
-                        );
-                    }
-                }
-                Some(ChannelMsg::Eof) => {
-                    let _ = task.client.eof().await;
-                }
-                Some(ChannelMsg::ExitStatus { exit_status }) => {
-                    exit = Some(Exit::Status(exit_status));
-                    let _ = task.client.exit_status(exit_status).await;
-                }
-                Some(ChannelMsg::ExitSignal {
-                    signal_name,
-                    core_dumped,
-                    error_message,
-                    lang_tag,
-                }) => {
-                    exit = Some(Exit::Signal(format!("{signal_name:?}")));
-                    let _ = task
-                        .client_handle
-                        .exit_signal_request(
-                            task.id,
-                            signal_name,
-                            core_dumped,
-                            error_message,
-                            lang_tag,
-                        )
-                        .await;
-                }
-                Some(ChannelMsg::Success) => task.reply(true),
-                Some(ChannelMsg::Failure) => task.reply(false),
-                Some(ChannelMsg::Close) | None => break ChannelEnd::Upstream,
-                Some(_) => {}
+            if let Some(end) = self.handle(message, state).await {
+                return end;
             }
-        };
-        if let Some(active) = &recording {
-            let _ = active.flush_output(&mut batch).await;
         }
+    }
 
+    /// One message from the upstream; `Some` when it ends the channel.
+    async fn handle(
+        &mut self,
+        message: Option<ChannelMsg>,
+        state: &mut ChannelState,
+    ) -> Option<ChannelEnd> {
+        match message {
+            Some(ChannelMsg::Data { data }) => {
+                if !self.forward(None, data, state).await {
+                    return Some(ChannelEnd::Session(
+                        self.ending_reason(EndReason::ClientClosed),
+                    ));
+                }
+            }
+            Some(ChannelMsg::ExtendedData { data, ext }) => {
+                if !self.forward(Some(ext), data, state).await {
+                    return Some(ChannelEnd::Session(
+                        self.ending_reason(EndReason::ClientClosed),
+                    ));
+                }
+            }
+            Some(ChannelMsg::Eof) => {
+                let _ = self.client.eof().await;
+            }
+            Some(ChannelMsg::ExitStatus { exit_status }) => {
+                state.exit = Some(Exit::Status(exit_status));
+                let _ = self.client.exit_status(exit_status).await;
+            }
+            Some(ChannelMsg::ExitSignal {
+                signal_name,
+                core_dumped,
+                error_message,
+                lang_tag,
+            }) => {
+                state.exit = Some(Exit::Signal(format!("{signal_name:?}")));
+                let _ = self
+                    .client_handle
+                    .exit_signal_request(self.id, signal_name, core_dumped, error_message, lang_tag)
+                    .await;
+            }
+            Some(ChannelMsg::Success) => self.reply(true),
+            Some(ChannelMsg::Failure) => self.reply(false),
+            Some(ChannelMsg::Close) | None => return Some(ChannelEnd::Upstream),
+            Some(_) => {}
+        }
+        None
+    }
+
+    fn ending_reason(&self, otherwise: EndReason) -> EndReason {
+        self.session.control.reason().unwrap_or(otherwise)
+    }
+
+    /// After the loop: release the uplink, say goodbye if the bastion ended the channel,
+    /// seal the recording and audit the end. Every wait here is bounded.
+    async fn finish(self, mut state: ChannelState, end: ChannelEnd) {
+        if let Some(active) = &state.recording {
+            let _ = active.flush_output(&mut state.batch).await;
+        }
         // Release the uplink first: it may hold the client's session loop (see `closed`).
-        task.closed.cancel();
+        self.closed.cancel();
         // Stop reading the upstream channel: dropping it lets the upstream connection's loop
         // discard the rest instead of waiting for room in a queue nobody drains.
-        drop(task.upstream);
+        drop(self.upstream);
         let farewell = async {
             if let ChannelEnd::Session(reason) = &end
                 && reason.is_imposed()
             {
-                let text = notice::message(&reason.to_string(), pty);
-                if let Some(active) = &recording {
+                let text = notice::message(&reason.to_string(), state.pty);
+                if let Some(active) = &state.recording {
                     let _ = active.output(text.bytes.clone()).await;
                 }
                 let _ = match text.ext {
-                    Some(ext) => task.client.extended_data_bytes(ext, text.bytes).await,
-                    None => task.client.data_bytes(text.bytes).await,
+                    Some(ext) => self.client.extended_data_bytes(ext, text.bytes).await,
+                    None => self.client.data_bytes(text.bytes).await,
                 };
-                let _ = task.client.eof().await;
+                let _ = self.client.eof().await;
             }
-            let _ = task.client.close().await;
+            let _ = self.client.close().await;
         };
         // A client that reads nothing has no window for the farewell: do not wait forever.
         if tokio::time::timeout(FAREWELL_TIMEOUT, farewell)
@@ -192,11 +220,11 @@ pub(super) async fn downlink(mut task: DownlinkTask) {
         {
             tracing::debug!("the client did not take the closing message");
         }
-        while let Some(reply) = lock(&task.replies).pop_front() {
+        while let Some(reply) = lock(&self.replies).pop_front() {
             let _ = reply.send(false);
         }
 
-        let label = match (&end, &exit) {
+        let label = match (&end, &state.exit) {
             (ChannelEnd::Session(reason), _) if reason.is_imposed() => {
                 format!("ended by the bastion: {reason}")
             }
@@ -205,40 +233,24 @@ pub(super) async fn downlink(mut task: DownlinkTask) {
             (ChannelEnd::Session(reason), None) => reason.to_string(),
             (ChannelEnd::Upstream, None) => "channel closed".to_owned(),
         };
-        let summary = match &recording {
+        let summary = match &state.recording {
             Some(active) => active.finish(&label).await.ok(),
             None => None,
         };
-        task.broker.audit.record(
-            session
+        let exit_status = match state.exit {
+            Some(Exit::Status(status)) => Some(status),
+            _ => None,
+        };
+        self.broker.audit.record(
+            self.session
                 .audit("channel.end")
-                .with("channel", task.id.to_string())
-                .with("kind", start.as_ref().map(Start::kind))
+                .with("channel", self.id.to_string())
+                .with("kind", state.started.as_ref().map(Start::kind))
                 .with("end", label)
-                .with(
-                    "exit_status",
-                    match exit {
-                        Some(Exit::Status(status)) => Some(status),
-                        _ => None,
-                    },
-                )
+                .with("exit_status", exit_status)
                 .with("recording", summary.as_ref().map(|s| s.id.clone()))
                 .with("recording_seal", summary.as_ref().map(|s| s.seal.clone())),
         );
-    }
-}
-
-/// Applies a control message from the handler.
-fn apply(
-    message: Downlink,
-    recording: &mut Option<RecordingHandle>,
-    pty: &mut bool,
-    start: &mut Option<Start>,
-) {
-    match message {
-        Downlink::Record { recording: handle } => *recording = Some(handle),
-        Downlink::Pty => *pty = true,
-        Downlink::Started(what) => *start = Some(what),
     }
 }
 
@@ -253,17 +265,11 @@ async fn failed(recording: Option<&RecordingHandle>) -> Arc<str> {
 impl DownlinkTask {
     /// Records and sends upstream output to the client. False when the client is gone or
     /// the session is ending.
-    async fn forward(
-        &self,
-        ext: Option<u32>,
-        data: Bytes,
-        recording: Option<&RecordingHandle>,
-        batch: &mut OutputBatch,
-    ) -> bool {
-        if let Some(active) = recording {
+    async fn forward(&self, ext: Option<u32>, data: Bytes, state: &mut ChannelState) -> bool {
+        if let Some(active) = &state.recording {
             // Waits when the recorder is behind, so output never outruns its recording by
             // more than a batch and the writer's queue.
-            let _ = active.buffer_output(batch, data.clone()).await;
+            let _ = active.buffer_output(&mut state.batch, data.clone()).await;
         }
         self.session
             .bytes_to_client
