@@ -126,6 +126,8 @@ impl OutputBatch {
 
 /// Output bytes a batch collects before it is handed over regardless.
 pub const BATCH_BYTES: usize = 256 * 1024;
+/// Age at which a batch is handed over at the next chunk, however small it is.
+pub const BATCH_MAX_AGE: Duration = Duration::from_millis(250);
 
 /// The integrity file that goes with a recording.
 pub fn mac_path(cast: &Path) -> PathBuf {
@@ -267,20 +269,21 @@ impl RecordingHandle {
     }
 
     /// Adds output to `batch` (stamped now if it is the first) and hands the batch to the
-    /// writer once it holds [`BATCH_BYTES`]. A relay under load calls this per chunk and
-    /// [`RecordingHandle::flush_output`] when it goes idle: one wake-up of the writer per
-    /// batch instead of per chunk.
+    /// writer once it holds [`BATCH_BYTES`] or is [`BATCH_MAX_AGE`] old. A relay under load
+    /// calls this per chunk and [`RecordingHandle::flush_output`] when it goes idle: one
+    /// wake-up of the writer per batch instead of per chunk.
     pub async fn buffer_output(
         &self,
         batch: &mut OutputBatch,
         data: Bytes,
     ) -> Result<(), RecordingError> {
+        let now = self.started.elapsed();
         if batch.chunks.is_empty() {
-            batch.at = self.started.elapsed();
+            batch.at = now;
         }
         batch.bytes += data.len();
         batch.chunks.push(data);
-        if batch.bytes >= BATCH_BYTES {
+        if batch.bytes >= BATCH_BYTES || now.saturating_sub(batch.at) >= BATCH_MAX_AGE {
             self.flush_output(batch).await
         } else {
             Ok(())

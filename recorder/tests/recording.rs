@@ -325,3 +325,43 @@ async fn batched_output_is_one_event_and_times_never_go_back() {
         "{events:?}"
     );
 }
+
+#[tokio::test]
+async fn an_old_batch_is_handed_over_at_the_next_chunk() {
+    use portcullis_recorder::OutputBatch;
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start(
+        dir.path(),
+        "aged",
+        &header("aged"),
+        &key(),
+        RecordingOptions::default(),
+    )
+    .unwrap();
+    let mut batch = OutputBatch::default();
+    handle
+        .buffer_output(&mut batch, Bytes::from_static(b"first "))
+        .await
+        .unwrap();
+    handle
+        .buffer_output(&mut batch, Bytes::from_static(b"second "))
+        .await
+        .unwrap();
+    assert!(!batch.is_empty(), "small and young: kept");
+    tokio::time::sleep(portcullis_recorder::writer::BATCH_MAX_AGE + Duration::from_millis(50))
+        .await;
+    handle
+        .buffer_output(&mut batch, Bytes::from_static(b"third"))
+        .await
+        .unwrap();
+    assert!(
+        batch.is_empty(),
+        "an old batch goes to the writer with the next chunk"
+    );
+    let summary = handle.finish("done").await.unwrap();
+    assert!(
+        std::fs::read_to_string(&summary.path)
+            .unwrap()
+            .contains("first second third")
+    );
+}
