@@ -209,6 +209,58 @@ fn last_line(path: &Path) -> io::Result<Option<String>> {
     }
 }
 
+/// Filters for [`query`].
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    /// Only events at or after this time.
+    pub since: Option<SystemTime>,
+    /// Only events of this type.
+    pub event: Option<String>,
+    /// Only events about this user.
+    pub user: Option<String>,
+    /// At most this many, the newest.
+    pub limit: usize,
+}
+
+/// Events from the log matching `filter`, oldest first.
+pub fn query(path: &Path, filter: &AuditFilter) -> io::Result<Vec<serde_json::Value>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    let since = filter
+        .since
+        .map(|t| humantime::format_rfc3339_millis(t).to_string());
+    let mut events: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| {
+            // RFC 3339 times in UTC with fixed precision compare as strings.
+            since
+                .as_deref()
+                .is_none_or(|since| event["time"].as_str().is_some_and(|t| t >= since))
+                && filter
+                    .event
+                    .as_deref()
+                    .is_none_or(|e| event["event"].as_str() == Some(e))
+                && filter
+                    .user
+                    .as_deref()
+                    .is_none_or(|u| event["user"].as_str() == Some(u))
+        })
+        .collect();
+    let limit = if filter.limit == 0 {
+        1000
+    } else {
+        filter.limit
+    };
+    if events.len() > limit {
+        events.drain(..events.len() - limit);
+    }
+    Ok(events)
+}
+
 /// The outcome of checking an audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuditVerdict {

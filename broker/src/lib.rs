@@ -20,18 +20,28 @@
 //! * [`vault`], [`store`]: sealed credentials in the SQLite state database.
 //! * [`audit`]: the hash-chained audit log.
 //! * [`directory`]: identities from the config, parsed (keys, CAs, host keys).
+//! * [`admin`]: the HTTPS admin API; [`ops`]: kill, lock, unlock; [`watch`]: following a
+//!   live recording; [`catalog`]: recordings on disk.
+//! * [`registry`], [`locks`], [`metrics`]: live sessions, users locked by security, counters.
 //! * [`datadir`], [`hostkey`], [`ids`]: files, the host key, identifiers.
 //! * [`cli`]: the `portcullis` command line.
 
+pub mod admin;
 pub mod audit;
+pub mod catalog;
 pub mod cli;
 pub mod datadir;
 pub mod directory;
 pub mod front;
 pub mod hostkey;
 pub mod ids;
+pub mod locks;
+pub mod metrics;
+pub mod ops;
+pub mod registry;
 pub mod server;
 pub mod session;
 pub mod store;
 pub mod upstream;
 pub mod vault;
+pub mod watch;

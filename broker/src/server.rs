@@ -24,6 +24,9 @@ use crate::directory::Directory;
 use crate::front::throttle::Throttle;
 use crate::front::totp::ReplayGuard;
 use crate::hostkey::{self, HostKeyError};
+use crate::locks::Locks;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
 use crate::store::{Store, StoreError};
 use crate::vault::{Vault, VaultError};
 
@@ -88,6 +91,12 @@ pub struct Broker {
     pub policy: Policy,
     /// Upstream credentials.
     pub vault: Vault,
+    /// Users locked by security.
+    pub locks: Locks,
+    /// Live sessions.
+    pub registry: Registry,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
     /// The audit log.
     pub audit: AuditLog,
     /// Failed-login throttling.
@@ -126,7 +135,8 @@ impl Broker {
             source,
         })?;
         let store = Arc::new(Store::open(&data.state_db())?);
-        let vault = Vault::open(store, data.master_key_file(), master_key_env)?;
+        let vault = Vault::open(store.clone(), data.master_key_file(), master_key_env)?;
+        let locks = Locks::load(store, std::time::SystemTime::now())?;
         let audit = AuditLog::open(&data.audit_log(), vault.derived_key(AUDIT_KEY_LABEL))?;
         let host_key = hostkey::load_or_create(&data.host_key())?;
         let recordings = RecordingSettings {
@@ -148,6 +158,9 @@ impl Broker {
             listening: std::sync::OnceLock::new(),
             directory,
             vault,
+            locks,
+            registry: Registry::default(),
+            metrics: Metrics::default(),
             audit,
             recordings,
             host_key,

@@ -51,6 +51,14 @@ const MIGRATIONS: &[&str] = &[
          created_at INTEGER NOT NULL,
          sealed BLOB NOT NULL
      );",
+    // 2: locks placed by security; they outlive restarts.
+    "CREATE TABLE locks (
+         user TEXT PRIMARY KEY,
+         reason TEXT NOT NULL,
+         locked_by TEXT NOT NULL,
+         since INTEGER NOT NULL,
+         until INTEGER
+     );",
 ];
 
 /// The open state database.

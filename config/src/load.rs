@@ -228,6 +228,12 @@ impl Config {
         if let Some(file) = self.vault.master_key_file.as_mut() {
             resolve(file);
         }
+        for file in [self.admin.tls_cert.as_mut(), self.admin.tls_key.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            resolve(file);
+        }
     }
 
     /// Where recordings are written.

@@ -23,6 +23,8 @@ pub struct Config {
     pub recording: RecordingConfig,
     /// Where the vault's master key comes from.
     pub vault: VaultConfig,
+    /// The admin API (HTTPS) that the CLI and the web console use.
+    pub admin: AdminConfig,
     /// People who may log in.
     pub users: Vec<UserConfig>,
     /// Certificate authorities whose OpenSSH user certificates are trusted.
@@ -142,6 +144,45 @@ pub struct VaultConfig {
     pub master_key_file: Option<PathBuf>,
 }
 
+/// `[admin]`: the HTTPS admin API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AdminConfig {
+    /// Address of the API; the API is off unless this is set.
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain; with `tls_key`. When both are absent a self-signed pair is
+    /// created in the data directory on first start (its fingerprint is logged for clients).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Bearer tokens that may use the API.
+    pub tokens: Vec<AdminTokenConfig>,
+}
+
+/// `[[admin.tokens]]`: one API token, stored only as a hash.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AdminTokenConfig {
+    /// Who holds it; audit records of its actions carry this name.
+    pub name: String,
+    /// Argon2 hash of the token (`portcullis hash-password`).
+    pub hash: Option<Secret<String>>,
+    /// What it may do: "read" (look), "operate" (kill, lock, unlock), "admin" (everything).
+    pub scopes: Vec<Scope>,
+}
+
+/// An API permission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// List and watch sessions, read recordings and the audit log, metrics.
+    Read,
+    /// Kill sessions, lock and unlock users.
+    Operate,
+    /// Everything.
+    Admin,
+}
+
 /// `[[users]]`: a person who may log in.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -194,6 +235,11 @@ pub struct RoleConfig {
     pub targets: Vec<String>,
     /// How members reach those targets.
     pub access: Access,
+    /// End a member's session after this long without input from them.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    /// Members may watch live sessions over ssh (`ssh bob@bastion watch ID`), read-only.
+    pub can_watch: bool,
 }
 
 /// `roles[].access`.

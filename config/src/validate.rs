@@ -55,6 +55,7 @@ impl Config {
         self.validate_cas(&root.key("user_cas"), &mut problems);
         self.validate_targets(&root.key("targets"), &mut problems);
         self.validate_roles(&root.key("roles"), &users, &targets, &mut problems);
+        self.validate_admin(&root.key("admin"), &mut problems);
         problems
     }
 
@@ -213,6 +214,54 @@ impl Config {
                     ));
                 }
             }
+        }
+    }
+}
+
+impl Config {
+    fn validate_admin(&self, path: &KeyPath, problems: &mut Vec<Problem>) {
+        let admin = &self.admin;
+        if admin.tls_cert.is_some() != admin.tls_key.is_some() {
+            problems.push(Problem::new(
+                path.key(if admin.tls_cert.is_some() {
+                    "tls_key"
+                } else {
+                    "tls_cert"
+                }),
+                "tls_cert and tls_key go together (or leave both out for a self-signed pair)",
+            ));
+        }
+        validate_names(
+            admin.tokens.iter().map(|t| t.name.as_str()),
+            &path.key("tokens"),
+            "token",
+            problems,
+        );
+        for (i, token) in admin.tokens.iter().enumerate() {
+            let at = path.key("tokens").index(i);
+            match &token.hash {
+                None => problems.push(Problem::new(
+                    at.key("hash"),
+                    "is missing (the token's argon2 hash; `portcullis hash-password` prints one)",
+                )),
+                Some(hash) if !hash.expose().starts_with("$argon2") => problems.push(Problem::new(
+                    at.key("hash"),
+                    "is not an argon2 hash (it must start with \"$argon2\")",
+                )),
+                Some(_) => {}
+            }
+            if token.scopes.is_empty() {
+                problems.push(Problem::new(
+                    at.key("scopes"),
+                    "is empty: the token could do nothing",
+                ));
+            }
+        }
+        if !admin.tokens.is_empty() && admin.listen.is_none() {
+            problems.push(Problem::new(
+                path.key("listen"),
+                "is missing: tokens are configured but the API is not listening anywhere",
+            ));
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use portcullis_config::{Access, Config};
 
@@ -26,6 +26,8 @@ struct RoleRule {
     members: HashSet<String>,
     patterns: Vec<String>,
     access: Access,
+    idle_timeout: Option<Duration>,
+    can_watch: bool,
 }
 
 impl RoleRule {
@@ -44,6 +46,7 @@ pub struct Authorization {
     access: Access,
     decided_at: SystemTime,
     expires_at: Option<SystemTime>,
+    idle_timeout: Option<Duration>,
 }
 
 impl Authorization {
@@ -76,6 +79,33 @@ impl Authorization {
     pub fn expires_at(&self) -> Option<SystemTime> {
         self.expires_at
     }
+
+    /// How long the session may go without input from the user.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+}
+
+/// A user locked out by security: live sessions end, new logins are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lock {
+    /// The locked user.
+    pub user: String,
+    /// Why, for the user and the audit log.
+    pub reason: String,
+    /// Who locked them (an API token's name).
+    pub by: String,
+    /// When.
+    pub since: SystemTime,
+    /// When it lifts by itself; `None`: until unlocked.
+    pub until: Option<SystemTime>,
+}
+
+impl Lock {
+    /// Whether the lock holds at `now`.
+    pub fn is_active(&self, now: SystemTime) -> bool {
+        self.until.is_none_or(|until| now < until)
+    }
 }
 
 /// Why access was refused. A value, not an error: refusing is policy working.
@@ -87,6 +117,13 @@ pub enum Denied {
     UnknownTarget,
     /// The target exists but no role of the user's covers it.
     NoRole,
+    /// Security has locked the user.
+    Locked {
+        /// Who locked them.
+        by: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl fmt::Display for Denied {
@@ -95,6 +132,9 @@ impl fmt::Display for Denied {
             Denied::UnknownUser => "unknown user",
             Denied::UnknownTarget => "there is no such target",
             Denied::NoRole => "none of your roles grants it",
+            Denied::Locked { by, reason } => {
+                return write!(f, "your account is locked by {by}: {reason}");
+            }
         })
     }
 }
@@ -124,22 +164,42 @@ impl Policy {
                     members: role.members.iter().cloned().collect(),
                     patterns: role.targets.clone(),
                     access: role.access,
+                    idle_timeout: role.idle_timeout,
+                    can_watch: role.can_watch,
                 })
                 .collect(),
         }
     }
 
-    /// May `user` reach `target` at `now`? Roles are tried in config order; the first that
-    /// covers the pair decides.
+    /// Whether `user` may be logged in at all at `now`, given their lock (if any).
+    pub fn check_login(
+        &self,
+        user: &str,
+        lock: Option<&Lock>,
+        now: SystemTime,
+    ) -> Result<(), Denied> {
+        if !self.users.contains(user) {
+            return Err(Denied::UnknownUser);
+        }
+        match lock {
+            Some(lock) if lock.user == user && lock.is_active(now) => Err(Denied::Locked {
+                by: lock.by.clone(),
+                reason: lock.reason.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// May `user` reach `target` at `now`? A lock refuses everything; otherwise roles are
+    /// tried in config order and the first that covers the pair decides.
     pub fn check(
         &self,
         user: &str,
         target: &str,
+        lock: Option<&Lock>,
         now: SystemTime,
     ) -> Result<Authorization, Denied> {
-        if !self.users.contains(user) {
-            return Err(Denied::UnknownUser);
-        }
+        self.check_login(user, lock, now)?;
         if !self.targets.contains(target) {
             return Err(Denied::UnknownTarget);
         }
@@ -156,8 +216,16 @@ impl Policy {
                 access: role.access,
                 decided_at: now,
                 expires_at: None,
+                idle_timeout: role.idle_timeout,
             },
         })
+    }
+
+    /// Whether `user` may watch other people's live sessions (a role with `can_watch`).
+    pub fn may_watch(&self, user: &str) -> bool {
+        self.roles
+            .iter()
+            .any(|role| role.can_watch && role.members.contains(user))
     }
 
     /// Every target `user` may reach, sorted by name.
@@ -198,6 +266,7 @@ mod tests {
             members: members.iter().map(|m| (*m).into()).collect(),
             targets: targets.iter().map(|t| (*t).into()).collect(),
             access: Access::Standing,
+            ..Default::default()
         };
         Config {
             users: vec![user("alice"), user("bob"), user("carol")],
@@ -218,7 +287,9 @@ mod tests {
     #[test]
     fn standing_access_through_a_glob() {
         let policy = Policy::new(&config());
-        let authz = policy.check("alice", "web02", at(1000)).expect("allowed");
+        let authz = policy
+            .check("alice", "web02", None, at(1000))
+            .expect("allowed");
         assert_eq!(authz.user(), "alice");
         assert_eq!(authz.target(), "web02");
         assert_eq!(authz.role(), "web-admins");
@@ -231,7 +302,7 @@ mod tests {
         let policy = Policy::new(&config());
         assert_eq!(
             policy
-                .check("alice", "db01", at(0))
+                .check("alice", "db01", None, at(0))
                 .expect("allowed")
                 .role(),
             "dba"
@@ -242,15 +313,21 @@ mod tests {
     fn refusals_say_why() {
         let policy = Policy::new(&config());
         assert_eq!(
-            policy.check("mallory", "web01", at(0)),
+            policy.check("mallory", "web01", None, at(0)),
             Err(Denied::UnknownUser)
         );
         assert_eq!(
-            policy.check("alice", "web99", at(0)),
+            policy.check("alice", "web99", None, at(0)),
             Err(Denied::UnknownTarget)
         );
-        assert_eq!(policy.check("bob", "web01", at(0)), Err(Denied::NoRole));
-        assert_eq!(policy.check("carol", "db01", at(0)), Err(Denied::NoRole));
+        assert_eq!(
+            policy.check("bob", "web01", None, at(0)),
+            Err(Denied::NoRole)
+        );
+        assert_eq!(
+            policy.check("carol", "db01", None, at(0)),
+            Err(Denied::NoRole)
+        );
     }
 
     #[test]
@@ -258,9 +335,76 @@ mod tests {
         // "everything" covers "*", yet an unknown name stays unknown.
         let policy = Policy::new(&config());
         assert_eq!(
-            policy.check("alice", "../etc", at(0)),
+            policy.check("alice", "../etc", None, at(0)),
             Err(Denied::UnknownTarget)
         );
+    }
+
+    fn lock(until: Option<u64>) -> Lock {
+        Lock {
+            user: "alice".into(),
+            reason: "laptop stolen".into(),
+            by: "secops".into(),
+            since: at(100),
+            until: until.map(at),
+        }
+    }
+
+    #[test]
+    fn a_lock_refuses_everything_until_it_lifts() {
+        let policy = Policy::new(&config());
+        let forever = lock(None);
+        let denied = policy
+            .check("alice", "web01", Some(&forever), at(1_000_000))
+            .unwrap_err();
+        assert_eq!(
+            denied.to_string(),
+            "your account is locked by secops: laptop stolen"
+        );
+        assert!(
+            policy
+                .check_login("alice", Some(&forever), at(200))
+                .is_err()
+        );
+
+        let timed = lock(Some(500));
+        assert!(
+            policy
+                .check("alice", "web01", Some(&timed), at(499))
+                .is_err()
+        );
+        assert!(
+            policy
+                .check("alice", "web01", Some(&timed), at(500))
+                .is_ok(),
+            "lifts at the exact instant"
+        );
+        // Another user's lock is not alice's.
+        let bobs = Lock {
+            user: "bob".into(),
+            ..lock(None)
+        };
+        assert!(policy.check("alice", "web01", Some(&bobs), at(200)).is_ok());
+    }
+
+    #[test]
+    fn roles_carry_idle_timeouts_and_watch_rights() {
+        let mut config = config();
+        config.roles[0].idle_timeout = Some(Duration::from_secs(900));
+        config.roles[1].can_watch = true;
+        let policy = Policy::new(&config);
+        let authz = policy.check("alice", "web01", None, at(0)).unwrap();
+        assert_eq!(authz.idle_timeout(), Some(Duration::from_secs(900)));
+        assert_eq!(
+            policy
+                .check("alice", "db01", None, at(0))
+                .unwrap()
+                .idle_timeout(),
+            None
+        );
+        assert!(policy.may_watch("bob"));
+        assert!(policy.may_watch("alice"));
+        assert!(!policy.may_watch("carol"));
     }
 
     #[test]
@@ -295,7 +439,7 @@ mod tests {
                 .map(|r| r.target)
                 .collect();
             for target in ["web01", "web02", "db01", "nope"] {
-                let allowed = policy.check(user, target, at(5)).is_ok();
+                let allowed = policy.check(user, target, None, at(5)).is_ok();
                 assert_eq!(
                     allowed,
                     reachable.iter().any(|t| t == target),

@@ -14,4 +14,4 @@
 pub mod access;
 pub mod glob;
 
-pub use access::{Authorization, Denied, Policy, Reachable};
+pub use access::{Authorization, Denied, Lock, Policy, Reachable};

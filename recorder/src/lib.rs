@@ -22,4 +22,6 @@ pub mod writer;
 pub use asciicast::{Header, SessionFacts};
 pub use chain::{Chain, ChainKey};
 pub use verify::{Verdict, verify_file};
-pub use writer::{OutputBatch, RecordingError, RecordingHandle, RecordingOptions, Summary, start};
+pub use writer::{
+    OutputBatch, RecordingError, RecordingHandle, RecordingOptions, Subscription, Summary, start,
+};

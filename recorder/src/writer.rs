@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
 use crate::asciicast::{EventKind, Header, Utf8Carry, begin_event, end_event, push_json_str};
@@ -106,6 +106,25 @@ enum Command {
         reason: String,
         done: oneshot::Sender<Result<Summary, RecordingError>>,
     },
+    Subscribe {
+        reply: oneshot::Sender<Result<Subscription, RecordingError>>,
+    },
+}
+
+/// Live lines for watchers: how many a slow watcher may fall behind before it skips.
+const LIVE_BACKLOG: usize = 1024;
+
+/// A watcher's view of a recording: the lines already on disk, then the live ones.
+#[derive(Debug)]
+pub struct Subscription {
+    /// The .cast file.
+    pub path: PathBuf,
+    /// How many lines (header included) the file holds up to the subscription; every later
+    /// line arrives through `live`.
+    pub lines_on_disk: u64,
+    /// Lines written from now on, in order. Closed when the recording ends. A watcher that
+    /// falls more than a thousand lines behind gets `Lagged` and has missed some.
+    pub live: broadcast::Receiver<Arc<str>>,
 }
 
 /// Output a relay has shown but not yet handed to the writer (see
@@ -176,6 +195,7 @@ pub fn start(
         line: Vec::with_capacity(4096),
         line_start: 0,
         last_at: Duration::ZERO,
+        live: broadcast::channel(LIVE_BACKLOG).0,
         output_carry: Utf8Carry::default(),
         input_carry: Utf8Carry::default(),
         lines: 0,
@@ -322,6 +342,17 @@ impl RecordingHandle {
         result.await.map_err(|_| RecordingError::Closed)?
     }
 
+    /// Subscribes to the recording as it is written: the writer first flushes, so the file
+    /// holds exactly `lines_on_disk` lines and every later one comes through `live`.
+    pub async fn subscribe(&self) -> Result<Subscription, RecordingError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Subscribe { reply })
+            .await
+            .map_err(|_| RecordingError::Closed)?;
+        answer.await.map_err(|_| RecordingError::Closed)?
+    }
+
     /// Whether the writer has failed (checked before relaying anything new).
     pub fn has_failed(&self) -> bool {
         self.failure.borrow().is_some()
@@ -355,6 +386,8 @@ struct Writer {
     line_start: usize,
     /// The time of the last event written.
     last_at: Duration,
+    /// Lines as they are written, for watchers.
+    live: broadcast::Sender<Arc<str>>,
     output_carry: Utf8Carry,
     input_carry: Utf8Carry,
     lines: u64,
@@ -372,6 +405,11 @@ impl Writer {
         let tag = self.chain.append(&self.line);
         self.cast.write_all(&self.line)?;
         self.cast.write_all(b"\n")?;
+        if self.live.receiver_count() > 0 {
+            // Events are JSON, which is UTF-8.
+            let line: Arc<str> = String::from_utf8_lossy(&self.line).into();
+            let _ = self.live.send(line);
+        }
         self.pending_tags.push_str(&hex::encode(tag));
         self.pending_tags.push('\n');
         self.lines += 1;
@@ -545,6 +583,26 @@ async fn run(
                     writer.push(kind, chunk);
                 }
                 writer.end()
+            }
+            Some(Command::Subscribe { reply }) => {
+                let subscription = writer.flush().map(|()| Subscription {
+                    path: path.clone(),
+                    lines_on_disk: writer.lines,
+                    live: writer.live.subscribe(),
+                });
+                let result = subscription.map_err(|e| RecordingError::Write {
+                    path: path.clone(),
+                    message: e.to_string(),
+                });
+                let failed = result.is_err();
+                let _ = reply.send(result);
+                if failed {
+                    // Reported to the session by the next write as well; stop here.
+                    let _ = failure.send(Some("cannot flush the recording".into()));
+                    rx.close();
+                    return;
+                }
+                Ok(())
             }
             Some(Command::Finish { at, reason, done }) => {
                 let result =

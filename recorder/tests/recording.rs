@@ -365,3 +365,48 @@ async fn an_old_batch_is_handed_over_at_the_next_chunk() {
             .contains("first second third")
     );
 }
+
+#[tokio::test]
+async fn a_watcher_gets_what_is_on_disk_then_every_later_line_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start(
+        dir.path(),
+        "watched",
+        &header("watched"),
+        &key(),
+        RecordingOptions::default(),
+    )
+    .unwrap();
+    handle
+        .output(Bytes::from_static(b"before-watch"))
+        .await
+        .unwrap();
+    let mut subscription = handle.subscribe().await.unwrap();
+    let on_disk: Vec<String> = std::fs::read_to_string(&subscription.path)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(on_disk.len() as u64, subscription.lines_on_disk);
+    assert!(on_disk.last().unwrap().contains("before-watch"));
+
+    handle
+        .output(Bytes::from_static(b"after-watch"))
+        .await
+        .unwrap();
+    handle.finish("done").await.unwrap();
+    let mut live = Vec::new();
+    while let Ok(line) = subscription.live.recv().await {
+        live.push(line.to_string());
+    }
+    assert_eq!(live.len(), 2, "{live:?}");
+    assert!(live[0].contains("after-watch"));
+    assert!(live[1].contains("end: done"));
+    // Together they are exactly the file.
+    let whole: Vec<String> = std::fs::read_to_string(&subscription.path)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!([on_disk, live].concat(), whole);
+}

@@ -12,6 +12,7 @@ use portcullis_recorder::verify::read_header;
 use portcullis_recorder::{ChainKey, Verdict, verify_file};
 use russh::keys::ssh_key::PrivateKey;
 
+use super::api::ApiArgs;
 use super::{ConfigArg, fail, master_key_env};
 use crate::audit::{AuditVerdict, verify_log};
 use crate::datadir::DataDir;
@@ -67,14 +68,30 @@ pub struct PutArgs {
 /// `portcullis recordings …`
 #[derive(Debug, Subcommand)]
 pub enum RecordingsCommand {
-    /// List recordings, newest last.
-    List(ConfigArg),
+    /// List recordings, newest last (through the API with --api, else from the data directory).
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Print a recording's .cast file (through the API with --api).
+    Get {
+        /// Recording id.
+        id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Check a recording against its HMAC chain; exit 0 intact, 1 tampered, 2 unfinalized.
     Verify {
         /// A .cast file, or a recording id.
         recording: String,
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        api: ApiArgs,
     },
 }
 
@@ -83,6 +100,23 @@ pub enum RecordingsCommand {
 pub enum AuditCommand {
     /// Check the audit log's HMAC chain; exit 0 intact, 1 tampered.
     Verify(ConfigArg),
+    /// The latest events, as JSON lines, through the admin API; -f keeps following.
+    Tail {
+        /// Keep printing new events as they come.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only events of this type.
+        #[arg(long)]
+        event: Option<String>,
+        /// Only events about this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// How many events to start with.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 /// Everything the admin commands need from the data directory.
@@ -251,14 +285,40 @@ fn print_entries(entries: &[CredentialInfo]) {
 /// `portcullis recordings …`
 pub fn recordings(command: RecordingsCommand) -> ExitCode {
     match command {
-        RecordingsCommand::List(config) => {
+        RecordingsCommand::List { api, .. } if api.url.is_some() => {
+            super::ops::recordings_list(api)
+        }
+        RecordingsCommand::Get { id, api, .. } if api.url.is_some() => {
+            super::ops::recordings_get(id, api)
+        }
+        RecordingsCommand::Verify { recording, api, .. } if api.url.is_some() => {
+            super::ops::recordings_verify(recording, api)
+        }
+        RecordingsCommand::List { config, .. } => {
             let opened = match open(&config) {
                 Ok(opened) => opened,
                 Err(code) => return code,
             };
             list_recordings(opened.data.recordings())
         }
-        RecordingsCommand::Verify { recording, config } => {
+        RecordingsCommand::Get { id, config, .. } => {
+            let Ok((loaded, _)) = super::load(&config.config) else {
+                return ExitCode::from(super::EXIT_CONFIG);
+            };
+            let data = DataDir::from_config(&loaded.config);
+            let path = resolve_recording(data.recordings(), &id);
+            match std::fs::read(&path) {
+                Ok(bytes) => {
+                    use std::io::Write;
+                    let _ = std::io::stdout().write_all(&bytes);
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(format!("cannot read {}: {error}", path.display())),
+            }
+        }
+        RecordingsCommand::Verify {
+            recording, config, ..
+        } => {
             let opened = match open(&config) {
                 Ok(opened) => opened,
                 Err(code) => return code,
@@ -337,6 +397,13 @@ fn list_recordings(dir: &Path) -> ExitCode {
 /// `portcullis audit …`
 pub fn audit(command: AuditCommand) -> ExitCode {
     match command {
+        AuditCommand::Tail {
+            follow,
+            event,
+            user,
+            lines,
+            api,
+        } => super::ops::audit_tail(follow, event, user, lines, api),
         AuditCommand::Verify(config) => {
             let opened = match open(&config) {
                 Ok(opened) => opened,

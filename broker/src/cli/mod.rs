@@ -2,13 +2,17 @@
 //!
 //! * [`serve`]: run the bastion.
 //! * [`demo`]: run it on a throwaway local sshd, for a first look.
-//! * [`admin`]: `check-config`, `hash-password`, `vault …`, `recordings …`, `audit verify`.
+//! * [`admin`]: `check-config`, `hash-password`, `vault …`, `recordings …`, `audit …`.
+//! * [`ops`] (over [`api`], the admin API client): `sessions …`, `lock`, `unlock`, and the
+//!   API forms of `recordings` and `audit tail`.
 //!
 //! Exit codes: 0 success, 1 failure, 2 a recording or log that cannot be proven intact,
 //! 64 a configuration problem (nothing was started or changed).
 
 pub mod admin;
+pub mod api;
 pub mod demo;
+pub mod ops;
 pub mod serve;
 
 use std::path::{Path, PathBuf};
@@ -62,9 +66,32 @@ enum Command {
     /// List and verify session recordings.
     #[command(subcommand)]
     Recordings(admin::RecordingsCommand),
-    /// Check the audit log.
+    /// Check or follow the audit log.
     #[command(subcommand)]
     Audit(admin::AuditCommand),
+    /// Live sessions (through the admin API).
+    #[command(subcommand)]
+    Sessions(ops::SessionsCommand),
+    /// Lock a user: their live sessions end and new logins are refused (through the admin API).
+    Lock {
+        /// The user.
+        user: String,
+        /// Why (shown to the user and audited).
+        #[arg(long)]
+        reason: String,
+        /// Lift the lock by itself after this long (e.g. 1h); default: until unlocked.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+        #[command(flatten)]
+        api: api::ApiArgs,
+    },
+    /// Lift a user's lock (through the admin API).
+    Unlock {
+        /// The user.
+        user: String,
+        #[command(flatten)]
+        api: api::ApiArgs,
+    },
 }
 
 /// Entry point shared by the `portcullis` binary (and the test harness's copy of it).
@@ -84,6 +111,14 @@ pub fn main() -> ExitCode {
         Command::Vault(command) => admin::vault(command),
         Command::Recordings(command) => admin::recordings(command),
         Command::Audit(command) => admin::audit(command),
+        Command::Sessions(command) => ops::sessions(command),
+        Command::Lock {
+            user,
+            reason,
+            duration,
+            api,
+        } => ops::lock(user, reason, duration, api),
+        Command::Unlock { user, api } => ops::unlock(user, api),
     }
 }
 

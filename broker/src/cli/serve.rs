@@ -8,6 +8,7 @@ use std::sync::Arc;
 use russh::keys::ssh_key::HashAlg;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::admin::AdminServer;
 use crate::server::{Broker, Server};
 
 /// Runs the bastion until a signal.
@@ -45,12 +46,30 @@ pub async fn serve(broker: Arc<Broker>) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let address = server.local_addr().map_err(|e| e.to_string())?;
-    // A stable line on stderr, whatever RUST_LOG says: scripts and tests wait for it.
+    let admin = match broker.config.admin.listen {
+        Some(listen) => Some(AdminServer::bind(broker.clone(), listen).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    // Stable lines on stderr, whatever RUST_LOG says: scripts and tests wait for them.
+    if let Some(admin) = &admin {
+        eprintln!(
+            "portcullis: admin API on https://{} (certificate {})",
+            admin.local_addr().map_err(|e| e.to_string())?,
+            admin.fingerprint
+        );
+    }
     eprintln!(
         "portcullis: listening on {address} (host key {})",
         broker.host_key().public_key().fingerprint(HashAlg::Sha256)
     );
     let accepting = tokio::spawn(server.run());
+    let api = admin.map(|admin| {
+        tokio::spawn(async move {
+            if let Err(error) = admin.run().await {
+                tracing::error!(%error, "the admin API stopped");
+            }
+        })
+    });
 
     let signal_name = tokio::select! {
         _ = terminate.recv() => "SIGTERM",
@@ -64,6 +83,9 @@ pub async fn serve(broker: Arc<Broker>) -> Result<(), String> {
         _ = interrupt.recv() => false,
     };
     let _ = accepting.await;
+    if let Some(api) = api {
+        let _ = api.await;
+    }
     if drained {
         tracing::info!("all sessions finished; bye");
     } else {

@@ -98,6 +98,7 @@ impl Authenticator {
                 .throttle
                 .record_failure(self.source(), user, Instant::now());
         }
+        crate::metrics::Metrics::count(&self.broker.metrics.auth_failures_total);
         self.broker.audit.record(extra(
             self.session
                 .audit("auth.failure")

@@ -18,20 +18,47 @@ use std::sync::Arc;
 
 use russh::keys::Certificate;
 use russh::server::{self, Auth, ChannelOpenHandle, Msg, Response, Session};
-use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet, Pty, Sig};
+use russh::{
+    Channel, ChannelId, ChannelOpenFailure, ChannelWriteHalf, MethodKind, MethodSet, Pty, Sig,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::server::Broker;
 use crate::session::channel::{self, ChannelRelay, Start, StartOutcome};
 use crate::session::route::{self, Route};
-use crate::session::{EndReason, Identity, SessionShared, menu, notice};
+use crate::session::{EndReason, Identity, SessionShared, menu, notice, spectator};
+use crate::watch::Follower;
 use auth::{Authenticated, Authenticator, KbdPrompts, Step};
 
 /// A channel of this connection.
 enum Slot {
     /// Relayed to an upstream channel.
     Relay(ChannelRelay),
-    /// Answered by the bastion itself: the menu (`message: None`) or a refusal.
-    Local { pty: bool, message: Option<String> },
+    /// Answered by the bastion itself.
+    Local(LocalChannel),
+}
+
+/// A channel the bastion answers itself: the menu (`message: None`) or a refusal.
+struct LocalChannel {
+    pty: bool,
+    message: Option<String>,
+    /// For streaming answers (`watch`); taken when one starts.
+    writer: Option<ChannelWriteHalf<Msg>>,
+    /// Stops a running `watch`.
+    watching: Option<CancellationToken>,
+}
+
+impl LocalChannel {
+    fn new(channel: Channel<Msg>, message: Option<String>) -> Self {
+        let (_, writer) = channel.split();
+        Self {
+            pty: false,
+            message,
+            writer: Some(writer),
+            watching: None,
+        }
+    }
 }
 
 /// The russh handler for one client connection.
@@ -116,42 +143,76 @@ impl FrontHandler {
                     }
                 }
             }
-            Some(Slot::Local { pty, message }) => {
-                let pty = *pty;
+            Some(Slot::Local(local)) => {
+                let pty = local.pty;
                 session.channel_success(id)?;
-                match (message.clone(), &start) {
+                let command = match (&local.message, &start) {
                     (Some(message), _) => {
-                        Self::finish_local(session, id, notice::message(&message, pty), 1)
+                        return Self::finish_local(session, id, notice::message(message, pty), 1);
                     }
-                    (None, Start::Subsystem(name)) => Self::finish_local(
-                        session,
-                        id,
-                        notice::message(
-                            &format!(
-                                "the bastion itself has no {name} subsystem; log in as USER+TARGET"
-                            ),
-                            pty,
-                        ),
-                        1,
-                    ),
-                    (None, start) => {
-                        let user = self.session.user().unwrap_or_default().to_owned();
-                        let command = match start {
-                            Start::Exec(command) => Some(command.as_str()),
-                            _ => None,
-                        };
-                        let reply = menu::respond(&self.broker, &user, command);
-                        Self::finish_local(
-                            session,
-                            id,
-                            notice::output(&reply.text, pty),
-                            reply.status,
-                        )
+                    (None, Start::Subsystem(name)) => {
+                        let text = format!(
+                            "the bastion itself has no {name} subsystem; log in as USER+TARGET"
+                        );
+                        return Self::finish_local(session, id, notice::message(&text, pty), 1);
                     }
+                    (None, Start::Exec(command)) => menu::parse(Some(command)),
+                    (None, Start::Shell) => menu::parse(None),
+                };
+                let user = self.session.user().unwrap_or_default().to_owned();
+                if let menu::MenuCommand::Watch(watched) = &command {
+                    return match self.start_watch(&user, watched, id).await {
+                        Ok(()) => Ok(()),
+                        Err(message) => {
+                            Self::finish_local(session, id, notice::message(&message, pty), 1)
+                        }
+                    };
                 }
+                let reply = menu::respond(&self.broker, &user, &command);
+                Self::finish_local(session, id, notice::output(&reply.text, pty), reply.status)
             }
             None => session.channel_failure(id),
         }
+    }
+
+    /// `watch ID`: streams another live session onto this channel. The error is for the user.
+    async fn start_watch(
+        &mut self,
+        user: &str,
+        watched: &str,
+        id: ChannelId,
+    ) -> Result<(), String> {
+        if !self.broker.policy.may_watch(user) {
+            return Err("you may not watch sessions (no role of yours has can_watch)".into());
+        }
+        let target = self
+            .broker
+            .registry
+            .find(watched)
+            .ok_or_else(|| format!("no live session {watched}"))?;
+        let follower = Follower::start(&target).await.map_err(|e| e.to_string())?;
+        let Some(Slot::Local(local)) = self.channels.get_mut(&id) else {
+            return Err("the channel is gone".into());
+        };
+        let writer = local
+            .writer
+            .take()
+            .ok_or("this channel is already in use")?;
+        let stop = CancellationToken::new();
+        local.watching = Some(stop.clone());
+        self.broker.audit.record(
+            target
+                .audit("session.watched")
+                .with("by", format!("ssh:{user}"))
+                .with("watcher_session", &self.session.id),
+        );
+        let pty = local.pty;
+        let span = self.session.span.clone();
+        self.session.tasks.spawn(
+            spectator::run(follower, writer, pty, target, self.session.clone(), stop)
+                .instrument(span),
+        );
+        Ok(())
     }
 
     fn deny_forwarding(&self, kind: &str, detail: Option<String>) {
@@ -268,6 +329,8 @@ impl server::Handler for FrontHandler {
                 .audit("session.start")
                 .with("method", who.method),
         );
+        self.broker.registry.register(self.session.clone());
+        crate::metrics::Metrics::count(&self.broker.metrics.sessions_total);
         self.route = route::decide(&self.broker, &self.session, &login);
         Ok(())
     }
@@ -286,14 +349,10 @@ impl server::Handler for FrontHandler {
                     .await;
                 return Ok(());
             }
-            Route::Menu { .. } => Slot::Local {
-                pty: false,
-                message: None,
-            },
-            Route::Refused { message } => Slot::Local {
-                pty: false,
-                message: Some(message.clone()),
-            },
+            Route::Menu { .. } => Slot::Local(LocalChannel::new(channel, None)),
+            Route::Refused { message } => {
+                Slot::Local(LocalChannel::new(channel, Some(message.clone())))
+            }
             Route::Target(target) => {
                 let opened = match target.upstream().await {
                     Ok(upstream) => upstream.open_session_channel().await.map_err(|e| {
@@ -312,10 +371,7 @@ impl server::Handler for FrontHandler {
                         session.handle(),
                         upstream_channel,
                     )),
-                    Err(message) => Slot::Local {
-                        pty: false,
-                        message: Some(message),
-                    },
+                    Err(message) => Slot::Local(LocalChannel::new(channel, Some(message))),
                 }
             }
         };
@@ -421,8 +477,8 @@ impl server::Handler for FrontHandler {
                     session.channel_failure(channel)
                 }
             }
-            Some(Slot::Local { pty, .. }) => {
-                *pty = true;
+            Some(Slot::Local(local)) => {
+                local.pty = true;
                 session.channel_success(channel)
             }
             None => session.channel_failure(channel),
@@ -505,11 +561,17 @@ impl server::Handler for FrontHandler {
         data: &[u8],
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if let Some(Slot::Relay(relay)) = self.channels.get(&channel)
-            && relay.data(data).await.is_err()
-        {
-            tracing::warn!(parent: &self.session.span, "client queued too much input without reading its output");
-            self.session.control.end(EndReason::Overflow);
+        match self.channels.get(&channel) {
+            Some(Slot::Relay(relay)) if relay.data(data).await.is_err() => {
+                tracing::warn!(parent: &self.session.span, "client queued too much input without reading its output");
+                self.session.control.end(EndReason::Overflow);
+            }
+            // A watcher's keys: q or Ctrl-C leaves, anything else is ignored (read-only).
+            Some(Slot::Local(LocalChannel {
+                watching: Some(stop),
+                ..
+            })) if data.iter().any(|&b| b == b'q' || b == 0x03) => stop.cancel(),
+            _ => {}
         }
         Ok(())
     }
@@ -530,8 +592,13 @@ impl server::Handler for FrontHandler {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if let Some(Slot::Relay(relay)) = self.channels.remove(&channel) {
-            relay.close().await;
+        match self.channels.remove(&channel) {
+            Some(Slot::Relay(relay)) => relay.close().await,
+            Some(Slot::Local(LocalChannel {
+                watching: Some(stop),
+                ..
+            })) => stop.cancel(),
+            _ => {}
         }
         Ok(())
     }

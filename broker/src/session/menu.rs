@@ -1,5 +1,6 @@
-//! The bastion's own command interface, for logins without a target (`ssh alice@bastion`).
-//! For now it answers `help` and `targets` (the same listing) and says how to connect.
+//! The bastion's own command interface, for logins without a target (`ssh alice@bastion`):
+//! `help` and `targets` (the same listing, with how to connect) and `watch ID` (for users
+//! whose role allows watching; the session layer streams it).
 
 use portcullis_config::Access;
 
@@ -14,20 +15,41 @@ pub struct Reply {
     pub status: u32,
 }
 
-/// Answers `command` (None: an interactive login) for `user`.
-pub fn respond(broker: &Broker, user: &str, command: Option<&str>) -> Reply {
+/// A command given to the bastion itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MenuCommand {
+    /// `help`, `targets`, or an interactive login: the listing.
+    Help,
+    /// `watch ID`: follow a live session.
+    Watch(String),
+    /// Anything else (the first word).
+    Unknown(String),
+}
+
+/// Parses an exec command (None: an interactive login).
+pub fn parse(command: Option<&str>) -> MenuCommand {
+    let mut words = command.unwrap_or_default().split_whitespace();
+    match (words.next(), words.next(), words.next()) {
+        (None | Some("help") | Some("targets"), None, None) => MenuCommand::Help,
+        (Some("watch"), Some(id), None) => MenuCommand::Watch(id.to_owned()),
+        (Some(word), _, _) => MenuCommand::Unknown(word.to_owned()),
+        (None, _, _) => MenuCommand::Help,
+    }
+}
+
+/// Answers a command that needs no streaming (help, or an unknown one).
+pub fn respond(broker: &Broker, user: &str, command: &MenuCommand) -> Reply {
     let listing = targets(broker, user);
-    match command.map(str::trim) {
-        None | Some("") | Some("help") | Some("targets") => Reply {
-            text: listing,
-            status: 0,
-        },
-        Some(other) => Reply {
+    match command {
+        MenuCommand::Unknown(word) => Reply {
             text: format!(
-                "portcullis: unknown command {:?}; commands: help, targets\n\n{listing}",
-                other.split_whitespace().next().unwrap_or(other)
+                "portcullis: unknown command {word:?}; commands: help, targets, watch ID\n\n{listing}"
             ),
             status: 2,
+        },
+        MenuCommand::Help | MenuCommand::Watch(_) => Reply {
+            text: listing,
+            status: 0,
         },
     }
 }
@@ -66,4 +88,25 @@ fn targets(broker: &Broker, user: &str) -> String {
         listen.port()
     ));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands() {
+        assert_eq!(parse(None), MenuCommand::Help);
+        assert_eq!(parse(Some(" targets ")), MenuCommand::Help);
+        assert_eq!(
+            parse(Some("watch 01a2b3")),
+            MenuCommand::Watch("01a2b3".into())
+        );
+        assert_eq!(parse(Some("watch")), MenuCommand::Unknown("watch".into()));
+        assert_eq!(
+            parse(Some("watch a b")),
+            MenuCommand::Unknown("watch".into())
+        );
+        assert_eq!(parse(Some("rm -rf /")), MenuCommand::Unknown("rm".into()));
+    }
 }

@@ -15,18 +15,22 @@
 //! * [`notice`]: messages from the bastion itself to the client's terminal.
 //! * [`menu`]: the bastion's own command interface (no target in the login).
 //! * [`severable`]: the client stream wrapper that guarantees an ended session ends.
+//! * [`spectator`]: `watch ID` over ssh, streaming another session read-only.
 
 pub mod channel;
 pub mod menu;
 pub mod notice;
 pub mod route;
 pub mod severable;
+pub mod spectator;
 pub mod supervisor;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use portcullis_recorder::RecordingHandle;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -46,6 +50,22 @@ pub enum EndReason {
     LoginTimeout,
     /// The client kept sending while not reading what it was sent, past the flow-control cap.
     Overflow,
+    /// An operator ended the session.
+    Killed {
+        /// The operator (an API token's name).
+        by: String,
+        /// Their reason.
+        reason: String,
+    },
+    /// The user was locked.
+    Locked {
+        /// Who locked them.
+        by: String,
+        /// Why.
+        reason: String,
+    },
+    /// No input from the user for this long.
+    Idle(std::time::Duration),
     /// Something broke.
     Error(String),
 }
@@ -60,6 +80,9 @@ impl EndReason {
             EndReason::RecordingFailed(_) => "recording_failed",
             EndReason::LoginTimeout => "login_timeout",
             EndReason::Overflow => "flow_control",
+            EndReason::Killed { .. } => "killed",
+            EndReason::Locked { .. } => "locked",
+            EndReason::Idle(_) => "idle",
             EndReason::Error(_) => "error",
         }
     }
@@ -87,6 +110,18 @@ impl std::fmt::Display for EndReason {
                 channel::flow::HARD_CAP / (1024 * 1024)
             ),
             EndReason::Error(why) => write!(f, "internal error: {why}"),
+            EndReason::Killed { by, reason } => write!(f, "session terminated by {by}: {reason}"),
+            EndReason::Locked { by, reason } => {
+                write!(
+                    f,
+                    "session terminated: your account was locked by {by}: {reason}"
+                )
+            }
+            EndReason::Idle(after) => write!(
+                f,
+                "session ended after {} without input",
+                humantime::format_duration(*after)
+            ),
         }
     }
 }
@@ -166,6 +201,16 @@ pub struct SessionShared {
     pub bytes_from_client: AtomicU64,
     /// Bytes from upstream relayed to the client.
     pub bytes_to_client: AtomicU64,
+    /// Milliseconds after `started` of the user's last input (for the idle timeout).
+    pub last_input_ms: AtomicU64,
+    /// Milliseconds after `started` of the last output to the user.
+    pub last_output_ms: AtomicU64,
+    /// The role's idle timeout, once a target was authorized.
+    pub idle_timeout: OnceLock<Duration>,
+    /// Channels open now.
+    pub open_channels: AtomicU32,
+    /// The session's recordings so far (and whether each has a terminal), for watchers.
+    pub recordings: Mutex<Vec<(RecordingHandle, bool)>>,
     /// Channel tasks, waited for before the session is finished.
     pub tasks: TaskTracker,
     /// Cuts both the client's and the upstream's TCP streams (see [`severable`]): the last
@@ -174,7 +219,7 @@ pub struct SessionShared {
     /// The connection's tracing span. russh runs the handler in a task of its own, so
     /// events from there name this span explicitly (`parent: &session.span`).
     pub span: tracing::Span,
-    recordings: AtomicU32,
+    recording_count: AtomicU32,
 }
 
 impl SessionShared {
@@ -198,16 +243,59 @@ impl SessionShared {
             upstream: OnceLock::new(),
             bytes_from_client: AtomicU64::new(0),
             bytes_to_client: AtomicU64::new(0),
+            last_input_ms: AtomicU64::new(0),
+            last_output_ms: AtomicU64::new(0),
+            idle_timeout: OnceLock::new(),
+            open_channels: AtomicU32::new(0),
+            recordings: Mutex::new(Vec::new()),
             tasks: TaskTracker::new(),
             sever: CancellationToken::new(),
-            recordings: AtomicU32::new(0),
+            recording_count: AtomicU32::new(0),
         }
     }
 
     /// The next recording id of this session: `<session>-<n>`.
     pub fn next_recording_id(&self) -> String {
-        let n = self.recordings.fetch_add(1, Ordering::Relaxed) + 1;
+        let n = self.recording_count.fetch_add(1, Ordering::Relaxed) + 1;
         format!("{}-{n}", self.id)
+    }
+
+    /// Notes input from the user now.
+    pub fn touch_input(&self) {
+        self.last_input_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Notes output to the user now.
+    pub fn touch_output(&self) {
+        self.last_output_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// When the user last typed (or the session started).
+    pub fn last_input(&self) -> Instant {
+        self.started + Duration::from_millis(self.last_input_ms.load(Ordering::Relaxed))
+    }
+
+    /// The recording a watcher should see: the first with a terminal, else the latest.
+    pub fn watchable_recording(&self) -> Option<RecordingHandle> {
+        let recordings = self
+            .recordings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        recordings
+            .iter()
+            .find(|(_, pty)| *pty)
+            .or(recordings.last())
+            .map(|(handle, _)| handle.clone())
+    }
+
+    /// Remembers a recording of this session.
+    pub fn add_recording(&self, handle: RecordingHandle, pty: bool) {
+        self.recordings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((handle, pty));
     }
 
     /// The user, once known.

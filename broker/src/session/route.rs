@@ -71,6 +71,18 @@ impl TargetRoute {
 
 /// Decides the route for `login` and audits the decision.
 pub fn decide(broker: &Arc<Broker>, session: &Arc<SessionShared>, login: &Login) -> Route {
+    let now = SystemTime::now();
+    let lock = broker.locks.active(&login.user, now);
+    if let Err(denied) = broker.policy.check_login(&login.user, lock.as_ref(), now) {
+        broker.audit.record(
+            session
+                .audit("access.denied")
+                .with("reason", denied.to_string()),
+        );
+        return Route::Refused {
+            message: denied.to_string(),
+        };
+    }
     let target = match &login.destination {
         Destination::Menu => {
             return Route::Menu {
@@ -89,7 +101,7 @@ pub fn decide(broker: &Arc<Broker>, session: &Arc<SessionShared>, login: &Login)
         }
         Destination::Target(target) => target,
     };
-    let authorization = match broker.policy.check(&login.user, target, SystemTime::now()) {
+    let authorization = match broker.policy.check(&login.user, target, lock.as_ref(), now) {
         Ok(authorization) => authorization,
         Err(denied) => {
             broker.audit.record(
@@ -115,6 +127,9 @@ pub fn decide(broker: &Arc<Broker>, session: &Arc<SessionShared>, login: &Login)
             .with("login", &entry.login),
     );
     let _ = session.upstream_login.set(entry.login.clone());
+    if let Some(idle) = authorization.idle_timeout() {
+        let _ = session.idle_timeout.set(idle);
+    }
 
     let task = {
         let broker = broker.clone();
@@ -159,6 +174,7 @@ fn report(
             Ok(upstream)
         }
         Err(error) => {
+            crate::metrics::Metrics::count(&broker.metrics.upstream_failures_total);
             let mut event = session
                 .audit(if matches!(error, UpstreamError::HostKeyMismatch { .. }) {
                     "upstream.host_key_mismatch"

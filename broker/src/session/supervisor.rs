@@ -60,6 +60,11 @@ async fn supervise(
     tokio::pin!(login_deadline);
     let mut awaiting_login = true;
     loop {
+        // The idle deadline moves with every keystroke; re-armed on each pass.
+        let idle_deadline = session
+            .idle_timeout
+            .get()
+            .map(|idle| tokio::time::Instant::from_std(session.last_input() + *idle));
         tokio::select! {
             result = &mut running => {
                 if let Err(error) = result {
@@ -84,6 +89,14 @@ async fn supervise(
                 }
                 return;
             }
+            () = sleep_until_or_never(idle_deadline) => {
+                if let Some(idle) = session.idle_timeout.get()
+                    && session.last_input().elapsed() >= *idle
+                {
+                    tracing::info!(idle = %humantime::format_duration(*idle), "session idle");
+                    session.control.end(EndReason::Idle(*idle));
+                }
+            }
             () = &mut login_deadline, if awaiting_login => {
                 awaiting_login = false;
                 if session.identity.get().is_none() {
@@ -92,6 +105,13 @@ async fn supervise(
                 }
             }
         }
+    }
+}
+
+async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -112,6 +132,21 @@ async fn finish(broker: &Broker, session: &SessionShared) {
     if session.identity.get().is_none() {
         return;
     }
+    broker.registry.unregister(&session.id, |session| {
+        let metrics = &broker.metrics;
+        metrics.finished_bytes_from_clients.fetch_add(
+            session
+                .bytes_from_client
+                .load(std::sync::atomic::Ordering::Relaxed),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        metrics.finished_bytes_to_clients.fetch_add(
+            session
+                .bytes_to_client
+                .load(std::sync::atomic::Ordering::Relaxed),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    });
     let reason = session.control.reason().unwrap_or(EndReason::ClientClosed);
     let duration = session.started.elapsed();
     let from_client = session

@@ -241,6 +241,9 @@ impl DownlinkTask {
             Some(Exit::Status(status)) => Some(status),
             _ => None,
         };
+        self.session
+            .open_channels
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         self.broker.audit.record(
             self.session
                 .audit("channel.end")
@@ -274,6 +277,7 @@ impl DownlinkTask {
         self.session
             .bytes_to_client
             .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.session.touch_output();
         let write = async {
             match ext {
                 Some(ext) => self.client.extended_data_bytes(ext, data).await,
@@ -307,6 +311,7 @@ impl DownlinkTask {
                 .with("continuing_unrecorded", continuing),
         );
         tracing::error!(parent: &self.session.span, error = failure, continuing, "recording failed");
+        crate::metrics::Metrics::count(&self.broker.metrics.recording_errors_total);
         if !continuing {
             self.session
                 .control

@@ -160,6 +160,9 @@ pub fn open_relay(
     // waiting for room in the uplink queue, is released).
     let closed = CancellationToken::new();
 
+    session
+        .open_channels
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tasks = session.tasks.clone();
     let span = session.span.clone();
     tasks.spawn(
@@ -286,6 +289,7 @@ impl ChannelRelay {
             }
         };
         if let Some(recording) = &recording {
+            session.add_recording(recording.clone(), self.pty.is_some());
             let _ = recording.marker(start_marker(session, &start)).await;
             let _ = self
                 .downlink

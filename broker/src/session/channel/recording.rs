@@ -75,6 +75,7 @@ pub(super) fn start_recording(
                     .with("continuing_unrecorded", continuing),
             );
             tracing::error!(parent: &session.span, %error, continuing, "cannot start a recording");
+            crate::metrics::Metrics::count(&broker.metrics.recording_errors_total);
             if continuing {
                 Ok(None)
             } else {

@@ -55,6 +55,7 @@ pub(super) async fn uplink(task: UplinkTask) {
         let sent = match message {
             Uplink::Data(data) => {
                 flow.drained(data.len());
+                session.touch_input();
                 if let Some(active) = &recording {
                     if active.has_failed() {
                         if on_failure == OnRecordingFailure::Terminate {

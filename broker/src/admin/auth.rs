@@ -1,0 +1,136 @@
+//! Who is calling the API: a bearer token, checked against the configured argon2 hashes.
+//!
+//! Argon2 is slow on purpose, so a token that checked out is remembered by its SHA-256 for
+//! the life of the process; a wrong one costs a full check every time and counts against
+//! the caller's address in the same throttle as SSH logins.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use portcullis_config::Scope;
+
+use super::AdminState;
+use super::error::ApiError;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token's name (audit records carry it).
+    pub name: String,
+    scopes: Vec<Scope>,
+}
+
+impl Caller {
+    /// Refuses (403) unless the token has `scope` (or `admin`).
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(scope))
+        }
+    }
+}
+
+/// Tokens already verified, by the SHA-256 of their value.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    known: Mutex<HashMap<[u8; 32], Caller>>,
+}
+
+impl TokenCache {
+    fn get(&self, digest: &[u8; 32]) -> Option<Caller> {
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(digest)
+            .cloned()
+    }
+
+    fn insert(&self, digest: [u8; 32], caller: Caller) {
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(digest, caller);
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+impl FromRequestParts<Arc<AdminState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AdminState>,
+    ) -> Result<Self, Self::Rejection> {
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip())
+            .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+        let throttle = &state.broker.throttle;
+        if throttle.blocked(source, "<api>", Instant::now()).is_some() {
+            return Err(ApiError::Throttled);
+        }
+        let Some(token) = bearer(parts).filter(|t| !t.is_empty()) else {
+            return Err(ApiError::Unauthenticated);
+        };
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(
+            ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref(),
+        );
+        if let Some(caller) = state.tokens.get(&digest) {
+            return Ok(caller);
+        }
+        let candidates: Vec<(String, String, Vec<Scope>)> = state
+            .broker
+            .config
+            .admin
+            .tokens
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.name.clone(),
+                    t.hash.as_ref()?.expose().clone(),
+                    t.scopes.clone(),
+                ))
+            })
+            .collect();
+        let token = token.to_owned();
+        let found = tokio::task::spawn_blocking(move || {
+            candidates
+                .into_iter()
+                .find(|(_, hash, _)| crate::front::password::verify(hash, &token))
+        })
+        .await
+        .ok()
+        .flatten();
+        match found {
+            Some((name, _, scopes)) => {
+                let caller = Caller { name, scopes };
+                state.tokens.insert(digest, caller.clone());
+                Ok(caller)
+            }
+            None => {
+                throttle.record_failure(source, "<api>", Instant::now());
+                state.broker.audit.record(
+                    crate::audit::AuditEvent::new("api.auth_failure")
+                        .with("source", source.to_string()),
+                );
+                Err(ApiError::Unauthenticated)
+            }
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! API errors: a status and a plain sentence. Internal details go to the log, never to the
+//! caller.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use portcullis_config::Scope;
+
+use crate::ops::OpsError;
+
+/// What went wrong with a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No token, or a wrong one.
+    #[error("missing or invalid token")]
+    Unauthenticated,
+    /// The token lacks the scope.
+    #[error("this token lacks the {0:?} scope")]
+    Forbidden(Scope),
+    /// Too many wrong tokens from this address.
+    #[error("too many failed attempts; try again later")]
+    Throttled,
+    /// No such thing.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request itself is wrong.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Something broke on our side; the detail is logged.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<OpsError> for ApiError {
+    fn from(error: OpsError) -> Self {
+        match error {
+            OpsError::NoSuchSession(_) | OpsError::NoSuchUser(_) | OpsError::NotLocked(_) => {
+                ApiError::NotFound(error.to_string())
+            }
+            OpsError::NoReason => ApiError::BadRequest(error.to_string()),
+            OpsError::Store(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Throttled => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "admin API request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let message = match &self {
+            ApiError::Forbidden(scope) => format!(
+                "this token lacks the {} scope",
+                match scope {
+                    Scope::Read => "read",
+                    Scope::Operate => "operate",
+                    Scope::Admin => "admin",
+                }
+            ),
+            other => other.to_string(),
+        };
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    }
+}

@@ -1,0 +1,159 @@
+//! The admin API: HTTPS (rustls, ring), bearer tokens with scopes, JSON.
+//!
+//! ```text
+//! GET    /healthz                        liveness, no token
+//! GET    /metrics                        Prometheus text                      read
+//! GET    /api/v1/sessions                live sessions                        read
+//! GET    /api/v1/sessions/{id}           one session                          read
+//! POST   /api/v1/sessions/{id}/kill      {"reason"}                           operate
+//! GET    /api/v1/sessions/{id}/live      WebSocket: asciicast lines           read
+//! GET    /api/v1/recordings              ?user=&target=&since=                read
+//! GET    /api/v1/recordings/{id}         the .cast file                       read
+//! GET    /api/v1/recordings/{id}/verify  integrity check                      read
+//! GET    /api/v1/locks                   locked users                         read
+//! POST   /api/v1/locks                   {"user","reason","until"?}           operate
+//! DELETE /api/v1/locks/{user}                                                 operate
+//! GET    /api/v1/audit                   ?since=&event=&user=&limit=          read
+//! ```
+//!
+//! * [`auth`]: tokens and scopes. [`error`]: statuses with plain messages.
+//! * [`routes`]: the handlers. [`tls`]: the certificate (self-signed unless configured).
+
+pub mod auth;
+pub mod error;
+pub mod routes;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+use axum_server::tls_rustls::RustlsConfig;
+
+use crate::server::Broker;
+
+/// What handlers share.
+pub struct AdminState {
+    /// The broker.
+    pub broker: Arc<Broker>,
+    /// Tokens already verified.
+    pub tokens: auth::TokenCache,
+}
+
+/// The API's routes.
+pub fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/healthz", get(routes::healthz))
+        .route("/metrics", get(routes::metrics))
+        .route("/api/v1/sessions", get(routes::list_sessions))
+        .route("/api/v1/sessions/{id}", get(routes::show_session))
+        .route("/api/v1/sessions/{id}/kill", post(routes::kill_session))
+        .route("/api/v1/sessions/{id}/live", get(routes::live))
+        .route("/api/v1/recordings", get(routes::list_recordings))
+        .route("/api/v1/recordings/{id}", get(routes::get_recording))
+        .route(
+            "/api/v1/recordings/{id}/verify",
+            get(routes::verify_recording),
+        )
+        .route(
+            "/api/v1/locks",
+            get(routes::list_locks).post(routes::lock_user),
+        )
+        .route("/api/v1/locks/{user}", delete(routes::unlock_user))
+        .fallback(|| async { error::ApiError::NotFound("no such endpoint".into()) })
+        .layer(axum::middleware::from_fn(request_timeout))
+        .with_state(state)
+}
+
+/// Requests get 30 seconds (a WebSocket upgrade answers at once and then lives on).
+async fn request_timeout(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(Duration::from_secs(30), next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => (
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "request timed out\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// TLS setup failed.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The address could not be bound.
+    #[error("cannot listen on {address} for the admin API: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// A bound, not yet serving, admin API.
+pub struct AdminServer {
+    listener: std::net::TcpListener,
+    tls: RustlsConfig,
+    state: Arc<AdminState>,
+    /// The certificate's fingerprint, for clients to pin.
+    pub fingerprint: String,
+}
+
+impl AdminServer {
+    /// Sets up TLS and binds `address`.
+    pub fn bind(broker: Arc<Broker>, address: SocketAddr) -> Result<Self, AdminError> {
+        let admin = &broker.config.admin;
+        let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        if !address.ip().is_unspecified() {
+            names.push(address.ip().to_string());
+        }
+        let tls = tls::load_or_create(
+            admin.tls_cert.as_deref(),
+            admin.tls_key.as_deref(),
+            &broker.config.server.data_dir,
+            names,
+        )?;
+        let listener = std::net::TcpListener::bind(address)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|source| AdminError::Bind { address, source })?;
+        Ok(Self {
+            listener,
+            tls: RustlsConfig::from_config(tls.config),
+            fingerprint: tls.fingerprint,
+            state: Arc::new(AdminState {
+                broker,
+                tokens: auth::TokenCache::default(),
+            }),
+        })
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until the broker shuts down, then lets requests in flight finish briefly.
+    pub async fn run(self) -> std::io::Result<()> {
+        let handle = axum_server::Handle::new();
+        let shutdown = self.state.broker.shutdown.clone();
+        let stopper = handle.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            stopper.graceful_shutdown(Some(Duration::from_secs(5)));
+        });
+        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        axum_server::from_tcp_rustls(self.listener, self.tls)?
+            .handle(handle)
+            .serve(app)
+            .await
+    }
+}

@@ -1,0 +1,365 @@
+//! The API's handlers. Each checks the caller's scope first; mutations are audited (in
+//! [`crate::ops`]) with the token's name.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use portcullis_config::Scope;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AdminState;
+use super::auth::Caller;
+use super::error::ApiError;
+use crate::audit::AuditFilter;
+use crate::catalog;
+use crate::ops;
+use crate::server::RECORDING_KEY_LABEL;
+use crate::session::SessionShared;
+use crate::watch::Follower;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+fn parse_time(field: &str, text: &str) -> ApiResult<SystemTime> {
+    humantime::parse_rfc3339_weak(text).map_err(|_| {
+        ApiError::BadRequest(format!(
+            "{field} must be an RFC 3339 time like 2026-11-22T06:00:00Z"
+        ))
+    })
+}
+
+/// A live session as the API shows it.
+pub fn session_json(session: &SessionShared) -> Value {
+    let identity = session.identity.get();
+    let last_activity = session.started_at
+        + Duration::from_millis(
+            session
+                .last_input_ms
+                .load(Ordering::Relaxed)
+                .max(session.last_output_ms.load(Ordering::Relaxed)),
+        );
+    let recordings: Vec<String> = session
+        .recordings
+        .lock()
+        .map(|r| r.iter().map(|(h, _)| h.id().to_owned()).collect())
+        .unwrap_or_default();
+    json!({
+        "id": session.id,
+        "user": identity.map(|i| i.user.clone()),
+        "target": identity.and_then(|i| i.target.clone()),
+        "login": session.upstream_login.get(),
+        "method": identity.map(|i| i.method.clone()),
+        "client": session.client.to_string(),
+        "started_at": rfc3339(session.started_at),
+        "duration_s": session.started.elapsed().as_secs(),
+        "last_activity": rfc3339(last_activity),
+        "bytes_from_client": session.bytes_from_client.load(Ordering::Relaxed),
+        "bytes_to_client": session.bytes_to_client.load(Ordering::Relaxed),
+        "channels": session.open_channels.load(Ordering::Relaxed),
+        "recordings": recordings,
+    })
+}
+
+/// `GET /healthz`
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /metrics`
+pub async fn metrics(caller: Caller, State(state): State<Arc<AdminState>>) -> ApiResult<Response> {
+    caller.require(Scope::Read)?;
+    let text = state.broker.metrics.render(&state.broker.registry);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+/// `GET /api/v1/sessions`
+pub async fn list_sessions(
+    caller: Caller,
+    State(state): State<Arc<AdminState>>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Scope::Read)?;
+    let sessions: Vec<Value> = state
+        .broker
+        .registry
+        .list()
+        .iter()
+        .map(|s| session_json(s))
+        .collect();
+    Ok(Json(json!({ "sessions": sessions })))
+}
+
+/// `GET /api/v1/sessions/{id}`
+pub async fn show_session(
+    caller: Caller,
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Scope::Read)?;
+    let session = state
+        .broker
+        .registry
+        .find(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("no live session {id}")))?;
+    Ok(Json(session_json(&session)))
+}
+
+/// Body of a kill.
+#[derive(Debug, Deserialize)]
+pub struct KillRequest {
+    reason: String,
+}
+
+/// `POST /api/v1/sessions/{id}/kill`
+pub async fn kill_session(
+    caller: Caller,
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+    body: Result<Json<KillRequest>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Scope::Operate)?;
+    let Json(request) = body.map_err(bad_json)?;
+    let killed = ops::kill(&state.broker, &id, &caller.name, &request.reason)?;
+    Ok(Json(json!({ "killed": killed })))
+}
+
+fn bad_json(rejection: JsonRejection) -> ApiError {
+    ApiError::BadRequest(format!("bad request body: {}", rejection.body_text()))
+}
+
+/// `GET /api/v1/sessions/{id}/live`: a WebSocket carrying the session's recording so far
+/// and then each new event, one asciicast line per text message.
+pub async fn live(
+    caller: Caller,
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+    upgrade: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    caller.require(Scope::Read)?;
+    let session = state
+        .broker
+        .registry
+        .find(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("no live session {id}")))?;
+    let follower = Follower::start(&session)
+        .await
+        .map_err(|e| ApiError::NotFound(e.to_string()))?;
+    state
+        .broker
+        .audit
+        .record(session.audit("session.watched").with("by", &caller.name));
+    Ok(upgrade.on_upgrade(move |socket| stream(socket, follower)))
+}
+
+async fn stream(mut socket: WebSocket, mut follower: Follower) {
+    loop {
+        tokio::select! {
+            line = follower.next_line() => match line {
+                Some(line) => {
+                    if socket.send(Message::Text(line.to_string().into())).await.is_err() {
+                        return;
+                    }
+                }
+                None => break,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+}
+
+/// Query of `GET /api/v1/recordings`.
+#[derive(Debug, Deserialize)]
+pub struct RecordingQuery {
+    user: Option<String>,
+    target: Option<String>,
+    since: Option<String>,
+}
+
+/// `GET /api/v1/recordings`
+pub async fn list_recordings(
+    caller: Caller,
+    State(state): State<Arc<AdminState>>,
+    Query(query): Query<RecordingQuery>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Scope::Read)?;
+    let filter = catalog::Filter {
+        user: query.user,
+        target: query.target,
+        since: query
+            .since
+            .as_deref()
+            .map(|s| parse_time("since", s))
+            .transpose()?,
+    };
+    let entries = catalog::list(&state.broker.recordings.dir, &filter)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let recordings: Vec<Value> = entries.iter().map(catalog::Entry::to_json).collect();
+    Ok(Json(json!({ "recordings": recordings })))
+}
+
+fn recording_path(state: &AdminState, id: &str) -> ApiResult<std::path::PathBuf> {
+    let path = state.broker.recordings.dir.join(format!("{id}.cast"));
+    if !catalog::is_recording_id(id) || !path.exists() {
+        return Err(ApiError::NotFound(format!("no recording {id}")));
+    }
+    Ok(path)
+}
+
+/// `GET /api/v1/recordings/{id}`: the .cast file.
+pub async fn get_recording(
+    caller: Caller,
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    caller.require(Scope::Read)?;
+    let path = recording_path(&state, &id)?;
+    let body = tokio::fs::read(&path)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/x-asciicast")], body).into_response())
+}
+
+/// `GET /api/v1/recordings/{id}/verify`
+pub async fn verify_recording(
+    caller: Caller,
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Scope::Read)?;
+    let path = recording_path(&state, &id)?;
+    let key = state.broker.vault.derived_key(RECORDING_KEY_LABEL);
+    let verdict =
+        tokio::task::spawn_blocking(move || portcullis_recorder::verify_file(&path, &key))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let status = match &verdict {
+        portcullis_recorder::Verdict::Intact { .. } => "intact",
+        portcullis_recorder::Verdict::Unfinalized { .. } => "unfinalized",
+        portcullis_recorder::Verdict::Tampered { .. } => "tampered",
+    };
+    Ok(Json(
+        json!({ "id": id, "status": status, "detail": verdict.to_string() }),
+    ))
+}
+
+/// Body of a lock.
+#[derive(Debug, Deserialize)]
+pub struct LockRequest {
+    user: String,
+    reason: String,
+    until: Option<String>,
+}
+
+fn lock_json(lock: &portcullis_policy::Lock) -> Value {
+    json!({
+        "user": lock.user,
+        "reason": lock.reason,
+        "by": lock.by,
+        "since": rfc3339(lock.since),
+        "until": lock.until.map(rfc3339),
+    })
+}
+
+/// `POST /api/v1/locks`
+pub async fn lock_user(
+    caller: Caller,
+    State(state): State<Arc<AdminState>>,
+    body: Result<Json<LockRequest>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Scope::Operate)?;
+    let Json(request) = body.map_err(bad_json)?;
+    let until = request
+        .until
+        .as_deref()
+        .map(|u| parse_time("until", u))
+        .transpose()?;
+    if until.is_some_and(|u| u <= SystemTime::now()) {
+        return Err(ApiError::BadRequest("until is in the past".into()));
+    }
+    let ended = ops::lock(
+        &state.broker,
+        &request.user,
+        &caller.name,
+        &request.reason,
+        until,
+    )?;
+    Ok(Json(
+        json!({ "locked": request.user, "sessions_ended": ended }),
+    ))
+}
+
+/// `GET /api/v1/locks`
+pub async fn list_locks(
+    caller: Caller,
+    State(state): State<Arc<AdminState>>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Scope::Read)?;
+    let locks: Vec<Value> = state
+        .broker
+        .locks
+        .list(SystemTime::now())
+        .iter()
+        .map(lock_json)
+        .collect();
+    Ok(Json(json!({ "locks": locks })))
+}
+
+/// `DELETE /api/v1/locks/{user}`
+pub async fn unlock_user(
+    caller: Caller,
+    State(state): State<Arc<AdminState>>,
+    Path(user): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Scope::Operate)?;
+    ops::unlock(&state.broker, &user, &caller.name)?;
+    Ok(Json(json!({ "unlocked": user })))
+}
+
+/// Query of `GET /api/v1/audit`.
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    since: Option<String>,
+    event: Option<String>,
+    user: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/audit`
+pub async fn audit(
+    caller: Caller,
+    State(state): State<Arc<AdminState>>,
+    Query(query): Query<AuditQuery>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Scope::Read)?;
+    let filter = AuditFilter {
+        since: query
+            .since
+            .as_deref()
+            .map(|s| parse_time("since", s))
+            .transpose()?,
+        event: query.event,
+        user: query.user,
+        limit: query.limit.unwrap_or(1000).min(10_000),
+    };
+    let path = state.broker.audit.path().to_owned();
+    let events = tokio::task::spawn_blocking(move || crate::audit::query(&path, &filter))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(json!({ "events": events })))
+}

@@ -1,0 +1,107 @@
+//! Counters for Prometheus (`GET /metrics`), kept as atomics and rendered as text by hand:
+//! a handful of numbers do not need a metrics framework.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::registry::Registry;
+
+/// Counters since the broker started.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Sessions that authenticated.
+    pub sessions_total: AtomicU64,
+    /// Failed authentication attempts.
+    pub auth_failures_total: AtomicU64,
+    /// Sessions ended by an operator.
+    pub sessions_killed_total: AtomicU64,
+    /// Recordings that could not be created or written.
+    pub recording_errors_total: AtomicU64,
+    /// Upstream connections that failed.
+    pub upstream_failures_total: AtomicU64,
+    /// Bytes relayed by finished sessions, client → upstream.
+    pub finished_bytes_from_clients: AtomicU64,
+    /// Bytes relayed by finished sessions, upstream → client.
+    pub finished_bytes_to_clients: AtomicU64,
+}
+
+impl Metrics {
+    /// Adds one to a counter.
+    pub fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, registry: &Registry) -> String {
+        let (active, live_up, live_down) = registry.with_all(|sessions| {
+            sessions.fold((0u64, 0u64, 0u64), |(n, up, down), s| {
+                (
+                    n + 1,
+                    up + s.bytes_from_client.load(Ordering::Relaxed),
+                    down + s.bytes_to_client.load(Ordering::Relaxed),
+                )
+            })
+        });
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, lines: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, value) in lines {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        metric(
+            "portcullis_sessions_active",
+            "gauge",
+            "Sessions live now.",
+            &[("", active)],
+        );
+        metric(
+            "portcullis_sessions_total",
+            "counter",
+            "Sessions that authenticated.",
+            &[("", get(&self.sessions_total))],
+        );
+        metric(
+            "portcullis_bytes_relayed_total",
+            "counter",
+            "Bytes relayed, by direction.",
+            &[
+                (
+                    "{direction=\"from_client\"}",
+                    get(&self.finished_bytes_from_clients) + live_up,
+                ),
+                (
+                    "{direction=\"to_client\"}",
+                    get(&self.finished_bytes_to_clients) + live_down,
+                ),
+            ],
+        );
+        metric(
+            "portcullis_auth_failures_total",
+            "counter",
+            "Failed authentication attempts.",
+            &[("", get(&self.auth_failures_total))],
+        );
+        metric(
+            "portcullis_sessions_killed_total",
+            "counter",
+            "Sessions ended by an operator (kill or lock).",
+            &[("", get(&self.sessions_killed_total))],
+        );
+        metric(
+            "portcullis_recording_errors_total",
+            "counter",
+            "Recordings that could not be created or written.",
+            &[("", get(&self.recording_errors_total))],
+        );
+        metric(
+            "portcullis_upstream_failures_total",
+            "counter",
+            "Upstream connections that failed.",
+            &[("", get(&self.upstream_failures_total))],
+        );
+        out
+    }
+}
