@@ -79,6 +79,21 @@ impl ConfigText {
         self
     }
 
+    /// Turns the admin API on (on a port the OS picks) with one token per (name, token, scopes).
+    pub fn admin(&mut self, tokens: &[(&str, &str, &[&str])]) -> &mut Self {
+        self.body.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+        for (name, token, scopes) in tokens {
+            let hash = portcullis::front::password::hash(token).expect("hash a token");
+            let scopes: Vec<String> = scopes.iter().map(|s| format!("{s:?}")).collect();
+            let _ = write!(
+                self.body,
+                "\n[[admin.tokens]]\nname = {name:?}\nhash = {hash:?}\nscopes = [{}]\n",
+                scopes.join(", ")
+            );
+        }
+        self
+    }
+
     /// Any other TOML (sections after `[server]`).
     pub fn raw(&mut self, toml: &str) -> &mut Self {
         self.body.push('\n');
@@ -100,6 +115,7 @@ pub struct Bastion {
     dir: TempDir,
     child: Option<Child>,
     address: Option<SocketAddr>,
+    api: Option<(SocketAddr, String)>,
     env: Vec<(String, String)>,
 }
 
@@ -115,6 +131,7 @@ impl Bastion {
             dir,
             child: None,
             address: None,
+            api: None,
             env: Vec::new(),
         }
     }
@@ -229,6 +246,15 @@ impl Bastion {
             panic!("portcullis did not start:\n{}", self.log());
         };
         self.address = Some(address);
+        let log = self.log();
+        self.api = log[before..]
+            .lines()
+            .find_map(|l| l.strip_prefix("portcullis: admin API on https://"))
+            .and_then(|rest| {
+                let (address, rest) = rest.split_once(' ')?;
+                let fingerprint = rest.strip_prefix("(certificate ")?.strip_suffix(')')?;
+                Some((address.parse().ok()?, fingerprint.to_owned()))
+            });
         self.write_known_hosts();
         self
     }
@@ -252,6 +278,59 @@ impl Bastion {
     /// Where it listens.
     pub fn address(&self) -> SocketAddr {
         self.address.expect("bastion not started")
+    }
+
+    /// The admin API's URL and certificate fingerprint (when `[admin]` is on).
+    pub fn api(&self) -> (String, String) {
+        let (address, fingerprint) = self.api.clone().expect("the admin API is not on");
+        (format!("https://{address}"), fingerprint)
+    }
+
+    /// `portcullis ARGS --api … --token TOKEN --fingerprint …`.
+    pub fn api_cli(&self, token: &str, args: &[&str]) -> Ran {
+        let (url, fingerprint) = self.api();
+        run_with_timeout(
+            60,
+            self.command().args(args).args([
+                "--api",
+                &url,
+                "--token",
+                token,
+                "--fingerprint",
+                &fingerprint,
+            ]),
+        )
+        .into()
+    }
+
+    /// A raw API request: status and JSON body (`Value::Null` if the body is not JSON).
+    pub fn api_request(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let (url, fingerprint) = self.api();
+        let args = portcullis::cli::api::ApiArgs {
+            url: Some(url),
+            token: Some(token.to_owned()),
+            fingerprint: Some(fingerprint),
+            ca: None,
+        };
+        let client = portcullis::cli::api::ApiClient::new(&args).expect("API client");
+        let method = method.parse().expect("HTTP method");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (status, body) = runtime
+            .block_on(client.request(method, path, body))
+            .expect("an answer from the API");
+        let json = serde_json::from_slice(&body).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
+        });
+        (status.as_u16(), json)
     }
 
     /// A known_hosts file pinning the bastion's host key.

@@ -192,13 +192,13 @@ impl ApiClient {
             .map_err(|e| format!("TLS with {}:{} failed: {e}", self.host, self.port))
     }
 
-    /// Sends a request; the body of a non-2xx answer becomes the error message.
-    pub async fn call(
+    /// Sends a request and returns the status and body; `Err` only when no answer came.
+    pub async fn request(
         &self,
         method: Method,
         path: &str,
         body: Option<Value>,
-    ) -> Result<Bytes, String> {
+    ) -> Result<(StatusCode, Bytes), String> {
         let stream = self.connect().await?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -227,6 +227,17 @@ impl ApiClient {
             .await
             .map_err(|e| e.to_string())?
             .to_bytes();
+        Ok((status, body))
+    }
+
+    /// Sends a request; the body of a non-2xx answer becomes the error message.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Bytes, String> {
+        let (status, body) = self.request(method, path, body).await?;
         if status.is_success() {
             Ok(body)
         } else {

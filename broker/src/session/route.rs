@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use portcullis_policy::Authorization;
 use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
 
 use super::SessionShared;
 use crate::front::login::{Destination, Login};
@@ -129,6 +130,10 @@ pub fn decide(broker: &Arc<Broker>, session: &Arc<SessionShared>, login: &Login)
     let _ = session.upstream_login.set(entry.login.clone());
     if let Some(idle) = authorization.idle_timeout() {
         let _ = session.idle_timeout.set(idle);
+        session.touch_input();
+        session.tasks.spawn(
+            super::supervisor::watch_idle(session.clone(), idle).instrument(session.span.clone()),
+        );
     }
 
     let task = {

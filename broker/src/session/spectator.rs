@@ -28,8 +28,7 @@ pub async fn run(
         watched.user().unwrap_or("?"),
         watched.target().unwrap_or("?")
     );
-    let text = notice::message(&banner, pty);
-    let _ = channel.data_bytes(text.bytes).await;
+    say(&channel, notice::message(&banner, pty)).await;
     let ending = loop {
         let line = tokio::select! {
             line = follower.next_line() => line,
@@ -48,9 +47,15 @@ pub async fn run(
             }
         }
     };
-    let text = notice::message(ending, pty);
-    let _ = channel.data_bytes(text.bytes).await;
+    say(&channel, notice::message(ending, pty)).await;
     let _ = channel.exit_status(0).await;
     let _ = channel.eof().await;
     let _ = channel.close().await;
+}
+
+async fn say(channel: &ChannelWriteHalf<Msg>, text: notice::Text) {
+    let _ = match text.ext {
+        Some(ext) => channel.extended_data_bytes(ext, text.bytes).await,
+        None => channel.data_bytes(text.bytes).await,
+    };
 }

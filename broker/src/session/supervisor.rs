@@ -60,11 +60,6 @@ async fn supervise(
     tokio::pin!(login_deadline);
     let mut awaiting_login = true;
     loop {
-        // The idle deadline moves with every keystroke; re-armed on each pass.
-        let idle_deadline = session
-            .idle_timeout
-            .get()
-            .map(|idle| tokio::time::Instant::from_std(session.last_input() + *idle));
         tokio::select! {
             result = &mut running => {
                 if let Err(error) = result {
@@ -89,14 +84,6 @@ async fn supervise(
                 }
                 return;
             }
-            () = sleep_until_or_never(idle_deadline) => {
-                if let Some(idle) = session.idle_timeout.get()
-                    && session.last_input().elapsed() >= *idle
-                {
-                    tracing::info!(idle = %humantime::format_duration(*idle), "session idle");
-                    session.control.end(EndReason::Idle(*idle));
-                }
-            }
             () = &mut login_deadline, if awaiting_login => {
                 awaiting_login = false;
                 if session.identity.get().is_none() {
@@ -108,10 +95,21 @@ async fn supervise(
     }
 }
 
-async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
+/// Ends the session once the user has typed nothing for `idle`; the deadline moves with
+/// every keystroke. Runs beside the session and stops when it ends.
+pub async fn watch_idle(session: Arc<SessionShared>, idle: Duration) {
+    loop {
+        let deadline = tokio::time::Instant::from_std(session.last_input() + idle);
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {
+                if session.last_input().elapsed() >= idle {
+                    tracing::info!(idle = %humantime::format_duration(idle), "session idle");
+                    session.control.end(EndReason::Idle(idle));
+                    return;
+                }
+            }
+            () = session.control.ended() => return,
+        }
     }
 }
 

@@ -1,0 +1,523 @@
+//! Security sees every live session, watches it, kills it, locks a user: over the admin API,
+//! its CLI, and ssh.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use portcullis_tests::util::wait_for;
+use portcullis_tests::{Keypair, Tmux, World};
+use serde_json::json;
+
+const SECOPS: &str = "secops-token-0123456789";
+const READER: &str = "reader-token-0123456789";
+
+fn world() -> World {
+    World::start(|config, _, _| {
+        config.admin(&[
+            ("secops", SECOPS, &["read", "operate"]),
+            ("auditor", READER, &["read"]),
+        ]);
+    })
+}
+
+/// An interactive shell for alice, ready (the remote shell has answered).
+fn alice_shell(world: &World) -> Tmux {
+    let tmux = Tmux::start(&world.alice("alice+web01").shell_line(&["-tt"]), 100, 30);
+    tmux.line("echo ready-$((40+2))");
+    tmux.wait_for_text("ready-42", Duration::from_secs(20));
+    tmux
+}
+
+/// The id of alice's live session, from the API.
+fn live_session_ids(world: &World) -> Vec<String> {
+    let (status, body) = world
+        .bastion
+        .api_request(READER, "GET", "/api/v1/sessions", None);
+    assert_eq!(status, 200, "{body}");
+    body["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["user"] == "alice")
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn kill_ends_a_live_interactive_session_at_once_with_the_reason_on_screen() {
+    let world = world();
+    let tmux = alice_shell(&world);
+
+    let listed = world.bastion.api_cli(READER, &["sessions", "list"]);
+    assert_eq!(listed.code, Some(0), "{listed:?}");
+    let ids = live_session_ids(&world);
+    assert_eq!(ids.len(), 1);
+    assert!(
+        listed.stdout.contains(&ids[0]) && listed.stdout.contains("web01"),
+        "{listed:?}"
+    );
+    let shown = world
+        .bastion
+        .api_cli(READER, &["sessions", "show", &ids[0][..10]]);
+    assert!(shown.stdout.contains("\"login\": \"root\""), "{shown:?}");
+
+    let started = Instant::now();
+    let killed = world.bastion.api_cli(
+        SECOPS,
+        &[
+            "sessions",
+            "kill",
+            &ids[0],
+            "--reason",
+            "suspicious activity",
+        ],
+    );
+    assert_eq!(killed.code, Some(0), "{killed:?}");
+    tmux.wait_for_text(
+        "portcullis: session terminated by secops: suspicious activity",
+        Duration::from_secs(5),
+    );
+    assert!(
+        tmux.wait_exit(Duration::from_secs(5)).is_some(),
+        "the ssh client ended"
+    );
+    let took = started.elapsed();
+    eprintln!("kill → client gone in {took:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+
+    let end = world.bastion.wait_for_audit("session.end", |_| true);
+    assert_eq!(end["reason"], "killed");
+    let kill = world.bastion.audit_events("session.killed");
+    assert_eq!(kill[0]["by"], "secops");
+    assert_eq!(kill[0]["reason"], "suspicious activity");
+    let cast = &world.bastion.recordings()[0];
+    let text = std::fs::read_to_string(cast).unwrap();
+    assert!(
+        text.trim_end().ends_with(
+            r#""m","end: ended by the bastion: session terminated by secops: suspicious activity"]"#
+        ),
+        "{}",
+        text.lines().last().unwrap()
+    );
+    assert_eq!(
+        world
+            .bastion
+            .cli(&["recordings", "verify", cast.to_str().unwrap()])
+            .code,
+        Some(0)
+    );
+    assert!(
+        live_session_ids(&world).is_empty(),
+        "the session left the registry"
+    );
+}
+
+#[test]
+fn a_lock_ends_every_session_of_the_user_and_refuses_the_next_login_until_lifted() {
+    let world = world();
+    let tmux = alice_shell(&world);
+    let mut background = world
+        .alice("alice+web01")
+        .ssh_command(Some("sleep 120"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || (live_session_ids(&world).len()
+            == 2)
+            .then_some(()))
+        .is_some()
+    );
+
+    let locked = world.bastion.api_cli(
+        SECOPS,
+        &["lock", "alice", "--reason", "laptop stolen", "--for", "1h"],
+    );
+    assert_eq!(locked.code, Some(0), "{locked:?}");
+    assert!(
+        locked.stdout.contains("2 live session(s) ended"),
+        "{locked:?}"
+    );
+    tmux.wait_for_text(
+        "portcullis: session terminated: your account was locked by secops: laptop stolen",
+        Duration::from_secs(5),
+    );
+    let exited = wait_for(Duration::from_secs(5), || {
+        background.try_wait().ok().flatten()
+    });
+    assert!(exited.is_some(), "the background session ended too");
+    let mut stderr = String::new();
+    background
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.contains("your account was locked by secops: laptop stolen"),
+        "{stderr}"
+    );
+
+    let refused = world
+        .alice("alice+web01")
+        .exec("touch /tmp/portcullis-locked-sentinel");
+    assert_eq!(
+        refused.stderr,
+        "portcullis: your account is locked by secops: laptop stolen\n"
+    );
+    assert_eq!(refused.code, Some(1));
+    assert!(!std::path::Path::new("/tmp/portcullis-locked-sentinel").exists());
+
+    let (status, locks) = world
+        .bastion
+        .api_request(READER, "GET", "/api/v1/locks", None);
+    assert_eq!(status, 200);
+    assert_eq!(locks["locks"][0]["user"], "alice");
+    assert!(locks["locks"][0]["until"].is_string());
+
+    let unlocked = world.bastion.api_cli(SECOPS, &["unlock", "alice"]);
+    assert_eq!(unlocked.code, Some(0), "{unlocked:?}");
+    assert_eq!(
+        world.alice("alice+web01").exec("echo back").stdout,
+        "back\n"
+    );
+    let again = world.bastion.api_cli(SECOPS, &["unlock", "alice"]);
+    assert_eq!(again.code, Some(1));
+    assert!(
+        again.stderr.contains("alice is not locked (404)"),
+        "{again:?}"
+    );
+
+    let events: Vec<String> = world
+        .bastion
+        .audit()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(events.contains(&"user.locked".into()) && events.contains(&"user.unlocked".into()));
+}
+
+#[test]
+fn locks_survive_a_restart() {
+    let mut world = world();
+    let locked = world.bastion.api_cli(
+        SECOPS,
+        &["lock", "alice", "--reason", "under investigation"],
+    );
+    assert_eq!(locked.code, Some(0), "{locked:?}");
+    assert_eq!(world.bastion.terminate(), Some(0));
+    world.bastion.start();
+    let refused = world.alice("alice+web01").exec("true");
+    assert_eq!(
+        refused.stderr,
+        "portcullis: your account is locked by secops: under investigation\n"
+    );
+    let menu = world.alice("alice").exec("targets");
+    assert_eq!(
+        menu.code,
+        Some(1),
+        "a locked user gets no menu either: {menu:?}"
+    );
+}
+
+#[test]
+fn live_watch_over_the_api_receives_what_is_typed() {
+    let world = world();
+    let tmux = alice_shell(&world);
+    let id = live_session_ids(&world).remove(0);
+    let (url, fingerprint) = world.bastion.api();
+    let mut watcher = world
+        .bastion
+        .command()
+        .args([
+            "sessions",
+            "watch",
+            &id,
+            "--api",
+            &url,
+            "--token",
+            READER,
+            "--fingerprint",
+            &fingerprint,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = watcher.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buffer[..n]);
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    // The watcher gets the history first: the "ready-42" already on screen.
+    std::thread::sleep(Duration::from_millis(500));
+    tmux.line("echo watched-$((3*3))");
+    tmux.wait_for_text("watched-9", Duration::from_secs(10));
+    tmux.line("exit");
+    tmux.wait_exit(Duration::from_secs(10));
+    let ended = wait_for(Duration::from_secs(10), || {
+        watcher.try_wait().ok().flatten()
+    });
+    assert!(ended.is_some(), "the watcher exits when the session ends");
+    let seen = reader.join().unwrap();
+    assert!(seen.contains("ready-42"), "history: {seen}");
+    assert!(seen.contains("watched-9"), "live: {seen}");
+    world
+        .bastion
+        .wait_for_audit("session.watched", |e| e["by"] == "auditor");
+}
+
+#[test]
+fn the_api_refuses_what_a_token_may_not_do_with_plain_messages() {
+    let world = world();
+    let api = &world.bastion;
+    let (status, body) = api.api_request("", "GET", "/api/v1/sessions", None);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("missing or invalid token"))
+    );
+    let (status, _) = api.api_request("not-a-token", "GET", "/api/v1/sessions", None);
+    assert_eq!(status, 401);
+    world.bastion.wait_for_audit("api.auth_failure", |_| true);
+
+    let (status, _) = api.api_request(READER, "GET", "/api/v1/sessions", None);
+    assert_eq!(status, 200);
+    let (status, body) = api.api_request(
+        READER,
+        "POST",
+        "/api/v1/sessions/0123456789ab/kill",
+        Some(json!({"reason": "x"})),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("this token lacks the operate scope"))
+    );
+    let (status, _) = api.api_request(
+        READER,
+        "POST",
+        "/api/v1/locks",
+        Some(json!({"user": "alice", "reason": "x"})),
+    );
+    assert_eq!(status, 403);
+
+    let (status, body) = api.api_request(
+        SECOPS,
+        "POST",
+        "/api/v1/sessions/0123456789ab/kill",
+        Some(json!({"reason": "x"})),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("no live session 0123456789ab"))
+    );
+    let (status, body) = api.api_request(
+        SECOPS,
+        "POST",
+        "/api/v1/locks",
+        Some(json!({"user": "alice"})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("bad request body"),
+        "{body}"
+    );
+    let (status, _) = api.api_request(
+        SECOPS,
+        "POST",
+        "/api/v1/locks",
+        Some(json!({"user": "nobody", "reason": "x"})),
+    );
+    assert_eq!(status, 404);
+    let (status, _) = api.api_request(
+        SECOPS,
+        "POST",
+        "/api/v1/locks",
+        Some(json!({"user": "alice", "reason": " "})),
+    );
+    assert_eq!(status, 400);
+    let (status, _) = api.api_request(SECOPS, "DELETE", "/api/v1/locks/alice", None);
+    assert_eq!(status, 404);
+    let (status, _) = api.api_request(READER, "GET", "/api/v1/recordings/..%2Fstate.db", None);
+    assert_eq!(status, 404);
+    let (status, _) = api.api_request(READER, "GET", "/api/v1/nothing-here", None);
+    assert_eq!(status, 404);
+    let (status, body) = api.api_request("", "GET", "/healthz", None);
+    assert_eq!((status, body), (200, json!("ok\n")));
+    let (status, _) = api.api_request("", "GET", "/metrics", None);
+    assert_eq!(status, 401);
+
+    // The CLI trusts the certificate only when told how.
+    let (url, _) = world.bastion.api();
+    let ran = world
+        .bastion
+        .cli(&["sessions", "list", "--api", &url, "--token", READER]);
+    assert_eq!(ran.code, Some(1));
+    assert!(ran.stderr.contains("pass --fingerprint"), "{ran:?}");
+    let wrong = format!("sha256:{}", "00".repeat(32));
+    let ran = world.bastion.cli(&[
+        "sessions",
+        "list",
+        "--api",
+        &url,
+        "--token",
+        READER,
+        "--fingerprint",
+        &wrong,
+    ]);
+    assert_eq!(ran.code, Some(1));
+    assert!(ran.stderr.contains("not the pinned"), "{ran:?}");
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+#[test]
+fn metrics_count_sessions_bytes_and_failures() {
+    let world = world();
+    let (status, before) = world.bastion.api_request(READER, "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    let before = before.as_str().unwrap().to_owned();
+    assert_eq!(metric(&before, "portcullis_sessions_total"), 0);
+
+    let ran = world
+        .alice("alice+web01")
+        .exec("head -c 100000 /dev/zero | tr '\\0' x");
+    assert_eq!(ran.stdout.len(), 100_000);
+    let stranger = Keypair::generate(world.scratch.path(), "stranger");
+    world.bastion.ssh(&stranger, "alice+web01").exec("true");
+    world.bastion.wait_for_audit("session.end", |_| true);
+
+    let (_, after) = world.bastion.api_request(READER, "GET", "/metrics", None);
+    let after = after.as_str().unwrap().to_owned();
+    assert_eq!(metric(&after, "portcullis_sessions_total"), 1);
+    assert_eq!(metric(&after, "portcullis_sessions_active"), 0);
+    assert!(
+        metric(
+            &after,
+            "portcullis_bytes_relayed_total{direction=\"to_client\"}"
+        ) >= 100_000,
+        "{after}"
+    );
+    assert!(
+        metric(&after, "portcullis_auth_failures_total") >= 1,
+        "{after}"
+    );
+}
+
+#[test]
+fn a_session_without_input_ends_after_the_roles_idle_timeout() {
+    let world = World::start(|config, sshd, _| {
+        config
+            .target("idle01", sshd, "root", "web01")
+            .raw("[[roles]]\nname = \"idlers\"\nmembers = [\"alice\"]\ntargets = [\"idle01\"]\nidle_timeout = \"2s\"\n");
+    });
+    let tmux = Tmux::start(&world.alice("alice+idle01").shell_line(&["-tt"]), 100, 30);
+    tmux.line("echo typing-$((1+1))");
+    tmux.wait_for_text("typing-2", Duration::from_secs(20));
+    // Typing keeps it alive past the timeout…
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(800));
+        tmux.type_text(" ");
+    }
+    assert!(tmux.exit_status().is_none(), "still alive while typing");
+    // …and silence ends it.
+    tmux.wait_for_text(
+        "portcullis: session ended after 2s without input",
+        Duration::from_secs(10),
+    );
+    assert!(tmux.wait_exit(Duration::from_secs(10)).is_some());
+    let end = world.bastion.wait_for_audit("session.end", |_| true);
+    assert_eq!(end["reason"], "idle");
+}
+
+#[test]
+fn watching_over_ssh_is_for_roles_that_allow_it() {
+    let world = World::start(|config, _, scratch| {
+        let bob = Keypair::generate(scratch.path(), "bob");
+        let carol = Keypair::generate(scratch.path(), "carol");
+        config
+            .user("bob", &[&bob.public])
+            .user("carol", &[&carol.public])
+            .raw("[[roles]]\nname = \"watchers\"\nmembers = [\"bob\"]\ntargets = [\"web01\"]\ncan_watch = true\n")
+            .admin(&[("auditor", READER, &["read"])]);
+    });
+    let bob = Keypair {
+        private: world.scratch.path().join("bob"),
+        public: String::new(),
+    };
+    let carol = Keypair {
+        private: world.scratch.path().join("carol"),
+        public: String::new(),
+    };
+    let tmux = alice_shell(&world);
+    let id = live_session_ids(&world).remove(0);
+
+    let refused = world
+        .bastion
+        .ssh(&carol, "carol")
+        .exec(&format!("watch {id}"));
+    assert_eq!(refused.code, Some(1));
+    assert!(
+        refused.stderr.contains("you may not watch sessions"),
+        "{refused:?}"
+    );
+
+    let mut watcher = world
+        .bastion
+        .ssh(&bob, "bob")
+        .ssh_command(Some(&format!("watch {id}")))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = watcher.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut seen = String::new();
+        let _ = stdout.read_to_string(&mut seen);
+        seen
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    tmux.line("echo seen-by-bob-$((5*5))");
+    tmux.wait_for_text("seen-by-bob-25", Duration::from_secs(10));
+    tmux.line("exit");
+    let ended = wait_for(Duration::from_secs(15), || {
+        watcher.try_wait().ok().flatten()
+    });
+    assert_eq!(
+        ended.and_then(|s| s.code()),
+        Some(0),
+        "the watch ends with the session"
+    );
+    let seen = reader.join().unwrap();
+    assert!(seen.contains("seen-by-bob-25"), "{seen}");
+    let mut stderr = String::new();
+    watcher
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("the watched session ended"), "{stderr}");
+    world
+        .bastion
+        .wait_for_audit("session.watched", |e| e["by"] == "ssh:bob");
+}
