@@ -521,3 +521,129 @@ fn watching_over_ssh_is_for_roles_that_allow_it() {
         .bastion
         .wait_for_audit("session.watched", |e| e["by"] == "ssh:bob");
 }
+
+#[test]
+fn the_cli_reads_the_audit_log_and_recordings_through_the_api() {
+    let world = world();
+    let ran = world.alice("alice+web01").exec("echo through-the-api");
+    assert_eq!(ran.code, Some(0));
+    world.bastion.wait_for_audit("session.end", |_| true);
+
+    let tail = world.bastion.api_cli(READER, &["audit", "tail", "-n", "3"]);
+    assert_eq!(tail.code, Some(0), "{tail:?}");
+    let lines: Vec<serde_json::Value> = tail
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{tail:?}");
+    assert_eq!(lines[2]["event"], "session.end");
+    let only = world
+        .bastion
+        .api_cli(READER, &["audit", "tail", "--event", "channel.start"]);
+    assert!(
+        only.stdout
+            .lines()
+            .all(|l| l.contains("\"event\":\"channel.start\"")),
+        "{only:?}"
+    );
+    assert!(only.stdout.contains("echo through-the-api"));
+
+    // Following: a new event shows up without asking again.
+    let (url, fingerprint) = world.bastion.api();
+    let mut follower = world
+        .bastion
+        .command()
+        .args([
+            "audit",
+            "tail",
+            "-f",
+            "-n",
+            "1",
+            "--api",
+            &url,
+            "--token",
+            READER,
+            "--fingerprint",
+            &fingerprint,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = follower.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut seen = String::new();
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
+            if seen.contains("later-event-marker") {
+                break;
+            }
+        }
+        seen
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    world.alice("alice+web01").exec("echo later-event-marker");
+    let finished = wait_for(Duration::from_secs(15), || {
+        reader.is_finished().then_some(())
+    });
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert!(
+        finished.is_some(),
+        "the follower never printed the new event"
+    );
+    let seen = reader.join().unwrap();
+    assert!(seen.contains("later-event-marker"), "{seen}");
+
+    let listed = world.bastion.api_cli(READER, &["recordings", "list"]);
+    let id = listed
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let cast = world.bastion.api_cli(READER, &["recordings", "get", &id]);
+    assert!(cast.stdout.starts_with("{\"version\":2"), "{cast:?}");
+    let verified = world
+        .bastion
+        .api_cli(READER, &["recordings", "verify", &id]);
+    assert_eq!(verified.code, Some(0), "{verified:?}");
+    assert!(verified.stdout.contains("intact"));
+
+    // A CA file works instead of a fingerprint: the self-signed certificate is its own CA.
+    let ca = world.bastion.data_dir().join("admin-cert.pem");
+    let ran = world.bastion.cli(&[
+        "sessions",
+        "list",
+        "--api",
+        &url,
+        "--token",
+        READER,
+        "--ca",
+        ca.to_str().unwrap(),
+    ]);
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+}
+
+#[test]
+fn a_lock_with_a_duration_lifts_by_itself() {
+    let world = world();
+    let locked = world.bastion.api_cli(
+        SECOPS,
+        &["lock", "alice", "--reason", "cool-off", "--for", "2s"],
+    );
+    assert_eq!(locked.code, Some(0), "{locked:?}");
+    assert_eq!(world.alice("alice+web01").exec("true").code, Some(1));
+    std::thread::sleep(Duration::from_millis(2200));
+    assert_eq!(
+        world.alice("alice+web01").exec("echo free").stdout,
+        "free\n"
+    );
+}

@@ -62,6 +62,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
             get(routes::list_locks).post(routes::lock_user),
         )
         .route("/api/v1/locks/{user}", delete(routes::unlock_user))
+        .route("/api/v1/audit", get(routes::audit))
         .fallback(|| async { error::ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::middleware::from_fn(request_timeout))
         .with_state(state)

@@ -305,8 +305,12 @@ pub fn audit_tail(
         let mut seen = std::collections::HashSet::new();
         let mut since: Option<String> = None;
         loop {
+            // The first request takes the last `lines` events; later ones everything new.
             let url = match &since {
-                Some(since) => format!("{query}&since={since}"),
+                Some(since) => format!(
+                    "{}&since={since}",
+                    query.replacen(&format!("limit={lines}"), "limit=10000", 1)
+                ),
                 None => query.clone(),
             };
             let answer = client.json(Method::GET, &url, None).await?;
