@@ -29,6 +29,9 @@ pub struct DemoArgs {
     /// Port for the bastion.
     #[arg(long, default_value_t = 2222)]
     port: u16,
+    /// Port for the admin API.
+    #[arg(long, default_value_t = 8443)]
+    admin_port: u16,
 }
 
 const SSHD: &str = "/usr/sbin/sshd";
@@ -51,6 +54,7 @@ struct Demo {
     dir: PathBuf,
     config: PathBuf,
     port: u16,
+    admin_port: u16,
     sshd_port: u16,
     login: String,
 }
@@ -66,6 +70,8 @@ fn prepare(args: &DemoArgs) -> Result<Demo, String> {
     let sshd_host = key_file(&dir.join("sshd/host_ed25519"), "demo sshd host key")?;
     let login = current_login();
     let sshd_port = free_port()?;
+    let token = admin_token(&dir.join("admin-token"))?;
+    let token_hash = crate::front::password::hash(&token)?;
     let public = |key: &PrivateKey| key.public_key().to_openssh().map_err(|e| e.to_string());
 
     let config = dir.join("portcullis.toml");
@@ -95,8 +101,18 @@ name = "demo-admins"
 members = ["alice"]
 targets = ["demo"]
 access = "standing"
+can_watch = true
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+
+[[admin.tokens]]
+name = "demo-operator"
+hash = "{token_hash}"
+scopes = ["read", "operate"]
 "#,
         port = args.port,
+        admin_port = args.admin_port,
         alice = public(&alice)?,
         host = public(&sshd_host)?,
     );
@@ -105,9 +121,22 @@ access = "standing"
         dir,
         config,
         port: args.port,
+        admin_port: args.admin_port,
         sshd_port,
         login,
     })
+}
+
+/// The demo's admin API token: random, kept in a file (0600) across runs.
+fn admin_token(path: &Path) -> Result<String, String> {
+    if let Ok(token) = std::fs::read_to_string(path) {
+        return Ok(token.trim().to_owned());
+    }
+    let bytes = crate::vault::seal::random_key().map_err(|_| "no randomness".to_owned())?;
+    let token = hex::encode(&bytes[..24]);
+    write_private_file(path, format!("{token}\n").as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(token)
 }
 
 /// Loads a private key, creating it first if the file does not exist.
@@ -174,7 +203,20 @@ impl Demo {
                 let _ = sshd.kill();
                 return fail(message);
             }
-            self.print_instructions();
+            // The admin API's certificate (created now if new), so its fingerprint can be shown.
+            let fingerprint = match crate::admin::tls::load_or_create(
+                None,
+                None,
+                &broker.config.server.data_dir,
+                vec!["localhost".into(), "127.0.0.1".into()],
+            ) {
+                Ok(tls) => tls.fingerprint,
+                Err(error) => {
+                    let _ = sshd.kill();
+                    return fail(error);
+                }
+            };
+            self.print_instructions(&fingerprint);
             let result = super::serve::serve(broker).await;
             let _ = sshd.kill();
             let _ = sshd.wait();
@@ -257,7 +299,7 @@ impl Demo {
         .map_err(|e| e.to_string())
     }
 
-    fn print_instructions(&self) {
+    fn print_instructions(&self, fingerprint: &str) {
         let dir = self.dir.display();
         let ssh = format!(
             "ssh -F /dev/null -o IdentitiesOnly=yes -i {dir}/alice_ed25519 -o UserKnownHostsFile={dir}/known_hosts -p {}",
@@ -267,10 +309,15 @@ impl Demo {
             "\nportcullis demo: target \"demo\" is a throwaway sshd on 127.0.0.1:{sshd} (logging in as {login} with a key only the vault holds).\n\
              Try, in another terminal:\n\n  {ssh} alice+demo@127.0.0.1\n\n\
              Also: `{ssh} alice+demo@127.0.0.1 'uname -a'`, and `{ssh} alice@127.0.0.1` for the bastion's own menu.\n\
-             Recordings: {dir}/data/recordings (asciinema play FILE). Audit log: {dir}/data/audit.jsonl.\n\
+             Recordings: {dir}/data/recordings (asciinema play FILE). Audit log: {dir}/data/audit.jsonl.\n\n\
+             Security's view, through the admin API (list, watch, kill):\n\n  \
+             export PORTCULLIS_API=https://127.0.0.1:{admin} PORTCULLIS_TOKEN=$(cat {dir}/admin-token) PORTCULLIS_API_FINGERPRINT={fingerprint}\n  \
+             portcullis sessions list; portcullis sessions watch ID; portcullis sessions kill ID --reason \"demo\"\n\n\
+             (`cargo run -p portcullis --` in place of `portcullis` if it is not installed; alice may also `{ssh} alice@127.0.0.1 watch ID`.)\n\
              Config: {dir}/portcullis.toml. Ctrl-C stops everything.\n",
             sshd = self.sshd_port,
             login = self.login,
+            admin = self.admin_port,
         );
     }
 }
