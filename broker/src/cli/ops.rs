@@ -317,8 +317,9 @@ pub fn audit_tail(
             for event in answer["events"].as_array().into_iter().flatten() {
                 // Events at the boundary time come again: print each once.
                 let mac = event["mac"].as_str().unwrap_or_default().to_owned();
-                if seen.insert(mac) {
-                    println!("{event}");
+                // A reader that went away (`… | head`) ends the tail quietly.
+                if seen.insert(mac) && writeln!(std::io::stdout(), "{event}").is_err() {
+                    return Ok(());
                 }
                 if let Some(time) = event["time"].as_str() {
                     since = Some(time.to_owned());
