@@ -23,6 +23,7 @@
 //! * [`admin`]: the HTTPS admin API; [`ops`]: kill, lock, unlock; [`watch`]: following a
 //!   live recording; [`catalog`]: recordings on disk.
 //! * [`registry`], [`locks`], [`metrics`]: live sessions, users locked by security, counters.
+//! * [`jit`]: just-in-time access records (requests, approvals, grants).
 //! * [`datadir`], [`hostkey`], [`ids`]: files, the host key, identifiers.
 //! * [`cli`]: the `portcullis` command line.
 
@@ -35,6 +36,7 @@ pub mod directory;
 pub mod front;
 pub mod hostkey;
 pub mod ids;
+pub mod jit;
 pub mod locks;
 pub mod metrics;
 pub mod ops;

@@ -19,6 +19,10 @@ pub struct Metrics {
     pub recording_errors_total: AtomicU64,
     /// Upstream connections that failed.
     pub upstream_failures_total: AtomicU64,
+    /// Access grants started (self-activated, approved or break-glass).
+    pub grants_total: AtomicU64,
+    /// Break-glass activations.
+    pub break_glass_total: AtomicU64,
     /// Bytes relayed by finished sessions, client → upstream.
     pub finished_bytes_from_clients: AtomicU64,
     /// Bytes relayed by finished sessions, upstream → client.
@@ -101,6 +105,18 @@ impl Metrics {
             "counter",
             "Upstream connections that failed.",
             &[("", get(&self.upstream_failures_total))],
+        );
+        metric(
+            "portcullis_grants_total",
+            "counter",
+            "Just-in-time access grants started.",
+            &[("", get(&self.grants_total))],
+        );
+        metric(
+            "portcullis_break_glass_total",
+            "counter",
+            "Break-glass activations.",
+            &[("", get(&self.break_glass_total))],
         );
         out
     }

@@ -24,6 +24,7 @@ use crate::directory::Directory;
 use crate::front::throttle::Throttle;
 use crate::front::totp::ReplayGuard;
 use crate::hostkey::{self, HostKeyError};
+use crate::jit::Jit;
 use crate::locks::Locks;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -71,6 +72,9 @@ pub enum StartError {
     /// The host key could not be loaded or created.
     #[error(transparent)]
     HostKey(#[from] HostKeyError),
+    /// The roles could not be turned into rules.
+    #[error(transparent)]
+    Policy(#[from] portcullis_policy::PolicyError),
     /// The listen address could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -93,6 +97,8 @@ pub struct Broker {
     pub vault: Vault,
     /// Users locked by security.
     pub locks: Locks,
+    /// Just-in-time requests and grants.
+    pub jit: Jit,
     /// Live sessions.
     pub registry: Registry,
     /// Counters for `/metrics`.
@@ -136,7 +142,8 @@ impl Broker {
         })?;
         let store = Arc::new(Store::open(&data.state_db())?);
         let vault = Vault::open(store.clone(), data.master_key_file(), master_key_env)?;
-        let locks = Locks::load(store, std::time::SystemTime::now())?;
+        let locks = Locks::load(store.clone(), std::time::SystemTime::now())?;
+        let jit = Jit::load(store, config.access.request_ttl)?;
         let audit = AuditLog::open(&data.audit_log(), vault.derived_key(AUDIT_KEY_LABEL))?;
         let host_key = hostkey::load_or_create(&data.host_key())?;
         let recordings = RecordingSettings {
@@ -147,7 +154,8 @@ impl Broker {
         };
         let ssh_config = Arc::new(ssh_server_config(&config, host_key.clone()));
         Ok(Self {
-            policy: Policy::new(&config),
+            policy: Policy::new(&config)?,
+            jit,
             throttle: Throttle::new(
                 config.server.auth_max_failures,
                 config.server.auth_failure_window,
@@ -177,6 +185,22 @@ impl Broker {
     /// The bastion's host key (its public half goes in clients' known_hosts).
     pub fn host_key(&self) -> &PrivateKey {
         &self.host_key
+    }
+
+    /// Closes requests and grants as they run out, and audits it; runs until shutdown.
+    /// (Live sessions end at their grant's instant by their own watch; this keeps the records
+    /// and the audit log in step, including for what ran out while the broker was down.)
+    pub async fn janitor(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = self.shutdown.cancelled() => return,
+            }
+            if let Err(error) = crate::ops::jit::expire_due(&self, std::time::SystemTime::now()) {
+                tracing::error!(%error, "cannot expire requests and grants");
+            }
+        }
     }
 
     /// Stops accepting, ends every session with "the bastion is shutting down", and waits

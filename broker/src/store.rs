@@ -59,6 +59,47 @@ const MIGRATIONS: &[&str] = &[
          since INTEGER NOT NULL,
          until INTEGER
      );",
+    // 3: just-in-time access. Times are Unix milliseconds (grants can be seconds long).
+    "CREATE TABLE requests (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         user TEXT NOT NULL,
+         target TEXT NOT NULL,
+         role TEXT NOT NULL,
+         reason TEXT NOT NULL,
+         duration_ms INTEGER NOT NULL,
+         created_at INTEGER NOT NULL,
+         expires_at INTEGER NOT NULL,
+         needed INTEGER NOT NULL,
+         state TEXT NOT NULL,
+         decided_by TEXT,
+         decision_reason TEXT,
+         grant_id INTEGER
+     );
+     CREATE TABLE approvals (
+         request_id INTEGER NOT NULL REFERENCES requests(id),
+         approver TEXT NOT NULL,
+         comment TEXT,
+         at INTEGER NOT NULL,
+         PRIMARY KEY (request_id, approver)
+     );
+     CREATE TABLE grants (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         user TEXT NOT NULL,
+         target TEXT NOT NULL,
+         role TEXT NOT NULL,
+         reason TEXT NOT NULL,
+         request_id INTEGER,
+         starts_at INTEGER NOT NULL,
+         expires_at INTEGER NOT NULL,
+         revoked_at INTEGER,
+         revoked_by TEXT,
+         revoke_reason TEXT,
+         break_glass INTEGER NOT NULL DEFAULT 0,
+         acknowledged_at INTEGER,
+         acknowledged_by TEXT,
+         end_audited INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE INDEX grants_by_user ON grants(user, target);",
 ];
 
 /// The open state database.

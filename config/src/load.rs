@@ -256,6 +256,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::Access;
 
     fn problems_of(text: &str) -> Vec<Problem> {
         match from_toml_str(text) {
@@ -392,6 +393,82 @@ access = "standing"
             rendered
                 .iter()
                 .any(|p| p.contains("users[0].totp_secret: needs password_hash too")),
+            "{rendered:#?}"
+        );
+    }
+
+    const ELIGIBLE: &str = r#"
+[[users]]
+name = "carol"
+public_keys = []
+
+[[roles]]
+name = "db-admins"
+members = ["carol"]
+targets = ["web01"]
+access = "eligible"
+max_duration = "4h"
+default_duration = "1h"
+require_reason = true
+reason_pattern = "^(INC|CHG)-[0-9]+"
+approvals = 1
+approvers = ["web-admins"]
+"#;
+
+    #[test]
+    fn an_eligible_role_loads() {
+        let config = from_toml_str(&format!("{GOOD}{ELIGIBLE}")).expect("valid");
+        let role = &config.roles[1];
+        assert_eq!(role.access, Access::Eligible);
+        assert_eq!(
+            role.max_duration,
+            Some(std::time::Duration::from_secs(4 * 3600))
+        );
+        assert_eq!(
+            config.access.approval_wait,
+            std::time::Duration::from_secs(600)
+        );
+        assert_eq!(
+            config.access.warnings(),
+            vec![
+                std::time::Duration::from_secs(300),
+                std::time::Duration::from_secs(60)
+            ]
+        );
+    }
+
+    #[test]
+    fn eligible_settings_are_checked() {
+        let text = format!("{GOOD}{ELIGIBLE}")
+            .replace("max_duration = \"4h\"\n", "")
+            .replace("^(INC|CHG)-[0-9]+", "^(INC")
+            .replace(
+                "approvers = [\"web-admins\"]",
+                "approvers = [\"nobody\"]\nrequire_mfa = true",
+            );
+        let rendered: Vec<String> = problems_of(&text).iter().map(ToString::to_string).collect();
+        for expected in [
+            "roles[1].max_duration: is missing",
+            "roles[1].reason_pattern: is not a valid regular expression",
+            "roles[1].approvers[0]: no role named \"nobody\"",
+            "roles[1].members[0]: \"carol\" has no totp_secret",
+        ] {
+            assert!(
+                rendered.iter().any(|p| p.contains(expected)),
+                "{expected}: {rendered:#?}"
+            );
+        }
+        let standing = GOOD.replace(
+            "access = \"standing\"",
+            "access = \"standing\"\napprovals = 2",
+        );
+        let rendered: Vec<String> = problems_of(&standing)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            rendered.iter().any(|p| p
+                .contains("roles[0].approvals: only means something with access = \"eligible\"")),
             "{rendered:#?}"
         );
     }

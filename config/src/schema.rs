@@ -25,6 +25,8 @@ pub struct Config {
     pub vault: VaultConfig,
     /// The admin API (HTTPS) that the CLI and the web console use.
     pub admin: AdminConfig,
+    /// Just-in-time access: how long requests and logins wait, when sessions are warned.
+    pub access: AccessConfig,
     /// People who may log in.
     pub users: Vec<UserConfig>,
     /// Certificate authorities whose OpenSSH user certificates are trusted.
@@ -144,6 +146,42 @@ pub struct VaultConfig {
     pub master_key_file: Option<PathBuf>,
 }
 
+/// `[access]`: the lifecycle of just-in-time access.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AccessConfig {
+    /// How long a login waits for its request to be approved before giving up.
+    #[serde(with = "humantime_serde")]
+    pub approval_wait: Duration,
+    /// How long a request nobody reviews stays open.
+    #[serde(with = "humantime_serde")]
+    pub request_ttl: Duration,
+    /// When live sessions are warned before their grant ends.
+    pub warn_before: Vec<humantime_serde::Serde<Duration>>,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            approval_wait: Duration::from_secs(600),
+            request_ttl: Duration::from_secs(3600),
+            warn_before: vec![
+                Duration::from_secs(300).into(),
+                Duration::from_secs(60).into(),
+            ],
+        }
+    }
+}
+
+impl AccessConfig {
+    /// The warning points, longest first.
+    pub fn warnings(&self) -> Vec<Duration> {
+        let mut warnings: Vec<Duration> = self.warn_before.iter().map(|d| **d).collect();
+        warnings.sort_by(|a, b| b.cmp(a));
+        warnings
+    }
+}
+
 /// `[admin]`: the HTTPS admin API.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -235,6 +273,24 @@ pub struct RoleConfig {
     pub targets: Vec<String>,
     /// How members reach those targets.
     pub access: Access,
+    /// For `eligible`: the longest activation that may be asked for.
+    #[serde(with = "humantime_serde")]
+    pub max_duration: Option<Duration>,
+    /// For `eligible`: the duration offered when none is given.
+    #[serde(with = "humantime_serde")]
+    pub default_duration: Option<Duration>,
+    /// For `eligible`: an activation needs a justification.
+    pub require_reason: bool,
+    /// For `eligible`: a regular expression the justification must match (e.g. a ticket id).
+    pub reason_pattern: Option<String>,
+    /// For `eligible`: approvals needed; 0 means members activate themselves.
+    pub approvals: u32,
+    /// For `eligible`: roles whose members may approve (never the requester).
+    pub approvers: Vec<String>,
+    /// For `eligible`: a fresh TOTP code is asked for at activation.
+    pub require_mfa: bool,
+    /// For `eligible`: activation without approval, alerted and queued for review.
+    pub break_glass: bool,
     /// End a member's session after this long without input from them.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
@@ -249,6 +305,8 @@ pub enum Access {
     /// Members may connect whenever they like.
     #[default]
     Standing,
+    /// Members must activate access for a bounded time first (justified, maybe approved).
+    Eligible,
 }
 
 impl TargetConfig {

@@ -74,6 +74,17 @@ impl Config {
             ));
         }
         for (key, value) in [
+            ("approval_wait", self.access.approval_wait),
+            ("request_ttl", self.access.request_ttl),
+        ] {
+            if value == Duration::ZERO {
+                problems.push(Problem::new(
+                    KeyPath::root().key("access").key(key),
+                    "must be longer than zero",
+                ));
+            }
+        }
+        for (key, value) in [
             ("login_grace_time", server.login_grace_time),
             ("upstream_connect_timeout", server.upstream_connect_timeout),
             ("auth_failure_window", server.auth_failure_window),
@@ -188,8 +199,10 @@ impl Config {
         targets: &HashSet<&str>,
         problems: &mut Vec<Problem>,
     ) {
+        let role_names: HashSet<&str> = self.roles.iter().map(|r| r.name.as_str()).collect();
         for (i, role) in self.roles.iter().enumerate() {
             let at = path.index(i);
+            self.validate_activation(role, &at, &role_names, problems);
             for (m, member) in role.members.iter().enumerate() {
                 if !users.contains(member.as_str()) {
                     problems.push(Problem::new(
@@ -198,10 +211,15 @@ impl Config {
                     ));
                 }
             }
-            if role.targets.is_empty() {
+            // A role without targets still matters if it watches or approves.
+            let approves = self
+                .roles
+                .iter()
+                .any(|other| other.approvers.contains(&role.name));
+            if role.targets.is_empty() && !role.can_watch && !approves {
                 problems.push(Problem::new(
                     at.key("targets"),
-                    "is empty: the role grants nothing",
+                    "is empty: the role grants nothing (it neither watches nor approves)",
                 ));
             }
             for (t, pattern) in role.targets.iter().enumerate() {
@@ -219,6 +237,89 @@ impl Config {
 }
 
 impl Config {
+    /// The just-in-time settings of one role.
+    fn validate_activation(
+        &self,
+        role: &crate::schema::RoleConfig,
+        at: &KeyPath,
+        role_names: &HashSet<&str>,
+        problems: &mut Vec<Problem>,
+    ) {
+        use crate::schema::Access;
+        let eligible_only = [
+            ("max_duration", role.max_duration.is_some()),
+            ("default_duration", role.default_duration.is_some()),
+            ("require_reason", role.require_reason),
+            ("reason_pattern", role.reason_pattern.is_some()),
+            ("approvals", role.approvals > 0),
+            ("approvers", !role.approvers.is_empty()),
+            ("require_mfa", role.require_mfa),
+            ("break_glass", role.break_glass),
+        ];
+        if role.access == Access::Standing {
+            for (key, set) in eligible_only {
+                if set {
+                    problems.push(Problem::new(
+                        at.key(key),
+                        "only means something with access = \"eligible\"",
+                    ));
+                }
+            }
+            return;
+        }
+        match (role.default_duration, role.max_duration) {
+            (_, None) => problems.push(Problem::new(
+                at.key("max_duration"),
+                "is missing: an eligible role must bound its activations (e.g. \"4h\")",
+            )),
+            (Some(default), Some(max)) if default > max => problems.push(Problem::new(
+                at.key("default_duration"),
+                "is longer than max_duration",
+            )),
+            (_, Some(max)) if max.is_zero() => problems.push(Problem::new(
+                at.key("max_duration"),
+                "must be longer than zero",
+            )),
+            _ => {}
+        }
+        if let Some(pattern) = &role.reason_pattern
+            && let Err(error) = regex::Regex::new(pattern)
+        {
+            problems.push(Problem::new(
+                at.key("reason_pattern"),
+                format!("is not a valid regular expression: {error}"),
+            ));
+        }
+        if role.approvals > 0 && role.approvers.is_empty() && !role.break_glass {
+            problems.push(Problem::new(
+                at.key("approvers"),
+                "is empty, but approvals are needed: nobody could approve",
+            ));
+        }
+        for (a, approver) in role.approvers.iter().enumerate() {
+            if !role_names.contains(approver.as_str()) {
+                problems.push(Problem::new(
+                    at.key("approvers").index(a),
+                    format!("no role named {approver:?}"),
+                ));
+            }
+        }
+        if role.require_mfa {
+            for (m, member) in role.members.iter().enumerate() {
+                let has_totp = self
+                    .users
+                    .iter()
+                    .any(|u| &u.name == member && u.totp_secret.is_some());
+                if !has_totp {
+                    problems.push(Problem::new(
+                        at.key("members").index(m),
+                        format!("{member:?} has no totp_secret, but this role requires a TOTP code to activate"),
+                    ));
+                }
+            }
+        }
+    }
+
     fn validate_admin(&self, path: &KeyPath, problems: &mut Vec<Problem>) {
         let admin = &self.admin;
         if admin.tls_cert.is_some() != admin.tls_key.is_some() {

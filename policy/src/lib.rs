@@ -6,6 +6,7 @@
 //! ```
 //!
 //! * [`access`]: roles → who may reach what; the [`Authorization`] proof type.
+//! * [`jit`]: just-in-time access: eligibility, activation, approval, grants.
 //! * [`glob`]: the `*`/`?` patterns roles use for target names.
 //!
 //! No I/O and no clock of its own: the caller passes `now`, so every decision is a pure
@@ -13,5 +14,9 @@
 
 pub mod access;
 pub mod glob;
+pub mod jit;
 
-pub use access::{Authorization, Denied, Lock, Policy, Reachable};
+pub use access::{Authorization, Denied, Lock, Policy, PolicyError, Reachable};
+pub use jit::{
+    ActivationError, ActivationPath, Eligibility, Grant, Request, RequestState, ReviewRefused,
+};

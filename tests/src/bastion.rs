@@ -79,6 +79,31 @@ impl ConfigText {
         self
     }
 
+    /// A role whose members are eligible for `targets`; `settings` are more `key = value`
+    /// lines for it (max_duration is required).
+    pub fn eligible(
+        &mut self,
+        name: &str,
+        members: &[&str],
+        targets: &[&str],
+        settings: &str,
+    ) -> &mut Self {
+        let list = |items: &[&str]| {
+            items
+                .iter()
+                .map(|i| format!("{i:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = write!(
+            self.body,
+            "\n[[roles]]\nname = {name:?}\nmembers = [{}]\ntargets = [{}]\naccess = \"eligible\"\n{settings}\n",
+            list(members),
+            list(targets)
+        );
+        self
+    }
+
     /// Turns the admin API on (on a port the OS picks) with one token per (name, token, scopes).
     pub fn admin(&mut self, tokens: &[(&str, &str, &[&str])]) -> &mut Self {
         self.body.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");

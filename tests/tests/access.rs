@@ -89,13 +89,20 @@ fn without_a_target_the_bastion_lists_what_the_user_may_reach() {
 
     let ran = world.alice("alice").exec("frobnicate");
     assert_eq!(ran.code, Some(2));
-    assert!(
-        ran.stdout.contains("unknown command \"frobnicate\""),
-        "{ran:?}"
+    assert_eq!(
+        ran.stderr,
+        "portcullis: unknown command \"frobnicate\"; type help for the list\n"
     );
 
+    // On a terminal the listing is followed by a prompt for more commands.
     let tmux = Tmux::start(&world.alice("alice").shell_line(&["-tt"]), 100, 30);
     tmux.wait_for_text("Targets you may reach:", Duration::from_secs(20));
+    tmux.wait_for_text("portcullis> ", Duration::from_secs(5));
+    tmux.line("whoami");
+    tmux.wait_for_text("roles: web-admins (standing: web*)", Duration::from_secs(5));
+    tmux.line("frobnicate");
+    tmux.wait_for_text("portcullis: unknown command", Duration::from_secs(5));
+    tmux.line("exit");
     assert_eq!(tmux.wait_exit(Duration::from_secs(20)), Some(0));
 }
 

@@ -6,7 +6,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use portcullis_config::Scope;
 
+use crate::jit::JitError;
 use crate::ops::OpsError;
+use crate::ops::jit::JitOpError;
+use crate::store::StoreError;
 
 /// What went wrong with a request.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +29,9 @@ pub enum ApiError {
     /// The request itself is wrong.
     #[error("{0}")]
     BadRequest(String),
+    /// It conflicts with the current state (already decided, not allowed for this caller).
+    #[error("{0}")]
+    Conflict(String),
     /// Something broke on our side; the detail is logged.
     #[error("internal error")]
     Internal(String),
@@ -43,6 +49,29 @@ impl From<OpsError> for ApiError {
     }
 }
 
+impl From<JitOpError> for ApiError {
+    fn from(error: JitOpError) -> Self {
+        match error {
+            JitOpError::Jit(JitError::NoSuchRequest(_) | JitError::NoSuchGrant(_)) => {
+                ApiError::NotFound(error.to_string())
+            }
+            JitOpError::Jit(JitError::Store(e)) | JitOpError::Store(e) => {
+                ApiError::Internal(e.to_string())
+            }
+            JitOpError::NoReason | JitOpError::Invalid(_) => {
+                ApiError::BadRequest(error.to_string())
+            }
+            _ => ApiError::Conflict(error.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        ApiError::Internal(error.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
@@ -51,6 +80,7 @@ impl IntoResponse for ApiError {
             ApiError::Throttled => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "admin API request failed");
                 StatusCode::INTERNAL_SERVER_ERROR

@@ -14,11 +14,20 @@
 //! POST   /api/v1/locks                   {"user","reason","until"?}           operate
 //! DELETE /api/v1/locks/{user}                                                 operate
 //! GET    /api/v1/audit                   ?since=&event=&user=&limit=          read
+//! GET    /api/v1/requests                open access requests (?all=true)     read
+//! POST   /api/v1/requests/{id}/approve   {"comment"?}                         operate
+//! POST   /api/v1/requests/{id}/deny      {"reason"}                           operate
+//! GET    /api/v1/grants                  active grants (?all=true)            read
+//! POST   /api/v1/grants/{id}/revoke      {"reason"}: ends its sessions        operate
+//! GET    /api/v1/review                  eligibilities, break-glass to ack    read
+//! POST   /api/v1/review/{id}/ack         acknowledge a break-glass grant      operate
 //! ```
 //!
 //! * [`auth`]: tokens and scopes. [`error`]: statuses with plain messages.
-//! * [`routes`]: the handlers. [`tls`]: the certificate (self-signed unless configured).
+//! * [`routes`]: the handlers; [`access`]: those for just-in-time access.
+//! * [`tls`]: the certificate (self-signed unless configured).
 
+pub mod access;
 pub mod auth;
 pub mod error;
 pub mod routes;
@@ -63,6 +72,16 @@ pub fn router(state: Arc<AdminState>) -> Router {
         )
         .route("/api/v1/locks/{user}", delete(routes::unlock_user))
         .route("/api/v1/audit", get(routes::audit))
+        .route("/api/v1/requests", get(access::list_requests))
+        .route(
+            "/api/v1/requests/{id}/approve",
+            post(access::approve_request),
+        )
+        .route("/api/v1/requests/{id}/deny", post(access::deny_request))
+        .route("/api/v1/grants", get(access::list_grants))
+        .route("/api/v1/grants/{id}/revoke", post(access::revoke_grant))
+        .route("/api/v1/review", get(access::review))
+        .route("/api/v1/review/{id}/ack", post(access::acknowledge))
         .fallback(|| async { error::ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::middleware::from_fn(request_timeout))
         .with_state(state)

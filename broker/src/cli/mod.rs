@@ -5,10 +5,12 @@
 //! * [`admin`]: `check-config`, `hash-password`, `vault …`, `recordings …`, `audit …`.
 //! * [`ops`] (over [`api`], the admin API client): `sessions …`, `lock`, `unlock`, and the
 //!   API forms of `recordings` and `audit tail`.
+//! * [`access`] (over the API too): `requests …`, `grants …`, `review`.
 //!
 //! Exit codes: 0 success, 1 failure, 2 a recording or log that cannot be proven intact,
 //! 64 a configuration problem (nothing was started or changed).
 
+pub mod access;
 pub mod admin;
 pub mod api;
 pub mod demo;
@@ -92,6 +94,14 @@ enum Command {
         #[command(flatten)]
         api: api::ApiArgs,
     },
+    /// Just-in-time access requests: list, approve, deny (through the admin API).
+    #[command(subcommand)]
+    Requests(access::RequestsCommand),
+    /// Just-in-time access grants: list, revoke (through the admin API).
+    #[command(subcommand)]
+    Grants(access::GrantsCommand),
+    /// Review eligibilities by use, and acknowledge break-glass activations.
+    Review(access::ReviewArgs),
 }
 
 /// Entry point shared by the `portcullis` binary (and the test harness's copy of it).
@@ -119,6 +129,9 @@ pub fn main() -> ExitCode {
             api,
         } => ops::lock(user, reason, duration, api),
         Command::Unlock { user, api } => ops::unlock(user, api),
+        Command::Requests(command) => access::requests(command),
+        Command::Grants(command) => access::grants(command),
+        Command::Review(args) => access::review(args),
     }
 }
 

@@ -48,7 +48,7 @@ pub enum SessionsCommand {
 }
 
 /// Runs an async command on a small runtime.
-fn block_on(future: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+pub(super) fn block_on(future: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

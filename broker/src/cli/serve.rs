@@ -63,6 +63,7 @@ pub async fn serve(broker: Arc<Broker>) -> Result<(), String> {
         broker.host_key().public_key().fingerprint(HashAlg::Sha256)
     );
     let accepting = tokio::spawn(server.run());
+    let janitor = tokio::spawn(broker.clone().janitor());
     let api = admin.map(|admin| {
         tokio::spawn(async move {
             if let Err(error) = admin.run().await {
@@ -83,6 +84,7 @@ pub async fn serve(broker: Arc<Broker>) -> Result<(), String> {
         _ = interrupt.recv() => false,
     };
     let _ = accepting.await;
+    let _ = janitor.await;
     if let Some(api) = api {
         let _ = api.await;
     }

@@ -16,6 +16,9 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
 use russh::keys::Certificate;
 use russh::server::{self, Auth, ChannelOpenHandle, Msg, Response, Session};
 use russh::{
@@ -26,8 +29,12 @@ use tracing::Instrument;
 
 use crate::server::Broker;
 use crate::session::channel::{self, ChannelRelay, Start, StartOutcome};
-use crate::session::route::{self, Route};
-use crate::session::{EndReason, Identity, SessionShared, menu, notice, spectator};
+use crate::session::console::{ClientEvent, Console, EVENT_QUEUE, PtyParams};
+use crate::session::menu::Origin;
+use crate::session::route::{self, Route, TargetRoute};
+use crate::session::{
+    EndReason, Identity, SessionShared, activation, menu, notice, prompt, spectator,
+};
 use crate::watch::Follower;
 use auth::{Authenticated, Authenticator, KbdPrompts, Step};
 
@@ -39,24 +46,58 @@ enum Slot {
     Local(LocalChannel),
 }
 
-/// A channel the bastion answers itself: the menu (`message: None`) or a refusal.
+/// A channel the bastion answers itself: the menu, an activation (`message: None`) or a
+/// refusal.
 struct LocalChannel {
-    pty: bool,
+    pty: Option<PtyParams>,
+    /// Environment sent by the client, replayed upstream after an activation.
+    env: Vec<(String, String)>,
     message: Option<String>,
-    /// For streaming answers (`watch`); taken when one starts.
+    /// For streaming answers and conversations; taken when one starts.
     writer: Option<ChannelWriteHalf<Msg>>,
     /// Stops a running `watch`.
     watching: Option<CancellationToken>,
+    /// The client's events, for a conversation (activation, prompt) on this channel.
+    input: Option<mpsc::Sender<ClientEvent>>,
 }
+
+/// Environment variables kept per channel at most (more are dropped).
+const MAX_ENV: usize = 64;
 
 impl LocalChannel {
     fn new(channel: Channel<Msg>, message: Option<String>) -> Self {
         let (_, writer) = channel.split();
         Self {
-            pty: false,
+            pty: None,
+            env: Vec::new(),
             message,
             writer: Some(writer),
             watching: None,
+            input: None,
+        }
+    }
+
+    /// Starts a conversation on this channel: takes its writer, and from now on passes the
+    /// client's events to the returned console.
+    fn converse(&mut self, session: &Arc<SessionShared>) -> Option<Console> {
+        let writer = self.writer.take()?;
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        self.input = Some(tx);
+        let pty = self.pty.clone().unwrap_or_else(|| PtyParams {
+            term: "dumb".into(),
+            cols: 80,
+            rows: 24,
+            pix_width: 0,
+            pix_height: 0,
+            modes: Vec::new(),
+        });
+        Some(Console::new(writer, rx, session.clone(), pty))
+    }
+
+    /// Passes an event to the conversation, if one runs.
+    async fn pass(&self, event: ClientEvent) {
+        if let Some(input) = &self.input {
+            let _ = input.send(event).await;
         }
     }
 }
@@ -70,6 +111,20 @@ pub struct FrontHandler {
     accepted: Option<(login::Login, Authenticated)>,
     route: Route,
     channels: HashMap<ChannelId, Slot>,
+}
+
+/// How the client reached the bastion, for commands it is told to run.
+fn origin_of(broker: &Broker, session: &SessionShared) -> Origin {
+    let local = session
+        .local
+        .get()
+        .copied()
+        .or_else(|| broker.listening.get().copied())
+        .unwrap_or(broker.config.server.listen);
+    Origin {
+        host: local.ip().to_string(),
+        port: local.port(),
+    }
 }
 
 /// The methods offered to clients.
@@ -144,35 +199,109 @@ impl FrontHandler {
                 }
             }
             Some(Slot::Local(local)) => {
-                let pty = local.pty;
+                let pty = local.pty.is_some();
                 session.channel_success(id)?;
-                let command = match (&local.message, &start) {
-                    (Some(message), _) => {
-                        return Self::finish_local(session, id, notice::message(message, pty), 1);
-                    }
-                    (None, Start::Subsystem(name)) => {
-                        let text = format!(
-                            "the bastion itself has no {name} subsystem; log in as USER+TARGET"
-                        );
-                        return Self::finish_local(session, id, notice::message(&text, pty), 1);
-                    }
-                    (None, Start::Exec(command)) => menu::parse(Some(command)),
-                    (None, Start::Shell) => menu::parse(None),
-                };
-                let user = self.session.user().unwrap_or_default().to_owned();
-                if let menu::MenuCommand::Watch(watched) = &command {
-                    return match self.start_watch(&user, watched, id).await {
-                        Ok(()) => Ok(()),
-                        Err(message) => {
-                            Self::finish_local(session, id, notice::message(&message, pty), 1)
-                        }
-                    };
+                if let Some(message) = &local.message {
+                    return Self::finish_local(session, id, notice::message(message, pty), 1);
                 }
-                let reply = menu::respond(&self.broker, &user, &command);
-                Self::finish_local(session, id, notice::output(&reply.text, pty), reply.status)
+                let user = self.session.user().unwrap_or_default().to_owned();
+                let origin = origin_of(&self.broker, &self.session);
+                match &self.route {
+                    Route::Activation(pending) => {
+                        let pending = pending.clone();
+                        let handle = session.handle();
+                        let text = match (&start, pty) {
+                            (Start::Shell | Start::Exec(_), true) if pending.claim() => {
+                                let env = std::mem::take(&mut local.env);
+                                let Some(console) = local.converse(&self.session) else {
+                                    return session.channel_failure(id);
+                                };
+                                let (writer, input, pty) = console.into_parts();
+                                activation::spawn(activation::Dialog {
+                                    broker: self.broker.clone(),
+                                    session: self.session.clone(),
+                                    pending,
+                                    writer,
+                                    input,
+                                    handle,
+                                    id,
+                                    pty,
+                                    env,
+                                    start,
+                                });
+                                return Ok(());
+                            }
+                            (Start::Shell | Start::Exec(_), true) => {
+                                "an activation is already running on another channel of this connection".to_owned()
+                            }
+                            _ => activation::instructions(
+                                &self.broker,
+                                &user,
+                                &origin,
+                                &pending.eligibility,
+                            ),
+                        };
+                        Self::finish_local(session, id, notice::message(&text, pty), 1)
+                    }
+                    _ => self.start_menu(id, start, session, &user, origin).await,
+                }
             }
             None => session.channel_failure(id),
         }
+    }
+
+    /// A shell, command or subsystem on a login without a target.
+    async fn start_menu(
+        &mut self,
+        id: ChannelId,
+        start: Start,
+        session: &mut Session,
+        user: &str,
+        origin: Origin,
+    ) -> Result<(), russh::Error> {
+        let Some(Slot::Local(local)) = self.channels.get_mut(&id) else {
+            return session.channel_failure(id);
+        };
+        let pty = local.pty.is_some();
+        let command = match start {
+            Start::Subsystem(name) => {
+                let text =
+                    format!("the bastion itself has no {name} subsystem; log in as USER+TARGET");
+                return Self::finish_local(session, id, notice::message(&text, pty), 1);
+            }
+            Start::Shell if pty => {
+                let Some(console) = local.converse(&self.session) else {
+                    return session.channel_failure(id);
+                };
+                let span = self.session.span.clone();
+                self.session.tasks.spawn(
+                    prompt::run(self.broker.clone(), user.to_owned(), origin, console)
+                        .instrument(span),
+                );
+                return Ok(());
+            }
+            Start::Shell => Ok(menu::Command::Targets),
+            Start::Exec(line) => menu::parse(&line),
+        };
+        let command = match command {
+            Ok(command) => command,
+            Err(message) => {
+                return Self::finish_local(session, id, notice::message(&message, pty), 2);
+            }
+        };
+        if let menu::Command::Watch(watched) = &command {
+            return match self.start_watch(user, watched, id).await {
+                Ok(()) => Ok(()),
+                Err(message) => Self::finish_local(session, id, notice::message(&message, pty), 1),
+            };
+        }
+        let reply = menu::run(&self.broker, user, &origin, &command);
+        let text = if reply.is_error() {
+            notice::message(&reply.text, pty)
+        } else {
+            notice::output(&reply.text, pty)
+        };
+        Self::finish_local(session, id, text, reply.status)
     }
 
     /// `watch ID`: streams another live session onto this channel. The error is for the user.
@@ -206,7 +335,7 @@ impl FrontHandler {
                 .with("by", format!("ssh:{user}"))
                 .with("watcher_session", &self.session.id),
         );
-        let pty = local.pty;
+        let pty = local.pty.is_some();
         let span = self.session.span.clone();
         self.session.tasks.spawn(
             spectator::run(follower, writer, pty, target, self.session.clone(), stop)
@@ -342,6 +471,12 @@ impl server::Handler for FrontHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let id = channel.id();
+        // Once a channel's activation has connected, later channels go straight there.
+        if let Route::Activation(pending) = &self.route
+            && let Some((authorization, upstream)) = pending.activated.get()
+        {
+            self.route = Route::Target(TargetRoute::ready(authorization.clone(), upstream.clone()));
+        }
         let slot = match &mut self.route {
             Route::Pending => {
                 reply
@@ -349,7 +484,9 @@ impl server::Handler for FrontHandler {
                     .await;
                 return Ok(());
             }
-            Route::Menu { .. } => Slot::Local(LocalChannel::new(channel, None)),
+            Route::Menu { .. } | Route::Activation(_) => {
+                Slot::Local(LocalChannel::new(channel, None))
+            }
             Route::Refused { message } => {
                 Slot::Local(LocalChannel::new(channel, Some(message.clone())))
             }
@@ -367,7 +504,7 @@ impl server::Handler for FrontHandler {
                     Ok(upstream_channel) => Slot::Relay(channel::open_relay(
                         self.broker.clone(),
                         self.session.clone(),
-                        channel,
+                        channel.split().1,
                         session.handle(),
                         upstream_channel,
                     )),
@@ -478,7 +615,14 @@ impl server::Handler for FrontHandler {
                 }
             }
             Some(Slot::Local(local)) => {
-                local.pty = true;
+                local.pty = Some(PtyParams {
+                    term: term.to_owned(),
+                    cols: col_width,
+                    rows: row_height,
+                    pix_width,
+                    pix_height,
+                    modes: modes.to_vec(),
+                });
                 session.channel_success(channel)
             }
             None => session.channel_failure(channel),
@@ -492,8 +636,12 @@ impl server::Handler for FrontHandler {
         variable_value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if let Some(Slot::Relay(relay)) = self.channels.get(&channel) {
-            relay.env(variable_name, variable_value).await;
+        match self.channels.get_mut(&channel) {
+            Some(Slot::Relay(relay)) => relay.env(variable_name, variable_value).await,
+            Some(Slot::Local(local)) if local.env.len() < MAX_ENV => local
+                .env
+                .push((variable_name.to_owned(), variable_value.to_owned())),
+            _ => {}
         }
         session.channel_success(channel)
     }
@@ -535,10 +683,23 @@ impl server::Handler for FrontHandler {
         pix_height: u32,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if let Some(Slot::Relay(relay)) = self.channels.get(&channel) {
-            relay
-                .window_change(col_width, row_height, pix_width, pix_height)
-                .await;
+        match self.channels.get(&channel) {
+            Some(Slot::Relay(relay)) => {
+                relay
+                    .window_change(col_width, row_height, pix_width, pix_height)
+                    .await
+            }
+            Some(Slot::Local(local)) => {
+                local
+                    .pass(ClientEvent::WindowChange {
+                        cols: col_width,
+                        rows: row_height,
+                        pix_width,
+                        pix_height,
+                    })
+                    .await
+            }
+            None => {}
         }
         Ok(())
     }
@@ -549,8 +710,10 @@ impl server::Handler for FrontHandler {
         signal: Sig,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if let Some(Slot::Relay(relay)) = self.channels.get(&channel) {
-            relay.signal(signal).await;
+        match self.channels.get(&channel) {
+            Some(Slot::Relay(relay)) => relay.signal(signal).await,
+            Some(Slot::Local(local)) => local.pass(ClientEvent::Signal(signal)).await,
+            None => {}
         }
         Ok(())
     }
@@ -571,6 +734,11 @@ impl server::Handler for FrontHandler {
                 watching: Some(stop),
                 ..
             })) if data.iter().any(|&b| b == b'q' || b == 0x03) => stop.cancel(),
+            Some(Slot::Local(local)) => {
+                local
+                    .pass(ClientEvent::Data(Bytes::copy_from_slice(data)))
+                    .await
+            }
             _ => {}
         }
         Ok(())
@@ -581,8 +749,10 @@ impl server::Handler for FrontHandler {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if let Some(Slot::Relay(relay)) = self.channels.get(&channel) {
-            relay.eof().await;
+        match self.channels.get(&channel) {
+            Some(Slot::Relay(relay)) => relay.eof().await,
+            Some(Slot::Local(local)) => local.pass(ClientEvent::Eof).await,
+            None => {}
         }
         Ok(())
     }
@@ -594,11 +764,13 @@ impl server::Handler for FrontHandler {
     ) -> Result<(), Self::Error> {
         match self.channels.remove(&channel) {
             Some(Slot::Relay(relay)) => relay.close().await,
-            Some(Slot::Local(LocalChannel {
-                watching: Some(stop),
-                ..
-            })) => stop.cancel(),
-            _ => {}
+            Some(Slot::Local(local)) => {
+                if let Some(stop) = &local.watching {
+                    stop.cancel();
+                }
+                local.pass(ClientEvent::Close).await;
+            }
+            None => {}
         }
         Ok(())
     }

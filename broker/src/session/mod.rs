@@ -13,17 +13,24 @@
 //! * [`route`]: after authentication, where the connection goes (target, menu, refusal).
 //! * [`channel`]: the relay of one SSH channel, both directions, with recording.
 //! * [`notice`]: messages from the bastion itself to the client's terminal.
-//! * [`menu`]: the bastion's own command interface (no target in the login).
+//! * [`menu`]: the bastion's own command interface (no target in the login); [`prompt`]
+//!   runs it interactively.
+//! * [`activation`]: just-in-time activation asked for on the user's terminal.
+//! * [`console`], [`terminal`]: conversations on a channel (line editing, questions).
 //! * [`severable`]: the client stream wrapper that guarantees an ended session ends.
 //! * [`spectator`]: `watch ID` over ssh, streaming another session read-only.
 
+pub mod activation;
 pub mod channel;
+pub mod console;
 pub mod menu;
 pub mod notice;
+pub mod prompt;
 pub mod route;
 pub mod severable;
 pub mod spectator;
 pub mod supervisor;
+pub mod terminal;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -66,6 +73,20 @@ pub enum EndReason {
     },
     /// No input from the user for this long.
     Idle(std::time::Duration),
+    /// The grant the session rested on ran out.
+    GrantExpired {
+        /// The grant.
+        grant: u64,
+    },
+    /// The grant the session rested on was revoked.
+    GrantRevoked {
+        /// The grant.
+        grant: u64,
+        /// By whom.
+        by: String,
+        /// Why.
+        reason: String,
+    },
     /// Something broke.
     Error(String),
 }
@@ -83,6 +104,8 @@ impl EndReason {
             EndReason::Killed { .. } => "killed",
             EndReason::Locked { .. } => "locked",
             EndReason::Idle(_) => "idle",
+            EndReason::GrantExpired { .. } => "grant_expired",
+            EndReason::GrantRevoked { .. } => "grant_revoked",
             EndReason::Error(_) => "error",
         }
     }
@@ -115,6 +138,15 @@ impl std::fmt::Display for EndReason {
                 write!(
                     f,
                     "session terminated: your account was locked by {by}: {reason}"
+                )
+            }
+            EndReason::GrantExpired { grant } => {
+                write!(f, "your access has ended (grant #{grant} expired)")
+            }
+            EndReason::GrantRevoked { grant, by, reason } => {
+                write!(
+                    f,
+                    "your access was revoked by {by} (grant #{grant}): {reason}"
                 )
             }
             EndReason::Idle(after) => write!(
@@ -167,6 +199,22 @@ impl SessionControl {
     }
 }
 
+/// A message from the bastion for the user's terminals.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    /// Its number in the session (so a channel shows each once).
+    pub seq: u64,
+    /// When it was sent.
+    pub at: Instant,
+    /// The text.
+    pub text: Arc<str>,
+}
+
+impl Notice {
+    /// How long a channel opened after a notice still shows it.
+    pub const FRESH: Duration = Duration::from_secs(5);
+}
+
 /// Who is on the connection, once they have authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -211,6 +259,14 @@ pub struct SessionShared {
     pub open_channels: AtomicU32,
     /// The session's recordings so far (and whether each has a terminal), for watchers.
     pub recordings: Mutex<Vec<(RecordingHandle, bool)>>,
+    /// The grant the session rests on, for eligible access.
+    pub grant: OnceLock<u64>,
+    /// Messages for the user's terminals (grant warnings); each channel's downlink shows them.
+    pub notices: tokio::sync::broadcast::Sender<Notice>,
+    /// The latest notice, for a channel that opens just after it was sent.
+    last_notice: Mutex<Option<Notice>>,
+    /// The bastion address the client connected to (for commands it is told to run).
+    pub local: OnceLock<SocketAddr>,
     /// Channel tasks, waited for before the session is finished.
     pub tasks: TaskTracker,
     /// Cuts both the client's and the upstream's TCP streams (see [`severable`]): the last
@@ -248,10 +304,39 @@ impl SessionShared {
             idle_timeout: OnceLock::new(),
             open_channels: AtomicU32::new(0),
             recordings: Mutex::new(Vec::new()),
+            grant: OnceLock::new(),
+            notices: tokio::sync::broadcast::channel(16).0,
+            last_notice: Mutex::new(None),
+            local: OnceLock::new(),
             tasks: TaskTracker::new(),
             sever: CancellationToken::new(),
             recording_count: AtomicU32::new(0),
         }
+    }
+
+    /// Shows `text` on every open terminal channel of the session (and on one that opens
+    /// within [`Notice::FRESH`]).
+    pub fn notify(&self, text: &str) {
+        let mut last = self
+            .last_notice
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let notice = Notice {
+            seq: last.as_ref().map_or(1, |n| n.seq + 1),
+            at: Instant::now(),
+            text: Arc::from(text),
+        };
+        *last = Some(notice.clone());
+        let _ = self.notices.send(notice);
+    }
+
+    /// The latest notice if it is still fresh.
+    pub fn fresh_notice(&self) -> Option<Notice> {
+        self.last_notice
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .filter(|n| n.at.elapsed() < Notice::FRESH)
     }
 
     /// The next recording id of this session: `<session>-<n>`.

@@ -1,15 +1,17 @@
 //! Where an authenticated connection goes: a target (policy allowed it; the upstream
-//! connection starts at once, in parallel with the client opening its channel), the
-//! bastion's menu, or a refusal that every channel will print.
+//! connection starts at once, in parallel with the client opening its channel), an
+//! activation (eligible, no grant yet), the bastion's menu, or a refusal that every
+//! channel will print.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use portcullis_policy::Authorization;
+use portcullis_policy::{Authorization, Denied};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
 use super::SessionShared;
+use super::activation::PendingActivation;
 use crate::front::login::{Destination, Login};
 use crate::server::Broker;
 use crate::upstream::{self, Upstream, UpstreamError};
@@ -31,6 +33,9 @@ pub enum Route {
     },
     /// A target, authorized.
     Target(TargetRoute),
+    /// A target the user is eligible for, without an active grant: a channel with a
+    /// terminal asks for the activation, others are told the command that requests it.
+    Activation(Arc<PendingActivation>),
 }
 
 /// A target the user is authorized to reach, and its upstream connection.
@@ -49,6 +54,14 @@ enum UpstreamSlot {
 }
 
 impl TargetRoute {
+    /// A route whose upstream is already connected (a channel after an activation).
+    pub fn ready(authorization: Authorization, upstream: Arc<Upstream>) -> Self {
+        Self {
+            authorization,
+            upstream: UpstreamSlot::Ready(upstream),
+        }
+    }
+
     /// The upstream connection, waiting for it if it is still being made. The error is the
     /// message for the user.
     pub async fn upstream(&mut self) -> Result<Arc<Upstream>, String> {
@@ -102,8 +115,21 @@ pub fn decide(broker: &Arc<Broker>, session: &Arc<SessionShared>, login: &Login)
         }
         Destination::Target(target) => target,
     };
-    let authorization = match broker.policy.check(&login.user, target, lock.as_ref(), now) {
+    let grants = broker.jit.active_grants(&login.user, now);
+    let authorization = match broker
+        .policy
+        .check(&login.user, target, lock.as_ref(), &grants, now)
+    {
         Ok(authorization) => authorization,
+        Err(Denied::NeedsActivation(eligibility)) => {
+            broker.audit.record(
+                session
+                    .audit("access.needs_activation")
+                    .with("role", &eligibility.role),
+            );
+            tracing::info!(parent: &session.span, target, role = %eligibility.role, "access needs an activation");
+            return Route::Activation(Arc::new(PendingActivation::new(*eligibility)));
+        }
         Err(denied) => {
             broker.audit.record(
                 session
@@ -116,16 +142,31 @@ pub fn decide(broker: &Arc<Broker>, session: &Arc<SessionShared>, login: &Login)
             };
         }
     };
-    let Some(entry) = broker.directory.target(target).cloned() else {
-        return Route::Refused {
-            message: format!("no access to {target}: the target is not configured"),
-        };
+    match authorize(broker, session, authorization) {
+        Ok(route) => Route::Target(route),
+        Err(message) => Route::Refused { message },
+    }
+}
+
+/// Starts a session on an authorization: audits it, arms the idle and grant watches, and
+/// starts connecting upstream. The error is the user's message.
+pub fn authorize(
+    broker: &Arc<Broker>,
+    session: &Arc<SessionShared>,
+    authorization: Authorization,
+) -> Result<TargetRoute, String> {
+    let target = authorization.target().to_owned();
+    let Some(entry) = broker.directory.target(&target).cloned() else {
+        return Err(format!(
+            "no access to {target}: the target is not configured"
+        ));
     };
     broker.audit.record(
         session
             .audit("access.granted")
             .with("role", authorization.role())
-            .with("login", &entry.login),
+            .with("login", &entry.login)
+            .with("grant", authorization.grant()),
     );
     let _ = session.upstream_login.set(entry.login.clone());
     if let Some(idle) = authorization.idle_timeout() {
@@ -133,6 +174,18 @@ pub fn decide(broker: &Arc<Broker>, session: &Arc<SessionShared>, login: &Login)
         session.touch_input();
         session.tasks.spawn(
             super::supervisor::watch_idle(session.clone(), idle).instrument(session.span.clone()),
+        );
+    }
+    if let (Some(grant), Some(expires_at)) = (authorization.grant(), authorization.expires_at()) {
+        let _ = session.grant.set(grant);
+        session.tasks.spawn(
+            super::supervisor::watch_grant(
+                session.clone(),
+                grant,
+                expires_at,
+                broker.config.access.warnings(),
+            )
+            .instrument(session.span.clone()),
         );
     }
 
@@ -154,7 +207,7 @@ pub fn decide(broker: &Arc<Broker>, session: &Arc<SessionShared>, login: &Login)
             report(&broker, &session, &entry.name, result)
         })
     };
-    Route::Target(TargetRoute {
+    Ok(TargetRoute {
         authorization,
         upstream: UpstreamSlot::Connecting(AbortOnDropHandle::new(task)),
     })

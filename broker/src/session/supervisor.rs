@@ -2,7 +2,7 @@
 //! always finishes it (channels drained, recordings sealed, upstream closed, audit written).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpStream;
 use tracing::Instrument;
@@ -28,6 +28,9 @@ pub async fn run(broker: Arc<Broker>, stream: TcpStream, client: std::net::Socke
     let span = session.span.clone();
     async move {
         let _ = stream.set_nodelay(true);
+        if let Ok(local) = stream.local_addr() {
+            let _ = session.local.set(local);
+        }
         tracing::debug!("connection accepted");
         let stream = Severable::new(stream, session.sever.clone());
         let handler = FrontHandler::new(broker.clone(), session.clone());
@@ -110,6 +113,45 @@ pub async fn watch_idle(session: Arc<SessionShared>, idle: Duration) {
             }
             () = session.control.ended() => return,
         }
+    }
+}
+
+/// Warns the user's terminals `warn_before` ahead of their grant's end, and ends the
+/// session at the exact instant it expires. Runs beside the session and stops with it.
+pub async fn watch_grant(
+    session: Arc<SessionShared>,
+    grant: u64,
+    expires_at: SystemTime,
+    warn_before: Vec<Duration>,
+) {
+    // One reading of both clocks, so every deadline is on the monotonic one.
+    let (now, start) = (SystemTime::now(), tokio::time::Instant::now());
+    let deadline = start + expires_at.duration_since(now).unwrap_or_default();
+    let mut warnings: Vec<Duration> = warn_before
+        .into_iter()
+        .filter(|ahead| expires_at.checked_sub(*ahead).is_some_and(|at| at > now))
+        .collect();
+    warnings.sort_unstable_by(|a, b| b.cmp(a));
+    for ahead in warnings {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline - ahead) => {
+                let text = format!(
+                    "your access ends in {} (grant #{grant}, at {}); save your work",
+                    humantime::format_duration(ahead),
+                    humantime::format_rfc3339_seconds(expires_at)
+                );
+                tracing::info!(grant, ahead = %humantime::format_duration(ahead), "grant expiry warning");
+                session.notify(&text);
+            }
+            () = session.control.ended() => return,
+        }
+    }
+    tokio::select! {
+        () = tokio::time::sleep_until(deadline) => {
+            tracing::info!(grant, "grant expired; ending the session");
+            session.control.end(EndReason::GrantExpired { grant });
+        }
+        () = session.control.ended() => {}
     }
 }
 

@@ -10,13 +10,13 @@ use futures::FutureExt;
 use portcullis_config::OnRecordingFailure;
 use portcullis_recorder::{OutputBatch, RecordingHandle};
 use russh::{ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, server};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::flow::Flow;
 use super::{Downlink, Replies, Start, lock};
 use crate::server::Broker;
-use crate::session::{EndReason, SessionShared, notice};
+use crate::session::{EndReason, Notice, SessionShared, notice};
 
 /// How long the closing message may wait for the client's window.
 const FAREWELL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -41,6 +41,8 @@ pub(super) struct DownlinkTask {
     pub(super) flow: Arc<Flow>,
     pub(super) session: Arc<SessionShared>,
     pub(super) broker: Arc<Broker>,
+    /// The bastion's messages for the user (grant warnings).
+    pub(super) notices: broadcast::Receiver<Notice>,
 }
 
 /// What the upstream said about how its process ended.
@@ -85,6 +87,8 @@ pub(super) async fn downlink(mut task: DownlinkTask) {
 impl DownlinkTask {
     /// The relay loop; returns how the channel ended.
     async fn relay(&mut self, state: &mut ChannelState) -> ChannelEnd {
+        let mut notices_shown = 0;
+        let mut fresh_checked = false;
         loop {
             // Control messages first: they must take effect before the data behind them.
             while !state.control_closed {
@@ -96,6 +100,23 @@ impl DownlinkTask {
             }
             if self.session.control.is_ending() {
                 return ChannelEnd::Session(self.ending_reason(EndReason::Shutdown));
+            }
+            // A notice sent just before this channel subscribed is shown too, once, when
+            // the channel starts (its terminal is known by then).
+            if !fresh_checked && state.started.is_some() {
+                fresh_checked = true;
+                if let Some(notice) = self.session.fresh_notice()
+                    && notice.seq > notices_shown
+                {
+                    notices_shown = notice.seq;
+                    self.show_notice(&notice.text, state).await;
+                }
+            }
+            while let Ok(notice) = self.notices.try_recv() {
+                if notice.seq > notices_shown {
+                    notices_shown = notice.seq;
+                    self.show_notice(&notice.text, state).await;
+                }
             }
             if let Some(active) = &state.recording
                 && active.has_failed()
@@ -117,6 +138,15 @@ impl DownlinkTask {
                         biased;
                         () = self.session.control.ended() => continue,
                         _ = failed(state.recording.as_ref()), if state.recording.is_some() => continue,
+                        notice = self.notices.recv() => {
+                            if let Ok(notice) = notice
+                                && notice.seq > notices_shown
+                            {
+                                notices_shown = notice.seq;
+                                self.show_notice(&notice.text, state).await;
+                            }
+                            continue;
+                        }
                         control = self.control.recv(), if !state.control_closed => {
                             match control {
                                 Some(message) => state.apply(message),
@@ -293,6 +323,26 @@ impl DownlinkTask {
         };
         self.flow.set_downlink_writing(false);
         written
+    }
+
+    /// Shows a bastion message between the upstream's output, and records it there too.
+    async fn show_notice(&self, text: &str, state: &mut ChannelState) {
+        let text = notice::message(text, state.pty);
+        if let Some(active) = &state.recording {
+            let _ = active
+                .buffer_output(&mut state.batch, text.bytes.clone())
+                .await;
+        }
+        let write = async {
+            match text.ext {
+                Some(ext) => self.client.extended_data_bytes(ext, text.bytes).await,
+                None => self.client.data_bytes(text.bytes).await,
+            }
+        };
+        tokio::select! {
+            _ = write => {}
+            () = self.session.control.ended() => {}
+        }
     }
 
     fn reply(&self, granted: bool) {

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use portcullis_recorder::RecordingHandle;
-use russh::{ChannelId, Pty, Sig, client, server};
+use russh::{ChannelId, ChannelWriteHalf, Pty, Sig, client, server};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -138,17 +138,16 @@ pub enum StartOutcome {
 }
 
 /// Wires a client channel to a freshly opened upstream channel and starts both tasks.
+/// Only the client's write half is taken: its data reaches the relay through the handler
+/// callbacks (a read half kept but not drained would stall the connection).
 pub fn open_relay(
     broker: Arc<Broker>,
     session: Arc<SessionShared>,
-    client: russh::Channel<server::Msg>,
+    client_write: ChannelWriteHalf<server::Msg>,
     client_handle: server::Handle,
     upstream: russh::Channel<client::Msg>,
 ) -> ChannelRelay {
-    let id = client.id();
-    // The client's data reaches us through the handler callbacks; its read half would only
-    // fill up if kept, so it is dropped.
-    let (_, client_write) = client.split();
+    let id = client_write.id();
     let (upstream_read, upstream_write) = upstream.split();
     let replies: Replies = Arc::default();
     // Unbounded as a channel, bounded in bytes by `flow` (see there for why).
@@ -188,6 +187,7 @@ pub fn open_relay(
             replies,
             closed,
             flow: flow.clone(),
+            notices: session.notices.subscribe(),
             session,
             broker,
         })

@@ -1,5 +1,8 @@
 //! What security can do to live sessions and users: kill a session, lock and unlock a user.
-//! Used by the admin API; every action is audited with who did it.
+//! Used by the admin API; every action is audited with who did it. Just-in-time access
+//! operations are in [`jit`].
+
+pub mod jit;
 
 use std::time::SystemTime;
 

@@ -1,0 +1,563 @@
+//! Activation inside the ssh login: `ssh -p 2222 alice+db01@bastion` without an active
+//! grant asks, on the user's own terminal, for the reason, the duration and (if the role
+//! wants it) a TOTP code; then access starts at once, or the login waits for the approval
+//! of the request it made. Once granted, the channel is connected upstream and its
+//! terminal, environment and shell (or command) are replayed there, so the user simply
+//! lands on the target.
+//!
+//! Why the terminal and not SSH keyboard-interactive authentication: OpenSSH offers
+//! keyboard-interactive after a partial success only to clients that may prompt, and a
+//! `BatchMode` client then fails with nothing but "Permission denied" — the user would never
+//! learn what to do. Authenticating first and asking on the channel lets every client be
+//! told: a terminal gets the questions, a command without one gets the exact `request`
+//! command to run.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use portcullis_policy::{Authorization, Eligibility, RequestState};
+use russh::ChannelId;
+use russh::server::{self, Msg};
+use russh::{ChannelWriteHalf, client};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::channel::{self, Start, StartOutcome};
+use super::console::{Abort, ClientEvent, Console, PtyParams};
+use super::menu::{Origin, clock, state_in_words};
+use super::route;
+use super::{EndReason, SessionShared};
+use crate::jit::{Activated, JitError};
+use crate::ops::jit::{self as jit_ops, Answers, JitOpError, left};
+use crate::server::Broker;
+use crate::upstream::Upstream;
+
+/// How long each question waits for an answer.
+const QUESTION_TIMEOUT: Duration = Duration::from_secs(300);
+/// Wrong answers allowed per question before the activation is abandoned.
+const ATTEMPTS: usize = 3;
+
+/// A connection whose target needs an activation.
+#[derive(Debug)]
+pub struct PendingActivation {
+    /// What the role asks.
+    pub eligibility: Eligibility,
+    /// Once granted: the authorization and upstream that later channels use.
+    pub activated: OnceLock<(Authorization, Arc<Upstream>)>,
+    /// A dialog is running on one of the connection's channels.
+    busy: AtomicBool,
+}
+
+impl PendingActivation {
+    /// Waiting for an activation of `eligibility`.
+    pub fn new(eligibility: Eligibility) -> Self {
+        Self {
+            eligibility,
+            activated: OnceLock::new(),
+            busy: AtomicBool::new(false),
+        }
+    }
+
+    /// Claims the dialog for one channel; false if another channel has it.
+    pub fn claim(&self) -> bool {
+        !self.busy.swap(true, Ordering::AcqRel)
+    }
+
+    fn release(&self) {
+        self.busy.store(false, Ordering::Release);
+    }
+}
+
+/// Who approves, in words.
+fn approval_in_words(eligibility: &Eligibility) -> String {
+    if eligibility.break_glass {
+        "break-glass: access starts at once; security is alerted and will review it".into()
+    } else if eligibility.approvals == 0 {
+        "access starts as soon as you answer".into()
+    } else {
+        format!(
+            "{} approval{} by {} needed",
+            eligibility.approvals,
+            if eligibility.approvals == 1 { "" } else { "s" },
+            eligibility.approvers.join(", ")
+        )
+    }
+}
+
+/// The message for a channel that cannot hold the dialog (no terminal): what to run.
+pub fn instructions(
+    broker: &Broker,
+    user: &str,
+    origin: &Origin,
+    eligibility: &Eligibility,
+) -> String {
+    let target = &eligibility.target;
+    if let Some(request) = jit_ops::pending_request(broker, user, target) {
+        return format!(
+            "{target} needs an activation: your request #{} is waiting for approval by {}; \
+             connect again once it is approved",
+            request.id,
+            eligibility.approvers.join(", ")
+        );
+    }
+    let mut command = format!(
+        "{} request {target} --for {} --reason \"…\"",
+        origin.ssh(user),
+        humantime::format_duration(eligibility.default_duration)
+    );
+    if eligibility.require_mfa {
+        command.push_str(" --code CODE");
+    }
+    let mut text = format!(
+        "{target} needs an activation first (role {}; {}).\nRequest it with:\n  {command}\n",
+        eligibility.role,
+        approval_in_words(eligibility)
+    );
+    if let Some(pattern) = &eligibility.reason_pattern {
+        text.push_str(&format!("The reason must match {}.\n", pattern.as_str()));
+    }
+    text.push_str("then connect again (on a terminal, connecting asks these questions itself).");
+    text
+}
+
+/// Everything the dialog needs.
+pub struct Dialog {
+    /// The broker.
+    pub broker: Arc<Broker>,
+    /// The session.
+    pub session: Arc<SessionShared>,
+    /// What is being activated.
+    pub pending: Arc<PendingActivation>,
+    /// The channel's writer.
+    pub writer: ChannelWriteHalf<Msg>,
+    /// The client's events on the channel.
+    pub input: mpsc::Receiver<ClientEvent>,
+    /// For messages once the writer belongs to the relay.
+    pub handle: server::Handle,
+    /// The channel.
+    pub id: ChannelId,
+    /// The terminal.
+    pub pty: PtyParams,
+    /// Environment the client sent.
+    pub env: Vec<(String, String)>,
+    /// The shell or command to start on the target.
+    pub start: Start,
+}
+
+/// How the dialog ended without access.
+struct Ended {
+    message: Option<String>,
+}
+
+impl Ended {
+    fn saying(message: impl Into<String>) -> Self {
+        Self {
+            message: Some(message.into()),
+        }
+    }
+
+    fn from_abort(abort: Abort) -> Self {
+        match abort {
+            Abort::Interrupted | Abort::EndOfInput => Self::saying("activation cancelled"),
+            Abort::TimedOut => Self::saying(format!(
+                "no answer within {}; activation cancelled",
+                humantime::format_duration(QUESTION_TIMEOUT)
+            )),
+            // The client left, or the session is ending and says why itself.
+            Abort::Gone | Abort::Ending => Self { message: None },
+        }
+    }
+}
+
+/// Runs the activation on the channel, then relays it to the target.
+pub async fn run(dialog: Dialog) {
+    let Dialog {
+        broker,
+        session,
+        pending,
+        writer,
+        input,
+        handle,
+        id,
+        pty,
+        env,
+        start,
+    } = dialog;
+    let mut console = Console::new(writer, input, session.clone(), pty);
+    let user = session.user().unwrap_or_default().to_owned();
+    let outcome = activate(&broker, &user, &pending.eligibility, &mut console).await;
+    if let Err(ended) = outcome {
+        pending.release();
+        if let Some(message) = ended.message {
+            console.say(&message).await;
+        }
+        console.close(1).await;
+        return;
+    }
+    let connected = connect(&broker, &session, &pending).await;
+    pending.release();
+    let upstream_channel = match connected {
+        Ok(channel) => channel,
+        Err(message) => {
+            console.say(&message).await;
+            console.close(1).await;
+            return;
+        }
+    };
+    let (writer, input, pty) = console.into_parts();
+    relay(
+        broker,
+        session,
+        writer,
+        input,
+        handle,
+        id,
+        pty,
+        env,
+        start,
+        upstream_channel,
+    )
+    .await;
+}
+
+/// Asks the questions and activates; returns once access is granted.
+async fn activate(
+    broker: &Broker,
+    user: &str,
+    eligibility: &Eligibility,
+    console: &mut Console,
+) -> Result<(), Ended> {
+    let target = &eligibility.target;
+    let now = SystemTime::now();
+    if broker
+        .jit
+        .active_grants(user, now)
+        .iter()
+        .any(|g| &g.target == target)
+    {
+        // Activated elsewhere since this login was routed.
+        return Ok(());
+    }
+    if let Some(request) = jit_ops::pending_request(broker, user, target) {
+        console
+            .say(&format!(
+                "your request #{} for {target} is already open",
+                request.id
+            ))
+            .await;
+        return wait_for_approval(broker, user, request.id, eligibility, console).await;
+    }
+    console
+        .say(&format!(
+            "{target} is just-in-time access (role {}; {}).",
+            eligibility.role,
+            approval_in_words(eligibility)
+        ))
+        .await;
+    let mut answers = Answers {
+        reason: ask_reason(eligibility, console).await?,
+        duration: Some(ask_duration(eligibility, console).await?),
+        code: None,
+    };
+    let mut attempts = 0;
+    let activated = loop {
+        if eligibility.require_mfa {
+            answers.code = Some(
+                console
+                    .ask("Verification code: ", QUESTION_TIMEOUT)
+                    .await
+                    .map_err(Ended::from_abort)?,
+            );
+        }
+        match jit_ops::activate(broker, user, target, &answers, "ssh-login") {
+            Ok(activated) => break activated,
+            Err(JitOpError::WrongCode | JitOpError::CodeReused | JitOpError::CodeRequired)
+                if attempts + 1 < ATTEMPTS =>
+            {
+                attempts += 1;
+                console
+                    .say("wrong or already used verification code; try again")
+                    .await;
+            }
+            Err(JitOpError::AlreadyActive { .. }) => return Ok(()),
+            Err(error) => return Err(Ended::saying(error.to_string())),
+        }
+    };
+    match activated {
+        Activated::Granted(record) => {
+            let text = format!(
+                "access to {target} granted until {} ({}; grant #{})",
+                clock(record.grant.expires_at),
+                left(record.grant.expires_at, SystemTime::now()),
+                record.grant.id
+            );
+            console.say(&text).await;
+            if record.break_glass {
+                console
+                    .say("this break-glass activation has been reported to security")
+                    .await;
+            }
+            Ok(())
+        }
+        Activated::Requested(request) => {
+            wait_for_approval(broker, user, request.id, eligibility, console).await
+        }
+    }
+}
+
+async fn ask_reason(eligibility: &Eligibility, console: &mut Console) -> Result<String, Ended> {
+    let prompt = match (&eligibility.reason_pattern, eligibility.require_reason) {
+        (Some(pattern), _) => format!("Reason (must match {}): ", pattern.as_str()),
+        (None, true) => "Reason: ".to_owned(),
+        (None, false) => "Reason (optional): ".to_owned(),
+    };
+    for _ in 0..ATTEMPTS {
+        let reason = console
+            .ask(&prompt, QUESTION_TIMEOUT)
+            .await
+            .map_err(Ended::from_abort)?;
+        // The duration is checked on its own question; here only the reason counts.
+        match eligibility.validate(&reason, Some(eligibility.default_duration)) {
+            Ok(_) => return Ok(reason),
+            Err(error) => console.say(&format!("{error}; try again")).await,
+        }
+    }
+    Err(Ended::saying(
+        "no acceptable reason given; activation cancelled",
+    ))
+}
+
+async fn ask_duration(eligibility: &Eligibility, console: &mut Console) -> Result<Duration, Ended> {
+    let prompt = format!(
+        "Duration [{}, at most {}]: ",
+        humantime::format_duration(eligibility.default_duration),
+        humantime::format_duration(eligibility.max_duration)
+    );
+    for _ in 0..ATTEMPTS {
+        let answer = console
+            .ask(&prompt, QUESTION_TIMEOUT)
+            .await
+            .map_err(Ended::from_abort)?;
+        let duration = if answer.is_empty() {
+            eligibility.default_duration
+        } else {
+            match humantime::parse_duration(&answer) {
+                Ok(duration) => duration,
+                Err(_) => {
+                    console
+                        .say(&format!(
+                            "{answer:?} is not a duration (say 30m, 1h, 2h30m); try again"
+                        ))
+                        .await;
+                    continue;
+                }
+            }
+        };
+        if duration.is_zero() || duration > eligibility.max_duration {
+            console
+                .say(&format!(
+                    "choose more than zero and at most {}; try again",
+                    humantime::format_duration(eligibility.max_duration)
+                ))
+                .await;
+            continue;
+        }
+        return Ok(duration);
+    }
+    Err(Ended::saying(
+        "no acceptable duration given; activation cancelled",
+    ))
+}
+
+/// Waits (up to `approval_wait`) for request `id` to be decided. Ctrl-C withdraws it.
+async fn wait_for_approval(
+    broker: &Broker,
+    user: &str,
+    id: u64,
+    eligibility: &Eligibility,
+    console: &mut Console,
+) -> Result<(), Ended> {
+    let wait = broker.config.access.approval_wait;
+    let Some(mut watch) = broker.jit.watch(id) else {
+        return settled(broker, id);
+    };
+    console
+        .say(&format!(
+            "waiting for approval of request #{id} by {}… (up to {}; Ctrl-C withdraws the request)",
+            eligibility.approvers.join(", "),
+            humantime::format_duration(wait)
+        ))
+        .await;
+    let deadline = tokio::time::sleep(wait);
+    tokio::pin!(deadline);
+    loop {
+        let state = watch.borrow_and_update().clone();
+        match state {
+            RequestState::Pending => {}
+            RequestState::Approved { grant } => {
+                let expires = broker
+                    .jit
+                    .grant(grant)
+                    .map(|g| format!(" until {}", clock(g.grant.expires_at)))
+                    .unwrap_or_default();
+                console
+                    .say(&format!(
+                        "request #{id} approved; access granted{expires} (grant #{grant})"
+                    ))
+                    .await;
+                return Ok(());
+            }
+            other => return Err(Ended::saying(state_in_words(id, &other))),
+        }
+        tokio::select! {
+            changed = watch.changed() => {
+                if changed.is_err() {
+                    return settled(broker, id);
+                }
+            }
+            abort = console.interrupted() => {
+                if matches!(abort, Abort::Interrupted | Abort::EndOfInput) {
+                    return Err(match jit_ops::cancel(broker, id, user) {
+                        Ok(_) => Ended::saying(format!("request #{id} withdrawn")),
+                        Err(error) => Ended::saying(error.to_string()),
+                    });
+                }
+                return Err(Ended::from_abort(abort));
+            }
+            () = &mut deadline => {
+                let lapses = broker
+                    .jit
+                    .request(id)
+                    .map(|r| clock(r.expires_at))
+                    .unwrap_or_default();
+                return Err(Ended::saying(format!(
+                    "no decision on request #{id} within {}; it stays open until {lapses} — \
+                     connect again once it is approved",
+                    humantime::format_duration(wait)
+                )));
+            }
+        }
+    }
+}
+
+/// The outcome of a request that is no longer open.
+fn settled(broker: &Broker, id: u64) -> Result<(), Ended> {
+    match broker.jit.request(id) {
+        Ok(request) => match request.state {
+            RequestState::Approved { .. } => Ok(()),
+            other => Err(Ended::saying(state_in_words(id, &other))),
+        },
+        Err(JitError::NoSuchRequest(_)) => Err(Ended::saying(format!("request #{id} is gone"))),
+        Err(error) => Err(Ended::saying(error.to_string())),
+    }
+}
+
+/// Checks the new grant with the policy, starts the session on it and opens the upstream
+/// channel. The error is the user's message.
+async fn connect(
+    broker: &Arc<Broker>,
+    session: &Arc<SessionShared>,
+    pending: &PendingActivation,
+) -> Result<russh::Channel<client::Msg>, String> {
+    let user = session.user().unwrap_or_default();
+    let target = &pending.eligibility.target;
+    let now = SystemTime::now();
+    let grants = broker.jit.active_grants(user, now);
+    let lock = broker.locks.active(user, now);
+    let authorization = broker
+        .policy
+        .check(user, target, lock.as_ref(), &grants, now)
+        .map_err(|denied| format!("no access to {target}: {denied}"))?;
+    let mut target_route = route::authorize(broker, session, authorization.clone())?;
+    let upstream = target_route.upstream().await?;
+    let channel = upstream
+        .open_session_channel()
+        .await
+        .map_err(|e| format!("cannot open a channel on {target}: {e}"))?;
+    let _ = pending.activated.set((authorization, upstream));
+    Ok(channel)
+}
+
+/// Relays the channel to the target: replays the terminal, environment and start request,
+/// then passes the client's events on until the channel closes.
+#[allow(clippy::too_many_arguments)]
+async fn relay(
+    broker: Arc<Broker>,
+    session: Arc<SessionShared>,
+    writer: ChannelWriteHalf<Msg>,
+    mut input: mpsc::Receiver<ClientEvent>,
+    handle: server::Handle,
+    id: ChannelId,
+    pty: PtyParams,
+    env: Vec<(String, String)>,
+    start: Start,
+    upstream: russh::Channel<client::Msg>,
+) {
+    let mut relay = channel::open_relay(
+        broker.clone(),
+        session.clone(),
+        writer,
+        handle.clone(),
+        upstream,
+    );
+    if !relay
+        .pty(
+            &pty.term,
+            pty.cols,
+            pty.rows,
+            pty.pix_width,
+            pty.pix_height,
+            &pty.modes,
+        )
+        .await
+    {
+        tracing::warn!("the target refused the terminal");
+    }
+    for (name, value) in &env {
+        relay.env(name, value).await;
+    }
+    let refusal = match relay.start(&broker, &session, start).await {
+        StartOutcome::Relayed(true) => None,
+        StartOutcome::Relayed(false) => Some("the target refused to start the session".to_owned()),
+        StartOutcome::Refused(message) => Some(message),
+    };
+    if let Some(message) = refusal {
+        let _ = handle
+            .data(id, format!("\r\nportcullis: {message}\r\n").into_bytes())
+            .await;
+        relay.close().await;
+        return;
+    }
+    while let Some(event) = input.recv().await {
+        match event {
+            ClientEvent::Data(data) => {
+                if relay.data(&data).await.is_err() {
+                    session.control.end(EndReason::Overflow);
+                    return;
+                }
+            }
+            ClientEvent::Eof => relay.eof().await,
+            ClientEvent::Close => {
+                relay.close().await;
+                return;
+            }
+            ClientEvent::WindowChange {
+                cols,
+                rows,
+                pix_width,
+                pix_height,
+            } => relay.window_change(cols, rows, pix_width, pix_height).await,
+            ClientEvent::Signal(signal) => relay.signal(signal).await,
+        }
+    }
+    relay.close().await;
+}
+
+/// Spawns the dialog as one of the session's tasks.
+pub fn spawn(dialog: Dialog) {
+    let session = dialog.session.clone();
+    session
+        .tasks
+        .spawn(run(dialog).instrument(session.span.clone()));
+}
