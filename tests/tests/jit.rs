@@ -612,3 +612,49 @@ fn a_role_that_requires_mfa_wants_a_fresh_code_at_activation() {
         .exec("echo mfa-$((3*3))");
     assert_eq!(ran.stdout, "mfa-9\n", "{ran:?}");
 }
+
+#[test]
+fn a_login_stops_waiting_after_approval_wait_and_the_next_one_waits_on_the_same_request() {
+    let jit = jit(WITH_APPROVAL, "[access]\napproval_wait = \"2s\"");
+    let tmux = jit.terminal("db01");
+    jit.answer(&tmux, "INC-13", "");
+    tmux.wait_for_text(
+        "portcullis: no decision on request #1 within 2s; it stays open until",
+        Duration::from_secs(10),
+    );
+    assert_eq!(tmux.wait_exit(Duration::from_secs(10)), Some(1));
+
+    // Connecting again waits on the same request instead of asking again.
+    let tmux = jit.terminal("db01");
+    tmux.wait_for_text(
+        "portcullis: your request #1 for db01 is already open",
+        Duration::from_secs(20),
+    );
+    assert_eq!(jit.bob("approve 1").code, Some(0));
+    tmux.wait_for_text("request #1 approved", Duration::from_secs(5));
+    jit.shell_works(&tmux);
+    assert_eq!(jit.world.bastion.audit_events("request.created").len(), 1);
+}
+
+#[test]
+fn a_request_nobody_decides_lapses_and_ends_the_waiting_login() {
+    let jit = jit(WITH_APPROVAL, "[access]\nrequest_ttl = \"3s\"");
+    let tmux = jit.terminal("db01");
+    jit.answer(&tmux, "INC-14", "");
+    tmux.wait_for_text(
+        "waiting for approval of request #1",
+        Duration::from_secs(10),
+    );
+    tmux.wait_for_text(
+        "portcullis: request #1 lapsed without a decision",
+        Duration::from_secs(10),
+    );
+    assert_eq!(tmux.wait_exit(Duration::from_secs(10)), Some(1));
+    let lapsed = jit
+        .world
+        .bastion
+        .wait_for_audit("request.expired", |_| true);
+    assert_eq!(lapsed["request"], 1);
+    let late = jit.bob("approve 1");
+    assert!(late.stderr.contains("no longer pending"), "{late:?}");
+}

@@ -96,12 +96,34 @@ login = "{login}"
 credential = "{CREDENTIAL}"
 host_key = "{host}"
 
+# The same sshd under a second name, for just-in-time access: alice is only eligible for it,
+# and connecting asks her for a reason and a duration first.
+[[targets]]
+name = "demo-jit"
+address = "127.0.0.1:{sshd_port}"
+login = "{login}"
+credential = "{CREDENTIAL}"
+host_key = "{host}"
+
 [[roles]]
 name = "demo-admins"
 members = ["alice"]
 targets = ["demo"]
 access = "standing"
 can_watch = true
+
+[[roles]]
+name = "demo-jit"
+members = ["alice"]
+targets = ["demo-jit"]
+access = "eligible"
+max_duration = "1h"
+default_duration = "15m"
+require_reason = true
+approvals = 0
+
+[access]
+warn_before = ["5m", "1m"]
 
 [admin]
 listen = "127.0.0.1:{admin_port}"
@@ -309,6 +331,7 @@ impl Demo {
             "\nportcullis demo: target \"demo\" is a throwaway sshd on 127.0.0.1:{sshd} (logging in as {login} with a key only the vault holds).\n\
              Try, in another terminal:\n\n  {ssh} alice+demo@127.0.0.1\n\n\
              Also: `{ssh} alice+demo@127.0.0.1 'uname -a'`, and `{ssh} alice@127.0.0.1` for the bastion's own menu.\n\
+             Just-in-time access: `{ssh} alice+demo-jit@127.0.0.1` asks for a reason and a duration, then lets alice in until it runs out.\n\
              Recordings: {dir}/data/recordings (asciinema play FILE). Audit log: {dir}/data/audit.jsonl.\n\n\
              Security's view, through the admin API (list, watch, kill):\n\n  \
              export PORTCULLIS_API=https://127.0.0.1:{admin} PORTCULLIS_TOKEN=$(cat {dir}/admin-token) PORTCULLIS_API_FINGERPRINT={fingerprint}\n  \
