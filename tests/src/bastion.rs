@@ -63,18 +63,11 @@ impl ConfigText {
 
     /// A role with standing access.
     pub fn role(&mut self, name: &str, members: &[&str], targets: &[&str]) -> &mut Self {
-        let list = |items: &[&str]| {
-            items
-                .iter()
-                .map(|i| format!("{i:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let _ = write!(
             self.body,
             "\n[[roles]]\nname = {name:?}\nmembers = [{}]\ntargets = [{}]\naccess = \"standing\"\n",
-            list(members),
-            list(targets)
+            toml_list(members),
+            toml_list(targets)
         );
         self
     }
@@ -88,18 +81,11 @@ impl ConfigText {
         targets: &[&str],
         settings: &str,
     ) -> &mut Self {
-        let list = |items: &[&str]| {
-            items
-                .iter()
-                .map(|i| format!("{i:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let _ = write!(
             self.body,
             "\n[[roles]]\nname = {name:?}\nmembers = [{}]\ntargets = [{}]\naccess = \"eligible\"\n{settings}\n",
-            list(members),
-            list(targets)
+            toml_list(members),
+            toml_list(targets)
         );
         self
     }
@@ -133,6 +119,15 @@ impl ConfigText {
             self.server_extra, self.body
         )
     }
+}
+
+/// `"a", "b"`: the inside of a TOML array of strings.
+fn toml_list(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|i| format!("{i:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A bastion's directory, config and (when started) process.

@@ -17,22 +17,15 @@ use serde_json::{Value, json};
 use super::AdminState;
 use super::auth::Caller;
 use super::error::ApiError;
+use super::routes::{bad_json, rfc3339};
 use crate::jit::{Approved, GrantRecord, Reviewer};
 use crate::ops::jit as jit_ops;
 
 type ApiResult<T> = Result<T, ApiError>;
 
-fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(time).to_string()
-}
-
 fn number(text: &str) -> ApiResult<u64> {
     text.parse()
         .map_err(|_| ApiError::BadRequest(format!("{text:?} is not a request or grant number")))
-}
-
-fn bad_json(rejection: JsonRejection) -> ApiError {
-    ApiError::BadRequest(format!("bad request body: {}", rejection.body_text()))
 }
 
 /// A request as the API shows it.

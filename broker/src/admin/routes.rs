@@ -27,7 +27,8 @@ use crate::watch::Follower;
 
 type ApiResult<T> = Result<T, ApiError>;
 
-fn rfc3339(time: SystemTime) -> String {
+/// A time as the API shows it.
+pub(super) fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
@@ -133,7 +134,8 @@ pub async fn kill_session(
     Ok(Json(json!({ "killed": killed })))
 }
 
-fn bad_json(rejection: JsonRejection) -> ApiError {
+/// A request body that is not the JSON expected.
+pub(super) fn bad_json(rejection: JsonRejection) -> ApiError {
     ApiError::BadRequest(format!("bad request body: {}", rejection.body_text()))
 }
 

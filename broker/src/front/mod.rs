@@ -216,16 +216,13 @@ impl FrontHandler {
                                 let Some(console) = local.converse(&self.session) else {
                                     return session.channel_failure(id);
                                 };
-                                let (writer, input, pty) = console.into_parts();
                                 activation::spawn(activation::Dialog {
                                     broker: self.broker.clone(),
                                     session: self.session.clone(),
                                     pending,
-                                    writer,
-                                    input,
+                                    console,
                                     handle,
                                     id,
-                                    pty,
                                     env,
                                     start,
                                 });

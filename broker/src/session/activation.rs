@@ -129,16 +129,12 @@ pub struct Dialog {
     pub session: Arc<SessionShared>,
     /// What is being activated.
     pub pending: Arc<PendingActivation>,
-    /// The channel's writer.
-    pub writer: ChannelWriteHalf<Msg>,
-    /// The client's events on the channel.
-    pub input: mpsc::Receiver<ClientEvent>,
+    /// The channel, in conversation (its terminal is replayed upstream later).
+    pub console: Console,
     /// For messages once the writer belongs to the relay.
     pub handle: server::Handle,
     /// The channel.
     pub id: ChannelId,
-    /// The terminal.
-    pub pty: PtyParams,
     /// Environment the client sent.
     pub env: Vec<(String, String)>,
     /// The shell or command to start on the target.
@@ -176,15 +172,12 @@ pub async fn run(dialog: Dialog) {
         broker,
         session,
         pending,
-        writer,
-        input,
+        mut console,
         handle,
         id,
-        pty,
         env,
         start,
     } = dialog;
-    let mut console = Console::new(writer, input, session.clone(), pty);
     let user = session.user().unwrap_or_default().to_owned();
     let outcome = activate(&broker, &user, &pending.eligibility, &mut console).await;
     if let Err(ended) = outcome {
