@@ -218,6 +218,10 @@ pub struct AuditFilter {
     pub event: Option<String>,
     /// Only events about this user.
     pub user: Option<String>,
+    /// Only events about this target.
+    pub target: Option<String>,
+    /// Only `command` events whose line this pattern finds.
+    pub command: Option<regex::Regex>,
     /// At most this many, the newest.
     pub limit: usize,
 }
@@ -248,6 +252,14 @@ pub fn query(path: &Path, filter: &AuditFilter) -> io::Result<Vec<serde_json::Va
                     .user
                     .as_deref()
                     .is_none_or(|u| event["user"].as_str() == Some(u))
+                && filter
+                    .target
+                    .as_deref()
+                    .is_none_or(|t| event["target"].as_str() == Some(t))
+                && filter.command.as_ref().is_none_or(|pattern| {
+                    event["event"] == "command"
+                        && event["line"].as_str().is_some_and(|l| pattern.is_match(l))
+                })
         })
         .collect();
     let limit = if filter.limit == 0 {

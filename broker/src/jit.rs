@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use portcullis_policy::{
-    ActivationPath, Eligibility, Grant, Policy, Request, RequestState, ReviewRefused,
+    ActivationPath, Eligibility, Grant, Policy, Request, RequestKind, RequestState, ReviewRefused,
 };
 use rusqlite::{OptionalExtension, Row, params};
 use tokio::sync::watch;
@@ -66,6 +66,8 @@ pub enum Approved {
     },
     /// The request became a grant.
     Granted(Box<GrantRecord>),
+    /// The held command line may run.
+    Command,
 }
 
 /// Why a request or grant operation was refused.
@@ -175,6 +177,8 @@ fn request_from_row(row: &Row<'_>, approved_by: Vec<String>) -> rusqlite::Result
     let decided_by: Option<String> = row.get("decided_by")?;
     let decision_reason: Option<String> = row.get("decision_reason")?;
     let grant: Option<i64> = row.get("grant_id")?;
+    let kind: String = row.get("kind")?;
+    let approvers: String = row.get("approvers")?;
     Ok(Request {
         id: row.get::<_, i64>("id")? as u64,
         user: row.get("user")?,
@@ -188,7 +192,7 @@ fn request_from_row(row: &Row<'_>, approved_by: Vec<String>) -> rusqlite::Result
         approved_by,
         state: match state.as_str() {
             "approved" => RequestState::Approved {
-                grant: grant.unwrap_or_default() as u64,
+                grant: grant.map(|g| g as u64),
             },
             "denied" => RequestState::Denied {
                 by: decided_by.unwrap_or_default(),
@@ -198,6 +202,19 @@ fn request_from_row(row: &Row<'_>, approved_by: Vec<String>) -> rusqlite::Result
             "cancelled" => RequestState::Cancelled,
             _ => RequestState::Pending,
         },
+        kind: match kind.as_str() {
+            "command" => RequestKind::Command {
+                line: row.get::<_, Option<String>>("command")?.unwrap_or_default(),
+                rule: row.get::<_, Option<String>>("rule")?.unwrap_or_default(),
+                session: row.get::<_, Option<String>>("session")?.unwrap_or_default(),
+            },
+            _ => RequestKind::Access,
+        },
+        approvers: approvers
+            .split(',')
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect(),
     })
 }
 
@@ -398,6 +415,80 @@ impl Jit {
         Ok(record)
     }
 
+    /// Records a new pending request (its `id` is assigned here) and opens a watch on it.
+    fn insert_request(&self, mut request: Request) -> Result<Request, StoreError> {
+        let (kind, command, rule, session) = match &request.kind {
+            RequestKind::Access => ("access", None, None, None),
+            RequestKind::Command {
+                line,
+                rule,
+                session,
+            } => ("command", Some(line), Some(rule), Some(session)),
+        };
+        request.id = self.store.with(|db| {
+            db.execute(
+                "INSERT INTO requests (user, target, role, reason, duration_ms, created_at, expires_at, needed, state,
+                                       kind, command, rule, session, approvers)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    request.user,
+                    request.target,
+                    request.role,
+                    request.reason,
+                    request.duration.as_millis() as i64,
+                    to_ms(request.created_at),
+                    to_ms(request.expires_at),
+                    request.needed as i64,
+                    kind,
+                    command,
+                    rule,
+                    session,
+                    request.approvers.join(",")
+                ],
+            )?;
+            Ok(db.last_insert_rowid() as u64)
+        })?;
+        let (tx, _) = watch::channel(RequestState::Pending);
+        self.open_requests()
+            .insert(request.id, (request.clone(), tx));
+        Ok(request)
+    }
+
+    /// Holds a command line for one approval by `approvers`; it lapses after `wait`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn request_command(
+        &self,
+        session: &str,
+        user: &str,
+        target: &str,
+        role: &str,
+        line: &str,
+        rule: &str,
+        approvers: Vec<String>,
+        wait: Duration,
+        now: SystemTime,
+    ) -> Result<Request, StoreError> {
+        self.insert_request(Request {
+            id: 0,
+            user: user.to_owned(),
+            target: target.to_owned(),
+            role: role.to_owned(),
+            reason: String::new(),
+            duration: Duration::ZERO,
+            created_at: now,
+            expires_at: now + wait,
+            needed: 1,
+            approved_by: Vec::new(),
+            state: RequestState::Pending,
+            kind: RequestKind::Command {
+                line: line.to_owned(),
+                rule: rule.to_owned(),
+                session: session.to_owned(),
+            },
+            approvers,
+        })
+    }
+
     /// Records a validated activation: a grant now (self-activation, break-glass) or a
     /// request for approval.
     pub fn activate(
@@ -422,39 +513,21 @@ impl Jit {
                 })?))
             }
             ActivationPath::Approval(needed) => {
-                let expires_at = now + self.request_ttl;
-                let id = self.store.with(|db| {
-                    db.execute(
-                        "INSERT INTO requests (user, target, role, reason, duration_ms, created_at, expires_at, needed, state)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending')",
-                        params![
-                            user,
-                            eligibility.target,
-                            eligibility.role,
-                            reason,
-                            duration.as_millis() as i64,
-                            to_ms(now),
-                            to_ms(expires_at),
-                            needed as i64
-                        ],
-                    )?;
-                    Ok(db.last_insert_rowid() as u64)
-                })?;
-                let request = Request {
-                    id,
+                let request = self.insert_request(Request {
+                    id: 0,
                     user: user.to_owned(),
                     target: eligibility.target.clone(),
                     role: eligibility.role.clone(),
                     reason: reason.to_owned(),
                     duration,
                     created_at: now,
-                    expires_at,
+                    expires_at: now + self.request_ttl,
                     needed,
                     approved_by: Vec::new(),
                     state: RequestState::Pending,
-                };
-                let (tx, _) = watch::channel(RequestState::Pending);
-                self.open_requests().insert(id, (request.clone(), tx));
+                    kind: RequestKind::Access,
+                    approvers: eligibility.approvers.clone(),
+                })?;
                 Ok(Activated::Requested(request))
             }
         }
@@ -487,7 +560,7 @@ impl Jit {
     fn settle(&self, id: u64, state: RequestState) -> Result<Request, JitError> {
         let (decided_by, reason, grant) = match &state {
             RequestState::Denied { by, reason } => (Some(by.clone()), Some(reason.clone()), None),
-            RequestState::Approved { grant } => (None, None, Some(*grant as i64)),
+            RequestState::Approved { grant } => (None, None, grant.map(|g| g as i64)),
             _ => (None, None, None),
         };
         self.store.with(|db| {
@@ -538,6 +611,11 @@ impl Jit {
             let need = request.needed;
             return Ok((request, Approved::Pending { have, need }));
         }
+        if let RequestKind::Command { .. } = request.kind {
+            let mut settled = self.settle(id, RequestState::Approved { grant: None })?;
+            settled.approved_by.push(reviewer.name().to_owned());
+            return Ok((settled, Approved::Command));
+        }
         // The duration counts from the approval, not from the request.
         let grant = self.insert_grant(NewGrant {
             user: &request.user,
@@ -552,7 +630,7 @@ impl Jit {
         let mut settled = self.settle(
             id,
             RequestState::Approved {
-                grant: grant.grant.id,
+                grant: Some(grant.grant.id),
             },
         )?;
         settled.approved_by.push(reviewer.name().to_owned());
@@ -883,14 +961,14 @@ access = "standing"
         assert_eq!(
             settled.state,
             RequestState::Approved {
-                grant: grant.grant.id
+                grant: Some(grant.grant.id)
             }
         );
         assert!(jit.pending().is_empty());
         assert_eq!(
             *watch_after.borrow_and_update(),
             RequestState::Approved {
-                grant: grant.grant.id
+                grant: Some(grant.grant.id)
             }
         );
         // The watch from before the restart belongs to a closed channel.

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub grants_total: AtomicU64,
     /// Break-glass activations.
     pub break_glass_total: AtomicU64,
+    /// Command lines stopped by a rule (deny, terminate).
+    pub commands_blocked_total: AtomicU64,
     /// Bytes relayed by finished sessions, client → upstream.
     pub finished_bytes_from_clients: AtomicU64,
     /// Bytes relayed by finished sessions, upstream → client.
@@ -117,6 +119,12 @@ impl Metrics {
             "counter",
             "Break-glass activations.",
             &[("", get(&self.break_glass_total))],
+        );
+        metric(
+            "portcullis_commands_blocked_total",
+            "counter",
+            "Command lines stopped by a rule.",
+            &[("", get(&self.commands_blocked_total))],
         );
         out
     }

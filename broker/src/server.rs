@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_config::{Config, OnRecordingFailure};
-use portcullis_policy::Policy;
+use portcullis_policy::{CommandRules, Policy};
 use portcullis_recorder::ChainKey;
 use russh::keys::PrivateKey;
 use tokio::net::TcpListener;
@@ -93,6 +93,8 @@ pub struct Broker {
     pub directory: Directory,
     /// Access decisions.
     pub policy: Policy,
+    /// Command control rules.
+    pub command_rules: CommandRules,
     /// Upstream credentials.
     pub vault: Vault,
     /// Users locked by security.
@@ -155,6 +157,7 @@ impl Broker {
         let ssh_config = Arc::new(ssh_server_config(&config, host_key.clone()));
         Ok(Self {
             policy: Policy::new(&config)?,
+            command_rules: CommandRules::new(&config)?,
             jit,
             throttle: Throttle::new(
                 config.server.auth_max_failures,

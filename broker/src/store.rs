@@ -100,6 +100,12 @@ const MIGRATIONS: &[&str] = &[
          end_audited INTEGER NOT NULL DEFAULT 0
      );
      CREATE INDEX grants_by_user ON grants(user, target);",
+    // 4: command lines held for review are requests too; each request keeps its approvers.
+    "ALTER TABLE requests ADD COLUMN kind TEXT NOT NULL DEFAULT 'access';
+     ALTER TABLE requests ADD COLUMN command TEXT;
+     ALTER TABLE requests ADD COLUMN rule TEXT;
+     ALTER TABLE requests ADD COLUMN session TEXT;
+     ALTER TABLE requests ADD COLUMN approvers TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The open state database.

@@ -15,10 +15,12 @@
 //! * [`problem`]: [`Problem`] and [`KeyPath`], shared with the broker's own checks (SSH keys).
 //! * [`secret`]: [`Secret<T>`], for password hashes and TOTP keys.
 //! * [`base32`]: the TOTP secret encoding.
+//! * [`glob`]: the `*`/`?` name patterns (shared with the policy).
 //!
 //! This crate does no I/O besides reading the file and knows nothing of SSH.
 
 pub mod base32;
+pub mod glob;
 pub mod load;
 pub mod problem;
 pub mod schema;

@@ -532,4 +532,58 @@ approvers = ["web-admins"]
         assert!(!debug.contains("JBSWY3DP"), "{debug}");
         assert!(!debug.contains("aGFzaGhh"), "{debug}");
     }
+
+    #[test]
+    fn command_rules_are_checked() {
+        let bad = r#"
+[[command_rules]]
+name = "broken"
+pattern = "("
+action = "deny"
+[[command_rules]]
+name = "nobody-approves"
+pattern = "x"
+action = "review"
+[[command_rules]]
+name = "broken"
+roles = ["web admins"]
+pattern = ""
+approvers = ["ghosts"]
+"#;
+        let rendered = match from_toml_str(&format!("{GOOD}{bad}")) {
+            Err(ConfigError::Invalid { problems, .. }) => {
+                problems.iter().map(|p| p.to_string()).collect::<Vec<_>>()
+            }
+            other => panic!("expected problems, got {other:?}"),
+        };
+        let has = |needle: &str| rendered.iter().any(|p| p.contains(needle));
+        assert!(
+            has("command_rules[0].pattern: is not a valid regular expression"),
+            "{rendered:#?}"
+        );
+        assert!(
+            has("command_rules[1].approvers: is empty and roles web-admins have no approvers"),
+            "{rendered:#?}"
+        );
+        assert!(
+            has("command_rules[2].name"),
+            "duplicate name: {rendered:#?}"
+        );
+        assert!(has("command_rules[2].roles[0]"), "{rendered:#?}");
+        assert!(has("command_rules[2].pattern: is missing"), "{rendered:#?}");
+        assert!(
+            has("command_rules[2].approvers[0]: no role named \"ghosts\""),
+            "{rendered:#?}"
+        );
+        let good = r#"
+[[command_rules]]
+name = "no-wipe"
+pattern = '^\s*rm\s+-rf\s+/'
+action = "deny"
+message = "never"
+"#;
+        let config = from_toml_str(&format!("{GOOD}{good}")).expect("valid");
+        assert_eq!(config.command_rules[0].action, crate::CommandAction::Deny);
+        assert!(config.recording.commands);
+    }
 }

@@ -35,6 +35,8 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     /// Who may reach which targets.
     pub roles: Vec<RoleConfig>,
+    /// What may be typed or run there: evaluated in order, the first match decides.
+    pub command_rules: Vec<CommandRuleConfig>,
 }
 
 /// `[server]`: the SSH listener, the data directory and connection limits.
@@ -113,6 +115,9 @@ pub struct RecordingConfig {
     pub on_failure: OnRecordingFailure,
     /// Where recordings go; defaults to `<data_dir>/recordings`.
     pub dir: Option<PathBuf>,
+    /// Follow the command lines typed in terminals (audit `command` events, recording
+    /// markers), even where no command rule applies. Rules are enforced regardless.
+    pub commands: bool,
 }
 
 impl Default for RecordingConfig {
@@ -121,6 +126,7 @@ impl Default for RecordingConfig {
             input: true,
             on_failure: OnRecordingFailure::Terminate,
             dir: None,
+            commands: true,
         }
     }
 }
@@ -285,7 +291,8 @@ pub struct RoleConfig {
     pub reason_pattern: Option<String>,
     /// For `eligible`: approvals needed; 0 means members activate themselves.
     pub approvals: u32,
-    /// For `eligible`: roles whose members may approve (never the requester).
+    /// Roles whose members may approve (never the requester): activations of an eligible
+    /// role, and command lines a `review` rule holds in any role's sessions.
     pub approvers: Vec<String>,
     /// For `eligible`: a fresh TOTP code is asked for at activation.
     pub require_mfa: bool,
@@ -296,6 +303,60 @@ pub struct RoleConfig {
     pub idle_timeout: Option<Duration>,
     /// Members may watch live sessions over ssh (`ssh bob@bastion watch ID`), read-only.
     pub can_watch: bool,
+}
+
+/// `[[command_rules]]`: a pattern on command lines and what happens when it matches.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CommandRuleConfig {
+    /// The rule's name, shown to the user and audited.
+    pub name: String,
+    /// Role names or globs it applies to; empty (the default) means all.
+    pub roles: Vec<String>,
+    /// Target names or globs it applies to; empty (the default) means all.
+    pub targets: Vec<String>,
+    /// A regular expression searched in the whole command line.
+    pub pattern: String,
+    /// What happens to a matching line.
+    pub action: CommandAction,
+    /// Shown to the user (and audited) when the rule acts.
+    pub message: Option<String>,
+    /// For `review`: roles whose members may approve the line; default: the session role's
+    /// approvers.
+    pub approvers: Vec<String>,
+}
+
+/// `command_rules[].action`, from the mildest to the most severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CommandAction {
+    /// Runs; audited like any line.
+    Allow,
+    /// Runs; audited with the rule's name.
+    #[default]
+    Log,
+    /// The user is asked to confirm (y/N) first.
+    Warn,
+    /// Held until an approver approves it.
+    Review,
+    /// Not run; the user is told why and the session goes on.
+    Deny,
+    /// Not run, and the session ends.
+    Terminate,
+}
+
+impl CommandAction {
+    /// The config word.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CommandAction::Allow => "allow",
+            CommandAction::Log => "log",
+            CommandAction::Warn => "warn",
+            CommandAction::Review => "review",
+            CommandAction::Deny => "deny",
+            CommandAction::Terminate => "terminate",
+        }
+    }
 }
 
 /// `roles[].access`.

@@ -56,7 +56,77 @@ impl Config {
         self.validate_targets(&root.key("targets"), &mut problems);
         self.validate_roles(&root.key("roles"), &users, &targets, &mut problems);
         self.validate_admin(&root.key("admin"), &mut problems);
+        self.validate_command_rules(&root.key("command_rules"), &mut problems);
         problems
+    }
+
+    fn validate_command_rules(&self, path: &KeyPath, problems: &mut Vec<Problem>) {
+        validate_names(
+            self.command_rules.iter().map(|r| r.name.as_str()),
+            path,
+            "command rule",
+            problems,
+        );
+        let role_names: HashSet<&str> = self.roles.iter().map(|r| r.name.as_str()).collect();
+        for (i, rule) in self.command_rules.iter().enumerate() {
+            let at = path.index(i);
+            if rule.pattern.is_empty() {
+                problems.push(Problem::new(
+                    at.key("pattern"),
+                    "is missing: a regular expression on the command line",
+                ));
+            } else if let Err(error) = regex::Regex::new(&rule.pattern) {
+                problems.push(Problem::new(
+                    at.key("pattern"),
+                    format!("is not a valid regular expression: {error}"),
+                ));
+            }
+            for (key, patterns) in [("roles", &rule.roles), ("targets", &rule.targets)] {
+                for (p, pattern) in patterns.iter().enumerate() {
+                    let shaped = !pattern.is_empty()
+                        && pattern
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.*?".contains(c));
+                    if !shaped {
+                        problems.push(Problem::new(
+                            at.key(key).index(p),
+                            format!(
+                                "{pattern:?} is not a name or a glob of letters, digits, - _ . * ?"
+                            ),
+                        ));
+                    }
+                }
+            }
+            for (a, approver) in rule.approvers.iter().enumerate() {
+                if !role_names.contains(approver.as_str()) {
+                    problems.push(Problem::new(
+                        at.key("approvers").index(a),
+                        format!("no role named {approver:?}"),
+                    ));
+                }
+            }
+            if rule.action == crate::schema::CommandAction::Review && rule.approvers.is_empty() {
+                let covered = |role: &str| {
+                    rule.roles.is_empty()
+                        || rule.roles.iter().any(|p| crate::glob::matches(p, role))
+                };
+                let without: Vec<&str> = self
+                    .roles
+                    .iter()
+                    .filter(|r| covered(&r.name) && r.approvers.is_empty())
+                    .map(|r| r.name.as_str())
+                    .collect();
+                if !without.is_empty() {
+                    problems.push(Problem::new(
+                        at.key("approvers"),
+                        format!(
+                            "is empty and roles {} have no approvers: nobody could approve a line this rule holds",
+                            without.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
     }
 
     fn validate_server(&self, path: &KeyPath, problems: &mut Vec<Problem>) {
@@ -252,10 +322,17 @@ impl Config {
             ("require_reason", role.require_reason),
             ("reason_pattern", role.reason_pattern.is_some()),
             ("approvals", role.approvals > 0),
-            ("approvers", !role.approvers.is_empty()),
             ("require_mfa", role.require_mfa),
             ("break_glass", role.break_glass),
         ];
+        for (a, approver) in role.approvers.iter().enumerate() {
+            if !role_names.contains(approver.as_str()) {
+                problems.push(Problem::new(
+                    at.key("approvers").index(a),
+                    format!("no role named {approver:?}"),
+                ));
+            }
+        }
         if role.access == Access::Standing {
             for (key, set) in eligible_only {
                 if set {
@@ -295,14 +372,6 @@ impl Config {
                 at.key("approvers"),
                 "is empty, but approvals are needed: nobody could approve",
             ));
-        }
-        for (a, approver) in role.approvers.iter().enumerate() {
-            if !role_names.contains(approver.as_str()) {
-                problems.push(Problem::new(
-                    at.key("approvers").index(a),
-                    format!("no role named {approver:?}"),
-                ));
-            }
         }
         if role.require_mfa {
             for (m, member) in role.members.iter().enumerate() {

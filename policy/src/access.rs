@@ -175,12 +175,14 @@ impl fmt::Display for Denied {
     }
 }
 
-/// A role's settings could not be turned into rules.
+/// A role's or command rule's settings could not be turned into rules.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("role {role}: {message}")]
+#[error("{what} {name}: {message}")]
 pub struct PolicyError {
-    role: String,
-    message: String,
+    /// "role" or "command rule".
+    pub(crate) what: &'static str,
+    pub(crate) name: String,
+    pub(crate) message: String,
 }
 
 /// A target a user may reach, for the bastion's own menu.
@@ -208,7 +210,8 @@ impl Policy {
                 .map(Regex::new)
                 .transpose()
                 .map_err(|e| PolicyError {
-                    role: role.name.clone(),
+                    what: "role",
+                    name: role.name.clone(),
                     message: e.to_string(),
                 })?;
             let max_duration = role.max_duration.unwrap_or(Duration::from_secs(3600));
@@ -347,12 +350,11 @@ impl Policy {
         if reviewer == request.user {
             return Err(ReviewRefused::OwnRequest);
         }
-        let approvers = self
-            .roles
-            .iter()
-            .find(|role| role.name == request.role)
-            .map(|role| role.approvers.clone())
-            .unwrap_or_default();
+        let approvers = if request.approvers.is_empty() {
+            self.approvers_of(&request.role)
+        } else {
+            request.approvers.clone()
+        };
         let member = self
             .roles
             .iter()
@@ -364,6 +366,15 @@ impl Policy {
             return Err(ReviewRefused::AlreadyApproved);
         }
         Ok(())
+    }
+
+    /// The roles whose members approve for `role` (its `approvers`).
+    pub fn approvers_of(&self, role: &str) -> Vec<String> {
+        self.roles
+            .iter()
+            .find(|r| r.name == role)
+            .map(|r| r.approvers.clone())
+            .unwrap_or_default()
     }
 
     /// Whether `user` may watch other people's live sessions (a role with `can_watch`).
@@ -683,6 +694,8 @@ mod tests {
             needed: 1,
             approved_by: vec![],
             state: crate::jit::RequestState::Pending,
+            kind: crate::jit::RequestKind::Access,
+            approvers: Vec::new(),
         }
     }
 

@@ -182,10 +182,10 @@ impl Grant {
 pub enum RequestState {
     /// Waiting for approvals.
     Pending,
-    /// Approved; the grant it became.
+    /// Approved; for an access request, the grant it became.
     Approved {
-        /// The grant.
-        grant: u64,
+        /// The grant (none for a command request).
+        grant: Option<u64>,
     },
     /// Denied.
     Denied {
@@ -200,7 +200,24 @@ pub enum RequestState {
     Cancelled,
 }
 
-/// A request for access, as the rules see it.
+/// What is asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RequestKind {
+    /// Access to a target for a time (an activation).
+    #[default]
+    Access,
+    /// One command line, held in a live session by a `review` rule.
+    Command {
+        /// The line.
+        line: String,
+        /// The rule that held it.
+        rule: String,
+        /// The session it waits in.
+        session: String,
+    },
+}
+
+/// A request for access or for a command line, as the rules see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// Its number (`#17`).
@@ -225,6 +242,11 @@ pub struct Request {
     pub approved_by: Vec<String>,
     /// Where it stands.
     pub state: RequestState,
+    /// Access or a command line.
+    pub kind: RequestKind,
+    /// Roles whose members may approve it (empty on requests recorded before this was kept:
+    /// then the role's approvers).
+    pub approvers: Vec<String>,
 }
 
 /// Why someone may not approve (or deny) a request. The text is for them.
@@ -426,6 +448,8 @@ mod tests {
             needed: 2,
             approved_by: vec![],
             state: RequestState::Pending,
+            kind: RequestKind::Access,
+            approvers: vec!["secops".into()],
         }
     }
 

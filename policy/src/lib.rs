@@ -7,16 +7,21 @@
 //!
 //! * [`access`]: roles → who may reach what; the [`Authorization`] proof type.
 //! * [`jit`]: just-in-time access: eligibility, activation, approval, grants.
-//! * [`glob`]: the `*`/`?` patterns roles use for target names.
+//! * [`commands`]: command control: the rule a command line meets.
 //!
 //! No I/O and no clock of its own: the caller passes `now`, so every decision is a pure
 //! function of (config, inputs, time) and is tested exhaustively.
 
 pub mod access;
-pub mod glob;
+pub mod commands;
 pub mod jit;
 
+/// The name globs, from the config crate (validation needs them too).
+pub use portcullis_config::glob;
+
 pub use access::{Authorization, Denied, Lock, Policy, PolicyError, Reachable};
+pub use commands::{CommandRule, CommandRules};
 pub use jit::{
-    ActivationError, ActivationPath, Eligibility, Grant, Request, RequestState, ReviewRefused,
+    ActivationError, ActivationPath, Eligibility, Grant, Request, RequestKind, RequestState,
+    ReviewRefused,
 };

@@ -80,6 +80,23 @@ impl Tmux {
         assert!(status.success());
     }
 
+    /// Pastes `text` as a terminal would: bracketed (`ESC[200~ … ESC[201~`) when the program
+    /// asked for bracketed pastes and `bracketed` is set; newlines arrive as CR either way.
+    pub fn paste(&self, text: &str, bracketed: bool) {
+        let status = self
+            .tmux()
+            .args(["set-buffer", "--", text])
+            .status()
+            .expect("tmux set-buffer");
+        assert!(status.success());
+        let mut paste = self.tmux();
+        paste.args(["paste-buffer", "-t", "main"]);
+        if bracketed {
+            paste.arg("-p");
+        }
+        assert!(paste.status().expect("tmux paste-buffer").success());
+    }
+
     /// Types a line and presses Enter.
     pub fn line(&self, text: &str) {
         self.type_text(text);

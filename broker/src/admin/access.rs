@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use portcullis_config::{Access, Scope};
-use portcullis_policy::{Request, RequestState};
+use portcullis_policy::{Request, RequestKind, RequestState};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -32,7 +32,7 @@ fn number(text: &str) -> ApiResult<u64> {
 pub fn request_json(request: &Request) -> Value {
     let (state, decided_by, decision_reason, grant) = match &request.state {
         RequestState::Pending => ("pending", None, None, None),
-        RequestState::Approved { grant } => ("approved", None, None, Some(*grant)),
+        RequestState::Approved { grant } => ("approved", None, None, *grant),
         RequestState::Denied { by, reason } => {
             ("denied", Some(by.clone()), Some(reason.clone()), None)
         }
@@ -54,6 +54,17 @@ pub fn request_json(request: &Request) -> Value {
         "decided_by": decided_by,
         "decision_reason": decision_reason,
         "grant": grant,
+        "kind": match &request.kind {
+            RequestKind::Access => "access",
+            RequestKind::Command { .. } => "command",
+        },
+        "command": match &request.kind {
+            RequestKind::Command { line, rule, session } => {
+                Some(json!({ "line": line, "rule": rule, "session": session }))
+            }
+            RequestKind::Access => None,
+        },
+        "approvers": request.approvers,
     })
 }
 
@@ -132,7 +143,7 @@ pub async fn approve_request(
     )?;
     let grant = match approved {
         Approved::Granted(record) => Some(grant_json(&record, SystemTime::now())),
-        Approved::Pending { .. } => None,
+        Approved::Pending { .. } | Approved::Command => None,
     };
     Ok(Json(
         json!({ "request": request_json(&request), "grant": grant }),

@@ -14,7 +14,8 @@
 //! POST   /api/v1/locks                   {"user","reason","until"?}           operate
 //! DELETE /api/v1/locks/{user}                                                 operate
 //! GET    /api/v1/audit                   ?since=&event=&user=&limit=          read
-//! GET    /api/v1/requests                open access requests (?all=true)     read
+//! GET    /api/v1/commands                ?q=REGEX&user=&target=&since=&limit= read
+//! GET    /api/v1/requests                open requests (?all=true)            read
 //! POST   /api/v1/requests/{id}/approve   {"comment"?}                         operate
 //! POST   /api/v1/requests/{id}/deny      {"reason"}                           operate
 //! GET    /api/v1/grants                  active grants (?all=true)            read
@@ -72,6 +73,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         )
         .route("/api/v1/locks/{user}", delete(routes::unlock_user))
         .route("/api/v1/audit", get(routes::audit))
+        .route("/api/v1/commands", get(routes::commands))
         .route("/api/v1/requests", get(access::list_requests))
         .route(
             "/api/v1/requests/{id}/approve",

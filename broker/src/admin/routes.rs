@@ -341,6 +341,46 @@ pub struct AuditQuery {
     limit: Option<usize>,
 }
 
+/// Query of a command search.
+#[derive(Debug, Deserialize)]
+pub struct CommandQuery {
+    q: Option<String>,
+    user: Option<String>,
+    target: Option<String>,
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/commands?q=REGEX&user=&target=&since=&limit=`: command lines from the audit
+/// log (run, blocked, confirmed, held), oldest first.
+pub async fn commands(
+    caller: Caller,
+    State(state): State<Arc<AdminState>>,
+    Query(query): Query<CommandQuery>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Scope::Read)?;
+    let pattern = regex::Regex::new(query.q.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::BadRequest(format!("q is not a valid regular expression: {e}")))?;
+    let filter = AuditFilter {
+        since: query
+            .since
+            .as_deref()
+            .map(|s| parse_time("since", s))
+            .transpose()?,
+        event: Some("command".to_owned()),
+        user: query.user,
+        target: query.target,
+        command: Some(pattern),
+        limit: query.limit.unwrap_or(1000).min(10_000),
+    };
+    let path = state.broker.audit.path().to_owned();
+    let events = tokio::task::spawn_blocking(move || crate::audit::query(&path, &filter))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(json!({ "commands": events })))
+}
+
 /// `GET /api/v1/audit`
 pub async fn audit(
     caller: Caller,
@@ -357,6 +397,7 @@ pub async fn audit(
         event: query.event,
         user: query.user,
         limit: query.limit.unwrap_or(1000).min(10_000),
+        ..AuditFilter::default()
     };
     let path = state.broker.audit.path().to_owned();
     let events = tokio::task::spawn_blocking(move || crate::audit::query(&path, &filter))

@@ -98,7 +98,7 @@ fn text(value: &Value, key: &str) -> String {
 
 fn print_requests(requests: &Value) {
     println!(
-        "{:<6} {:<12} {:<12} {:<14} {:<9} {:<10} {:<9} REASON",
+        "{:<6} {:<12} {:<12} {:<14} {:<9} {:<10} {:<9} REASON OR COMMAND",
         "ID", "USER", "TARGET", "ROLE", "FOR", "STATE", "APPROVALS"
     );
     for r in requests.as_array().into_iter().flatten() {
@@ -107,8 +107,12 @@ fn print_requests(requests: &Value) {
             r["approved_by"].as_array().map_or(0, Vec::len),
             r["approvals_needed"].as_u64().unwrap_or_default()
         );
+        let what = match r["command"]["line"].as_str() {
+            Some(line) => format!("$ {line}"),
+            None => text(r, "reason"),
+        };
         println!(
-            "{:<6} {:<12} {:<12} {:<14} {:<9} {:<10} {:<9} {}",
+            "{:<6} {:<12} {:<12} {:<14} {:<9} {:<10} {:<9} {what}",
             text(r, "id"),
             text(r, "user"),
             text(r, "target"),
@@ -119,7 +123,6 @@ fn print_requests(requests: &Value) {
             .to_string(),
             text(r, "state"),
             approvals,
-            text(r, "reason"),
         );
     }
 }

@@ -100,6 +100,29 @@ pub enum RecordingsCommand {
 pub enum AuditCommand {
     /// Check the audit log's HMAC chain; exit 0 intact, 1 tampered.
     Verify(ConfigArg),
+    /// Command lines from the audit log (run, blocked, confirmed, held for review).
+    Search {
+        /// A regular expression the command line must contain a match of.
+        #[arg(long)]
+        command: String,
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only on this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// Only since this time (RFC 3339, e.g. 2026-11-22T06:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many, the newest.
+        #[arg(short = 'n', long, default_value_t = 1000)]
+        limit: usize,
+        /// Print the events as JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// The latest events, as JSON lines, through the admin API; -f keeps following.
     Tail {
         /// Keep printing new events as they come.
@@ -117,6 +140,31 @@ pub enum AuditCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+}
+
+fn print_commands(events: &[serde_json::Value], json: bool) {
+    if json {
+        for event in events {
+            println!("{event}");
+        }
+        return;
+    }
+    println!(
+        "{:<24} {:<10} {:<10} {:<11} {:<14} LINE",
+        "TIME", "USER", "TARGET", "OUTCOME", "RULE"
+    );
+    for event in events {
+        let text = |key: &str| event[key].as_str().unwrap_or("-").to_owned();
+        println!(
+            "{:<24} {:<10} {:<10} {:<11} {:<14} {}",
+            text("time"),
+            text("user"),
+            text("target"),
+            text("outcome"),
+            text("rule"),
+            text("line")
+        );
+    }
 }
 
 /// Everything the admin commands need from the data directory.
@@ -404,6 +452,54 @@ pub fn audit(command: AuditCommand) -> ExitCode {
             lines,
             api,
         } => super::ops::audit_tail(follow, event, user, lines, api),
+        AuditCommand::Search {
+            command,
+            user,
+            target,
+            since,
+            limit,
+            json,
+            config,
+        } => {
+            let pattern = match regex::Regex::new(&command) {
+                Ok(pattern) => pattern,
+                Err(error) => {
+                    return fail(format!(
+                        "--command is not a valid regular expression: {error}"
+                    ));
+                }
+            };
+            let since = match since
+                .as_deref()
+                .map(humantime::parse_rfc3339_weak)
+                .transpose()
+            {
+                Ok(since) => since,
+                Err(_) => {
+                    return fail("--since must be an RFC 3339 time like 2026-11-22T06:00:00Z");
+                }
+            };
+            let (loaded, _) = match super::load(&config.config) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
+            let path = DataDir::from_config(&loaded.config).audit_log();
+            let filter = crate::audit::AuditFilter {
+                since,
+                event: Some("command".to_owned()),
+                user,
+                target,
+                command: Some(pattern),
+                limit,
+            };
+            match crate::audit::query(&path, &filter) {
+                Ok(events) => {
+                    print_commands(&events, json);
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(format!("cannot read {}: {error}", path.display())),
+            }
+        }
         AuditCommand::Verify(config) => {
             let opened = match open(&config) {
                 Ok(opened) => opened,

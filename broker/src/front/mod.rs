@@ -191,10 +191,10 @@ impl FrontHandler {
                 match relay.start(&self.broker, &self.session, start).await {
                     StartOutcome::Relayed(true) => session.channel_success(id),
                     StartOutcome::Relayed(false) => session.channel_failure(id),
-                    StartOutcome::Refused(message) => {
+                    StartOutcome::Refused { message, status } => {
                         let pty = relay.has_pty();
                         session.channel_success(id)?;
-                        Self::finish_local(session, id, notice::message(&message, pty), 1)
+                        Self::finish_local(session, id, notice::message(&message, pty), status)
                     }
                 }
             }

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use portcullis_policy::{ActivationError, Denied, Eligibility, Request};
+use portcullis_policy::{ActivationError, Denied, Eligibility, Request, RequestKind};
 
 use crate::audit::AuditEvent;
 use crate::front::totp;
@@ -94,13 +94,13 @@ pub fn eligibility(broker: &Broker, user: &str, target: &str) -> Result<Eligibil
     }
 }
 
-/// `user`'s open request for `target`, if any.
+/// `user`'s open access request for `target`, if any.
 pub fn pending_request(broker: &Broker, user: &str, target: &str) -> Option<Request> {
     broker
         .jit
         .pending()
         .into_iter()
-        .find(|r| r.user == user && r.target == target)
+        .find(|r| r.user == user && r.target == target && r.kind == RequestKind::Access)
 }
 
 /// Time left until `end`, for people ("59m 12s").
@@ -260,7 +260,7 @@ pub fn approve(
             .approve(id, reviewer, comment, &broker.policy, SystemTime::now())?;
     let (have, need) = match &approved {
         Approved::Pending { have, need } => (*have, *need),
-        Approved::Granted(_) => (request.needed, request.needed),
+        Approved::Granted(_) | Approved::Command => (request.needed, request.needed),
     };
     broker.audit.record(
         AuditEvent::new("request.approved")

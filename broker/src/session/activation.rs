@@ -389,15 +389,18 @@ async fn wait_for_approval(
         match state {
             RequestState::Pending => {}
             RequestState::Approved { grant } => {
-                let expires = broker
-                    .jit
-                    .grant(grant)
-                    .map(|g| format!(" until {}", clock(g.grant.expires_at)))
+                let granted = grant
+                    .and_then(|grant| broker.jit.grant(grant).ok())
+                    .map(|g| {
+                        format!(
+                            " until {} (grant #{})",
+                            clock(g.grant.expires_at),
+                            g.grant.id
+                        )
+                    })
                     .unwrap_or_default();
                 console
-                    .say(&format!(
-                        "request #{id} approved; access granted{expires} (grant #{grant})"
-                    ))
+                    .say(&format!("request #{id} approved; access granted{granted}"))
                     .await;
                 return Ok(());
             }
@@ -512,13 +515,16 @@ async fn relay(
     }
     let refusal = match relay.start(&broker, &session, start).await {
         StartOutcome::Relayed(true) => None,
-        StartOutcome::Relayed(false) => Some("the target refused to start the session".to_owned()),
-        StartOutcome::Refused(message) => Some(message),
+        StartOutcome::Relayed(false) => {
+            Some(("the target refused to start the session".to_owned(), 1))
+        }
+        StartOutcome::Refused { message, status } => Some((message, status)),
     };
-    if let Some(message) = refusal {
+    if let Some((message, status)) = refusal {
         let _ = handle
             .data(id, format!("\r\nportcullis: {message}\r\n").into_bytes())
             .await;
+        let _ = handle.exit_status_request(id, status).await;
         relay.close().await;
         return;
     }

@@ -9,7 +9,7 @@ use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
 use portcullis_config::Access;
-use portcullis_policy::{Request, RequestState};
+use portcullis_policy::{Request, RequestKind, RequestState};
 
 use crate::jit::{Activated, Approved, Reviewer};
 use crate::ops::jit::{self as jit_ops, Answers, left};
@@ -332,6 +332,10 @@ pub fn run(broker: &Broker, user: &str, origin: &Origin, command: &Command) -> R
                     "approved request #{id} ({} for {}); {have} of {need} approvals so far\n",
                     request.user, request.target
                 )),
+                Ok((request, Approved::Command)) => Reply::ok(format!(
+                    "approved request #{id}: {}'s command may run\n",
+                    request.user
+                )),
                 Ok((request, Approved::Granted(grant))) => Reply::ok(format!(
                     "approved request #{id}: {} may reach {} until {} (grant #{})\n",
                     request.user,
@@ -439,10 +443,9 @@ fn targets(broker: &Broker, user: &str, origin: &Origin, now: SystemTime) -> Str
             ),
             (Access::Eligible, None) => {
                 eligible.get_or_insert(entry.target.clone());
-                match pending
-                    .iter()
-                    .find(|r| r.user == user && r.target == entry.target)
-                {
+                match pending.iter().find(|r| {
+                    r.user == user && r.target == entry.target && r.kind == RequestKind::Access
+                }) {
                     Some(request) => format!(
                         "eligible, role {}: request #{} waiting for approval",
                         entry.role, request.id
@@ -518,16 +521,29 @@ fn describe(request: &Request, now: SystemTime) -> String {
             request.approved_by.join(", ")
         )
     };
-    format!(
-        "#{:<4} {} → {} for {} (role {}), {approvals}, lapses in {}\n       reason: {}\n",
-        request.id,
-        request.user,
-        request.target,
-        humantime::format_duration(request.duration),
-        request.role,
-        left(request.expires_at, now),
-        request.reason
-    )
+    match &request.kind {
+        RequestKind::Access => format!(
+            "#{:<4} {} → {} for {} (role {}), {approvals}, lapses in {}\n       reason: {}\n",
+            request.id,
+            request.user,
+            request.target,
+            humantime::format_duration(request.duration),
+            request.role,
+            left(request.expires_at, now),
+            request.reason
+        ),
+        RequestKind::Command {
+            line,
+            rule,
+            session,
+        } => format!(
+            "#{:<4} {} on {} wants to run a command held by rule {rule} (session {session}), lapses in {}\n       $ {line}\n",
+            request.id,
+            request.user,
+            request.target,
+            left(request.expires_at, now),
+        ),
+    }
 }
 
 fn requests(broker: &Broker, user: &str, now: SystemTime) -> String {
@@ -581,7 +597,10 @@ fn grants(broker: &Broker, user: &str, now: SystemTime) -> String {
 pub fn state_in_words(id: u64, state: &RequestState) -> String {
     match state {
         RequestState::Pending => format!("request #{id} is waiting for approval"),
-        RequestState::Approved { grant } => format!("request #{id} was approved (grant #{grant})"),
+        RequestState::Approved { grant: Some(grant) } => {
+            format!("request #{id} was approved (grant #{grant})")
+        }
+        RequestState::Approved { grant: None } => format!("request #{id} was approved"),
         RequestState::Denied { by, reason } => {
             format!("request #{id} was denied by {by}: {reason}")
         }

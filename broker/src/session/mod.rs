@@ -87,6 +87,13 @@ pub enum EndReason {
         /// Why.
         reason: String,
     },
+    /// A command rule with `action = "terminate"` matched a line.
+    CommandRule {
+        /// The rule.
+        rule: String,
+        /// Its message.
+        message: String,
+    },
     /// Something broke.
     Error(String),
 }
@@ -106,6 +113,7 @@ impl EndReason {
             EndReason::Idle(_) => "idle",
             EndReason::GrantExpired { .. } => "grant_expired",
             EndReason::GrantRevoked { .. } => "grant_revoked",
+            EndReason::CommandRule { .. } => "command_rule",
             EndReason::Error(_) => "error",
         }
     }
@@ -148,6 +156,12 @@ impl std::fmt::Display for EndReason {
                     f,
                     "your access was revoked by {by} (grant #{grant}): {reason}"
                 )
+            }
+            EndReason::CommandRule { rule, message } if message.is_empty() => {
+                write!(f, "session terminated by rule {rule}")
+            }
+            EndReason::CommandRule { rule, message } => {
+                write!(f, "session terminated by rule {rule}: {message}")
             }
             EndReason::Idle(after) => write!(
                 f,
@@ -261,6 +275,8 @@ pub struct SessionShared {
     pub recordings: Mutex<Vec<(RecordingHandle, bool)>>,
     /// The grant the session rests on, for eligible access.
     pub grant: OnceLock<u64>,
+    /// The role its authorization came through (command rules are per role).
+    pub role: OnceLock<String>,
     /// Messages for the user's terminals (grant warnings); each channel's downlink shows them.
     pub notices: tokio::sync::broadcast::Sender<Notice>,
     /// The latest notice, for a channel that opens just after it was sent.
@@ -305,6 +321,7 @@ impl SessionShared {
             open_channels: AtomicU32::new(0),
             recordings: Mutex::new(Vec::new()),
             grant: OnceLock::new(),
+            role: OnceLock::new(),
             notices: tokio::sync::broadcast::channel(16).0,
             last_notice: Mutex::new(None),
             local: OnceLock::new(),

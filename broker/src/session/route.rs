@@ -169,6 +169,7 @@ pub fn authorize(
             .with("grant", authorization.grant()),
     );
     let _ = session.upstream_login.set(entry.login.clone());
+    let _ = session.role.set(authorization.role().to_owned());
     if let Some(idle) = authorization.idle_timeout() {
         let _ = session.idle_timeout.set(idle);
         session.touch_input();

@@ -4,7 +4,12 @@
 //!
 //! ```text
 //! cargo run --release -p portcullis-tests --bin portcullis-bench -- [--mib 1024] [--runs 5] [--setups 20]
+//! cargo run --release -p portcullis-tests --bin portcullis-bench -- --gate [--mib 256] [--runs 5]
 //! ```
+//!
+//! `--gate` compares portcullis with command control off (no rules, `[recording] commands =
+//! false`) and on (200 rules, commands followed) on a terminal channel (`ssh -tt … cat`),
+//! where every byte of output goes through the gate's screen.
 //!
 //! The upstream is a real OpenSSH sshd on loopback; the bastion runs in this process with
 //! recording on (its default), writing every byte to an asciicast file like in production.
@@ -26,6 +31,7 @@ struct Options {
     runs: usize,
     setups: usize,
     cipher: Option<String>,
+    gate: bool,
 }
 
 fn options() -> Options {
@@ -34,6 +40,7 @@ fn options() -> Options {
         runs: 5,
         setups: 20,
         cipher: None,
+        gate: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -48,8 +55,15 @@ fn options() -> Options {
             "--runs" => options.runs = value(),
             "--setups" => options.setups = value(),
             "--cipher" => options.cipher = args.get(i + 1).cloned(),
+            "--gate" => {
+                options.gate = true;
+                i += 1;
+                continue;
+            }
             other => {
-                panic!("unknown argument {other}; use --mib N --runs N --setups N --cipher NAME")
+                panic!(
+                    "unknown argument {other}; use --mib N --runs N --setups N --cipher NAME --gate"
+                )
             }
         }
         i += 2;
@@ -62,15 +76,25 @@ fn options() -> Options {
 enum Route {
     Direct,
     ProxyJump,
-    Portcullis,
+    /// Through one of the bastions (by index).
+    Portcullis(usize),
+}
+
+/// A bastion running in this process.
+struct Endpoint {
+    name: &'static str,
+    port: u16,
+    known_hosts: PathBuf,
+    recordings: PathBuf,
+    broker: Arc<Broker>,
 }
 
 impl Route {
-    fn name(self) -> &'static str {
+    fn name(self, bench: &Bench) -> &'static str {
         match self {
             Route::Direct => "direct OpenSSH",
             Route::ProxyJump => "OpenSSH ProxyJump",
-            Route::Portcullis => "portcullis (recording on)",
+            Route::Portcullis(i) => bench.bastions[i].name,
         }
     }
 }
@@ -79,10 +103,10 @@ struct Bench {
     cipher: Option<String>,
     sshd: Sshd,
     key: Keypair,
-    bastion_port: u16,
-    bastion_known_hosts: PathBuf,
+    bastions: Vec<Endpoint>,
     sshd_known_hosts: PathBuf,
-    recordings: PathBuf,
+    /// Ask for a terminal (`ssh -tt`).
+    pty: bool,
 }
 
 impl Bench {
@@ -101,6 +125,9 @@ impl Bench {
         command.arg("-i").arg(&self.key.private);
         if let Some(cipher) = &self.cipher {
             command.args(["-c", cipher]);
+        }
+        if self.pty && remote != "true" {
+            command.arg("-tt");
         }
         let sshd_port = self.sshd.address().rsplit(':').next().unwrap().to_owned();
         match route {
@@ -125,16 +152,13 @@ impl Bench {
                 }
                 command.args(["-p", &sshd_port, "root@127.0.0.1"]);
             }
-            Route::Portcullis => {
+            Route::Portcullis(i) => {
+                let bastion = &self.bastions[i];
                 command.arg("-o").arg(format!(
                     "UserKnownHostsFile={}",
-                    self.bastion_known_hosts.display()
+                    bastion.known_hosts.display()
                 ));
-                command.args([
-                    "-p",
-                    &self.bastion_port.to_string(),
-                    "bench+target@127.0.0.1",
-                ]);
+                command.args(["-p", &bastion.port.to_string(), "bench+target@127.0.0.1"]);
             }
         }
         command.arg(remote).stdin(Stdio::null());
@@ -155,14 +179,20 @@ impl Bench {
             .status()
             .expect("run ssh");
         let elapsed = started.elapsed();
-        assert!(status.success(), "{} failed running {remote}", route.name());
+        assert!(
+            status.success(),
+            "{} failed running {remote}",
+            route.name(self)
+        );
         (elapsed, own_cpu_time().saturating_sub(cpu_before))
     }
 
     fn clear_recordings(&self) {
-        if let Ok(entries) = std::fs::read_dir(&self.recordings) {
-            for entry in entries.flatten() {
-                let _ = std::fs::remove_file(entry.path());
+        for bastion in &self.bastions {
+            if let Ok(entries) = std::fs::read_dir(&bastion.recordings) {
+                for entry in entries.flatten() {
+                    let _ = std::fs::remove_file(entry.path());
+                }
             }
         }
     }
@@ -223,57 +253,55 @@ fn main() {
     )
     .unwrap();
 
-    // The bastion, in this process, on its production code path.
-    let data = scratch.path().join("data");
-    let config_text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {data:?}\n\n[[users]]\nname = \"bench\"\npublic_keys = [{public:?}]\n\n\
-         [[targets]]\nname = \"target\"\naddress = {address:?}\nlogin = \"root\"\ncredential = \"target\"\nhost_key = {host:?}\n\n\
-         [[roles]]\nname = \"bench\"\nmembers = [\"bench\"]\ntargets = [\"target\"]\n",
-        data = data.display().to_string(),
-        public = key.public,
-        address = sshd.address(),
-        host = sshd.host_key(),
-    );
-    let config = portcullis_config::from_toml_str(&config_text).expect("bench config");
-    let directory = Directory::from_config(&config).expect("bench identities");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let broker = Arc::new(Broker::open(config, directory, None).expect("open the bastion"));
-    let credential = portcullis::vault::generate_ed25519("bench").unwrap();
-    broker
-        .vault
-        .put_private_key("target", &credential, true)
-        .unwrap();
-    sshd.authorize(&credential.public_key().to_openssh().unwrap());
-    let server = runtime
-        .block_on(Server::bind(broker.clone()))
-        .expect("bind");
-    let bastion_port = server.local_addr().unwrap().port();
-    runtime.spawn(server.run());
-    let bastion_known_hosts = scratch.path().join("bastion_known_hosts");
-    std::fs::write(
-        &bastion_known_hosts,
-        format!(
-            "[127.0.0.1]:{bastion_port} {}\n",
-            broker.host_key().public_key().to_openssh().unwrap()
-        ),
-    )
-    .unwrap();
-
+    let bastions: Vec<Endpoint> = if options.gate {
+        vec![
+            start_bastion(
+                &runtime,
+                &scratch,
+                &sshd,
+                &key,
+                "gate off",
+                "[recording]\ncommands = false\n",
+            ),
+            start_bastion(
+                &runtime,
+                &scratch,
+                &sshd,
+                &key,
+                "gate on (200 rules)",
+                &many_rules(200),
+            ),
+        ]
+    } else {
+        vec![start_bastion(
+            &runtime,
+            &scratch,
+            &sshd,
+            &key,
+            "portcullis (recording on)",
+            "",
+        )]
+    };
     let bench = Bench {
         cipher: options.cipher.clone(),
         sshd,
         key,
-        bastion_port,
-        bastion_known_hosts,
+        bastions,
         sshd_known_hosts,
-        recordings: data.join("recordings"),
+        pty: options.gate,
     };
-    let routes = [Route::Direct, Route::ProxyJump, Route::Portcullis];
-    for route in routes {
-        bench.timed(route, "true"); // warm-up, and a check that each route works
+    let routes: Vec<Route> = if options.gate {
+        vec![Route::Portcullis(0), Route::Portcullis(1)]
+    } else {
+        vec![Route::Direct, Route::ProxyJump, Route::Portcullis(0)]
+    };
+
+    for route in &routes {
+        bench.timed(*route, "true"); // warm-up, and a check that each route works
     }
 
     let payload = scratch.path().join("payload.txt");
@@ -282,19 +310,19 @@ fn main() {
     let cat = format!("cat {}", payload.display());
 
     let mut bulk: Vec<Vec<Duration>> = vec![Vec::new(); routes.len()];
-    let mut bastion_cpu = Vec::new();
+    let mut bastion_cpu: Vec<Vec<Duration>> = vec![Vec::new(); bench.bastions.len()];
     for run in 1..=options.runs {
         for (i, route) in routes.iter().enumerate() {
             bench.clear_recordings();
             let (took, cpu) = bench.timed_with_cpu(*route, &cat);
             eprintln!(
                 "run {run}: {:<28} {:>7.2} s",
-                route.name(),
+                route.name(&bench),
                 took.as_secs_f64()
             );
             bulk[i].push(took);
-            if *route == Route::Portcullis {
-                bastion_cpu.push(cpu);
+            if let Route::Portcullis(b) = route {
+                bastion_cpu[*b].push(cpu);
             }
         }
     }
@@ -311,8 +339,13 @@ fn main() {
     let setup_medians: Vec<Duration> = setup.iter_mut().map(|s| median(s)).collect();
     let throughput: Vec<f64> = bulk_medians.iter().map(|d| mib / d.as_secs_f64()).collect();
     println!(
-        "\n{} MiB of stdout, median of {} interleaved runs; `ssh … true`, median of {}; client cipher: {}:",
+        "\n{} MiB of stdout{}, median of {} interleaved runs; `ssh … true`, median of {}; client cipher: {}:",
         options.mib,
+        if options.gate {
+            " on a terminal (ssh -tt)"
+        } else {
+            ""
+        },
         options.runs,
         options.setups,
         options.cipher.as_deref().unwrap_or("each client's default")
@@ -324,23 +357,107 @@ fn main() {
     for (i, route) in routes.iter().enumerate() {
         println!(
             "{:<28} {:>10.2} {:>12.1} {:>12.1}",
-            route.name(),
+            route.name(&bench),
             bulk_medians[i].as_secs_f64(),
             throughput[i],
             setup_medians[i].as_secs_f64() * 1000.0
         );
     }
-    println!(
-        "\nthe bastion used {:.2} s of CPU per run (median) for {} MiB, recording included",
-        median(&mut bastion_cpu).as_secs_f64(),
-        options.mib
+    for (b, bastion) in bench.bastions.iter().enumerate() {
+        println!(
+            "{}: {:.2} s of bastion CPU per run (median) for {} MiB, recording included",
+            bastion.name,
+            median(&mut bastion_cpu[b]).as_secs_f64(),
+            options.mib
+        );
+    }
+    if options.gate {
+        println!(
+            "gate on / gate off: throughput {:.3}x, bastion CPU {:.2}x",
+            throughput[1] / throughput[0],
+            median(&mut bastion_cpu[1]).as_secs_f64() / median(&mut bastion_cpu[0]).as_secs_f64()
+        );
+    } else {
+        println!(
+            "portcullis throughput: {:.2}x direct, {:.2}x ProxyJump; setup time: {:.2}x direct, {:.2}x ProxyJump",
+            throughput[2] / throughput[0],
+            throughput[2] / throughput[1],
+            setup_medians[2].as_secs_f64() / setup_medians[0].as_secs_f64(),
+            setup_medians[2].as_secs_f64() / setup_medians[1].as_secs_f64(),
+        );
+    }
+    for bastion in &bench.bastions {
+        runtime.block_on(bastion.broker.drain(Duration::from_secs(5)));
+    }
+}
+
+/// `count` deny rules of the shapes operators write (none matches `cat FILE`).
+fn many_rules(count: usize) -> String {
+    let mut toml = String::new();
+    for i in 0..count {
+        let pattern = match i % 4 {
+            0 => format!(r"^\s*(sudo\s+)?tool{i}\s+-[a-zA-Z]*f"),
+            1 => format!(r"\bsecret-{i}\b"),
+            2 => format!(r"^\s*(systemctl|service)\s+(stop|restart)\s+unit{i}"),
+            _ => format!(r"(curl|wget)\s+\S*host{i}\.example"),
+        };
+        toml.push_str(&format!(
+            "[[command_rules]]\nname = \"rule-{i}\"\npattern = '{pattern}'\naction = \"deny\"\n"
+        ));
+    }
+    toml
+}
+
+/// A bastion in this process, on its production code path, in front of `sshd`.
+fn start_bastion(
+    runtime: &tokio::runtime::Runtime,
+    scratch: &tempfile::TempDir,
+    sshd: &Sshd,
+    key: &Keypair,
+    name: &'static str,
+    extra: &str,
+) -> Endpoint {
+    let data = scratch.path().join(format!(
+        "data-{}",
+        name.replace(|c: char| !c.is_alphanumeric(), "-")
+    ));
+    let config_text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {data:?}\n\n[[users]]\nname = \"bench\"\npublic_keys = [{public:?}]\n\n\
+         [[targets]]\nname = \"target\"\naddress = {address:?}\nlogin = \"root\"\ncredential = \"target\"\nhost_key = {host:?}\n\n\
+         [[roles]]\nname = \"bench\"\nmembers = [\"bench\"]\ntargets = [\"target\"]\n\n{extra}",
+        data = data.display().to_string(),
+        public = key.public,
+        address = sshd.address(),
+        host = sshd.host_key(),
     );
-    println!(
-        "portcullis throughput: {:.2}x direct, {:.2}x ProxyJump; setup time: {:.2}x direct, {:.2}x ProxyJump",
-        throughput[2] / throughput[0],
-        throughput[2] / throughput[1],
-        setup_medians[2].as_secs_f64() / setup_medians[0].as_secs_f64(),
-        setup_medians[2].as_secs_f64() / setup_medians[1].as_secs_f64(),
-    );
-    runtime.block_on(broker.drain(Duration::from_secs(5)));
+    let config = portcullis_config::from_toml_str(&config_text).expect("bench config");
+    let directory = Directory::from_config(&config).expect("bench identities");
+    let broker = Arc::new(Broker::open(config, directory, None).expect("open the bastion"));
+    let credential = portcullis::vault::generate_ed25519("bench").unwrap();
+    broker
+        .vault
+        .put_private_key("target", &credential, true)
+        .unwrap();
+    sshd.authorize(&credential.public_key().to_openssh().unwrap());
+    let server = runtime
+        .block_on(Server::bind(broker.clone()))
+        .expect("bind");
+    let port = server.local_addr().unwrap().port();
+    runtime.spawn(server.run());
+    let known_hosts = scratch.path().join(format!("bastion_known_hosts-{port}"));
+    std::fs::write(
+        &known_hosts,
+        format!(
+            "[127.0.0.1]:{port} {}\n",
+            broker.host_key().public_key().to_openssh().unwrap()
+        ),
+    )
+    .unwrap();
+    Endpoint {
+        name,
+        port,
+        known_hosts,
+        recordings: data.join("recordings"),
+        broker,
+    }
 }

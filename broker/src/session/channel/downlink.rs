@@ -14,6 +14,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::flow::Flow;
+use super::gate::screen::Screen;
 use super::{Downlink, Replies, Start, lock};
 use crate::server::Broker;
 use crate::session::{EndReason, Notice, SessionShared, notice};
@@ -64,6 +65,10 @@ struct ChannelState {
     started: Option<Start>,
     exit: Option<Exit>,
     control_closed: bool,
+    /// The command gate's view of the terminal, fed with the output.
+    screen: Option<Arc<Screen>>,
+    /// Words from the bastion to show (the gate's), before the output that follows them.
+    said: Vec<String>,
 }
 
 impl ChannelState {
@@ -72,6 +77,8 @@ impl ChannelState {
             Downlink::Record { recording } => self.recording = Some(recording),
             Downlink::Pty => self.pty = true,
             Downlink::Started(start) => self.started = Some(start),
+            Downlink::Screen(screen) => self.screen = Some(screen),
+            Downlink::Say(text) => self.said.push(text),
         }
     }
 }
@@ -111,6 +118,9 @@ impl DownlinkTask {
                     notices_shown = notice.seq;
                     self.show_notice(&notice.text, state).await;
                 }
+            }
+            for text in std::mem::take(&mut state.said) {
+                self.show_notice(&text, state).await;
             }
             while let Ok(notice) = self.notices.try_recv() {
                 if notice.seq > notices_shown {
@@ -299,6 +309,9 @@ impl DownlinkTask {
     /// Records and sends upstream output to the client. False when the client is gone or
     /// the session is ending.
     async fn forward(&self, ext: Option<u32>, data: Bytes, state: &mut ChannelState) -> bool {
+        if let Some(screen) = &state.screen {
+            screen.feed(&data);
+        }
         if let Some(active) = &state.recording {
             // Waits when the recorder is behind, so output never outruns its recording by
             // more than a batch and the writer's queue.

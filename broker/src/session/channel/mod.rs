@@ -11,6 +11,8 @@
 //!   the other (a task blocked writing to a slow client never stops keystrokes going up).
 //! * [`flow`]: bounds what the client may queue without deadlocking busy channels.
 //! * [`recording`]: the channel's recording, started before its shell or command.
+//! * [`gate`]: command control on terminal channels (and [`ChannelRelay::start`] checks
+//!   exec commands against the rules before they reach the upstream).
 //!
 //! A slow reader on either side slows its sender instead of growing memory: the downlink
 //! waits for the client's window, and the uplink queue is bounded by [`flow`].
@@ -21,6 +23,7 @@
 
 mod downlink;
 pub mod flow;
+mod gate;
 mod recording;
 mod uplink;
 
@@ -29,13 +32,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use portcullis_config::CommandAction;
 use portcullis_recorder::RecordingHandle;
 use russh::{ChannelId, ChannelWriteHalf, Pty, Sig, client, server};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::SessionShared;
+use super::{EndReason, SessionShared};
 use crate::server::Broker;
 use downlink::{DownlinkTask, downlink};
 use flow::Flow;
@@ -94,6 +98,8 @@ enum Uplink {
         reply: oneshot::Sender<bool>,
     },
     Record(RecordingHandle),
+    /// Command control for this terminal channel, from now on.
+    Gate(Box<gate::Gate>),
 }
 
 enum Request {
@@ -111,9 +117,15 @@ enum Request {
 }
 
 enum Downlink {
-    Record { recording: RecordingHandle },
+    Record {
+        recording: RecordingHandle,
+    },
     Pty,
     Started(Start),
+    /// Feed the output to this screen (for the command gate).
+    Screen(Arc<gate::screen::Screen>),
+    /// Show the bastion's words on the client's terminal, in order with the output.
+    Say(String),
 }
 
 type Replies = Arc<Mutex<VecDeque<oneshot::Sender<bool>>>>;
@@ -133,9 +145,18 @@ pub struct ChannelRelay {
 pub enum StartOutcome {
     /// Relayed; the bool is the upstream's answer.
     Relayed(bool),
-    /// Refused by the bastion (a recording could not be started): show the message.
-    Refused(String),
+    /// Refused by the bastion (a recording could not be started, a command rule): show
+    /// the message and end the channel with this exit status.
+    Refused {
+        /// For the user.
+        message: String,
+        /// The channel's exit status.
+        status: u32,
+    },
 }
+
+/// Exit status of a command a rule stopped (as a shell says "cannot execute").
+pub const BLOCKED_STATUS: u32 = 126;
 
 /// Wires a client channel to a freshly opened upstream channel and starts both tasks.
 /// Only the client's write half is taken: its data reaches the relay through the handler
@@ -264,12 +285,13 @@ impl ChannelRelay {
         });
     }
 
-    /// Starts a shell, command or subsystem: the recording first (nothing runs unrecorded),
-    /// then the request upstream.
+    /// Starts a shell, command or subsystem: the command rules first (a blocked command
+    /// never reaches the upstream), then the recording (nothing runs unrecorded), then the
+    /// request upstream.
     pub async fn start(
         &mut self,
-        broker: &Broker,
-        session: &SessionShared,
+        broker: &Arc<Broker>,
+        session: &Arc<SessionShared>,
         start: Start,
     ) -> StartOutcome {
         if self.started {
@@ -277,6 +299,9 @@ impl ChannelRelay {
             return StartOutcome::Relayed(false);
         }
         self.started = true;
+        if let Some(refused) = self.check_command(broker, session, &start) {
+            return refused;
+        }
         let recording = match &start {
             // sftp is a binary file-transfer protocol, not a terminal: it is audited (start,
             // end, bytes) but not recorded as asciicast.
@@ -284,7 +309,7 @@ impl ChannelRelay {
             Start::Shell | Start::Exec(_) => {
                 match start_recording(broker, session, &start, self.pty.as_ref()) {
                     Ok(recording) => recording,
-                    Err(message) => return StartOutcome::Refused(message),
+                    Err(message) => return StartOutcome::Refused { message, status: 1 },
                 }
             }
         };
@@ -298,6 +323,25 @@ impl ChannelRelay {
                 })
                 .await;
             let _ = self.uplink.send(Uplink::Record(recording.clone()));
+        }
+        if let Some(pty) = &self.pty
+            && !matches!(start, Start::Subsystem(_))
+            && (broker.config.recording.commands
+                || broker.command_rules.any_for(
+                    session.role.get().map_or("", String::as_str),
+                    session.target().unwrap_or_default(),
+                ))
+        {
+            // A terminal: lines typed into it are read and checked at each Enter.
+            let screen = Arc::new(gate::screen::Screen::new(pty.rows, pty.cols));
+            let _ = self.downlink.send(Downlink::Screen(screen.clone())).await;
+            let _ = self.uplink.send(Uplink::Gate(Box::new(gate::Gate::new(
+                broker.clone(),
+                session.clone(),
+                self.id.to_string(),
+                screen,
+                self.downlink.clone(),
+            ))));
         }
         broker.audit.record(
             session
@@ -328,6 +372,71 @@ impl ChannelRelay {
             Start::Subsystem(name) => Request::Subsystem(name),
         };
         StartOutcome::Relayed(self.request(request).await)
+    }
+
+    /// Checks an exec command (or a subsystem, as its name) against the command rules and
+    /// audits it. `Some`: refused. A command cannot be confirmed or held for review without
+    /// a terminal to ask on, so `warn` and `review` refuse it too, saying where it can run.
+    fn check_command(
+        &self,
+        broker: &Broker,
+        session: &SessionShared,
+        start: &Start,
+    ) -> Option<StartOutcome> {
+        let line = match start {
+            Start::Exec(command) => command.as_str(),
+            Start::Subsystem(name) => name.as_str(),
+            Start::Shell => return None,
+        };
+        let role = session.role.get().map_or("", String::as_str);
+        let target = session.target().unwrap_or_default();
+        let rule = broker.command_rules.evaluate(role, target, line);
+        let action = rule.map_or(CommandAction::Allow, |r| r.action);
+        let refusal = match (rule, action) {
+            (Some(rule), CommandAction::Deny | CommandAction::Terminate) => {
+                Some(format!("blocked by {}", rule.describe()))
+            }
+            (Some(rule), CommandAction::Warn | CommandAction::Review) => Some(format!(
+                "{} needs {} first, which needs a terminal: run it in an interactive session (ssh -t)",
+                rule.describe(),
+                if action == CommandAction::Warn {
+                    "your confirmation"
+                } else {
+                    "an approval"
+                }
+            )),
+            _ => None,
+        };
+        let outcome = match (&refusal, action) {
+            (None, _) => "ran",
+            (Some(_), CommandAction::Terminate) => "terminated",
+            (Some(_), _) => "blocked",
+        };
+        broker.audit.record(
+            session
+                .audit("command")
+                .with("channel", self.id.to_string())
+                .with("role", role)
+                .with("kind", start.kind())
+                .with("line", line)
+                .with("rule", rule.map(|r| r.name.as_str()))
+                .with("action", action.as_str())
+                .with("outcome", outcome)
+                .with("uncertain", false),
+        );
+        let message = refusal?;
+        crate::metrics::Metrics::count(&broker.metrics.commands_blocked_total);
+        tracing::warn!(parent: &session.span, line, rule = rule.map(|r| r.name.as_str()), "ALERT: command stopped by a rule");
+        if let (Some(rule), CommandAction::Terminate) = (rule, action) {
+            session.control.end(EndReason::CommandRule {
+                rule: rule.name.clone(),
+                message: rule.message.clone().unwrap_or_default(),
+            });
+        }
+        Some(StartOutcome::Refused {
+            message,
+            status: BLOCKED_STATUS,
+        })
     }
 
     /// Client keystrokes or stdin. Waits while too much is queued for the upstream (see

@@ -1,6 +1,7 @@
 //! Client → upstream: forwards the client's data and requests in order, records
 //! keystrokes, and drains the flow-control count as data leaves.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -11,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::flow::Flow;
+use super::gate::{Gate, GateIo};
 use super::{Replies, Request, Uplink, lock};
 use crate::session::SessionShared;
 
@@ -41,11 +43,17 @@ pub(super) async fn uplink(task: UplinkTask) {
     // However the uplink ends, a handler waiting for queue room must be let go.
     let _release = ReleaseOnExit(flow.clone());
     let mut recording: Option<RecordingHandle> = None;
+    let mut gate: Option<Box<Gate>> = None;
+    // Messages the gate took off the queue while it waited, to handle next.
+    let mut deferred: VecDeque<Uplink> = VecDeque::new();
     loop {
-        let message = tokio::select! {
-            message = queue.recv() => message,
-            () = session.control.ended() => None,
-            () = closed.cancelled() => return,
+        let message = match deferred.pop_front() {
+            Some(message) => Some(message),
+            None => tokio::select! {
+                message = queue.recv() => message,
+                () = session.control.ended() => None,
+                () = closed.cancelled() => return,
+            },
         };
         let Some(message) = message else {
             // The client's channel is gone or the session is ending.
@@ -56,20 +64,35 @@ pub(super) async fn uplink(task: UplinkTask) {
             Uplink::Data(data) => {
                 flow.drained(data.len());
                 session.touch_input();
-                if let Some(active) = &recording {
-                    if active.has_failed() {
-                        if on_failure == OnRecordingFailure::Terminate {
-                            // The downlink ends the session; nothing more goes upstream.
-                            continue;
-                        }
-                        recording = None;
-                    } else if record_input {
-                        let _ = active.input(data.clone()).await;
+                if let Some(active) = &recording
+                    && active.has_failed()
+                {
+                    if on_failure == OnRecordingFailure::Terminate {
+                        // The downlink ends the session; nothing more goes upstream.
+                        continue;
                     }
+                    recording = None;
                 }
                 session
                     .bytes_from_client
                     .fetch_add(data.len() as u64, Ordering::Relaxed);
+                if let Some(gate) = gate.as_mut() {
+                    let mut io = GateIo {
+                        upstream: &upstream,
+                        queue: &mut queue,
+                        flow: &flow,
+                        recording: recording.as_ref(),
+                        record_input,
+                        deferred: &mut deferred,
+                    };
+                    if gate.data(data, &mut io).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                if record_input && let Some(active) = &recording {
+                    let _ = active.input(data.clone()).await;
+                }
                 tokio::select! {
                     result = upstream.data_bytes(data) => result,
                     () = session.control.ended() => Ok(()),
@@ -90,6 +113,9 @@ pub(super) async fn uplink(task: UplinkTask) {
                 if let Some(active) = &recording {
                     let _ = active.resize(cols, rows).await;
                 }
+                if let Some(gate) = &gate {
+                    gate.resize(rows, cols);
+                }
                 upstream
                     .window_change(cols, rows, pix_width, pix_height)
                     .await
@@ -98,6 +124,10 @@ pub(super) async fn uplink(task: UplinkTask) {
             Uplink::Env { name, value } => upstream.set_env(false, name, value).await,
             Uplink::Record(handle) => {
                 recording = Some(handle);
+                Ok(())
+            }
+            Uplink::Gate(installed) => {
+                gate = Some(installed);
                 Ok(())
             }
             Uplink::Request { request, reply } => {

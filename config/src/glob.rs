@@ -1,4 +1,5 @@
-//! Target name globs: `*` matches any run of characters, `?` exactly one.
+//! Name globs (targets in roles, roles and targets in command rules): `*` matches any run of
+//! characters, `?` exactly one.
 
 /// Whether `text` matches `pattern`. Iterative with single-star backtracking, so it is linear
 /// for the patterns operators write and never recurses.

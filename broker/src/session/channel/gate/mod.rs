@@ -1,0 +1,666 @@
+//! Command control on terminal channels: at each Enter, the line about to run is read from
+//! the screen (a vt100 emulator fed with the upstream's output, see [`screen`]) and from the
+//! keystrokes (see [`keys`]), and checked against the command rules before the Enter is
+//! let through.
+//!
+//! ```text
+//! client keys ─▶ [uplink] ─▶ Gate::data ── edits pass at once ──────────────▶ upstream
+//!                                       └─ Enter: wait for the echo, read the line,
+//!                                          rules → run | ask y/N | hold for review |
+//!                                                  discard (^C) | end the session
+//! upstream output ─▶ [downlink] ─▶ Screen::feed (and on to the client)
+//! ```
+//!
+//! Every line that runs is audited (`command`) and marked in the recording. The gate stays
+//! out of the way in full-screen programs (alternate screen) and while the upstream does not
+//! echo (password prompts), whose keystrokes are recorded as `[redacted]`.
+
+pub mod keys;
+pub mod screen;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use portcullis_config::CommandAction;
+use portcullis_policy::{CommandRule, RequestState};
+use portcullis_recorder::RecordingHandle;
+use russh::{ChannelWriteHalf, client};
+use tokio::sync::mpsc;
+
+use super::flow::Flow;
+use super::{Downlink, Uplink};
+use crate::metrics::Metrics;
+use crate::server::Broker;
+use crate::session::{EndReason, SessionShared};
+use keys::{Key, KeyLine};
+use screen::Screen;
+
+/// How long the screen must be quiet, after reacting to the last key, before a line is read.
+const ECHO_QUIET: Duration = Duration::from_millis(40);
+/// The longest wait for the shell to react to the last key (a loaded machine is slow to
+/// complete a Tab); a line the screen has not caught up with by then is not run unless the
+/// keystrokes alone say what it is.
+const ECHO_WAIT: Duration = Duration::from_secs(3);
+/// For a line nothing was echoed for (a password prompt): how long to wait before deciding
+/// that nothing will be.
+const BLIND_WAIT: Duration = Duration::from_millis(150);
+/// After a blocked line, client input is dropped until the shell has answered the discard
+/// (the user cannot have seen the fresh prompt before), but never longer than this: it is
+/// the rest of a paste, or typed ahead of the refusal.
+const DISCARD_AFTER_BLOCK: Duration = Duration::from_secs(2);
+/// How long a warned user has to answer y/N.
+const CONFIRM_WAIT: Duration = Duration::from_secs(60);
+/// What a line typed while the upstream was not echoing is recorded as.
+const REDACTED: &[u8] = b"[redacted]";
+
+/// What the gate needs from the uplink while it decides.
+pub(super) struct GateIo<'a> {
+    pub(super) upstream: &'a ChannelWriteHalf<client::Msg>,
+    pub(super) queue: &'a mut mpsc::UnboundedReceiver<Uplink>,
+    pub(super) flow: &'a Flow,
+    pub(super) recording: Option<&'a RecordingHandle>,
+    pub(super) record_input: bool,
+    /// Messages taken off the queue while waiting that are not the gate's: the uplink
+    /// handles them next, in order.
+    pub(super) deferred: &'a mut VecDeque<Uplink>,
+}
+
+/// The upstream channel is gone, or the session is ending: stop relaying.
+#[derive(Debug)]
+pub(super) struct Stop;
+
+/// The gate of one terminal channel.
+pub(super) struct Gate {
+    broker: Arc<Broker>,
+    session: Arc<SessionShared>,
+    channel: String,
+    role: String,
+    target: String,
+    screen: Arc<Screen>,
+    /// To show the bastion's words on the client's terminal, in order with the output.
+    say: mpsc::Sender<Downlink>,
+    keys: KeyLine,
+    /// The cursor row before the cursor when the line's first key went up: the prompt.
+    prompt: Option<String>,
+    /// Output pieces seen when the line's first key went up (later ones may be its echo).
+    line_mark: u64,
+    /// When the last key went up, and the output count then.
+    last_sent: Instant,
+    last_sent_seq: u64,
+    /// Keystrokes not recorded yet: they wait until the upstream is seen echoing.
+    held: Vec<Bytes>,
+    /// After a discarded line: the output count then, and the latest time to drop input.
+    discarding: Option<(u64, Instant)>,
+}
+
+/// The line as read at Enter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Reading {
+    /// What is audited and shown.
+    line: String,
+    /// Every version to check (screen and keystrokes).
+    candidates: Vec<String>,
+    /// The keystrokes and the screen disagree (or the keystrokes could not be followed).
+    uncertain: bool,
+}
+
+/// What to do with a line.
+enum Verdict {
+    Run,
+    Discard,
+    Stop,
+}
+
+impl Gate {
+    pub(super) fn new(
+        broker: Arc<Broker>,
+        session: Arc<SessionShared>,
+        channel: String,
+        screen: Arc<Screen>,
+        say: mpsc::Sender<Downlink>,
+    ) -> Self {
+        Self {
+            role: session.role.get().cloned().unwrap_or_default(),
+            target: session.target().unwrap_or_default().to_owned(),
+            broker,
+            session,
+            channel,
+            screen,
+            say,
+            keys: KeyLine::default(),
+            prompt: None,
+            line_mark: 0,
+            last_sent: Instant::now(),
+            last_sent_seq: 0,
+            held: Vec::new(),
+            discarding: None,
+        }
+    }
+
+    /// The client's terminal was resized.
+    pub(super) fn resize(&self, rows: u32, cols: u32) {
+        self.screen.resize(rows, cols);
+    }
+
+    /// Client data on its way upstream.
+    pub(super) async fn data(&mut self, data: Bytes, io: &mut GateIo<'_>) -> Result<(), Stop> {
+        if let Some((mark, until)) = self.discarding {
+            if self.screen.progress().0 <= mark && Instant::now() < until {
+                tracing::debug!(bytes = data.len(), "input dropped after a discarded line");
+                return Ok(());
+            }
+            self.discarding = None;
+        }
+        if self.screen.alternate() {
+            // A full-screen program: its keys are not command lines.
+            self.keys.reset();
+            self.flush_held(io, false).await;
+            return self.send(data, io).await;
+        }
+        let mut start = 0;
+        for at in 0..data.len() {
+            if !self.keys.touched() {
+                self.start_line();
+            }
+            if self.keys.needs_sync() {
+                // Completion or history changed the line: hold the next keys until the
+                // shell has shown the result, and continue the model from the screen.
+                self.send(data.slice(start..at), io).await?;
+                start = at;
+                self.sync_keys().await;
+            }
+            match self.keys.feed(data[at]) {
+                Key::Edit => {}
+                Key::Cancel => {
+                    // The shell drops the line; anything held was part of it.
+                    self.flush_held(io, false).await;
+                }
+                Key::Submit => {
+                    self.send(data.slice(start..at), io).await?;
+                    start = at + 1;
+                    match self.decide(io).await? {
+                        Verdict::Run => self.send(data.slice(at..=at), io).await?,
+                        Verdict::Discard => {
+                            self.discard(io).await?;
+                            return Ok(());
+                        }
+                        Verdict::Stop => return Err(Stop),
+                    }
+                    self.keys.reset();
+                }
+            }
+        }
+        if start < data.len() {
+            self.send(data.slice(start..), io).await?;
+        }
+        Ok(())
+    }
+
+    fn start_line(&mut self) {
+        let line = self.screen.cursor_line();
+        self.prompt = Some(line.before_cursor).filter(|p| !p.trim().is_empty());
+        self.line_mark = self.screen.progress().0;
+    }
+
+    fn echo_seen(&self) -> bool {
+        self.screen.progress().0 > self.line_mark
+    }
+
+    /// Sends bytes upstream, recording them as input (held until the echo is seen).
+    async fn send(&mut self, data: Bytes, io: &mut GateIo<'_>) -> Result<(), Stop> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.echo_seen() {
+            self.flush_held(io, false).await;
+            record_input(io, data.clone()).await;
+        } else {
+            self.held.push(data.clone());
+        }
+        self.last_sent = Instant::now();
+        self.last_sent_seq = self.screen.progress().0;
+        tokio::select! {
+            result = io.upstream.data_bytes(data) => result.map_err(|_| Stop),
+            () = self.session.control.ended() => Err(Stop),
+        }
+    }
+
+    /// Records the held keystrokes, as typed or redacted.
+    async fn flush_held(&mut self, io: &mut GateIo<'_>, redact: bool) {
+        let held = std::mem::take(&mut self.held);
+        if held.is_empty() {
+            return;
+        }
+        if redact {
+            record_input(io, Bytes::from_static(REDACTED)).await;
+        } else {
+            for data in held {
+                record_input(io, data).await;
+            }
+        }
+    }
+
+    /// Waits until the screen shows the line: the shell has reacted to the last key sent and
+    /// gone quiet. Returns whether it caught up (false: it did not react in time).
+    async fn settle(&self) -> bool {
+        let started = Instant::now();
+        loop {
+            let notified = self.screen.output.notified();
+            let (seq, last_output) = self.screen.progress();
+            let reacted = seq > self.last_sent_seq;
+            if reacted
+                && let Some(keys) = self.keys.reading()
+                && let Some(last) = keys.last()
+                && self.screen_readings().iter().any(|l| l == last.trim())
+            {
+                return true;
+            }
+            let now = Instant::now();
+            let deadline = if self.echo_seen() {
+                started + ECHO_WAIT
+            } else {
+                started + BLIND_WAIT
+            };
+            let quiet_until = last_output.map_or(now, |o| o + ECHO_QUIET);
+            if reacted && now >= quiet_until {
+                return true;
+            }
+            if now >= deadline {
+                return reacted;
+            }
+            let wake = if reacted {
+                quiet_until.min(deadline)
+            } else {
+                deadline
+            };
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep_until(wake.into()) => {}
+                () = self.session.control.ended() => return reacted,
+            }
+        }
+    }
+
+    /// Waits for the shell to show what the last keys did, then takes the line and cursor
+    /// from the screen as the keystroke model's new start.
+    async fn sync_keys(&mut self) {
+        if !self.settle().await {
+            return;
+        }
+        let line = self.screen.cursor_line();
+        let prompt_len = match &self.prompt {
+            Some(prompt) if line.text.starts_with(prompt.as_str()) => prompt.chars().count(),
+            _ => match ["$ ", "# ", "% ", "> "]
+                .iter()
+                .filter_map(|m| line.text.find(m).map(|at| at + m.len()))
+                .min()
+            {
+                Some(at) => line.text[..at].chars().count(),
+                None => return,
+            },
+        };
+        let Some(cursor) = line.before_cursor.chars().count().checked_sub(prompt_len) else {
+            return;
+        };
+        let command: String = line.text.chars().skip(prompt_len).collect();
+        self.keys.resync(&command, cursor);
+    }
+
+    /// The command as the screen shows it: the cursor's line without its prompt (the prompt
+    /// seen when the line began, or else up to the first `$ `, `# `, `% ` or `> `).
+    fn screen_readings(&self) -> Vec<String> {
+        let line = self.screen.cursor_line();
+        let mut readings = Vec::new();
+        if let Some(prompt) = &self.prompt
+            && let Some(rest) = line.text.strip_prefix(prompt.as_str())
+        {
+            readings.push(rest.trim().to_owned());
+        }
+        let marker = ["$ ", "# ", "% ", "> "]
+            .iter()
+            .filter_map(|m| line.text.find(m).map(|at| at + m.len()))
+            .min();
+        if let Some(at) = marker {
+            readings.push(line.text[at..].trim().to_owned());
+        }
+        if readings.is_empty() {
+            readings.push(line.text.trim().to_owned());
+        }
+        readings.dedup();
+        readings
+    }
+
+    fn reading(&self) -> Reading {
+        let screen = self.screen_readings();
+        let keys = self.keys.reading();
+        let typed: Vec<String> = keys
+            .iter()
+            .flatten()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect();
+        let uncertain = match (&keys, typed.last()) {
+            (None, _) => true,
+            (Some(_), Some(last)) => !screen.iter().any(|s| s == last),
+            (Some(_), None) => screen.iter().any(|s| !s.is_empty()),
+        };
+        let line = if typed.len() > 1 {
+            typed.join("\n")
+        } else {
+            screen
+                .first()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .or_else(|| typed.last().cloned())
+                .unwrap_or_default()
+        };
+        let mut candidates = screen;
+        candidates.extend(typed);
+        candidates.retain(|c| !c.is_empty());
+        candidates.dedup();
+        Reading {
+            line,
+            candidates,
+            uncertain,
+        }
+    }
+
+    /// At Enter: reads the line and applies the rules.
+    async fn decide(&mut self, io: &mut GateIo<'_>) -> Result<Verdict, Stop> {
+        let caught_up = self.settle().await;
+        tracing::debug!(echo = self.echo_seen(), reading = ?self.reading(), prompt = ?self.prompt, "line submitted");
+        if !self.echo_seen() {
+            // Typed blind (a password prompt): not a command; the keys are not kept.
+            self.flush_held(io, true).await;
+            return Ok(Verdict::Run);
+        }
+        self.flush_held(io, false).await;
+        let reading = self.reading();
+        if !caught_up
+            && self.keys.reading().is_none()
+            && self.broker.command_rules.any_for(&self.role, &self.target)
+        {
+            // Completion or history made the line, and the screen has not shown it yet:
+            // what would run cannot be read, so it does not run.
+            self.audit(&reading, None, CommandAction::Deny, "unreadable");
+            self.tell("this line could not be read in time (the terminal did not answer); it was not run — press Up to get it back").await;
+            return Ok(Verdict::Discard);
+        }
+        if reading.candidates.is_empty() {
+            return Ok(Verdict::Run);
+        }
+        let rules = &self.broker.command_rules;
+        let matched = rules.evaluate_readings(
+            &self.role,
+            &self.target,
+            reading.candidates.iter().map(String::as_str),
+        );
+        let Some((rule, _)) = matched else {
+            self.ran(io, &reading, None, CommandAction::Allow).await;
+            return Ok(Verdict::Run);
+        };
+        let rule = rule.clone();
+        match rule.action {
+            CommandAction::Allow | CommandAction::Log => {
+                self.ran(io, &reading, Some(&rule), rule.action).await;
+                Ok(Verdict::Run)
+            }
+            CommandAction::Warn => self.confirm(io, &reading, &rule).await,
+            CommandAction::Review => self.review(io, &reading, &rule).await,
+            CommandAction::Deny => {
+                self.blocked(io, &reading, &rule, "blocked").await;
+                self.tell(&format!("blocked by {}", rule.describe())).await;
+                Ok(Verdict::Discard)
+            }
+            CommandAction::Terminate => {
+                self.blocked(io, &reading, &rule, "terminated").await;
+                self.session.control.end(EndReason::CommandRule {
+                    rule: rule.name.clone(),
+                    message: rule.message.clone().unwrap_or_default(),
+                });
+                Ok(Verdict::Stop)
+            }
+        }
+    }
+
+    /// A line that runs: audited and marked in the recording.
+    async fn ran(
+        &self,
+        io: &GateIo<'_>,
+        reading: &Reading,
+        rule: Option<&CommandRule>,
+        action: CommandAction,
+    ) {
+        self.audit(reading, rule, action, "ran");
+        if let Some(recording) = io.recording {
+            let _ = recording.marker(format!("$ {}", reading.line)).await;
+        }
+    }
+
+    async fn blocked(&self, io: &GateIo<'_>, reading: &Reading, rule: &CommandRule, outcome: &str) {
+        self.audit(reading, Some(rule), rule.action, outcome);
+        Metrics::count(&self.broker.metrics.commands_blocked_total);
+        tracing::warn!(
+            parent: &self.session.span,
+            rule = %rule.name,
+            line = %reading.line,
+            outcome,
+            "ALERT: command stopped by a rule"
+        );
+        if let Some(recording) = io.recording {
+            let _ = recording
+                .marker(format!("{outcome} by rule {}: {}", rule.name, reading.line))
+                .await;
+        }
+    }
+
+    fn audit(
+        &self,
+        reading: &Reading,
+        rule: Option<&CommandRule>,
+        action: CommandAction,
+        outcome: &str,
+    ) {
+        self.broker.audit.record(
+            self.session
+                .audit("command")
+                .with("channel", &self.channel)
+                .with("role", &self.role)
+                .with("kind", "line")
+                .with("line", &reading.line)
+                .with("rule", rule.map(|r| r.name.as_str()))
+                .with("action", action.as_str())
+                .with("outcome", outcome)
+                .with("uncertain", reading.uncertain),
+        );
+    }
+
+    /// Shows `text` from the bastion on the client's terminal.
+    async fn tell(&self, text: &str) {
+        let _ = self.say.send(Downlink::Say(text.to_owned())).await;
+    }
+
+    /// Drops the typed line upstream (Ctrl-C: the shell discards it and shows a fresh
+    /// prompt) and whatever the client sent after it.
+    async fn discard(&mut self, io: &mut GateIo<'_>) -> Result<(), Stop> {
+        self.keys.reset();
+        while let Ok(message) = io.queue.try_recv() {
+            match message {
+                Uplink::Data(data) => io.flow.drained(data.len()),
+                other => io.deferred.push_back(other),
+            }
+        }
+        self.discarding = Some((
+            self.screen.progress().0,
+            Instant::now() + DISCARD_AFTER_BLOCK,
+        ));
+        tokio::select! {
+            result = io.upstream.data_bytes(Bytes::from_static(b"\x03")) => result.map_err(|_| Stop),
+            () = self.session.control.ended() => Err(Stop),
+        }
+    }
+
+    /// The next client keystrokes, while the gate waits; other messages are deferred.
+    async fn next_keys(&self, io: &mut GateIo<'_>) -> Option<Bytes> {
+        loop {
+            let message = tokio::select! {
+                message = io.queue.recv() => message?,
+                () = self.session.control.ended() => return None,
+            };
+            match message {
+                Uplink::Data(data) => {
+                    io.flow.drained(data.len());
+                    return Some(data);
+                }
+                Uplink::Close | Uplink::Eof => {
+                    io.deferred.push_back(message);
+                    return None;
+                }
+                other => io.deferred.push_back(other),
+            }
+        }
+    }
+
+    /// `warn`: asks y/N; runs the line on y.
+    async fn confirm(
+        &mut self,
+        io: &mut GateIo<'_>,
+        reading: &Reading,
+        rule: &CommandRule,
+    ) -> Result<Verdict, Stop> {
+        self.tell(&format!("{} — run it anyway? [y/N]", rule.describe()))
+            .await;
+        let answer = tokio::time::timeout(CONFIRM_WAIT, self.next_keys(io))
+            .await
+            .ok()
+            .flatten();
+        let yes = answer
+            .as_ref()
+            .and_then(|keys| keys.first())
+            .is_some_and(|b| b.eq_ignore_ascii_case(&b'y'));
+        if yes {
+            self.tell("confirmed; running it").await;
+            self.audit(reading, Some(rule), rule.action, "confirmed");
+            self.ran(io, reading, Some(rule), rule.action).await;
+            Ok(Verdict::Run)
+        } else {
+            self.tell("not run").await;
+            self.audit(reading, Some(rule), rule.action, "declined");
+            Ok(Verdict::Discard)
+        }
+    }
+
+    /// `review`: holds the line until an approver decides (Ctrl-C withdraws it).
+    async fn review(
+        &mut self,
+        io: &mut GateIo<'_>,
+        reading: &Reading,
+        rule: &CommandRule,
+    ) -> Result<Verdict, Stop> {
+        let approvers = if rule.approvers.is_empty() {
+            self.broker.policy.approvers_of(&self.role)
+        } else {
+            rule.approvers.clone()
+        };
+        let wait = self.broker.config.access.approval_wait;
+        let user = self.session.user().unwrap_or_default().to_owned();
+        let request = match self.broker.jit.request_command(
+            &self.session.id,
+            &user,
+            &self.target,
+            &self.role,
+            &reading.line,
+            &rule.name,
+            approvers.clone(),
+            wait,
+            SystemTime::now(),
+        ) {
+            Ok(request) => request,
+            Err(error) => {
+                tracing::error!(%error, "cannot hold a command for review");
+                self.tell(&format!(
+                    "{} needs approval, but the request could not be recorded; not run",
+                    rule.describe()
+                ))
+                .await;
+                return Ok(Verdict::Discard);
+            }
+        };
+        let id = request.id;
+        self.broker.audit.record(
+            self.session
+                .audit("request.created")
+                .with("request", id)
+                .with("kind", "command")
+                .with("line", &reading.line)
+                .with("rule", &rule.name)
+                .with("approvers", &approvers),
+        );
+        self.tell(&format!(
+            "{} — request #{id} waits for approval by {}… (Ctrl-C withdraws it)",
+            rule.describe(),
+            approvers.join(", ")
+        ))
+        .await;
+        let Some(mut watch) = self.broker.jit.watch(id) else {
+            return Ok(Verdict::Discard);
+        };
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        let state = loop {
+            let state = watch.borrow_and_update().clone();
+            if state != RequestState::Pending {
+                break state;
+            }
+            tokio::select! {
+                changed = watch.changed() => {
+                    if changed.is_err() {
+                        break self.broker.jit.request(id).map(|r| r.state).unwrap_or(RequestState::Expired);
+                    }
+                }
+                keys = self.next_keys(io) => {
+                    let interrupted = keys.as_ref().is_none_or(|k| k.contains(&0x03));
+                    if interrupted {
+                        let _ = crate::ops::jit::cancel(&self.broker, id, &user);
+                        break RequestState::Cancelled;
+                    }
+                }
+                () = &mut deadline => {
+                    let _ = crate::ops::jit::cancel(&self.broker, id, &user);
+                    break RequestState::Expired;
+                }
+                () = self.session.control.ended() => return Err(Stop),
+            }
+        };
+        match state {
+            RequestState::Approved { .. } => {
+                self.tell(&format!("request #{id} approved; running it"))
+                    .await;
+                self.ran(io, reading, Some(rule), rule.action).await;
+                Ok(Verdict::Run)
+            }
+            RequestState::Denied { by, reason } => {
+                self.tell(&format!("request #{id} denied by {by}: {reason}; not run"))
+                    .await;
+                self.audit(reading, Some(rule), rule.action, "denied");
+                Ok(Verdict::Discard)
+            }
+            _ => {
+                self.tell(&format!("request #{id} was not approved; not run"))
+                    .await;
+                self.audit(reading, Some(rule), rule.action, "not approved");
+                Ok(Verdict::Discard)
+            }
+        }
+    }
+}
+
+async fn record_input(io: &GateIo<'_>, data: Bytes) {
+    if io.record_input
+        && let Some(recording) = io.recording
+    {
+        let _ = recording.input(data).await;
+    }
+}

@@ -1,0 +1,302 @@
+//! The client's terminal as the upstream drew it: a vt100 emulator fed with the channel's
+//! output, read when a line is about to run.
+//!
+//! The downlink only appends output to a bounded buffer (and notes switches to and from the
+//! alternate screen, which is a cheap scan for ESC); the emulator parses it when someone
+//! asks. A flood of output (`cat` of a large file) therefore costs a copy, not a parse, and
+//! only its tail — which is all a screen can show — is parsed at the next Enter.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU16;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use tokio::sync::Notify;
+
+/// Output kept unparsed at most; older output cannot be on the screen any more.
+const MAX_PENDING: usize = 256 * 1024;
+
+/// Shared by the downlink (writes output) and the uplink's gate (reads the screen).
+#[derive(Debug)]
+pub struct Screen {
+    state: Mutex<State>,
+    /// Woken on every piece of output.
+    pub output: Notify,
+}
+
+struct State {
+    parser: vt100::Parser,
+    pending: VecDeque<u8>,
+    /// `pending` lost its beginning: parse its tail on a fresh emulator.
+    truncated: bool,
+    alternate: AlternateScan,
+    /// Output pieces so far.
+    seq: u64,
+    last_output: Option<Instant>,
+    size: (NonZeroU16, NonZeroU16),
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("pending", &self.pending.len())
+            .field("seq", &self.seq)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A line of the screen around the cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CursorLine {
+    /// The logical line the cursor is on (wrapped rows joined), without trailing blanks.
+    pub text: String,
+    /// How much of `text` lies before the cursor.
+    pub before_cursor: String,
+}
+
+fn dimension(value: u32, fallback: u16) -> NonZeroU16 {
+    NonZeroU16::new(u16::try_from(value).unwrap_or(u16::MAX))
+        .or(NonZeroU16::new(fallback))
+        .unwrap_or(NonZeroU16::MIN)
+}
+
+impl Screen {
+    /// A screen of `rows` × `cols` (the client's pty).
+    pub fn new(rows: u32, cols: u32) -> Self {
+        let size = (dimension(rows, 24), dimension(cols, 80));
+        Self {
+            state: Mutex::new(State {
+                parser: vt100::Parser::new(size.0, size.1, 0),
+                pending: VecDeque::new(),
+                truncated: false,
+                alternate: AlternateScan::default(),
+                seq: 0,
+                last_output: None,
+                size,
+            }),
+            output: Notify::new(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Output from the upstream, on its way to the client.
+    pub fn feed(&self, bytes: &[u8]) {
+        {
+            let mut state = self.state();
+            state.alternate.scan(bytes);
+            if bytes.len() >= MAX_PENDING {
+                state.pending.clear();
+                state.pending.extend(&bytes[bytes.len() - MAX_PENDING..]);
+                state.truncated = true;
+            } else {
+                let excess = (state.pending.len() + bytes.len()).saturating_sub(MAX_PENDING);
+                if excess > 0 {
+                    state.pending.drain(..excess);
+                    state.truncated = true;
+                }
+                state.pending.extend(bytes);
+            }
+            state.seq += 1;
+            state.last_output = Some(Instant::now());
+        }
+        self.output.notify_waiters();
+    }
+
+    /// The client's terminal was resized.
+    pub fn resize(&self, rows: u32, cols: u32) {
+        let mut state = self.state();
+        state.parse();
+        state.size = (dimension(rows, 24), dimension(cols, 80));
+        let (rows, cols) = state.size;
+        state.parser.screen_mut().set_size(rows, cols);
+    }
+
+    /// Output pieces seen so far, and when the last arrived.
+    pub fn progress(&self) -> (u64, Option<Instant>) {
+        let state = self.state();
+        (state.seq, state.last_output)
+    }
+
+    /// Whether a full-screen program (vim, less, top) has the alternate screen.
+    pub fn alternate(&self) -> bool {
+        self.state().alternate.on
+    }
+
+    /// The logical line under the cursor.
+    pub fn cursor_line(&self) -> CursorLine {
+        let mut state = self.state();
+        state.parse();
+        let screen = state.parser.screen();
+        let (row, col) = screen.cursor_position();
+        let (_, cols) = screen.size();
+        let cols = cols.get();
+        let mut first = row;
+        while first > 0 && screen.row_wrapped(first - 1) {
+            first -= 1;
+        }
+        let mut last = row;
+        let (rows, _) = screen.size();
+        while last + 1 < rows.get() && screen.row_wrapped(last) {
+            last += 1;
+        }
+        let row_text = |r: u16, from: u16, width: u16| {
+            screen
+                .rows(from, width)
+                .nth(usize::from(r))
+                .unwrap_or_default()
+        };
+        let mut text = String::new();
+        let mut before_cursor = String::new();
+        for r in first..=last {
+            let full = row_text(r, 0, cols);
+            if r < row {
+                before_cursor.push_str(&full);
+            } else if r == row {
+                before_cursor.push_str(&row_text(r, 0, col.min(cols)));
+            }
+            text.push_str(&full);
+        }
+        CursorLine {
+            text: text.trim_end().to_owned(),
+            before_cursor,
+        }
+    }
+}
+
+impl State {
+    /// Brings the emulator up to date with the pending output.
+    fn parse(&mut self) {
+        if self.truncated {
+            let (rows, cols) = self.size;
+            self.parser = vt100::Parser::new(rows, cols, 0);
+            if self.alternate.on {
+                self.parser.process(b"\x1b[?1049h");
+            }
+            self.truncated = false;
+        }
+        let (front, back) = self.pending.as_slices();
+        self.parser.process(front);
+        self.parser.process(back);
+        self.pending.clear();
+    }
+}
+
+/// Follows switches to and from the alternate screen (`CSI ? 1049 h/l`, also 1047 and 47)
+/// across pieces of output, by looking only at escape sequences.
+#[derive(Debug, Default)]
+struct AlternateScan {
+    on: bool,
+    /// An escape sequence cut off at the end of the last piece.
+    carry: Vec<u8>,
+}
+
+impl AlternateScan {
+    const LONGEST: usize = 8; // "\x1b[?1049h"
+
+    fn scan(&mut self, bytes: &[u8]) {
+        if !self.carry.is_empty() {
+            let take = bytes.len().min(Self::LONGEST);
+            let mut joined = std::mem::take(&mut self.carry);
+            joined.extend_from_slice(&bytes[..take]);
+            // Only sequences that start in the carried part are looked at here.
+            let starts = joined.len() - take;
+            for at in memchr::memchr_iter(0x1b, &joined[..starts]) {
+                self.sequence(&joined[at..]);
+            }
+        }
+        for at in memchr::memchr_iter(0x1b, bytes) {
+            let rest = &bytes[at..];
+            if rest.len() < Self::LONGEST && !self.sequence(rest) {
+                self.carry = rest.to_vec();
+            } else {
+                self.sequence(rest);
+            }
+        }
+    }
+
+    /// Applies the sequence at the start of `text`; false if `text` may be its cut-off start.
+    fn sequence(&mut self, text: &[u8]) -> bool {
+        for (code, on) in [
+            (&b"\x1b[?1049h"[..], true),
+            (b"\x1b[?1049l", false),
+            (b"\x1b[?1047h", true),
+            (b"\x1b[?1047l", false),
+            (b"\x1b[?47h", true),
+            (b"\x1b[?47l", false),
+        ] {
+            if text.starts_with(code) {
+                self.on = on;
+                return true;
+            }
+        }
+        let prefix_of_one = [&b"\x1b[?1049h"[..], b"\x1b[?1047h", b"\x1b[?47h"]
+            .iter()
+            .any(|code| {
+                let n = text.len().min(code.len());
+                text[..n] == code[..n] && text.len() < code.len()
+            })
+            || text.len() < 2;
+        !prefix_of_one
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_under_the_cursor_with_its_prompt() {
+        let screen = Screen::new(24, 80);
+        screen.feed(b"last output\r\nroot@vm:~# ls -la");
+        assert_eq!(
+            screen.cursor_line(),
+            CursorLine {
+                text: "root@vm:~# ls -la".into(),
+                before_cursor: "root@vm:~# ls -la".into()
+            }
+        );
+        // The cursor moved back into the line (readline redraws with BS).
+        screen.feed(b"\x08\x08\x08");
+        let line = screen.cursor_line();
+        assert_eq!(line.text, "root@vm:~# ls -la");
+        assert_eq!(line.before_cursor, "root@vm:~# ls ");
+    }
+
+    #[test]
+    fn wrapped_lines_are_joined() {
+        let screen = Screen::new(5, 10);
+        screen.feed(b"$ echo 0123456789abcdef");
+        assert_eq!(screen.cursor_line().text, "$ echo 0123456789abcdef");
+    }
+
+    #[test]
+    fn a_flood_is_kept_only_by_its_tail() {
+        let screen = Screen::new(24, 80);
+        let flood = "line of output\r\n".repeat(100_000);
+        screen.feed(flood.as_bytes());
+        screen.feed(b"$ whoami");
+        assert_eq!(screen.cursor_line().text, "$ whoami");
+        assert!(screen.state().pending.is_empty());
+    }
+
+    #[test]
+    fn the_alternate_screen_is_followed_even_across_pieces_and_floods() {
+        let screen = Screen::new(24, 80);
+        screen.feed(b"$ vim\r\n\x1b[?10");
+        screen.feed(b"49h\x1b[H~ text");
+        assert!(screen.alternate());
+        screen.feed("x".repeat(MAX_PENDING * 2).as_bytes());
+        assert!(screen.alternate());
+        screen.cursor_line();
+        assert!(screen.state().parser.screen().alternate_screen());
+        screen.feed(b"\x1b[?1049l$ ");
+        assert!(!screen.alternate());
+        screen.feed(b"\x1b[?47h");
+        assert!(screen.alternate());
+    }
+}

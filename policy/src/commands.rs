@@ -1,0 +1,228 @@
+//! Command control: which rule a command line meets in a role's session on a target.
+//!
+//! Rules are evaluated in config order and the first that matches decides. All patterns are
+//! compiled into one [`RegexSet`], so a line is scanned once however many rules there are;
+//! the role and target globs are only consulted for the patterns that matched.
+
+use portcullis_config::{CommandAction, Config};
+use regex::RegexSet;
+
+use crate::access::PolicyError;
+use crate::glob;
+
+/// One rule, ready to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRule {
+    /// Its name, shown to the user and audited.
+    pub name: String,
+    /// What happens to a matching line.
+    pub action: CommandAction,
+    /// What the user is told.
+    pub message: Option<String>,
+    /// For `review`: who approves (empty: the session role's approvers).
+    pub approvers: Vec<String>,
+    roles: Vec<String>,
+    targets: Vec<String>,
+}
+
+impl CommandRule {
+    fn applies(&self, role: &str, target: &str) -> bool {
+        let covers = |patterns: &[String], name: &str| {
+            patterns.is_empty() || patterns.iter().any(|p| glob::matches(p, name))
+        };
+        covers(&self.roles, role) && covers(&self.targets, target)
+    }
+
+    /// `blocked by rule NAME: MESSAGE` (or without the message).
+    pub fn describe(&self) -> String {
+        match &self.message {
+            Some(message) => format!("rule {}: {message}", self.name),
+            None => format!("rule {}", self.name),
+        }
+    }
+}
+
+/// Every command rule of a configuration.
+#[derive(Debug, Clone)]
+pub struct CommandRules {
+    rules: Vec<CommandRule>,
+    patterns: RegexSet,
+}
+
+impl Default for CommandRules {
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            patterns: RegexSet::empty(),
+        }
+    }
+}
+
+impl CommandRules {
+    /// Compiles the rules of a validated config (an invalid pattern is reported, not trusted).
+    pub fn new(config: &Config) -> Result<Self, PolicyError> {
+        for rule in &config.command_rules {
+            regex::Regex::new(&rule.pattern).map_err(|e| PolicyError {
+                what: "command rule",
+                name: rule.name.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        let patterns = RegexSet::new(config.command_rules.iter().map(|r| r.pattern.as_str()))
+            .map_err(|e| PolicyError {
+                what: "command rules",
+                name: String::new(),
+                message: e.to_string(),
+            })?;
+        let rules = config
+            .command_rules
+            .iter()
+            .map(|rule| CommandRule {
+                name: rule.name.clone(),
+                action: rule.action,
+                message: rule.message.clone(),
+                approvers: rule.approvers.clone(),
+                roles: rule.roles.clone(),
+                targets: rule.targets.clone(),
+            })
+            .collect();
+        Ok(Self { rules, patterns })
+    }
+
+    /// Whether any rule applies to sessions of `role` on `target` (if none, lines need not
+    /// be watched for rules, only audited).
+    pub fn any_for(&self, role: &str, target: &str) -> bool {
+        self.rules.iter().any(|r| r.applies(role, target))
+    }
+
+    /// The rule `line` meets in a `role` session on `target`: the first in config order whose
+    /// pattern matches and which applies there. `None`: no rule, the line runs.
+    pub fn evaluate(&self, role: &str, target: &str, line: &str) -> Option<&CommandRule> {
+        if self.rules.is_empty() {
+            return None;
+        }
+        self.patterns
+            .matches(line)
+            .into_iter()
+            .map(|index| &self.rules[index])
+            .find(|rule| rule.applies(role, target))
+    }
+
+    /// For several readings of one line (what the screen shows, what was typed): the most
+    /// severe rule any of them meets, with the reading that met it.
+    pub fn evaluate_readings<'a, 'l>(
+        &'a self,
+        role: &str,
+        target: &str,
+        readings: impl IntoIterator<Item = &'l str>,
+    ) -> Option<(&'a CommandRule, &'l str)> {
+        readings
+            .into_iter()
+            .filter_map(|line| self.evaluate(role, target, line).map(|rule| (rule, line)))
+            .max_by_key(|(rule, _)| rule.action)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(toml: &str) -> CommandRules {
+        let config = portcullis_config::from_toml_str(&format!(
+            r#"
+[[roles]]
+name = "ops"
+members = []
+targets = ["*"]
+approvers = ["ops"]
+[[roles]]
+name = "dba"
+members = []
+targets = ["*"]
+{toml}"#
+        ))
+        .unwrap();
+        CommandRules::new(&config).unwrap()
+    }
+
+    const RULES: &str = r#"
+[[command_rules]]
+name = "shutdown-ok-for-ops"
+roles = ["ops"]
+pattern = '^\s*shutdown\b'
+action = "warn"
+[[command_rules]]
+name = "no-shutdown"
+pattern = '^\s*(sudo\s+)?shutdown\b'
+action = "deny"
+message = "not here"
+[[command_rules]]
+name = "prod-only-review"
+targets = ["*-prod"]
+pattern = 'systemctl\s+restart'
+action = "review"
+approvers = ["ops"]
+[[command_rules]]
+name = "bye"
+pattern = 'forbidden-terminate'
+action = "terminate"
+"#;
+
+    #[test]
+    fn the_first_applicable_rule_in_order_decides() {
+        let r = rules(RULES);
+        let name = |role, target, line| r.evaluate(role, target, line).map(|x| x.name.as_str());
+        assert_eq!(
+            name("ops", "web01", "shutdown -h now"),
+            Some("shutdown-ok-for-ops")
+        );
+        assert_eq!(name("dba", "web01", "shutdown -h now"), Some("no-shutdown"));
+        assert_eq!(
+            name("ops", "web01", "sudo shutdown -h now"),
+            Some("no-shutdown")
+        );
+        assert_eq!(name("dba", "web01", "echo shutdown"), None);
+        assert_eq!(
+            name("dba", "db-prod", "systemctl restart pg"),
+            Some("prod-only-review")
+        );
+        assert_eq!(name("dba", "db-test", "systemctl restart pg"), None);
+        let deny = r.evaluate("dba", "x", "shutdown").unwrap();
+        assert_eq!(deny.describe(), "rule no-shutdown: not here");
+        assert_eq!(deny.action, CommandAction::Deny);
+    }
+
+    #[test]
+    fn the_most_severe_reading_wins() {
+        let r = rules(RULES);
+        let (rule, line) = r
+            .evaluate_readings(
+                "ops",
+                "db-prod",
+                ["systemctl restart x", "ls", "forbidden-terminate"],
+            )
+            .unwrap();
+        assert_eq!(rule.name, "bye");
+        assert_eq!(line, "forbidden-terminate");
+        assert!(
+            r.evaluate_readings("ops", "db-prod", ["ls", "pwd"])
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn no_rules_means_everything_runs() {
+        let r = rules("");
+        assert!(r.evaluate("ops", "web01", "rm -rf /").is_none());
+        assert!(!r.any_for("ops", "web01"));
+        assert!(rules(RULES).any_for("dba", "web01"));
+    }
+
+    #[test]
+    fn actions_order_by_severity() {
+        use CommandAction::*;
+        let mut actions = vec![Terminate, Allow, Review, Deny, Log, Warn];
+        actions.sort();
+        assert_eq!(actions, vec![Allow, Log, Warn, Review, Deny, Terminate]);
+    }
+}

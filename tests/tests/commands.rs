@@ -1,0 +1,556 @@
+//! Command control with a real bash upstream in tmux: forbidden lines are stopped however
+//! they were typed (plainly, edited, recalled, completed, pasted), warned lines ask first,
+//! reviewed lines wait for a second person, a terminating rule ends the session, exec
+//! commands are checked before they reach the upstream; what runs is audited, marked in the
+//! recording and searchable; secrets typed at a no-echo prompt are redacted.
+//!
+//! Every "blocked" check uses a harmless sentinel: `touch` of a marker file in a temp dir,
+//! then the file must not exist. A gate that failed would create an empty file, nothing worse.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use portcullis_tests::{Keypair, Tmux, World};
+
+const READER: &str = "reader-token-0123456789";
+
+const RULES: &str = r#"
+[[command_rules]]
+name = "no-forbidden"
+pattern = 'touch\s+\S*forbidden-'
+action = "deny"
+message = "forbidden markers are not allowed"
+
+[[command_rules]]
+name = "no-forbidden-upload"
+pattern = '^scp\s.*-t\s.*forbidden-'
+action = "deny"
+message = "no uploads there"
+
+[[command_rules]]
+name = "confirm-warned"
+pattern = 'touch\s+\S*warned-'
+action = "warn"
+message = "warned markers need a second thought"
+
+[[command_rules]]
+name = "review-reviewed"
+pattern = 'touch\s+\S*reviewed-'
+action = "review"
+approvers = ["secops"]
+
+[[command_rules]]
+name = "end-it"
+pattern = 'touch\s+\S*terminate-'
+action = "terminate"
+message = "that ends your session"
+
+[[command_rules]]
+name = "note-listings"
+pattern = '^ls\b'
+action = "log"
+"#;
+
+struct Gate {
+    world: World,
+    bob: Keypair,
+    /// Where the sentinels go.
+    dir: PathBuf,
+}
+
+fn gate() -> Gate {
+    let mut bob = None;
+    let world = World::start(|config, _, scratch| {
+        let key = Keypair::generate(scratch.path(), "bob");
+        config
+            .user("bob", &[&key.public])
+            .role("secops", &["bob"], &["web01"])
+            .admin(&[("auditor", READER, &["read"])])
+            .raw(RULES);
+        bob = Some(key);
+    });
+    let dir = world.path("sentinels");
+    std::fs::create_dir_all(&dir).unwrap();
+    Gate {
+        world,
+        bob: bob.unwrap(),
+        dir,
+    }
+}
+
+impl Gate {
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    /// alice's interactive shell on web01, ready.
+    fn shell(&self) -> Tmux {
+        let tmux = Tmux::start(
+            &self.world.alice("alice+web01").shell_line(&["-tt"]),
+            120,
+            40,
+        );
+        tmux.line("echo ready-$((40+2))");
+        tmux.wait_for_text("ready-42", Duration::from_secs(20));
+        tmux
+    }
+
+    fn audit_commands(&self) -> Vec<serde_json::Value> {
+        self.world.bastion.audit_events("command")
+    }
+
+    fn blocked_lines(&self) -> Vec<String> {
+        self.audit_commands()
+            .into_iter()
+            .filter(|e| e["outcome"] == "blocked")
+            .map(|e| e["line"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// Waits for the shell's prompt to be the last thing on the screen (after a refusal, or a
+/// full-screen program): what is typed before it would be dropped or eaten.
+fn prompt_back(tmux: &Tmux) {
+    let back = portcullis_tests::util::wait_for(Duration::from_secs(10), || {
+        let screen = tmux.screen();
+        let last = screen
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())?
+            .trim_end()
+            .to_owned();
+        (last.ends_with('#') || last.ends_with('$')).then_some(())
+    });
+    assert!(back.is_some(), "no prompt; screen:\n{}", tmux.screen());
+}
+
+/// The session is still usable: a command runs and shows its output.
+fn alive(tmux: &Tmux, tag: u32) {
+    prompt_back(tmux);
+    tmux.line(&format!("echo alive-$(({tag}+1000))"));
+    tmux.wait_for_text(&format!("alive-{}", tag + 1000), Duration::from_secs(10));
+}
+
+fn absent(path: &str) {
+    assert!(
+        !Path::new(path).exists(),
+        "{path} was created: the gate let it run"
+    );
+}
+
+#[test]
+fn a_plainly_typed_forbidden_line_is_stopped_and_the_session_goes_on() {
+    let gate = gate();
+    let tmux = gate.shell();
+    let target = gate.path("forbidden-1");
+    tmux.line(&format!("touch {target}"));
+    tmux.wait_for_text(
+        "portcullis: blocked by rule no-forbidden: forbidden markers are not allowed",
+        Duration::from_secs(10),
+    );
+    alive(&tmux, 1);
+    absent(&target);
+    assert_eq!(gate.blocked_lines(), vec![format!("touch {target}")]);
+    let event = gate
+        .audit_commands()
+        .into_iter()
+        .find(|e| e["outcome"] == "blocked")
+        .unwrap();
+    assert_eq!(event["rule"], "no-forbidden");
+    assert_eq!(event["action"], "deny");
+    assert_eq!(event["user"], "alice");
+    assert_eq!(event["target"], "web01");
+    assert!(
+        gate.world
+            .bastion
+            .log()
+            .contains("ALERT: command stopped by a rule")
+    );
+}
+
+#[test]
+fn lines_assembled_by_editing_recall_and_completion_are_read_as_they_will_run() {
+    let gate = gate();
+    let tmux = gate.shell();
+
+    // Typo fixed with the cursor keys: "tuch" → Home, Right, "o".
+    let edited = gate.path("forbidden-2");
+    tmux.type_text(&format!("tuch {edited}"));
+    tmux.keys(&["Home", "Right"]);
+    tmux.type_text("o");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for_text("blocked by rule no-forbidden", Duration::from_secs(10));
+    alive(&tmux, 2);
+    absent(&edited);
+
+    // Backspace and ^U.
+    let rubbed = gate.path("forbidden-3");
+    tmux.type_text("echo harmless");
+    tmux.keys(&["C-u"]);
+    tmux.type_text(&format!("touch {rubbed}x"));
+    tmux.keys(&["BSpace", "Enter"]);
+    alive(&tmux, 3);
+    absent(&rubbed);
+    assert_eq!(gate.blocked_lines().len(), 2, "{:?}", gate.blocked_lines());
+
+    // History recall: a harmless line, recalled and turned into a forbidden one.
+    let recalled = gate.path("forbidden-4");
+    tmux.line(&format!("ls {recalled} 2>/dev/null; echo listed-$((5*5))"));
+    tmux.wait_for_text("listed-25", Duration::from_secs(10));
+    tmux.keys(&["Up", "Home", "Delete", "Delete"]);
+    tmux.type_text("touch");
+    tmux.keys(&["Enter"]);
+    alive(&tmux, 4);
+    absent(&recalled);
+    assert!(
+        gate.blocked_lines()
+            .iter()
+            .any(|l| l.starts_with(&format!("touch {recalled}"))),
+        "{:?}",
+        gate.blocked_lines()
+    );
+
+    // Tab completion supplies the forbidden part: only the screen knows it.
+    let completed_dir = gate.path("zz-forbidden-dir");
+    std::fs::create_dir(&completed_dir).unwrap();
+    tmux.type_text(&format!("touch {}/zz", gate.dir.display()));
+    tmux.keys(&["Tab"]);
+    tmux.type_text("x");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for_text("blocked by rule no-forbidden", Duration::from_secs(10));
+    alive(&tmux, 5);
+    absent(&format!("{completed_dir}/x"));
+    assert!(
+        gate.blocked_lines()
+            .iter()
+            .any(|l| l == &format!("touch {completed_dir}/x")),
+        "{:?}",
+        gate.blocked_lines()
+    );
+}
+
+#[test]
+fn a_paste_is_checked_line_by_line_and_nothing_after_a_blocked_line_runs() {
+    let gate = gate();
+    let tmux = gate.shell();
+    let forbidden = gate.path("forbidden-5");
+    let after = gate.path("after-5");
+    tmux.paste(
+        &format!("echo first-$((2+3))\ntouch {forbidden}\ntouch {after}\necho third-$((3+4))\n"),
+        false,
+    );
+    tmux.wait_for_text("blocked by rule no-forbidden", Duration::from_secs(10));
+    tmux.wait_for_text("first-5", Duration::from_secs(5));
+    alive(&tmux, 6);
+    absent(&forbidden);
+    absent(&after);
+    assert!(!tmux.screen().contains("third-7"), "{}", tmux.screen());
+
+    // Bracketed (bash asks for it): the shell keeps the lines in one buffer, and none runs.
+    let bracketed = gate.path("forbidden-6");
+    let before = gate.path("before-6");
+    tmux.paste(&format!("touch {before}\ntouch {bracketed}\n"), true);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for_text(
+        "portcullis: blocked by rule no-forbidden",
+        Duration::from_secs(10),
+    );
+    alive(&tmux, 7);
+    absent(&bracketed);
+    absent(&before);
+}
+
+#[test]
+fn full_screen_programs_and_no_echo_prompts_are_left_alone_and_secrets_redacted() {
+    let gate = gate();
+    let tmux = gate.shell();
+    let notes = gate.path("notes.txt");
+    let looks_forbidden = gate.path("forbidden-7");
+    tmux.line(&format!("vi {notes}"));
+    tmux.wait_for_text("[New]", Duration::from_secs(10));
+    tmux.type_text("i");
+    tmux.type_text(&format!("touch {looks_forbidden}"));
+    tmux.keys(&["Enter"]);
+    tmux.type_text("second line");
+    tmux.keys(&["Escape"]);
+    tmux.type_text(":wq");
+    tmux.keys(&["Enter"]);
+    alive(&tmux, 8);
+    let written = std::fs::read_to_string(&notes).unwrap();
+    assert!(
+        written.contains(&format!("touch {looks_forbidden}")),
+        "{written:?}"
+    );
+    assert!(
+        gate.blocked_lines().is_empty(),
+        "{:?}",
+        gate.blocked_lines()
+    );
+
+    // A secret typed at a prompt that does not echo (read -s, like sudo or passwd).
+    tmux.line("read -s -p 'Password: ' secret; echo; echo got-${#secret}-chars");
+    tmux.wait_for_text("Password:", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    tmux.type_text("hunter2-sekrit");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for_text("got-14-chars", Duration::from_secs(10));
+    tmux.line("exit");
+    tmux.wait_exit(Duration::from_secs(20));
+    let cast = gate
+        .world
+        .bastion
+        .recordings()
+        .into_iter()
+        .find(|p| std::fs::read_to_string(p).unwrap().contains("got-"))
+        .unwrap();
+    let text = std::fs::read_to_string(&cast).unwrap();
+    assert!(!text.contains("hunter2"), "the secret is in the recording");
+    assert!(text.contains("[redacted]"), "{text}");
+    assert!(
+        !gate
+            .audit_commands()
+            .iter()
+            .any(|e| e["line"].as_str().unwrap_or_default().contains("hunter2")),
+        "the secret is in the audit log"
+    );
+}
+
+#[test]
+fn warn_asks_first_and_runs_only_on_yes() {
+    let gate = gate();
+    let tmux = gate.shell();
+    let yes = gate.path("warned-1");
+    tmux.line(&format!("touch {yes}"));
+    tmux.wait_for_text(
+        "portcullis: rule confirm-warned: warned markers need a second thought — run it anyway? [y/N]",
+        Duration::from_secs(10),
+    );
+    tmux.type_text("y");
+    tmux.wait_for_text("confirmed; running it", Duration::from_secs(5));
+    alive(&tmux, 9);
+    assert!(Path::new(&yes).exists(), "confirmed, so it ran");
+
+    let no = gate.path("warned-2");
+    tmux.line(&format!("touch {no}"));
+    tmux.wait_for_text("run it anyway? [y/N]", Duration::from_secs(10));
+    tmux.type_text("n");
+    tmux.wait_for_text("portcullis: not run", Duration::from_secs(5));
+    alive(&tmux, 10);
+    absent(&no);
+    let outcomes: Vec<String> = gate
+        .audit_commands()
+        .iter()
+        .filter(|e| e["rule"] == "confirm-warned")
+        .map(|e| e["outcome"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(outcomes, vec!["confirmed", "ran", "declined"]);
+}
+
+#[test]
+fn review_holds_the_line_until_a_second_person_approves() {
+    let gate = gate();
+    let tmux = gate.shell();
+    let held = gate.path("reviewed-1");
+    tmux.line(&format!("touch {held}"));
+    tmux.wait_for_text(
+        "request #1 waits for approval by secops… (Ctrl-C withdraws it)",
+        Duration::from_secs(10),
+    );
+    absent(&held);
+    let bob = gate.world.bastion.ssh(&gate.bob, "bob");
+    let pending = bob.exec("requests");
+    assert!(
+        pending.stdout.contains(&format!("$ touch {held}")),
+        "{pending:?}"
+    );
+    let own = gate.world.alice("alice").exec("approve 1");
+    assert!(
+        own.stderr.contains("nobody may approve their own request"),
+        "{own:?}"
+    );
+    let approved = bob.exec("approve 1");
+    assert_eq!(approved.code, Some(0), "{approved:?}");
+    tmux.wait_for_text("request #1 approved; running it", Duration::from_secs(5));
+    alive(&tmux, 11);
+    assert!(Path::new(&held).exists(), "approved, so it ran");
+
+    // Ctrl-C withdraws a held line.
+    let withdrawn = gate.path("reviewed-2");
+    tmux.line(&format!("touch {withdrawn}"));
+    tmux.wait_for_text("request #2 waits for approval", Duration::from_secs(10));
+    tmux.keys(&["C-c"]);
+    tmux.wait_for_text(
+        "request #2 was not approved; not run",
+        Duration::from_secs(5),
+    );
+    alive(&tmux, 12);
+    absent(&withdrawn);
+}
+
+#[test]
+fn a_terminating_rule_ends_the_session() {
+    let gate = gate();
+    let tmux = gate.shell();
+    let target = gate.path("terminate-1");
+    tmux.line(&format!("touch {target}"));
+    tmux.wait_for_text(
+        "portcullis: session terminated by rule end-it: that ends your session",
+        Duration::from_secs(10),
+    );
+    assert!(tmux.wait_exit(Duration::from_secs(10)).is_some());
+    absent(&target);
+    let end = gate.world.bastion.wait_for_audit("session.end", |_| true);
+    assert_eq!(end["reason"], "command_rule");
+}
+
+#[test]
+fn exec_commands_are_checked_before_they_reach_the_upstream() {
+    let gate = gate();
+    let target = gate.path("forbidden-8");
+    let ran = gate
+        .world
+        .alice("alice+web01")
+        .exec(&format!("touch {target}"));
+    assert_eq!(ran.code, Some(126), "{ran:?}");
+    assert_eq!(
+        ran.stderr,
+        "portcullis: blocked by rule no-forbidden: forbidden markers are not allowed\n"
+    );
+    absent(&target);
+
+    let upload = gate.path("forbidden-upload");
+    let local = gate.world.path("payload");
+    std::fs::write(&local, "x").unwrap();
+    let scp =
+        gate.world
+            .alice("alice+web01")
+            .scp(local.to_str().unwrap(), &format!(":{upload}"), true);
+    assert_ne!(scp.code, Some(0), "{scp:?}");
+    absent(&upload);
+
+    // warn and review need a terminal to ask on.
+    let warned = gate.path("warned-3");
+    let ran = gate
+        .world
+        .alice("alice+web01")
+        .exec(&format!("touch {warned}"));
+    assert_eq!(ran.code, Some(126));
+    assert!(
+        ran.stderr
+            .contains("needs your confirmation first, which needs a terminal"),
+        "{ran:?}"
+    );
+    absent(&warned);
+
+    let ok = gate.world.alice("alice+web01").exec("echo fine-$((2*21))");
+    assert_eq!(ok.stdout, "fine-42\n");
+    let kinds: Vec<(String, String)> = gate
+        .audit_commands()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_owned(),
+                e["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&("exec".into(), "blocked".into())),
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&("exec".into(), "ran".into())), "{kinds:?}");
+}
+
+#[test]
+fn lines_that_run_are_marked_in_the_recording_and_searchable() {
+    let gate = gate();
+    let tmux = gate.shell();
+    tmux.line("ls / >/dev/null; echo listed-$((6*7))");
+    tmux.wait_for_text("listed-42", Duration::from_secs(10));
+    let forbidden = gate.path("forbidden-9");
+    tmux.line(&format!("touch {forbidden}"));
+    tmux.wait_for_text("blocked by rule", Duration::from_secs(10));
+    tmux.line("exit");
+    tmux.wait_exit(Duration::from_secs(20));
+
+    let cast = gate.world.bastion.recordings().pop().unwrap();
+    let text = std::fs::read_to_string(&cast).unwrap();
+    assert!(text.contains(r#""m","$ echo ready-$((40+2))"]"#), "{text}");
+    assert!(
+        text.contains(r#""m","$ ls / >/dev/null; echo listed-$((6*7))"]"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            r#""m","blocked by rule no-forbidden: touch {forbidden}"]"#
+        )),
+        "{text}"
+    );
+    let played = gate
+        .world
+        .bastion
+        .cli(&["recordings", "verify", cast.to_str().unwrap()]);
+    assert_eq!(played.code, Some(0), "{played:?}");
+
+    let found = gate
+        .world
+        .bastion
+        .cli(&["audit", "search", "--command", "^ls\\b"]);
+    assert_eq!(found.code, Some(0), "{found:?}");
+    assert!(found.stdout.contains("note-listings"), "{found:?}");
+    assert!(found.stdout.contains("ls / >/dev/null"), "{found:?}");
+    assert!(!found.stdout.contains("touch"), "{found:?}");
+    let bad = gate
+        .world
+        .bastion
+        .cli(&["audit", "search", "--command", "("]);
+    assert_eq!(bad.code, Some(1));
+    assert!(
+        bad.stderr.contains("not a valid regular expression"),
+        "{bad:?}"
+    );
+
+    let (status, body) = gate.world.bastion.api_request(
+        READER,
+        "GET",
+        "/api/v1/commands?q=forbidden&user=alice",
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let commands = body["commands"].as_array().unwrap();
+    assert_eq!(commands.len(), 1, "{body}");
+    assert_eq!(commands[0]["outcome"], "blocked");
+}
+
+#[test]
+fn what_a_pattern_cannot_stop_is_documented_and_true() {
+    // README, "What command control can and cannot stop": these get around a pattern on the
+    // command line. The sentinel is created: the test proves the gap is real, harmlessly.
+    let gate = gate();
+    let tmux = gate.shell();
+    let encoded = gate.path("forbidden-b64");
+    tmux.line(&format!("$(echo dG91Y2g= | base64 -d) {encoded}"));
+    let aliased = gate.path("forbidden-alias");
+    tmux.line("alias t=touch");
+    tmux.line(&format!("t {aliased}"));
+    let quoted = gate.path("forbidden-quoted");
+    tmux.line(&format!("to''uch {quoted}"));
+    alive(&tmux, 13);
+    for path in [&encoded, &aliased, &quoted] {
+        assert!(
+            Path::new(path).exists(),
+            "{path}: expected the documented gap"
+        );
+    }
+    // And the forms it does catch: extra spaces, sudo, after another command.
+    for (n, line) in ["touch    {}", "sudo touch {}", "echo x; touch {}"]
+        .iter()
+        .enumerate()
+    {
+        let path = gate.path(&format!("forbidden-caught-{n}"));
+        tmux.line(&line.replace("{}", &path));
+        alive(&tmux, 20 + n as u32);
+        absent(&path);
+    }
+}
