@@ -109,7 +109,7 @@ impl CommandRules {
     }
 
     /// For several readings of one line (what the screen shows, what was typed): the most
-    /// severe rule any of them meets, with the reading that met it.
+    /// severe rule any of them meets, with the (first) reading that met it.
     pub fn evaluate_readings<'a, 'l>(
         &'a self,
         role: &str,
@@ -119,7 +119,10 @@ impl CommandRules {
         readings
             .into_iter()
             .filter_map(|line| self.evaluate(role, target, line).map(|rule| (rule, line)))
-            .max_by_key(|(rule, _)| rule.action)
+            .fold(None, |best, (rule, line)| match best {
+                Some((kept, _)) if kept.action >= rule.action => best,
+                _ => Some((rule, line)),
+            })
     }
 }
 

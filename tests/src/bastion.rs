@@ -395,10 +395,11 @@ impl Bastion {
             .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
-    /// The audit log's events, parsed.
+    /// The audit log's events, parsed (a line still being written is left for next time).
     pub fn audit(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.data_dir().join("audit.jsonl"))
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(self.data_dir().join("audit.jsonl")).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
             .lines()
             .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
             .collect()

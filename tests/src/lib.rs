@@ -6,12 +6,14 @@
 //! * [`client::SshCommand`]: the stock `ssh`, `scp`, `sftp` and `rsync`, host key pinned.
 //! * [`tmux::Tmux`]: interactive terminals.
 //! * [`keys`]: keys and certificates via `ssh-keygen`.
+//! * [`browser::Browser`]: headless Chromium through ChromeDriver, for the web console.
 //!
 //! Scenarios live in `tests/`, one file per user story. Tests that check something is
 //! blocked use harmless sentinels: the upstreams run as root on the developer's machine.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod bastion;
+pub mod browser;
 pub mod client;
 pub mod keys;
 pub mod sshd;
@@ -19,6 +21,7 @@ pub mod tmux;
 pub mod util;
 
 pub use bastion::{Bastion, ConfigText, World};
+pub use browser::Browser;
 pub use client::SshCommand;
 pub use keys::Keypair;
 pub use sshd::{LocalUser, Sshd};

@@ -196,6 +196,31 @@ impl LocalUser {
     }
 }
 
+impl LocalUser {
+    /// Lets this account run anything with sudo, after its password, while the guard lives
+    /// (a drop-in in /etc/sudoers.d, removed with the guard).
+    pub fn allow_sudo(&self) -> SudoRule {
+        let path =
+            std::path::PathBuf::from(format!("/etc/sudoers.d/portcullis-test-{}", self.name));
+        std::fs::write(&path, format!("{} ALL=(ALL) ALL\n", self.name))
+            .expect("write a sudoers drop-in");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o440))
+            .expect("sudoers drop-in mode");
+        SudoRule { path }
+    }
+}
+
+/// A sudoers drop-in of a test's; removed on drop.
+pub struct SudoRule {
+    path: std::path::PathBuf,
+}
+
+impl Drop for SudoRule {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 impl Drop for LocalUser {
     fn drop(&mut self) {
         let _ = Command::new("userdel")

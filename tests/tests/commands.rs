@@ -79,6 +79,29 @@ fn gate() -> Gate {
     }
 }
 
+/// A failed test shows what the terminal received and what the gate decided, as recorded.
+impl Drop for Gate {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for cast in self.world.bastion.recordings() {
+            let text = std::fs::read_to_string(&cast).unwrap_or_default();
+            eprintln!("--- {}\n{text}", cast.display());
+        }
+        let log = self.world.bastion.log();
+        for line in log.lines().filter(|l| {
+            l.contains("gate")
+                || l.contains("line submitted")
+                || l.contains("interrupt")
+                || l.contains("discarded")
+                || l.contains("eras")
+        }) {
+            eprintln!("{line}");
+        }
+    }
+}
+
 impl Gate {
     fn path(&self, name: &str) -> String {
         self.dir.join(name).display().to_string()
@@ -93,11 +116,23 @@ impl Gate {
         );
         tmux.line("echo ready-$((40+2))");
         tmux.wait_for_text("ready-42", Duration::from_secs(20));
+        // Keys sent before the shell reads again are typeahead, echoed by the terminal
+        // driver and, after a blocked line, flushed with the Ctrl-C that discards it.
+        prompt_back(&tmux);
         tmux
     }
 
     fn audit_commands(&self) -> Vec<serde_json::Value> {
         self.world.bastion.audit_events("command")
+    }
+
+    /// Waits until `count` lines have been blocked: typing before the bastion has answered
+    /// a blocked line is typing ahead, which it drops.
+    fn wait_blocked(&self, count: usize) {
+        let done = portcullis_tests::util::wait_for(Duration::from_secs(10), || {
+            (self.blocked_lines().len() >= count).then_some(())
+        });
+        assert!(done.is_some(), "{:?}", self.blocked_lines());
     }
 
     fn blocked_lines(&self) -> Vec<String> {
@@ -125,11 +160,13 @@ fn prompt_back(tmux: &Tmux) {
     assert!(back.is_some(), "no prompt; screen:\n{}", tmux.screen());
 }
 
-/// The session is still usable: a command runs and shows its output.
+/// The session is still usable: a command runs and shows its output, and the shell is
+/// ready for the next.
 fn alive(tmux: &Tmux, tag: u32) {
     prompt_back(tmux);
     tmux.line(&format!("echo alive-$(({tag}+1000))"));
     tmux.wait_for_text(&format!("alive-{}", tag + 1000), Duration::from_secs(10));
+    prompt_back(tmux);
 }
 
 fn absent(path: &str) {
@@ -149,6 +186,7 @@ fn a_plainly_typed_forbidden_line_is_stopped_and_the_session_goes_on() {
         "portcullis: blocked by rule no-forbidden: forbidden markers are not allowed",
         Duration::from_secs(10),
     );
+    gate.wait_blocked(1);
     alive(&tmux, 1);
     absent(&target);
     assert_eq!(gate.blocked_lines(), vec![format!("touch {target}")]);
@@ -181,6 +219,7 @@ fn lines_assembled_by_editing_recall_and_completion_are_read_as_they_will_run() 
     tmux.type_text("o");
     tmux.keys(&["Enter"]);
     tmux.wait_for_text("blocked by rule no-forbidden", Duration::from_secs(10));
+    gate.wait_blocked(1);
     alive(&tmux, 2);
     absent(&edited);
 
@@ -190,6 +229,7 @@ fn lines_assembled_by_editing_recall_and_completion_are_read_as_they_will_run() 
     tmux.keys(&["C-u"]);
     tmux.type_text(&format!("touch {rubbed}x"));
     tmux.keys(&["BSpace", "Enter"]);
+    gate.wait_blocked(2);
     alive(&tmux, 3);
     absent(&rubbed);
     assert_eq!(gate.blocked_lines().len(), 2, "{:?}", gate.blocked_lines());
@@ -198,9 +238,11 @@ fn lines_assembled_by_editing_recall_and_completion_are_read_as_they_will_run() 
     let recalled = gate.path("forbidden-4");
     tmux.line(&format!("ls {recalled} 2>/dev/null; echo listed-$((5*5))"));
     tmux.wait_for_text("listed-25", Duration::from_secs(10));
+    prompt_back(&tmux);
     tmux.keys(&["Up", "Home", "Delete", "Delete"]);
     tmux.type_text("touch");
     tmux.keys(&["Enter"]);
+    gate.wait_blocked(3);
     alive(&tmux, 4);
     absent(&recalled);
     assert!(
@@ -219,6 +261,7 @@ fn lines_assembled_by_editing_recall_and_completion_are_read_as_they_will_run() 
     tmux.type_text("x");
     tmux.keys(&["Enter"]);
     tmux.wait_for_text("blocked by rule no-forbidden", Duration::from_secs(10));
+    gate.wait_blocked(4);
     alive(&tmux, 5);
     absent(&format!("{completed_dir}/x"));
     assert!(
@@ -228,6 +271,51 @@ fn lines_assembled_by_editing_recall_and_completion_are_read_as_they_will_run() 
         "{:?}",
         gate.blocked_lines()
     );
+}
+
+#[test]
+fn history_recalled_while_a_command_runs_never_runs_unread_and_the_command_goes_on() {
+    // Up pressed while a command still runs: the terminal driver echoes `^[[A` and keeps the
+    // keys for bash, which later replays them through readline (recall, edit) out of sight
+    // of the screen. Such a line is refused as unreadable (or blocked), never run; the
+    // refusal erases it without a signal, so the running command is not interrupted.
+    let gate = gate();
+    let tmux = gate.shell();
+    for round in 0..3u32 {
+        let recalled = gate.path(&format!("forbidden-early-{round}"));
+        tmux.line(&format!(
+            "ls {recalled} 2>/dev/null; sleep 0.5; echo early-$((10+{round}))"
+        ));
+        tmux.keys(&["Up", "Home", "Delete", "Delete"]);
+        tmux.type_text("touch");
+        tmux.keys(&["Enter"]);
+        let stopped = portcullis_tests::util::wait_for(Duration::from_secs(10), || {
+            let count = gate
+                .audit_commands()
+                .into_iter()
+                .filter(|e| e["outcome"] == "blocked" || e["outcome"] == "unreadable")
+                .count();
+            (count > round as usize).then_some(())
+        });
+        assert!(stopped.is_some(), "{:#?}", gate.audit_commands());
+        tmux.wait_for_text(&format!("early-{}", 10 + round), Duration::from_secs(10));
+        // bash may bring back what it had already taken of those keys at its prompt (the
+        // terminal driver had passed them on as a line of their own); the next key erases it.
+        let prompt = portcullis_tests::util::wait_for(Duration::from_secs(10), || {
+            let screen = tmux.screen();
+            let last = screen
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())?
+                .to_owned();
+            last.starts_with("root@vm:~#").then_some(())
+        });
+        assert!(prompt.is_some(), "{}", tmux.screen());
+        tmux.line(&format!("echo alive-$(({}+1000))", 30 + round));
+        tmux.wait_for_text(&format!("alive-{}", 1030 + round), Duration::from_secs(10));
+        prompt_back(&tmux);
+        absent(&recalled);
+    }
 }
 
 #[test]
@@ -242,6 +330,7 @@ fn a_paste_is_checked_line_by_line_and_nothing_after_a_blocked_line_runs() {
     );
     tmux.wait_for_text("blocked by rule no-forbidden", Duration::from_secs(10));
     tmux.wait_for_text("first-5", Duration::from_secs(5));
+    gate.wait_blocked(1);
     alive(&tmux, 6);
     absent(&forbidden);
     absent(&after);
@@ -256,6 +345,7 @@ fn a_paste_is_checked_line_by_line_and_nothing_after_a_blocked_line_runs() {
         "portcullis: blocked by rule no-forbidden",
         Duration::from_secs(10),
     );
+    gate.wait_blocked(2);
     alive(&tmux, 7);
     absent(&bracketed);
     absent(&before);
@@ -313,6 +403,45 @@ fn full_screen_programs_and_no_echo_prompts_are_left_alone_and_secrets_redacted(
             .iter()
             .any(|e| e["line"].as_str().unwrap_or_default().contains("hunter2")),
         "the secret is in the audit log"
+    );
+}
+
+#[test]
+fn a_sudo_password_never_lands_in_the_recording() {
+    let gate = gate();
+    let user = portcullis_tests::LocalUser::create();
+    let _sudo = user.allow_sudo();
+    let tmux = gate.shell();
+    tmux.line(&format!("su - {}", user.name));
+    tmux.wait_for_text(&format!("{}@", user.name), Duration::from_secs(10));
+    prompt_back(&tmux);
+    tmux.line("sudo -k; sudo sh -c 'echo sudo-ok-$((40+2))'");
+    tmux.wait_for_text("[sudo] password for", Duration::from_secs(10));
+    tmux.type_text(&user.password);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for_text("sudo-ok-42", Duration::from_secs(10));
+    tmux.line("exit");
+    prompt_back(&tmux);
+    tmux.line("exit");
+    tmux.wait_exit(Duration::from_secs(20));
+    gate.world.bastion.wait_for_audit("session.end", |_| true);
+
+    let cast = gate.world.bastion.recordings().pop().unwrap();
+    let text = std::fs::read_to_string(&cast).unwrap();
+    assert!(text.contains("sudo-ok-42"), "{text}");
+    assert!(
+        !text.contains(&user.password),
+        "the sudo password is in the recording"
+    );
+    assert!(text.contains(r#""i","[redacted]""#), "{text}");
+    let audit = std::fs::read_to_string(gate.world.bastion.data_dir().join("audit.jsonl")).unwrap();
+    assert!(
+        !audit.contains(&user.password),
+        "the sudo password is in the audit log"
+    );
+    assert!(
+        !gate.world.bastion.log().contains(&user.password),
+        "the sudo password is in the log"
     );
 }
 
@@ -471,8 +600,11 @@ fn lines_that_run_are_marked_in_the_recording_and_searchable() {
     let forbidden = gate.path("forbidden-9");
     tmux.line(&format!("touch {forbidden}"));
     tmux.wait_for_text("blocked by rule", Duration::from_secs(10));
+    prompt_back(&tmux);
     tmux.line("exit");
     tmux.wait_exit(Duration::from_secs(20));
+    // The client may exit a moment before the bastion has sealed the recording.
+    gate.world.bastion.wait_for_audit("session.end", |_| true);
 
     let cast = gate.world.bastion.recordings().pop().unwrap();
     let text = std::fs::read_to_string(&cast).unwrap();
@@ -550,6 +682,7 @@ fn what_a_pattern_cannot_stop_is_documented_and_true() {
     {
         let path = gate.path(&format!("forbidden-caught-{n}"));
         tmux.line(&line.replace("{}", &path));
+        gate.wait_blocked(n + 1);
         alive(&tmux, 20 + n as u32);
         absent(&path);
     }

@@ -25,6 +25,19 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// A caller with these scopes.
+    pub fn new(name: &str, scopes: Vec<Scope>) -> Self {
+        Self {
+            name: name.to_owned(),
+            scopes,
+        }
+    }
+
+    /// The token's scopes.
+    pub fn scopes(&self) -> &[Scope] {
+        &self.scopes
+    }
+
     /// Refuses (403) unless the token has `scope` (or `admin`).
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
         if self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin) {

@@ -1,12 +1,15 @@
 //! The admin API: HTTPS (rustls, ring), bearer tokens with scopes, JSON.
 //!
 //! ```text
+//! GET    /                               the web console (see [`console`])
 //! GET    /healthz                        liveness, no token
+//! GET    /api/v1/me                      the token's name and scopes          any
 //! GET    /metrics                        Prometheus text                      read
 //! GET    /api/v1/sessions                live sessions                        read
 //! GET    /api/v1/sessions/{id}           one session                          read
 //! POST   /api/v1/sessions/{id}/kill      {"reason"}                           operate
 //! GET    /api/v1/sessions/{id}/live      WebSocket: asciicast lines           read
+//!        (or ?ticket=T from POST /api/v1/sessions/{id}/live-ticket, for browsers)
 //! GET    /api/v1/recordings              ?user=&target=&since=                read
 //! GET    /api/v1/recordings/{id}         the .cast file                       read
 //! GET    /api/v1/recordings/{id}/verify  integrity check                      read
@@ -27,11 +30,14 @@
 //! * [`auth`]: tokens and scopes. [`error`]: statuses with plain messages.
 //! * [`routes`]: the handlers; [`access`]: those for just-in-time access.
 //! * [`tls`]: the certificate (self-signed unless configured).
+//! * [`console`]: the embedded web console; [`tickets`]: its WebSocket tickets.
 
 pub mod access;
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod routes;
+pub mod tickets;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -50,17 +56,27 @@ pub struct AdminState {
     pub broker: Arc<Broker>,
     /// Tokens already verified.
     pub tokens: auth::TokenCache,
+    /// WebSocket tickets for the console.
+    pub tickets: tickets::Tickets,
 }
 
 /// The API's routes.
 pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
+        .route("/", get(console::index))
+        .route("/console/{*path}", get(console::file))
+        .route("/favicon.ico", get(console::favicon))
         .route("/healthz", get(routes::healthz))
+        .route("/api/v1/me", get(routes::me))
         .route("/metrics", get(routes::metrics))
         .route("/api/v1/sessions", get(routes::list_sessions))
         .route("/api/v1/sessions/{id}", get(routes::show_session))
         .route("/api/v1/sessions/{id}/kill", post(routes::kill_session))
         .route("/api/v1/sessions/{id}/live", get(routes::live))
+        .route(
+            "/api/v1/sessions/{id}/live-ticket",
+            post(routes::live_ticket),
+        )
         .route("/api/v1/recordings", get(routes::list_recordings))
         .route("/api/v1/recordings/{id}", get(routes::get_recording))
         .route(
@@ -154,6 +170,7 @@ impl AdminServer {
             state: Arc::new(AdminState {
                 broker,
                 tokens: auth::TokenCache::default(),
+                tickets: tickets::Tickets::default(),
             }),
         })
     }

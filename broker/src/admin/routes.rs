@@ -139,14 +139,63 @@ pub(super) fn bad_json(rejection: JsonRejection) -> ApiError {
     ApiError::BadRequest(format!("bad request body: {}", rejection.body_text()))
 }
 
-/// `GET /api/v1/sessions/{id}/live`: a WebSocket carrying the session's recording so far
-/// and then each new event, one asciicast line per text message.
-pub async fn live(
+/// `GET /api/v1/me`: who the token is, for the console to show only what it may do.
+pub async fn me(caller: Caller) -> Json<Value> {
+    let scopes: Vec<&str> = caller
+        .scopes()
+        .iter()
+        .map(|s| match s {
+            Scope::Read => "read",
+            Scope::Operate => "operate",
+            Scope::Admin => "admin",
+        })
+        .collect();
+    Json(json!({ "name": caller.name, "scopes": scopes }))
+}
+
+/// `POST /api/v1/sessions/{id}/live-ticket`: a one-time ticket for the live WebSocket.
+pub async fn live_ticket(
     caller: Caller,
     State(state): State<Arc<AdminState>>,
     Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Scope::Read)?;
+    if state.broker.registry.find(&id).is_none() {
+        return Err(ApiError::NotFound(format!("no live session {id}")));
+    }
+    let ticket = state
+        .tickets
+        .issue(caller, &id)
+        .ok_or_else(|| ApiError::Internal("no randomness for a ticket".into()))?;
+    Ok(Json(json!({
+        "ticket": ticket,
+        "expires_in": super::tickets::TICKET_LIFETIME.as_secs(),
+    })))
+}
+
+/// Query of the live WebSocket: a ticket instead of a bearer token.
+#[derive(Debug, Deserialize)]
+pub struct LiveQuery {
+    ticket: Option<String>,
+}
+
+/// `GET /api/v1/sessions/{id}/live`: the session's terminal as asciicast v2 lines, one per
+/// text message (the `v2.asciicast` subprotocol when the client offers it, as
+/// asciinema-player does).
+pub async fn live(
+    caller: Result<Caller, ApiError>,
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+    Query(query): Query<LiveQuery>,
     upgrade: WebSocketUpgrade,
 ) -> ApiResult<Response> {
+    let caller = match query.ticket {
+        Some(ticket) => state
+            .tickets
+            .redeem(&ticket, &id)
+            .ok_or(ApiError::Unauthenticated)?,
+        None => caller?,
+    };
     caller.require(Scope::Read)?;
     let session = state
         .broker
@@ -160,7 +209,9 @@ pub async fn live(
         .broker
         .audit
         .record(session.audit("session.watched").with("by", &caller.name));
-    Ok(upgrade.on_upgrade(move |socket| stream(socket, follower)))
+    Ok(upgrade
+        .protocols(["v2.asciicast"])
+        .on_upgrade(move |socket| stream(socket, follower)))
 }
 
 async fn stream(mut socket: WebSocket, mut follower: Follower) {

@@ -341,6 +341,9 @@ impl DownlinkTask {
     /// Shows a bastion message between the upstream's output, and records it there too.
     async fn show_notice(&self, text: &str, state: &mut ChannelState) {
         let text = notice::message(text, state.pty);
+        if let (Some(screen), None) = (&state.screen, text.ext) {
+            screen.feed_own(&text.bytes);
+        }
         if let Some(active) = &state.recording {
             let _ = active
                 .buffer_output(&mut state.batch, text.bytes.clone())

@@ -46,10 +46,22 @@ const ECHO_WAIT: Duration = Duration::from_secs(3);
 /// For a line nothing was echoed for (a password prompt): how long to wait before deciding
 /// that nothing will be.
 const BLIND_WAIT: Duration = Duration::from_millis(150);
-/// After a blocked line, client input is dropped until the shell has answered the discard
-/// (the user cannot have seen the fresh prompt before), but never longer than this: it is
-/// the rest of a paste, or typed ahead of the refusal.
-const DISCARD_AFTER_BLOCK: Duration = Duration::from_secs(2);
+/// After a blocked line, client input is dropped until the shell shows a fresh prompt (the
+/// user cannot have seen it before: it is the rest of a paste, or typed ahead of the
+/// refusal), but never longer than this.
+const DISCARD_AFTER_BLOCK: Duration = Duration::from_secs(3);
+/// bash can swallow a SIGINT that lands while readline is busy with typeahead: it echoes
+/// `^C`, keeps reading, shows no prompt, and the old line may still be in its buffer. A
+/// second one, landing in a blocking read, is handled properly. It is sent when the cursor
+/// still sits on the `^C` row this long after the shell's last output.
+const SWALLOWED_INTERRUPT: Duration = Duration::from_millis(400);
+/// At most this many Ctrl-C for one discarded line.
+const INTERRUPTS: u32 = 3;
+/// After a line erased while a command runs: how long to drop input (the rest of a paste,
+/// keys typed before the refusal could be seen) and watch for the shell's next prompt.
+const ERASE_WATCH: Duration = Duration::from_millis(400);
+/// The longest wait for the shell to redraw after the bastion's own keys.
+const REDRAW_WAIT: Duration = Duration::from_millis(500);
 /// How long a warned user has to answer y/N.
 const CONFIRM_WAIT: Duration = Duration::from_secs(60);
 /// What a line typed while the upstream was not echoing is recorded as.
@@ -86,13 +98,22 @@ pub(super) struct Gate {
     prompt: Option<String>,
     /// Output pieces seen when the line's first key went up (later ones may be its echo).
     line_mark: u64,
+    /// The line's first key went up before the shell was ready for it (no prompt on the
+    /// cursor row yet, or no answer yet to the Enter before): the terminal driver may have
+    /// echoed keys the shell then drew its line over, so the screen cannot put the keystroke
+    /// model right after history or completion.
+    typeahead: bool,
+    /// The output count when the last Enter went up.
+    enter_mark: Option<u64>,
+    /// A line was erased while a command ran, and the shell's next prompt was not seen
+    /// clean: bash may show part of it there (keys it had already taken as a line of their
+    /// own), to be erased before the user's next key.
+    leftover: bool,
     /// When the last key went up, and the output count then.
     last_sent: Instant,
     last_sent_seq: u64,
     /// Keystrokes not recorded yet: they wait until the upstream is seen echoing.
     held: Vec<Bytes>,
-    /// After a discarded line: the output count then, and the latest time to drop input.
-    discarding: Option<(u64, Instant)>,
 }
 
 /// The line as read at Enter.
@@ -132,10 +153,12 @@ impl Gate {
             keys: KeyLine::default(),
             prompt: None,
             line_mark: 0,
+            typeahead: false,
+            enter_mark: None,
+            leftover: false,
             last_sent: Instant::now(),
             last_sent_seq: 0,
             held: Vec::new(),
-            discarding: None,
         }
     }
 
@@ -146,25 +169,38 @@ impl Gate {
 
     /// Client data on its way upstream.
     pub(super) async fn data(&mut self, data: Bytes, io: &mut GateIo<'_>) -> Result<(), Stop> {
-        if let Some((mark, until)) = self.discarding {
-            if self.screen.progress().0 <= mark && Instant::now() < until {
-                tracing::debug!(bytes = data.len(), "input dropped after a discarded line");
-                return Ok(());
+        let mut next = Some(data);
+        while let Some(data) = next.take() {
+            next = self.pass(data, io).await?;
+        }
+        Ok(())
+    }
+
+    /// Lets `data` through key by key, deciding at each Enter. After a discarded line:
+    /// the keys typed at the fresh prompt, to pass next.
+    async fn pass(&mut self, data: Bytes, io: &mut GateIo<'_>) -> Result<Option<Bytes>, Stop> {
+        if self.leftover && self.screen.line_editor() == Some(true) {
+            self.leftover = false;
+            if !self.keys.touched() && !self.at_prompt(&self.screen.cursor_line()) {
+                tracing::debug!("erasing what came back of a discarded line");
+                let since = self.screen.progress().0;
+                self.send_control(io, b"\x05\x15").await?;
+                self.await_redraw(since).await;
             }
-            self.discarding = None;
         }
         if self.screen.alternate() {
             // A full-screen program: its keys are not command lines.
             self.keys.reset();
             self.flush_held(io, false).await;
-            return self.send(data, io).await;
+            self.send(data, io).await?;
+            return Ok(None);
         }
         let mut start = 0;
         for at in 0..data.len() {
             if !self.keys.touched() {
                 self.start_line();
             }
-            if self.keys.needs_sync() {
+            if self.keys.needs_sync() && !self.typeahead {
                 // Completion or history changed the line: hold the next keys until the
                 // shell has shown the result, and continue the model from the screen.
                 self.send(data.slice(start..at), io).await?;
@@ -181,11 +217,11 @@ impl Gate {
                     self.send(data.slice(start..at), io).await?;
                     start = at + 1;
                     match self.decide(io).await? {
-                        Verdict::Run => self.send(data.slice(at..=at), io).await?,
-                        Verdict::Discard => {
-                            self.discard(io).await?;
-                            return Ok(());
+                        Verdict::Run => {
+                            self.send(data.slice(at..=at), io).await?;
+                            self.enter_mark = Some(self.screen.progress().0);
                         }
+                        Verdict::Discard => return self.discard(io).await,
                         Verdict::Stop => return Err(Stop),
                     }
                     self.keys.reset();
@@ -195,13 +231,15 @@ impl Gate {
         if start < data.len() {
             self.send(data.slice(start..), io).await?;
         }
-        Ok(())
+        Ok(None)
     }
 
     fn start_line(&mut self) {
         let line = self.screen.cursor_line();
+        let seq = self.screen.progress().0;
+        self.typeahead = line.before_cursor.trim().is_empty() || self.enter_mark == Some(seq);
         self.prompt = Some(line.before_cursor).filter(|p| !p.trim().is_empty());
-        self.line_mark = self.screen.progress().0;
+        self.line_mark = seq;
     }
 
     fn echo_seen(&self) -> bool {
@@ -348,6 +386,12 @@ impl Gate {
         };
         let line = if typed.len() > 1 {
             typed.join("\n")
+        } else if self.typeahead
+            && let Some(last) = typed.last()
+        {
+            // Typed before the shell was ready: the screen may show it mixed with the
+            // output it was typed over; the keystrokes are the line.
+            last.clone()
         } else {
             screen
                 .first()
@@ -370,22 +414,33 @@ impl Gate {
     /// At Enter: reads the line and applies the rules.
     async fn decide(&mut self, io: &mut GateIo<'_>) -> Result<Verdict, Stop> {
         let caught_up = self.settle().await;
-        tracing::debug!(echo = self.echo_seen(), reading = ?self.reading(), prompt = ?self.prompt, "line submitted");
         if !self.echo_seen() {
-            // Typed blind (a password prompt): not a command; the keys are not kept.
+            // Typed blind (a password prompt): not a command; the keys are not kept, not
+            // even in the debug log.
+            tracing::debug!("line submitted without echo: passed, redacted");
             self.flush_held(io, true).await;
             return Ok(Verdict::Run);
         }
+        tracing::debug!(reading = ?self.reading(), prompt = ?self.prompt, typeahead = self.typeahead, "line submitted");
         self.flush_held(io, false).await;
         let reading = self.reading();
-        if !caught_up
+        if (!caught_up || self.typeahead)
             && self.keys.reading().is_none()
             && self.broker.command_rules.any_for(&self.role, &self.target)
         {
-            // Completion or history made the line, and the screen has not shown it yet:
-            // what would run cannot be read, so it does not run.
+            // Completion or history made the line, and the screen has not shown it yet, or
+            // cannot be trusted to (typed ahead): what would run cannot be read, so it does
+            // not run.
             self.audit(&reading, None, CommandAction::Deny, "unreadable");
-            self.tell("this line could not be read in time (the terminal did not answer); it was not run — press Up to get it back").await;
+            let why = if self.typeahead {
+                "it was typed before the shell was ready, and history or completion changed it"
+            } else {
+                "the terminal did not show it in time"
+            };
+            self.tell(&format!(
+                "this line could not be read ({why}); it was not run — please type it again"
+            ))
+            .await;
             return Ok(Verdict::Discard);
         }
         if reading.candidates.is_empty() {
@@ -397,11 +452,21 @@ impl Gate {
             &self.target,
             reading.candidates.iter().map(String::as_str),
         );
-        let Some((rule, _)) = matched else {
+        let Some((rule, met)) = matched else {
             self.ran(io, &reading, None, CommandAction::Allow).await;
             return Ok(Verdict::Run);
         };
         let rule = rule.clone();
+        // The reading the rule met is the one to audit and show: when the screen was garbled
+        // (typeahead echoed before the prompt) it is the keystrokes' version.
+        let reading = if reading.line.contains('\n') {
+            reading
+        } else {
+            Reading {
+                line: met.to_owned(),
+                ..reading
+            }
+        };
         match rule.action {
             CommandAction::Allow | CommandAction::Log => {
                 self.ran(io, &reading, Some(&rule), rule.action).await;
@@ -482,24 +547,171 @@ impl Gate {
         let _ = self.say.send(Downlink::Say(text.to_owned())).await;
     }
 
-    /// Drops the typed line upstream (Ctrl-C: the shell discards it and shows a fresh
-    /// prompt) and whatever the client sent after it.
-    async fn discard(&mut self, io: &mut GateIo<'_>) -> Result<(), Stop> {
+    /// Drops the typed line upstream, and whatever the client sent after it (the rest of a
+    /// paste, keys typed ahead of the refusal). Keys that arrive once the shell is ready
+    /// again were typed at its fresh prompt: they are returned, to pass.
+    async fn discard(&mut self, io: &mut GateIo<'_>) -> Result<Option<Bytes>, Stop> {
         self.keys.reset();
-        while let Ok(message) = io.queue.try_recv() {
-            match message {
-                Uplink::Data(data) => io.flow.drained(data.len()),
-                other => io.deferred.push_back(other),
+        let redact = !self.echo_seen();
+        self.flush_held(io, redact).await;
+        if self.screen.line_editor() == Some(true) {
+            self.interrupt_line(io).await
+        } else {
+            self.erase_typeahead(io).await
+        }
+    }
+
+    /// No line editor is reading: a command runs, and the line waits in the terminal
+    /// driver's buffer for whoever reads next. Ctrl-E Ctrl-U erases it there (the driver's
+    /// line kill; a line editor that does not announce itself reads end-of-line, kill to
+    /// start) without a signal: the running program is left alone.
+    async fn erase_typeahead(&mut self, io: &mut GateIo<'_>) -> Result<Option<Bytes>, Stop> {
+        self.send_control(io, b"\x05\x15").await?;
+        // bash may already have taken the keys for its next line without having shown its
+        // prompt yet: then they come back at that prompt, and are erased there (its line
+        // editor reads Ctrl-E Ctrl-U too).
+        let until = tokio::time::Instant::now() + ERASE_WATCH;
+        let mut erased_at_prompt = false;
+        loop {
+            let shown = self.screen.output.notified();
+            if self.screen.line_editor() == Some(true) {
+                let line = self.screen.cursor_line();
+                if self.at_prompt(&line) {
+                    return Ok(None);
+                }
+                if !erased_at_prompt {
+                    tracing::debug!(line = ?line, "erasing what came back of a discarded line at the prompt");
+                    erased_at_prompt = true;
+                    self.send_control(io, b"\x05\x15").await?;
+                    continue;
+                }
+            }
+            tokio::select! {
+                () = shown => {}
+                keys = self.next_keys(io) => {
+                    let Some(keys) = keys else { return Ok(None) };
+                    if self.screen.line_editor() == Some(true)
+                        && self.at_prompt(&self.screen.cursor_line())
+                    {
+                        return Ok(Some(keys));
+                    }
+                    tracing::debug!(bytes = keys.len(), "input dropped after a discarded line");
+                }
+                () = tokio::time::sleep_until(until) => {
+                    self.leftover = true;
+                    return Ok(None);
+                }
             }
         }
-        self.discarding = Some((
-            self.screen.progress().0,
-            Instant::now() + DISCARD_AFTER_BLOCK,
-        ));
+    }
+
+    /// Waits (briefly) for the shell to redraw after keys of the bastion's own.
+    async fn await_redraw(&self, since: u64) {
+        let deadline = tokio::time::Instant::now() + REDRAW_WAIT;
+        loop {
+            let shown = self.screen.output.notified();
+            let (seq, last_output) = self.screen.progress();
+            let quiet_from = last_output.map(|t| tokio::time::Instant::from_std(t + ECHO_QUIET));
+            if seq > since && quiet_from.is_some_and(|t| t <= tokio::time::Instant::now()) {
+                return;
+            }
+            let wake = match quiet_from {
+                Some(t) if seq > since => t.min(deadline),
+                _ => deadline,
+            };
+            tokio::select! {
+                () = shown => {}
+                () = tokio::time::sleep_until(wake) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends control keys of the bastion's own upstream.
+    async fn send_control(&self, io: &GateIo<'_>, keys: &'static [u8]) -> Result<(), Stop> {
         tokio::select! {
-            result = io.upstream.data_bytes(Bytes::from_static(b"\x03")) => result.map_err(|_| Stop),
+            result = io.upstream.data_bytes(Bytes::from_static(keys)) => result.map_err(|_| Stop),
             () = self.session.control.ended() => Err(Stop),
         }
+    }
+
+    /// A line editor is reading (bash, zsh, fish): Ctrl-C makes it drop the line and show
+    /// a fresh prompt; input is dropped until that prompt is on screen.
+    async fn interrupt_line(&mut self, io: &mut GateIo<'_>) -> Result<Option<Bytes>, Stop> {
+        let blocked_line = self.screen.cursor_line();
+        let deadline = Instant::now() + DISCARD_AFTER_BLOCK;
+        let mut interrupts = 0;
+        // The output count when the last Ctrl-C went up.
+        let mut interrupted_at: Option<u64> = None;
+        loop {
+            let shown = self.screen.output.notified();
+            if self.fresh_prompt(&blocked_line) {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                tracing::debug!("no fresh prompt after a discarded line");
+                break;
+            }
+            let (seq, last_output) = self.screen.progress();
+            let answered = interrupted_at.is_some_and(|at| seq > at);
+            let quiet_from = last_output.map(|t| t + SWALLOWED_INTERRUPT);
+            let swallowed = answered
+                && quiet_from.is_some_and(|t| now >= t)
+                && self
+                    .screen
+                    .cursor_line()
+                    .text
+                    .trim_start()
+                    .starts_with("^C");
+            if interrupted_at.is_none() || (swallowed && interrupts < INTERRUPTS) {
+                if interrupts > 0 {
+                    tracing::debug!("the shell swallowed the interrupt: sending it again");
+                }
+                interrupts += 1;
+                interrupted_at = Some(seq);
+                self.send_control(io, b"\x03").await?;
+                continue;
+            }
+            let wake = match quiet_from {
+                Some(t) if answered && interrupts < INTERRUPTS => t.min(deadline),
+                _ => deadline,
+            };
+            tokio::select! {
+                () = shown => {}
+                () = tokio::time::sleep_until(wake.into()) => {}
+                keys = self.next_keys(io) => {
+                    // None: the client or the session is going away, nothing to protect.
+                    let Some(keys) = keys else { return Ok(None) };
+                    if self.fresh_prompt(&blocked_line) {
+                        return Ok(Some(keys));
+                    }
+                    tracing::debug!("input dropped after a discarded line");
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The cursor is at the end of what looks like a prompt, on another line than the one
+    /// that was blocked.
+    fn fresh_prompt(&self, blocked_line: &screen::CursorLine) -> bool {
+        let line = self.screen.cursor_line();
+        &line != blocked_line && self.at_prompt(&line)
+    }
+
+    /// `line` is a prompt with nothing typed after it, and the cursor at its end.
+    fn at_prompt(&self, line: &screen::CursorLine) -> bool {
+        let before = line.before_cursor.trim_end();
+        before == line.text.trim_end()
+            && (before.ends_with(['$', '#', '%', '>'])
+                || self
+                    .prompt
+                    .as_deref()
+                    .is_some_and(|p| !p.trim().is_empty() && before == p.trim_end()))
     }
 
     /// The next client keystrokes, while the gate waits; other messages are deferred.

@@ -89,22 +89,18 @@ impl Screen {
         {
             let mut state = self.state();
             state.alternate.scan(bytes);
-            if bytes.len() >= MAX_PENDING {
-                state.pending.clear();
-                state.pending.extend(&bytes[bytes.len() - MAX_PENDING..]);
-                state.truncated = true;
-            } else {
-                let excess = (state.pending.len() + bytes.len()).saturating_sub(MAX_PENDING);
-                if excess > 0 {
-                    state.pending.drain(..excess);
-                    state.truncated = true;
-                }
-                state.pending.extend(bytes);
-            }
+            state.append(bytes);
             state.seq += 1;
             state.last_output = Some(Instant::now());
         }
         self.output.notify_waiters();
+    }
+
+    /// Words of the bastion's own shown on the terminal (a refusal, a warning): the screen
+    /// must show them where the client does, but they are not the upstream's reaction to
+    /// anything, so they do not count as output.
+    pub fn feed_own(&self, bytes: &[u8]) {
+        self.state().append(bytes);
     }
 
     /// The client's terminal was resized.
@@ -125,6 +121,13 @@ impl Screen {
     /// Whether a full-screen program (vim, less, top) has the alternate screen.
     pub fn alternate(&self) -> bool {
         self.state().alternate.on
+    }
+
+    /// Whether a line editor is reading a line now, as far as the output tells: `Some(true)`
+    /// while bracketed paste is on, `Some(false)` while it is off (a command runs), `None`
+    /// when the shell never switched it.
+    pub fn line_editor(&self) -> Option<bool> {
+        self.state().alternate.paste
     }
 
     /// The logical line under the cursor.
@@ -169,6 +172,22 @@ impl Screen {
 }
 
 impl State {
+    /// Queues bytes for the emulator, keeping only the last `MAX_PENDING` of a flood.
+    fn append(&mut self, bytes: &[u8]) {
+        if bytes.len() >= MAX_PENDING {
+            self.pending.clear();
+            self.pending.extend(&bytes[bytes.len() - MAX_PENDING..]);
+            self.truncated = true;
+        } else {
+            let excess = (self.pending.len() + bytes.len()).saturating_sub(MAX_PENDING);
+            if excess > 0 {
+                self.pending.drain(..excess);
+                self.truncated = true;
+            }
+            self.pending.extend(bytes);
+        }
+    }
+
     /// Brings the emulator up to date with the pending output.
     fn parse(&mut self) {
         if self.truncated {
@@ -187,10 +206,14 @@ impl State {
 }
 
 /// Follows switches to and from the alternate screen (`CSI ? 1049 h/l`, also 1047 and 47)
-/// across pieces of output, by looking only at escape sequences.
+/// and of bracketed paste (`CSI ? 2004 h/l`) across pieces of output, by looking only at
+/// escape sequences.
 #[derive(Debug, Default)]
 struct AlternateScan {
     on: bool,
+    /// Bracketed paste as last switched: bash (5.1 and later), zsh and fish turn it on while
+    /// their line editor reads a line and off while a command runs; `None` until seen.
+    paste: Option<bool>,
     /// An escape sequence cut off at the end of the last piece.
     carry: Vec<u8>,
 }
@@ -234,13 +257,23 @@ impl AlternateScan {
                 return true;
             }
         }
-        let prefix_of_one = [&b"\x1b[?1049h"[..], b"\x1b[?1047h", b"\x1b[?47h"]
-            .iter()
-            .any(|code| {
-                let n = text.len().min(code.len());
-                text[..n] == code[..n] && text.len() < code.len()
-            })
-            || text.len() < 2;
+        for (code, on) in [(&b"\x1b[?2004h"[..], true), (b"\x1b[?2004l", false)] {
+            if text.starts_with(code) {
+                self.paste = Some(on);
+                return true;
+            }
+        }
+        let prefix_of_one = [
+            &b"\x1b[?1049h"[..],
+            b"\x1b[?1047h",
+            b"\x1b[?47h",
+            b"\x1b[?2004h",
+        ]
+        .iter()
+        .any(|code| {
+            let n = text.len().min(code.len());
+            text[..n] == code[..n] && text.len() < code.len()
+        }) || text.len() < 2;
         !prefix_of_one
     }
 }
@@ -298,5 +331,19 @@ mod tests {
         assert!(!screen.alternate());
         screen.feed(b"\x1b[?47h");
         assert!(screen.alternate());
+    }
+
+    #[test]
+    fn the_line_editor_is_known_by_bracketed_paste() {
+        let screen = Screen::new(24, 80);
+        assert_eq!(screen.line_editor(), None);
+        screen.feed(b"\x1b[?2004hroot@vm:~# ");
+        assert_eq!(screen.line_editor(), Some(true));
+        screen.feed(b"sleep 9\r\n\x1b[?20");
+        screen.feed(b"04l\r");
+        assert_eq!(screen.line_editor(), Some(false));
+        // Our own words do not change what the shell said.
+        screen.feed_own(b"\x1b[?2004h");
+        assert_eq!(screen.line_editor(), Some(false));
     }
 }
