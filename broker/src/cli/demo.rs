@@ -333,7 +333,8 @@ impl Demo {
              Also: `{ssh} alice+demo@127.0.0.1 'uname -a'`, and `{ssh} alice@127.0.0.1` for the bastion's own menu.\n\
              Just-in-time access: `{ssh} alice+demo-jit@127.0.0.1` asks for a reason and a duration, then lets alice in until it runs out.\n\
              Recordings: {dir}/data/recordings (asciinema play FILE). Audit log: {dir}/data/audit.jsonl.\n\n\
-             Security's view in a browser: https://127.0.0.1:{admin}/ (self-signed certificate {fingerprint}),\n             signing in with the token in {dir}/admin-token. Or through the CLI (list, watch, kill):\n\n  \
+             Security's view in a browser: https://127.0.0.1:{admin}/ (self-signed certificate {fingerprint}),\n\
+             signing in with the token in {dir}/admin-token. Or through the CLI (list, watch, kill):\n\n  \
              export PORTCULLIS_API=https://127.0.0.1:{admin} PORTCULLIS_TOKEN=$(cat {dir}/admin-token) PORTCULLIS_API_FINGERPRINT={fingerprint}\n  \
              portcullis sessions list; portcullis sessions watch ID; portcullis sessions kill ID --reason \"demo\"\n\n\
              (`cargo run -p portcullis --` in place of `portcullis` if it is not installed; alice may also `{ssh} alice@127.0.0.1 watch ID`.)\n\
