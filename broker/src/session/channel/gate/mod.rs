@@ -15,16 +15,18 @@
 //! out of the way in full-screen programs (alternate screen) and while the upstream does not
 //! echo (password prompts), whose keystrokes are recorded as `[redacted]`.
 
+mod ask;
+mod discard;
 pub mod keys;
 pub mod screen;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use portcullis_config::CommandAction;
-use portcullis_policy::{CommandRule, RequestState};
+use portcullis_policy::CommandRule;
 use portcullis_recorder::RecordingHandle;
 use russh::{ChannelWriteHalf, client};
 use tokio::sync::mpsc;
@@ -46,24 +48,6 @@ const ECHO_WAIT: Duration = Duration::from_secs(3);
 /// For a line nothing was echoed for (a password prompt): how long to wait before deciding
 /// that nothing will be.
 const BLIND_WAIT: Duration = Duration::from_millis(150);
-/// After a blocked line, client input is dropped until the shell shows a fresh prompt (the
-/// user cannot have seen it before: it is the rest of a paste, or typed ahead of the
-/// refusal), but never longer than this.
-const DISCARD_AFTER_BLOCK: Duration = Duration::from_secs(3);
-/// bash can swallow a SIGINT that lands while readline is busy with typeahead: it echoes
-/// `^C`, keeps reading, shows no prompt, and the old line may still be in its buffer. A
-/// second one, landing in a blocking read, is handled properly. It is sent when the cursor
-/// still sits on the `^C` row this long after the shell's last output.
-const SWALLOWED_INTERRUPT: Duration = Duration::from_millis(400);
-/// At most this many Ctrl-C for one discarded line.
-const INTERRUPTS: u32 = 3;
-/// After a line erased while a command runs: how long to drop input (the rest of a paste,
-/// keys typed before the refusal could be seen) and watch for the shell's next prompt.
-const ERASE_WATCH: Duration = Duration::from_millis(400);
-/// The longest wait for the shell to redraw after the bastion's own keys.
-const REDRAW_WAIT: Duration = Duration::from_millis(500);
-/// How long a warned user has to answer y/N.
-const CONFIRM_WAIT: Duration = Duration::from_secs(60);
 /// What a line typed while the upstream was not echoing is recorded as.
 const REDACTED: &[u8] = b"[redacted]";
 
@@ -179,15 +163,7 @@ impl Gate {
     /// Lets `data` through key by key, deciding at each Enter. After a discarded line:
     /// the keys typed at the fresh prompt, to pass next.
     async fn pass(&mut self, data: Bytes, io: &mut GateIo<'_>) -> Result<Option<Bytes>, Stop> {
-        if self.leftover && self.screen.line_editor() == Some(true) {
-            self.leftover = false;
-            if !self.keys.touched() && !self.at_prompt(&self.screen.cursor_line()) {
-                tracing::debug!("erasing what came back of a discarded line");
-                let since = self.screen.progress().0;
-                self.send_control(io, b"\x05\x15").await?;
-                self.await_redraw(since).await;
-            }
-        }
+        self.erase_leftover(io).await?;
         if self.screen.alternate() {
             // A full-screen program: its keys are not command lines.
             self.keys.reset();
@@ -547,173 +523,6 @@ impl Gate {
         let _ = self.say.send(Downlink::Say(text.to_owned())).await;
     }
 
-    /// Drops the typed line upstream, and whatever the client sent after it (the rest of a
-    /// paste, keys typed ahead of the refusal). Keys that arrive once the shell is ready
-    /// again were typed at its fresh prompt: they are returned, to pass.
-    async fn discard(&mut self, io: &mut GateIo<'_>) -> Result<Option<Bytes>, Stop> {
-        self.keys.reset();
-        let redact = !self.echo_seen();
-        self.flush_held(io, redact).await;
-        if self.screen.line_editor() == Some(true) {
-            self.interrupt_line(io).await
-        } else {
-            self.erase_typeahead(io).await
-        }
-    }
-
-    /// No line editor is reading: a command runs, and the line waits in the terminal
-    /// driver's buffer for whoever reads next. Ctrl-E Ctrl-U erases it there (the driver's
-    /// line kill; a line editor that does not announce itself reads end-of-line, kill to
-    /// start) without a signal: the running program is left alone.
-    async fn erase_typeahead(&mut self, io: &mut GateIo<'_>) -> Result<Option<Bytes>, Stop> {
-        self.send_control(io, b"\x05\x15").await?;
-        // bash may already have taken the keys for its next line without having shown its
-        // prompt yet: then they come back at that prompt, and are erased there (its line
-        // editor reads Ctrl-E Ctrl-U too).
-        let until = tokio::time::Instant::now() + ERASE_WATCH;
-        let mut erased_at_prompt = false;
-        loop {
-            let shown = self.screen.output.notified();
-            if self.screen.line_editor() == Some(true) {
-                let line = self.screen.cursor_line();
-                if self.at_prompt(&line) {
-                    return Ok(None);
-                }
-                if !erased_at_prompt {
-                    tracing::debug!(line = ?line, "erasing what came back of a discarded line at the prompt");
-                    erased_at_prompt = true;
-                    self.send_control(io, b"\x05\x15").await?;
-                    continue;
-                }
-            }
-            tokio::select! {
-                () = shown => {}
-                keys = self.next_keys(io) => {
-                    let Some(keys) = keys else { return Ok(None) };
-                    if self.screen.line_editor() == Some(true)
-                        && self.at_prompt(&self.screen.cursor_line())
-                    {
-                        return Ok(Some(keys));
-                    }
-                    tracing::debug!(bytes = keys.len(), "input dropped after a discarded line");
-                }
-                () = tokio::time::sleep_until(until) => {
-                    self.leftover = true;
-                    return Ok(None);
-                }
-            }
-        }
-    }
-
-    /// Waits (briefly) for the shell to redraw after keys of the bastion's own.
-    async fn await_redraw(&self, since: u64) {
-        let deadline = tokio::time::Instant::now() + REDRAW_WAIT;
-        loop {
-            let shown = self.screen.output.notified();
-            let (seq, last_output) = self.screen.progress();
-            let quiet_from = last_output.map(|t| tokio::time::Instant::from_std(t + ECHO_QUIET));
-            if seq > since && quiet_from.is_some_and(|t| t <= tokio::time::Instant::now()) {
-                return;
-            }
-            let wake = match quiet_from {
-                Some(t) if seq > since => t.min(deadline),
-                _ => deadline,
-            };
-            tokio::select! {
-                () = shown => {}
-                () = tokio::time::sleep_until(wake) => {
-                    if tokio::time::Instant::now() >= deadline {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Sends control keys of the bastion's own upstream.
-    async fn send_control(&self, io: &GateIo<'_>, keys: &'static [u8]) -> Result<(), Stop> {
-        tokio::select! {
-            result = io.upstream.data_bytes(Bytes::from_static(keys)) => result.map_err(|_| Stop),
-            () = self.session.control.ended() => Err(Stop),
-        }
-    }
-
-    /// A line editor is reading (bash, zsh, fish): Ctrl-C makes it drop the line and show
-    /// a fresh prompt; input is dropped until that prompt is on screen.
-    async fn interrupt_line(&mut self, io: &mut GateIo<'_>) -> Result<Option<Bytes>, Stop> {
-        let blocked_line = self.screen.cursor_line();
-        let deadline = Instant::now() + DISCARD_AFTER_BLOCK;
-        let mut interrupts = 0;
-        // The output count when the last Ctrl-C went up.
-        let mut interrupted_at: Option<u64> = None;
-        loop {
-            let shown = self.screen.output.notified();
-            if self.fresh_prompt(&blocked_line) {
-                break;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                tracing::debug!("no fresh prompt after a discarded line");
-                break;
-            }
-            let (seq, last_output) = self.screen.progress();
-            let answered = interrupted_at.is_some_and(|at| seq > at);
-            let quiet_from = last_output.map(|t| t + SWALLOWED_INTERRUPT);
-            let swallowed = answered
-                && quiet_from.is_some_and(|t| now >= t)
-                && self
-                    .screen
-                    .cursor_line()
-                    .text
-                    .trim_start()
-                    .starts_with("^C");
-            if interrupted_at.is_none() || (swallowed && interrupts < INTERRUPTS) {
-                if interrupts > 0 {
-                    tracing::debug!("the shell swallowed the interrupt: sending it again");
-                }
-                interrupts += 1;
-                interrupted_at = Some(seq);
-                self.send_control(io, b"\x03").await?;
-                continue;
-            }
-            let wake = match quiet_from {
-                Some(t) if answered && interrupts < INTERRUPTS => t.min(deadline),
-                _ => deadline,
-            };
-            tokio::select! {
-                () = shown => {}
-                () = tokio::time::sleep_until(wake.into()) => {}
-                keys = self.next_keys(io) => {
-                    // None: the client or the session is going away, nothing to protect.
-                    let Some(keys) = keys else { return Ok(None) };
-                    if self.fresh_prompt(&blocked_line) {
-                        return Ok(Some(keys));
-                    }
-                    tracing::debug!("input dropped after a discarded line");
-                }
-            }
-        }
-        Ok(None)
-    }
-
-    /// The cursor is at the end of what looks like a prompt, on another line than the one
-    /// that was blocked.
-    fn fresh_prompt(&self, blocked_line: &screen::CursorLine) -> bool {
-        let line = self.screen.cursor_line();
-        &line != blocked_line && self.at_prompt(&line)
-    }
-
-    /// `line` is a prompt with nothing typed after it, and the cursor at its end.
-    fn at_prompt(&self, line: &screen::CursorLine) -> bool {
-        let before = line.before_cursor.trim_end();
-        before == line.text.trim_end()
-            && (before.ends_with(['$', '#', '%', '>'])
-                || self
-                    .prompt
-                    .as_deref()
-                    .is_some_and(|p| !p.trim().is_empty() && before == p.trim_end()))
-    }
-
     /// The next client keystrokes, while the gate waits; other messages are deferred.
     async fn next_keys(&self, io: &mut GateIo<'_>) -> Option<Bytes> {
         loop {
@@ -731,139 +540,6 @@ impl Gate {
                     return None;
                 }
                 other => io.deferred.push_back(other),
-            }
-        }
-    }
-
-    /// `warn`: asks y/N; runs the line on y.
-    async fn confirm(
-        &mut self,
-        io: &mut GateIo<'_>,
-        reading: &Reading,
-        rule: &CommandRule,
-    ) -> Result<Verdict, Stop> {
-        self.tell(&format!("{} — run it anyway? [y/N]", rule.describe()))
-            .await;
-        let answer = tokio::time::timeout(CONFIRM_WAIT, self.next_keys(io))
-            .await
-            .ok()
-            .flatten();
-        let yes = answer
-            .as_ref()
-            .and_then(|keys| keys.first())
-            .is_some_and(|b| b.eq_ignore_ascii_case(&b'y'));
-        if yes {
-            self.tell("confirmed; running it").await;
-            self.audit(reading, Some(rule), rule.action, "confirmed");
-            self.ran(io, reading, Some(rule), rule.action).await;
-            Ok(Verdict::Run)
-        } else {
-            self.tell("not run").await;
-            self.audit(reading, Some(rule), rule.action, "declined");
-            Ok(Verdict::Discard)
-        }
-    }
-
-    /// `review`: holds the line until an approver decides (Ctrl-C withdraws it).
-    async fn review(
-        &mut self,
-        io: &mut GateIo<'_>,
-        reading: &Reading,
-        rule: &CommandRule,
-    ) -> Result<Verdict, Stop> {
-        let approvers = if rule.approvers.is_empty() {
-            self.broker.policy.approvers_of(&self.role)
-        } else {
-            rule.approvers.clone()
-        };
-        let wait = self.broker.config.access.approval_wait;
-        let user = self.session.user().unwrap_or_default().to_owned();
-        let request = match self.broker.jit.request_command(
-            &self.session.id,
-            &user,
-            &self.target,
-            &self.role,
-            &reading.line,
-            &rule.name,
-            approvers.clone(),
-            wait,
-            SystemTime::now(),
-        ) {
-            Ok(request) => request,
-            Err(error) => {
-                tracing::error!(%error, "cannot hold a command for review");
-                self.tell(&format!(
-                    "{} needs approval, but the request could not be recorded; not run",
-                    rule.describe()
-                ))
-                .await;
-                return Ok(Verdict::Discard);
-            }
-        };
-        let id = request.id;
-        self.broker.audit.record(
-            self.session
-                .audit("request.created")
-                .with("request", id)
-                .with("kind", "command")
-                .with("line", &reading.line)
-                .with("rule", &rule.name)
-                .with("approvers", &approvers),
-        );
-        self.tell(&format!(
-            "{} — request #{id} waits for approval by {}… (Ctrl-C withdraws it)",
-            rule.describe(),
-            approvers.join(", ")
-        ))
-        .await;
-        let Some(mut watch) = self.broker.jit.watch(id) else {
-            return Ok(Verdict::Discard);
-        };
-        let deadline = tokio::time::sleep(wait);
-        tokio::pin!(deadline);
-        let state = loop {
-            let state = watch.borrow_and_update().clone();
-            if state != RequestState::Pending {
-                break state;
-            }
-            tokio::select! {
-                changed = watch.changed() => {
-                    if changed.is_err() {
-                        break self.broker.jit.request(id).map(|r| r.state).unwrap_or(RequestState::Expired);
-                    }
-                }
-                keys = self.next_keys(io) => {
-                    let interrupted = keys.as_ref().is_none_or(|k| k.contains(&0x03));
-                    if interrupted {
-                        let _ = crate::ops::jit::cancel(&self.broker, id, &user);
-                        break RequestState::Cancelled;
-                    }
-                }
-                () = &mut deadline => {
-                    let _ = crate::ops::jit::cancel(&self.broker, id, &user);
-                    break RequestState::Expired;
-                }
-                () = self.session.control.ended() => return Err(Stop),
-            }
-        };
-        match state {
-            RequestState::Approved { .. } => {
-                self.tell(&format!("request #{id} approved; running it"))
-                    .await;
-                self.ran(io, reading, Some(rule), rule.action).await;
-                Ok(Verdict::Run)
-            }
-            RequestState::Denied { by, reason } => {
-                self.tell(&format!("request #{id} denied by {by}: {reason}; not run"))
-                    .await;
-                self.audit(reading, Some(rule), rule.action, "denied");
-                Ok(Verdict::Discard)
-            }
-            _ => {
-                self.tell(&format!("request #{id} was not approved; not run"))
-                    .await;
-                self.audit(reading, Some(rule), rule.action, "not approved");
-                Ok(Verdict::Discard)
             }
         }
     }
