@@ -387,6 +387,8 @@ fn full_screen_programs_and_no_echo_prompts_are_left_alone_and_secrets_redacted(
     tmux.wait_for_text("got-14-chars", Duration::from_secs(10));
     tmux.line("exit");
     tmux.wait_exit(Duration::from_secs(20));
+    // The client may exit a moment before the bastion has sealed the recording.
+    gate.world.bastion.wait_for_audit("session.end", |_| true);
     let cast = gate
         .world
         .bastion

@@ -147,6 +147,10 @@ fn activation_on_the_terminal_checks_the_answers_then_lands_on_the_target() {
 
     tmux.line("exit");
     assert_eq!(tmux.wait_exit(Duration::from_secs(20)), Some(0));
+    // (The client may exit a moment before the bastion has sealed the recording.)
+    jit.world
+        .bastion
+        .wait_for_audit("session.end", |e| e["target"] == "db01");
     // The shell after the activation was recorded like any other.
     let cast = jit
         .world
