@@ -126,6 +126,17 @@ impl Gate {
         self.world.bastion.audit_events("command")
     }
 
+    /// Ends the shell, and once the bastion has sealed its recording (the client may exit a
+    /// moment before), returns the recording's path and text.
+    fn exit_and_recording(&self, tmux: &Tmux) -> (PathBuf, String) {
+        tmux.line("exit");
+        tmux.wait_exit(Duration::from_secs(20));
+        self.world.bastion.wait_for_audit("session.end", |_| true);
+        let cast = self.world.bastion.recordings().pop().unwrap();
+        let text = std::fs::read_to_string(&cast).unwrap();
+        (cast, text)
+    }
+
     /// Waits until `count` lines have been blocked: typing before the bastion has answered
     /// a blocked line is typing ahead, which it drops.
     fn wait_blocked(&self, count: usize) {
@@ -424,12 +435,7 @@ fn a_sudo_password_never_lands_in_the_recording() {
     tmux.wait_for_text("sudo-ok-42", Duration::from_secs(10));
     tmux.line("exit");
     prompt_back(&tmux);
-    tmux.line("exit");
-    tmux.wait_exit(Duration::from_secs(20));
-    gate.world.bastion.wait_for_audit("session.end", |_| true);
-
-    let cast = gate.world.bastion.recordings().pop().unwrap();
-    let text = std::fs::read_to_string(&cast).unwrap();
+    let (_, text) = gate.exit_and_recording(&tmux);
     assert!(text.contains("sudo-ok-42"), "{text}");
     assert!(
         !text.contains(&user.password),
@@ -603,13 +609,7 @@ fn lines_that_run_are_marked_in_the_recording_and_searchable() {
     tmux.line(&format!("touch {forbidden}"));
     tmux.wait_for_text("blocked by rule", Duration::from_secs(10));
     prompt_back(&tmux);
-    tmux.line("exit");
-    tmux.wait_exit(Duration::from_secs(20));
-    // The client may exit a moment before the bastion has sealed the recording.
-    gate.world.bastion.wait_for_audit("session.end", |_| true);
-
-    let cast = gate.world.bastion.recordings().pop().unwrap();
-    let text = std::fs::read_to_string(&cast).unwrap();
+    let (cast, text) = gate.exit_and_recording(&tmux);
     assert!(text.contains(r#""m","$ echo ready-$((40+2))"]"#), "{text}");
     assert!(
         text.contains(r#""m","$ ls / >/dev/null; echo listed-$((6*7))"]"#),

@@ -120,11 +120,20 @@ fn a_lock_ends_every_session_of_the_user_and_refuses_the_next_login_until_lifted
     let tmux = alice_shell(&world);
     let mut background = world
         .alice("alice+web01")
-        .ssh_command(Some("sleep 120"))
+        .ssh_command(Some("echo running; sleep 120"))
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Its command runs upstream (a session that is only logging in is not what this tests).
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(background.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(first, "running\n");
     assert!(
         wait_for(Duration::from_secs(20), || (live_session_ids(&world).len()
             == 2)
