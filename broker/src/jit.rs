@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use portcullis_policy::{
     ActivationPath, Eligibility, Grant, Policy, Request, RequestKind, RequestState, ReviewRefused,
@@ -16,17 +16,7 @@ use portcullis_policy::{
 use rusqlite::{OptionalExtension, Row, params};
 use tokio::sync::watch;
 
-use crate::store::{Store, StoreError};
-
-fn to_ms(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
-fn from_ms(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
-}
+use crate::store::{Store, StoreError, from_unix_ms, to_unix_ms};
 
 /// A grant with what the rules do not need but people do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,15 +150,15 @@ fn grant_from_row(row: &Row<'_>) -> rusqlite::Result<GrantRecord> {
             user: row.get("user")?,
             target: row.get("target")?,
             role: row.get("role")?,
-            starts_at: from_ms(row.get("starts_at")?),
-            expires_at: from_ms(row.get("expires_at")?),
-            revoked_at: revoked_at.map(from_ms),
+            starts_at: from_unix_ms(row.get("starts_at")?),
+            expires_at: from_unix_ms(row.get("expires_at")?),
+            revoked_at: revoked_at.map(from_unix_ms),
         },
         reason: row.get("reason")?,
         request: row.get::<_, Option<i64>>("request_id")?.map(|id| id as u64),
         break_glass: row.get::<_, i64>("break_glass")? != 0,
         revoked: revoked_by.map(|by| (by, revoke_reason.unwrap_or_default())),
-        acknowledged: acknowledged_by.zip(acknowledged_at.map(from_ms)),
+        acknowledged: acknowledged_by.zip(acknowledged_at.map(from_unix_ms)),
     })
 }
 
@@ -186,8 +176,8 @@ fn request_from_row(row: &Row<'_>, approved_by: Vec<String>) -> rusqlite::Result
         role: row.get("role")?,
         reason: row.get("reason")?,
         duration: Duration::from_millis(row.get::<_, i64>("duration_ms")?.max(0) as u64),
-        created_at: from_ms(row.get("created_at")?),
-        expires_at: from_ms(row.get("expires_at")?),
+        created_at: from_unix_ms(row.get("created_at")?),
+        expires_at: from_unix_ms(row.get("expires_at")?),
         needed: row.get::<_, i64>("needed")?.max(0) as u32,
         approved_by,
         state: match state.as_str() {
@@ -388,8 +378,8 @@ impl Jit {
                     role,
                     reason,
                     request.map(|r| r as i64),
-                    to_ms(starts_at),
-                    to_ms(expires_at),
+                    to_unix_ms(starts_at),
+                    to_unix_ms(expires_at),
                     break_glass as i64
                 ],
             )?;
@@ -436,8 +426,8 @@ impl Jit {
                     request.role,
                     request.reason,
                     request.duration.as_millis() as i64,
-                    to_ms(request.created_at),
-                    to_ms(request.expires_at),
+                    to_unix_ms(request.created_at),
+                    to_unix_ms(request.expires_at),
                     request.needed as i64,
                     kind,
                     command,
@@ -598,7 +588,7 @@ impl Jit {
         self.store.with(|db| {
             db.execute(
                 "INSERT INTO approvals (request_id, approver, comment, at) VALUES (?1, ?2, ?3, ?4)",
-                params![id as i64, reviewer.name(), comment, to_ms(now)],
+                params![id as i64, reviewer.name(), comment, to_unix_ms(now)],
             )
         })?;
         if !request.completes_with_one_more() {
@@ -686,7 +676,7 @@ impl Jit {
         self.store.with(|db| {
             db.execute(
                 "UPDATE grants SET revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4, end_audited = 1 WHERE id = ?1",
-                params![id as i64, to_ms(now), by, reason],
+                params![id as i64, to_unix_ms(now), by, reason],
             )
         })?;
         self.live_grants().remove(&id);
@@ -704,7 +694,7 @@ impl Jit {
         self.store.with(|db| {
             db.execute(
                 "UPDATE grants SET acknowledged_at = ?2, acknowledged_by = ?3 WHERE id = ?1",
-                params![id as i64, to_ms(now), by],
+                params![id as i64, to_unix_ms(now), by],
             )
         })?;
         if let Some(live) = self.live_grants().get_mut(&id) {
@@ -760,7 +750,7 @@ impl Jit {
                     role: row.get(1)?,
                     target: row.get(2)?,
                     activations: row.get::<_, i64>(3)? as u64,
-                    last: from_ms(row.get(4)?),
+                    last: from_unix_ms(row.get(4)?),
                 })
             })?;
             rows.collect()
@@ -796,6 +786,8 @@ pub struct Usage {
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
     const KEY: &str =

@@ -3,11 +3,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use portcullis_policy::Lock;
 
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, from_unix_seconds, to_unix_seconds};
 
 /// The set of locks.
 #[derive(Debug)]
@@ -16,23 +16,13 @@ pub struct Locks {
     cache: Mutex<HashMap<String, Lock>>,
 }
 
-fn to_unix(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
-fn from_unix(seconds: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(seconds.max(0) as u64)
-}
-
 impl Locks {
     /// Loads the locks from the database, dropping those that have expired.
     pub fn load(store: Arc<Store>, now: SystemTime) -> Result<Self, StoreError> {
         store.with(|db| {
             db.execute(
                 "DELETE FROM locks WHERE until IS NOT NULL AND until <= ?1",
-                [to_unix(now)],
+                [to_unix_seconds(now)],
             )
         })?;
         let rows = store.with(|db| {
@@ -43,8 +33,8 @@ impl Locks {
                     user: row.get(0)?,
                     reason: row.get(1)?,
                     by: row.get(2)?,
-                    since: from_unix(row.get(3)?),
-                    until: row.get::<_, Option<i64>>(4)?.map(from_unix),
+                    since: from_unix_seconds(row.get(3)?),
+                    until: row.get::<_, Option<i64>>(4)?.map(from_unix_seconds),
                 })
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
@@ -91,8 +81,8 @@ impl Locks {
                     lock.user,
                     lock.reason,
                     lock.by,
-                    to_unix(lock.since),
-                    lock.until.map(to_unix)
+                    to_unix_seconds(lock.since),
+                    lock.until.map(to_unix_seconds)
                 ],
             )
         })?;
@@ -112,6 +102,8 @@ impl Locks {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
     use super::*;
 
     fn at(seconds: u64) -> SystemTime {

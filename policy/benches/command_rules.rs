@@ -10,22 +10,10 @@ use std::time::{Duration, Instant};
 use portcullis_policy::CommandRules;
 
 fn config(rules: usize) -> portcullis_config::Config {
-    let mut toml = String::from(
-        "[[roles]]\nname = \"ops\"\nmembers = []\ntargets = [\"*\"]\napprovers = [\"ops\"]\n",
+    let toml = format!(
+        "[[roles]]\nname = \"ops\"\nmembers = []\ntargets = [\"*\"]\napprovers = [\"ops\"]\n{}",
+        portcullis_policy::sample_rules_toml(rules)
     );
-    for i in 0..rules {
-        // A mix of the shapes operators write: anchored commands with options, words
-        // anywhere, alternations.
-        let pattern = match i % 4 {
-            0 => format!(r"^\s*(sudo\s+)?tool{i}\s+-[a-zA-Z]*f"),
-            1 => format!(r"\bsecret-{i}\b"),
-            2 => format!(r"^\s*(systemctl|service)\s+(stop|restart)\s+unit{i}"),
-            _ => format!(r"(curl|wget)\s+\S*host{i}\.example"),
-        };
-        toml.push_str(&format!(
-            "[[command_rules]]\nname = \"rule-{i}\"\npattern = '{pattern}'\naction = \"deny\"\n"
-        ));
-    }
     portcullis_config::from_toml_str(&toml).unwrap()
 }
 

@@ -126,6 +126,25 @@ impl CommandRules {
     }
 }
 
+/// `count` deny rules of the shapes operators write — anchored commands with options, words
+/// anywhere, alternations — as `[[command_rules]]` TOML, none of which matches an ordinary
+/// `cat FILE`: what the matcher and relay benchmarks measure against.
+pub fn sample_rules_toml(count: usize) -> String {
+    let mut toml = String::new();
+    for i in 0..count {
+        let pattern = match i % 4 {
+            0 => format!(r"^\s*(sudo\s+)?tool{i}\s+-[a-zA-Z]*f"),
+            1 => format!(r"\bsecret-{i}\b"),
+            2 => format!(r"^\s*(systemctl|service)\s+(stop|restart)\s+unit{i}"),
+            _ => format!(r"(curl|wget)\s+\S*host{i}\.example"),
+        };
+        toml.push_str(&format!(
+            "[[command_rules]]\nname = \"rule-{i}\"\npattern = '{pattern}'\naction = \"deny\"\n"
+        ));
+    }
+    toml
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

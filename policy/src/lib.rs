@@ -20,7 +20,7 @@ pub mod jit;
 pub use portcullis_config::glob;
 
 pub use access::{Authorization, Denied, Lock, Policy, PolicyError, Reachable};
-pub use commands::{CommandRule, CommandRules};
+pub use commands::{CommandRule, CommandRules, sample_rules_toml};
 pub use jit::{
     ActivationError, ActivationPath, Eligibility, Grant, Request, RequestKind, RequestState,
     ReviewRefused,

@@ -306,21 +306,24 @@ impl Bastion {
         (format!("https://{address}"), fingerprint)
     }
 
-    /// `portcullis ARGS --api … --token TOKEN --fingerprint …`.
+    /// `portcullis ARGS --api … --token TOKEN --fingerprint …`, to run.
     pub fn api_cli(&self, token: &str, args: &[&str]) -> Ran {
+        run_with_timeout(60, &mut self.api_command(token, args)).into()
+    }
+
+    /// `portcullis ARGS --api … --token TOKEN --fingerprint …`, to start (a follower).
+    pub fn api_command(&self, token: &str, args: &[&str]) -> Command {
         let (url, fingerprint) = self.api();
-        run_with_timeout(
-            60,
-            self.command().args(args).args([
-                "--api",
-                &url,
-                "--token",
-                token,
-                "--fingerprint",
-                &fingerprint,
-            ]),
-        )
-        .into()
+        let mut command = self.command();
+        command.args(args).args([
+            "--api",
+            &url,
+            "--token",
+            token,
+            "--fingerprint",
+            &fingerprint,
+        ]);
+        command
     }
 
     /// A raw API request: status and JSON body (`Value::Null` if the body is not JSON).

@@ -237,21 +237,9 @@ fn live_watch_over_the_api_receives_what_is_typed() {
     let world = world();
     let tmux = alice_shell(&world);
     let id = live_session_ids(&world).remove(0);
-    let (url, fingerprint) = world.bastion.api();
     let mut watcher = world
         .bastion
-        .command()
-        .args([
-            "sessions",
-            "watch",
-            &id,
-            "--api",
-            &url,
-            "--token",
-            READER,
-            "--fingerprint",
-            &fingerprint,
-        ])
+        .api_command(READER, &["sessions", "watch", &id])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -559,23 +547,9 @@ fn the_cli_reads_the_audit_log_and_recordings_through_the_api() {
     assert!(only.stdout.contains("echo through-the-api"));
 
     // Following: a new event shows up without asking again.
-    let (url, fingerprint) = world.bastion.api();
     let mut follower = world
         .bastion
-        .command()
-        .args([
-            "audit",
-            "tail",
-            "-f",
-            "-n",
-            "1",
-            "--api",
-            &url,
-            "--token",
-            READER,
-            "--fingerprint",
-            &fingerprint,
-        ])
+        .api_command(READER, &["audit", "tail", "-f", "-n", "1"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -627,6 +601,7 @@ fn the_cli_reads_the_audit_log_and_recordings_through_the_api() {
     assert!(verified.stdout.contains("intact"));
 
     // A CA file works instead of a fingerprint: the self-signed certificate is its own CA.
+    let (url, _) = world.bastion.api();
     let ca = world.bastion.data_dir().join("admin-cert.pem");
     let ran = world.bastion.cli(&[
         "sessions",

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::AdminState;
 use super::auth::Caller;
 use super::error::ApiError;
-use super::routes::{bad_json, rfc3339};
+use super::routes::{ReasonBody, bad_json, rfc3339};
 use crate::jit::{Approved, GrantRecord, Reviewer};
 use crate::ops::jit as jit_ops;
 
@@ -148,12 +148,6 @@ pub async fn approve_request(
     Ok(Json(
         json!({ "request": request_json(&request), "grant": grant }),
     ))
-}
-
-/// Body of a denial or revocation.
-#[derive(Debug, Deserialize)]
-pub struct ReasonBody {
-    reason: String,
 }
 
 /// `POST /api/v1/requests/{id}/deny`

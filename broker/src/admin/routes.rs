@@ -32,6 +32,34 @@ pub(super) fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
+/// An optional `since=` time from a query.
+fn since(text: Option<&str>) -> ApiResult<Option<SystemTime>> {
+    text.map(|t| parse_time("since", t)).transpose()
+}
+
+/// A live session by id or unique prefix.
+fn live_session(state: &AdminState, id: &str) -> ApiResult<Arc<SessionShared>> {
+    state
+        .broker
+        .registry
+        .find(id)
+        .ok_or_else(|| ApiError::NotFound(format!("no live session {id}")))
+}
+
+/// Events of the audit log that pass `filter`, read off the runtime's threads.
+async fn search_audit(state: &AdminState, filter: AuditFilter) -> ApiResult<Vec<Value>> {
+    let path = state.broker.audit.path().to_owned();
+    tokio::task::spawn_blocking(move || crate::audit::query(&path, &filter))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// How many audit events a search returns: 1000 unless asked, never more than 10 000.
+fn audit_limit(asked: Option<usize>) -> usize {
+    asked.unwrap_or(1000).min(10_000)
+}
+
 fn parse_time(field: &str, text: &str) -> ApiResult<SystemTime> {
     humantime::parse_rfc3339_weak(text).map_err(|_| {
         ApiError::BadRequest(format!(
@@ -107,18 +135,14 @@ pub async fn show_session(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
-    let session = state
-        .broker
-        .registry
-        .find(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("no live session {id}")))?;
+    let session = live_session(&state, &id)?;
     Ok(Json(session_json(&session)))
 }
 
-/// Body of a kill.
+/// Body of a kill, a denial or a revocation.
 #[derive(Debug, Deserialize)]
-pub struct KillRequest {
-    reason: String,
+pub struct ReasonBody {
+    pub(super) reason: String,
 }
 
 /// `POST /api/v1/sessions/{id}/kill`
@@ -126,7 +150,7 @@ pub async fn kill_session(
     caller: Caller,
     State(state): State<Arc<AdminState>>,
     Path(id): Path<String>,
-    body: Result<Json<KillRequest>, JsonRejection>,
+    body: Result<Json<ReasonBody>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Operate)?;
     let Json(request) = body.map_err(bad_json)?;
@@ -160,9 +184,7 @@ pub async fn live_ticket(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
-    if state.broker.registry.find(&id).is_none() {
-        return Err(ApiError::NotFound(format!("no live session {id}")));
-    }
+    live_session(&state, &id)?;
     let ticket = state
         .tickets
         .issue(caller, &id)
@@ -197,11 +219,7 @@ pub async fn live(
         None => caller?,
     };
     caller.require(Scope::Read)?;
-    let session = state
-        .broker
-        .registry
-        .find(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("no live session {id}")))?;
+    let session = live_session(&state, &id)?;
     let follower = Follower::start(&session)
         .await
         .map_err(|e| ApiError::NotFound(e.to_string()))?;
@@ -252,11 +270,7 @@ pub async fn list_recordings(
     let filter = catalog::Filter {
         user: query.user,
         target: query.target,
-        since: query
-            .since
-            .as_deref()
-            .map(|s| parse_time("since", s))
-            .transpose()?,
+        since: since(query.since.as_deref())?,
     };
     let entries = catalog::list(&state.broker.recordings.dir, &filter)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -413,22 +427,14 @@ pub async fn commands(
     let pattern = regex::Regex::new(query.q.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::BadRequest(format!("q is not a valid regular expression: {e}")))?;
     let filter = AuditFilter {
-        since: query
-            .since
-            .as_deref()
-            .map(|s| parse_time("since", s))
-            .transpose()?,
+        since: since(query.since.as_deref())?,
         event: Some("command".to_owned()),
         user: query.user,
         target: query.target,
         command: Some(pattern),
-        limit: query.limit.unwrap_or(1000).min(10_000),
+        limit: audit_limit(query.limit),
     };
-    let path = state.broker.audit.path().to_owned();
-    let events = tokio::task::spawn_blocking(move || crate::audit::query(&path, &filter))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let events = search_audit(&state, filter).await?;
     Ok(Json(json!({ "commands": events })))
 }
 
@@ -440,20 +446,12 @@ pub async fn audit(
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
     let filter = AuditFilter {
-        since: query
-            .since
-            .as_deref()
-            .map(|s| parse_time("since", s))
-            .transpose()?,
+        since: since(query.since.as_deref())?,
         event: query.event,
         user: query.user,
-        limit: query.limit.unwrap_or(1000).min(10_000),
+        limit: audit_limit(query.limit),
         ..AuditFilter::default()
     };
-    let path = state.broker.audit.path().to_owned();
-    let events = tokio::task::spawn_blocking(move || crate::audit::query(&path, &filter))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let events = search_audit(&state, filter).await?;
     Ok(Json(json!({ "events": events })))
 }

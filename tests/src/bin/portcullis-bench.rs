@@ -273,7 +273,7 @@ fn main() {
                 &sshd,
                 &key,
                 "gate on (200 rules)",
-                &many_rules(200),
+                &portcullis_policy::sample_rules_toml(200),
             ),
         ]
     } else {
@@ -389,23 +389,6 @@ fn main() {
     for bastion in &bench.bastions {
         runtime.block_on(bastion.broker.drain(Duration::from_secs(5)));
     }
-}
-
-/// `count` deny rules of the shapes operators write (none matches `cat FILE`).
-fn many_rules(count: usize) -> String {
-    let mut toml = String::new();
-    for i in 0..count {
-        let pattern = match i % 4 {
-            0 => format!(r"^\s*(sudo\s+)?tool{i}\s+-[a-zA-Z]*f"),
-            1 => format!(r"\bsecret-{i}\b"),
-            2 => format!(r"^\s*(systemctl|service)\s+(stop|restart)\s+unit{i}"),
-            _ => format!(r"(curl|wget)\s+\S*host{i}\.example"),
-        };
-        toml.push_str(&format!(
-            "[[command_rules]]\nname = \"rule-{i}\"\npattern = '{pattern}'\naction = \"deny\"\n"
-        ));
-    }
-    toml
 }
 
 /// A bastion in this process, on its production code path, in front of `sshd`.
