@@ -48,8 +48,19 @@ pub struct ServerConfig {
     /// Directory for state, vault, recordings, audit log and host key; created on first start.
     /// A relative path is taken relative to the config file's directory.
     pub data_dir: PathBuf,
-    /// Most client connections served at once; further ones are closed at accept.
+    /// Most authenticated sessions served at once; a login beyond it is refused with a
+    /// message. Connections that have not authenticated yet have their own budget
+    /// (`max_unauthenticated`), so unauthenticated sockets can never crowd sessions out.
     pub max_connections: usize,
+    /// Most connections that have not authenticated yet, from all sources together; more
+    /// are closed at accept (like sshd's MaxStartups).
+    pub max_unauthenticated: usize,
+    /// Most connections one source address may hold before authenticating; more from it
+    /// are closed at accept, so one host cannot take every pre-login slot.
+    pub max_unauthenticated_per_source: usize,
+    /// A connection that has not sent its SSH version line within this time is closed.
+    #[serde(with = "humantime_serde")]
+    pub banner_timeout: Duration,
     /// How long a client has to authenticate before it is disconnected.
     #[serde(with = "humantime_serde")]
     pub login_grace_time: Duration,
@@ -73,6 +84,14 @@ pub struct ServerConfig {
     /// for the client and the bastion alike. Add "chacha20-poly1305@openssh.com" for clients
     /// without AES hardware, or the CTR modes for very old clients.
     pub ciphers: Vec<String>,
+    /// Environment variables a client may pass to the target (`SendEnv`/`SetEnv`), as names
+    /// or globs (`LC_*`). Everything else is dropped (and logged): `LD_PRELOAD`, `PATH` and
+    /// friends must never reach an upstream shell. `TERM` comes with the terminal request.
+    pub accept_env: Vec<String>,
+    /// How people reach this bastion, for the commands it tells them to run: `{login}`
+    /// stands for `USER+TARGET` (or `USER`). Default: `ssh -p PORT {login}@ADDRESS` with the
+    /// address the client connected to, which is wrong behind NAT or a load balancer.
+    pub connect_command: Option<String>,
 }
 
 /// Cipher names `server.ciphers` accepts.
@@ -91,6 +110,9 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 2222)),
             data_dir: PathBuf::from("data"),
             max_connections: 1024,
+            max_unauthenticated: 100,
+            max_unauthenticated_per_source: 10,
+            banner_timeout: Duration::from_secs(10),
             login_grace_time: Duration::from_secs(60),
             upstream_connect_timeout: Duration::from_secs(10),
             auth_max_failures: 5,
@@ -101,6 +123,8 @@ impl Default for ServerConfig {
                 "aes256-gcm@openssh.com".into(),
                 "aes128-gcm@openssh.com".into(),
             ],
+            accept_env: vec!["LANG".into(), "LC_*".into()],
+            connect_command: None,
         }
     }
 }

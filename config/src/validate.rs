@@ -137,6 +137,48 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        for (key, value) in [
+            ("max_unauthenticated", server.max_unauthenticated),
+            (
+                "max_unauthenticated_per_source",
+                server.max_unauthenticated_per_source,
+            ),
+        ] {
+            if value == 0 {
+                problems.push(Problem::new(path.key(key), "must be at least 1"));
+            }
+        }
+        if server.max_unauthenticated_per_source > server.max_unauthenticated {
+            problems.push(Problem::new(
+                path.key("max_unauthenticated_per_source"),
+                format!(
+                    "is larger than max_unauthenticated ({}): one source could still take every slot",
+                    server.max_unauthenticated
+                ),
+            ));
+        }
+        for (i, name) in server.accept_env.iter().enumerate() {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '*' | '?'))
+            {
+                problems.push(Problem::new(
+                    path.key("accept_env").index(i),
+                    format!(
+                        "{name:?} is not a variable name or glob (letters, digits, _, * and ?)"
+                    ),
+                ));
+            }
+        }
+        if let Some(command) = &server.connect_command
+            && !command.contains("{login}")
+        {
+            problems.push(Problem::new(
+                path.key("connect_command"),
+                "must contain {login}, where the user's login (USER+TARGET) goes",
+            ));
+        }
         if server.auth_max_failures == 0 {
             problems.push(Problem::new(
                 path.key("auth_max_failures"),
@@ -159,6 +201,7 @@ impl Config {
             ("upstream_connect_timeout", server.upstream_connect_timeout),
             ("auth_failure_window", server.auth_failure_window),
             ("keepalive_interval", server.keepalive_interval),
+            ("banner_timeout", server.banner_timeout),
         ] {
             if value == Duration::ZERO {
                 problems.push(Problem::new(path.key(key), "must be longer than zero"));

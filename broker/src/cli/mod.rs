@@ -163,13 +163,18 @@ pub fn master_key_env() -> Option<String> {
 }
 
 /// Logs to stderr; `RUST_LOG` filters (default: info, and warnings from the SSH library).
+/// Colours only when stderr is a terminal and `NO_COLOR` is unset: a log file or journald
+/// must not fill up with escape sequences.
 pub fn init_tracing() {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,russh=warn"));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(false)
         .try_init();
 }

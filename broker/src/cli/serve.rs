@@ -38,8 +38,14 @@ pub fn run(config_path: &Path) -> ExitCode {
     })
 }
 
-/// Binds, serves until a signal, drains. Shared with `portcullis demo`.
+/// Binds, serves until a signal, drains.
 pub async fn serve(broker: Arc<Broker>) -> Result<(), String> {
+    serve_then(broker, || {}).await
+}
+
+/// [`serve`], calling `ready` once everything listens (the demo prints its instructions
+/// then, so nobody tries them too early).
+pub async fn serve_then(broker: Arc<Broker>, ready: impl FnOnce()) -> Result<(), String> {
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let server = Server::bind(broker.clone())
@@ -62,6 +68,7 @@ pub async fn serve(broker: Arc<Broker>) -> Result<(), String> {
         "portcullis: listening on {address} (host key {})",
         broker.host_key().public_key().fingerprint(HashAlg::Sha256)
     );
+    ready();
     let accepting = tokio::spawn(server.run());
     let janitor = tokio::spawn(broker.clone().janitor());
     let api = admin.map(|admin| {

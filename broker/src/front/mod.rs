@@ -124,6 +124,7 @@ fn origin_of(broker: &Broker, session: &SessionShared) -> Origin {
     Origin {
         host: local.ip().to_string(),
         port: local.port(),
+        command: broker.config.server.connect_command.clone(),
     }
 }
 

@@ -293,12 +293,17 @@ pub struct Origin {
     pub host: String,
     /// Its port.
     pub port: u16,
+    /// `[server] connect_command`: how people reach the bastion, `{login}` to fill in.
+    pub command: Option<String>,
 }
 
 impl Origin {
-    /// `ssh -p PORT USER@HOST`.
+    /// The command that logs in as `login`: the configured one, or `ssh -p PORT LOGIN@HOST`.
     pub fn ssh(&self, login: &str) -> String {
-        format!("ssh -p {} {login}@{}", self.port, self.host)
+        match &self.command {
+            Some(command) => command.replace("{login}", login),
+            None => format!("ssh -p {} {login}@{}", self.port, self.host),
+        }
     }
 }
 

@@ -1,9 +1,18 @@
-//! `portcullis demo`: everything needed for a first look, on this machine.
+//! `portcullis demo`: everything needed for a first look, on this machine, safely.
 //!
 //! It creates (once) a directory with a user key for "alice", a host key for a throwaway
-//! OpenSSH sshd, and a config; starts that sshd on a free loopback port as the target
-//! "demo" (logging in as the current account with a key that exists only in the vault);
-//! then serves portcullis in front of it and prints the exact `ssh` line to try.
+//! OpenSSH sshd, a config with example command rules, and an `ssh_config`; starts that sshd
+//! on a free loopback port as the target "demo", logging in as an unprivileged account
+//! ([`account`]: never root) with a key that exists only in the vault; then serves portcullis
+//! in front of it and prints the one `ssh` line to try.
+//!
+//! Instructions go to stdout, logs to stderr.
+//!
+//! * [`account`]: who the target logs in as.
+//! * [`files`]: the configs it writes.
+
+mod account;
+mod files;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -19,6 +28,7 @@ use super::fail;
 use crate::datadir::write_private_file;
 use crate::server::Broker;
 use crate::vault::{Credential, VaultError, generate_ed25519};
+use account::{Account, AccountOrigin};
 
 /// `portcullis demo` options.
 #[derive(Debug, Args)]
@@ -51,12 +61,14 @@ pub fn run(args: DemoArgs) -> ExitCode {
 }
 
 struct Demo {
+    /// The directory as the user named it (relative paths stay relative in what is printed).
+    shown_dir: PathBuf,
     dir: PathBuf,
     config: PathBuf,
     port: u16,
     admin_port: u16,
     sshd_port: u16,
-    login: String,
+    account: Account,
 }
 
 fn prepare(args: &DemoArgs) -> Result<Demo, String> {
@@ -66,86 +78,39 @@ fn prepare(args: &DemoArgs) -> Result<Demo, String> {
         .dir
         .canonicalize()
         .map_err(|e| format!("{}: {e}", args.dir.display()))?;
+    let account = account::prepare(&dir)?;
     let alice = key_file(&dir.join("alice_ed25519"), "alice@demo")?;
     let sshd_host = key_file(&dir.join("sshd/host_ed25519"), "demo sshd host key")?;
-    let login = current_login();
     let sshd_port = free_port()?;
     let token = admin_token(&dir.join("admin-token"))?;
     let token_hash = crate::front::password::hash(&token)?;
     let public = |key: &PrivateKey| key.public_key().to_openssh().map_err(|e| e.to_string());
+    let connect_command = format!("ssh -F {} {{login}}", args.dir.join("ssh_config").display());
 
     let config = dir.join("portcullis.toml");
-    let text = format!(
-        r#"# Written by `portcullis demo` at each start; edit a copy for real use.
-[server]
-listen = "127.0.0.1:{port}"
-data_dir = "data"
-
-[recording]
-input = true
-on_failure = "terminate"
-
-[[users]]
-name = "alice"
-public_keys = ["{alice}"]
-
-[[targets]]
-name = "demo"
-address = "127.0.0.1:{sshd_port}"
-login = "{login}"
-credential = "{CREDENTIAL}"
-host_key = "{host}"
-
-# The same sshd under a second name, for just-in-time access: alice is only eligible for it,
-# and connecting asks her for a reason and a duration first.
-[[targets]]
-name = "demo-jit"
-address = "127.0.0.1:{sshd_port}"
-login = "{login}"
-credential = "{CREDENTIAL}"
-host_key = "{host}"
-
-[[roles]]
-name = "demo-admins"
-members = ["alice"]
-targets = ["demo"]
-access = "standing"
-can_watch = true
-
-[[roles]]
-name = "demo-jit"
-members = ["alice"]
-targets = ["demo-jit"]
-access = "eligible"
-max_duration = "1h"
-default_duration = "15m"
-require_reason = true
-approvals = 0
-
-[access]
-warn_before = ["5m", "1m"]
-
-[admin]
-listen = "127.0.0.1:{admin_port}"
-
-[[admin.tokens]]
-name = "demo-operator"
-hash = "{token_hash}"
-scopes = ["read", "operate"]
-"#,
-        port = args.port,
-        admin_port = args.admin_port,
-        alice = public(&alice)?,
-        host = public(&sshd_host)?,
-    );
+    let text = files::bastion_config(&files::BastionConfig {
+        port: args.port,
+        admin_port: args.admin_port,
+        sshd_port,
+        alice_key: &public(&alice)?,
+        sshd_host_key: &public(&sshd_host)?,
+        login: &account.name,
+        credential: CREDENTIAL,
+        token_hash: &token_hash,
+        connect_command: &connect_command,
+    });
     std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
+    let ssh_config = dir.join("ssh_config");
+    std::fs::write(&ssh_config, files::ssh_config(args.port, &dir))
+        .map_err(|e| format!("{}: {e}", ssh_config.display()))?;
     Ok(Demo {
+        shown_dir: args.dir.clone(),
         dir,
         config,
         port: args.port,
         admin_port: args.admin_port,
         sshd_port,
-        login,
+        account,
     })
 }
 
@@ -175,23 +140,20 @@ fn key_file(path: &Path, comment: &str) -> Result<PrivateKey, String> {
     Ok(key)
 }
 
-fn current_login() -> String {
-    Command::new("id")
-        .arg("-un")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "root".into())
-}
-
 fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| format!("cannot find a free port: {e}"))
+}
+
+/// `cat`, by absolute path (sshd insists on one for AuthorizedKeysCommand).
+fn cat_binary() -> Result<PathBuf, String> {
+    ["/usr/bin/cat", "/bin/cat"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| "cannot find cat in /usr/bin or /bin".to_owned())
 }
 
 impl Demo {
@@ -238,8 +200,10 @@ impl Demo {
                     return fail(error);
                 }
             };
-            self.print_instructions(&fingerprint);
-            let result = super::serve::serve(broker).await;
+            let result = super::serve::serve_then(broker, || {
+                self.print_instructions(&fingerprint);
+            })
+            .await;
             let _ = sshd.kill();
             let _ = sshd.wait();
             match result {
@@ -259,13 +223,7 @@ impl Demo {
         let config = sshd_dir.join("sshd_config");
         std::fs::write(
             &config,
-            format!(
-                "ListenAddress 127.0.0.1\nHostKey {dir}/host_ed25519\nAuthorizedKeysFile {dir}/authorized_keys\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
-                 UsePAM no\nStrictModes no\nSubsystem sftp internal-sftp\nPidFile {dir}/sshd.pid\nAllowUsers {login}\n",
-                dir = sshd_dir.display(),
-                login = self.login
-            ),
+            files::sshd_config(&sshd_dir, &self.account, &cat_binary()?),
         )
         .map_err(|e| e.to_string())?;
         // sshd needs its privilege-separation directory when run as root.
@@ -321,27 +279,44 @@ impl Demo {
         .map_err(|e| e.to_string())
     }
 
+    /// What to do next, on stdout (the logs go to stderr).
     fn print_instructions(&self, fingerprint: &str) {
-        let dir = self.dir.display();
-        let ssh = format!(
-            "ssh -F /dev/null -o IdentitiesOnly=yes -i {dir}/alice_ed25519 -o UserKnownHostsFile={dir}/known_hosts -p {}",
-            self.port
-        );
-        eprintln!(
-            "\nportcullis demo: target \"demo\" is a throwaway sshd on 127.0.0.1:{sshd} (logging in as {login} with a key only the vault holds).\n\
-             Try, in another terminal:\n\n  {ssh} alice+demo@127.0.0.1\n\n\
-             Also: `{ssh} alice+demo@127.0.0.1 'uname -a'`, and `{ssh} alice@127.0.0.1` for the bastion's own menu.\n\
-             Just-in-time access: `{ssh} alice+demo-jit@127.0.0.1` asks for a reason and a duration, then lets alice in until it runs out.\n\
-             Recordings: {dir}/data/recordings (asciinema play FILE). Audit log: {dir}/data/audit.jsonl.\n\n\
-             Security's view in a browser: https://127.0.0.1:{admin}/ (self-signed certificate {fingerprint}),\n\
-             signing in with the token in {dir}/admin-token. Or through the CLI (list, watch, kill):\n\n  \
-             export PORTCULLIS_API=https://127.0.0.1:{admin} PORTCULLIS_TOKEN=$(cat {dir}/admin-token) PORTCULLIS_API_FINGERPRINT={fingerprint}\n  \
-             portcullis sessions list; portcullis sessions watch ID; portcullis sessions kill ID --reason \"demo\"\n\n\
-             (`cargo run -p portcullis --` in place of `portcullis` if it is not installed; alice may also `{ssh} alice@127.0.0.1 watch ID`.)\n\
-             Config: {dir}/portcullis.toml. Ctrl-C stops everything.\n",
+        let shown = self.shown_dir.display();
+        let ssh = format!("ssh -F {shown}/ssh_config");
+        let account = match &self.account.origin {
+            AccountOrigin::Invoker => format!(
+                "as you ({}; the demo has no rights you do not have)",
+                self.account.name
+            ),
+            AccountOrigin::Created { home, new } => format!(
+                "as {}, an unprivileged account the demo {}\n(no password, no sudo; home {})",
+                self.account.name,
+                if *new {
+                    "has created"
+                } else {
+                    "created earlier"
+                },
+                home.display()
+            ),
+        };
+        println!(
+            "\nportcullis demo is running. In another terminal, from this directory:\n\n    \
+             {ssh} alice+demo\n\n\
+             The target \"demo\" is a throwaway sshd on 127.0.0.1:{sshd}; portcullis logs in there\n\
+             {account}, with a key only its vault holds.\n\n\
+             Things to try, all harmless:\n  \
+             on the target:  touch forbidden      stopped by the rule demo-forbidden before it runs\n  \
+             {blank}  systemctl restart x  the rule service-restart asks you to confirm first\n  \
+             just in time:   {ssh} alice+demo-jit\n  \
+             bastion menu:   {ssh} alice\n\n\
+             Recordings: {shown}/data/recordings (asciinema play FILE)\n\
+             Audit log:  {shown}/data/audit.jsonl\n\
+             Security's console: https://127.0.0.1:{admin}/ (certificate {fingerprint}),\n\
+             signing in with the token in {shown}/admin-token. Config: {shown}/portcullis.toml.\n\
+             Ctrl-C stops everything.\n",
             sshd = self.sshd_port,
-            login = self.login,
             admin = self.admin_port,
+            blank = " ".repeat(14),
         );
     }
 }
