@@ -25,6 +25,8 @@
 //! * [`registry`], [`locks`], [`metrics`]: live sessions, users locked by security, counters.
 //! * [`jit`]: just-in-time access records (requests, approvals, grants).
 //! * [`datadir`], [`hostkey`], [`ids`]: files, the host key, identifiers.
+//! * [`text`]: client text made safe to show (escapes), and commands checked for what sshd
+//!   would cut or misread.
 //! * [`cli`]: the `portcullis` command line.
 
 pub mod admin;
@@ -44,6 +46,7 @@ pub mod registry;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod text;
 pub mod upstream;
 pub mod vault;
 pub mod watch;

@@ -280,6 +280,19 @@ impl Bastion {
     }
 
     fn write_known_hosts(&self) {
+        std::fs::write(
+            self.known_hosts(),
+            format!(
+                "[127.0.0.1]:{} {}\n",
+                self.address().port(),
+                self.host_public_key()
+            ),
+        )
+        .expect("known_hosts");
+    }
+
+    /// The bastion's host key, as an OpenSSH public key line.
+    pub fn host_public_key(&self) -> String {
         let output = Command::new("ssh-keygen")
             .arg("-y")
             .arg("-f")
@@ -287,12 +300,14 @@ impl Bastion {
             .output()
             .expect("ssh-keygen -y");
         assert!(output.status.success(), "cannot read the bastion host key");
-        let public = String::from_utf8_lossy(&output.stdout);
-        std::fs::write(
-            self.known_hosts(),
-            format!("[127.0.0.1]:{} {}\n", self.address().port(), public.trim()),
-        )
-        .expect("known_hosts");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// A custom SSH client connected to this bastion (host key pinned), not yet logged in.
+    pub async fn raw(&self) -> crate::raw::RawSsh {
+        crate::raw::RawSsh::connect(self.address(), &self.host_public_key())
+            .await
+            .expect("connect to the bastion")
     }
 
     /// Where it listens.

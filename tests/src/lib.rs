@@ -6,6 +6,7 @@
 //! * [`client::SshCommand`]: the stock `ssh`, `scp`, `sftp` and `rsync`, host key pinned.
 //! * [`tmux::Tmux`]: interactive terminals.
 //! * [`keys`]: keys and certificates via `ssh-keygen`.
+//! * [`raw::RawSsh`]: a custom SSH client for what OpenSSH never sends.
 //! * [`browser::Browser`]: headless Chromium through ChromeDriver, for the web console.
 //!
 //! Scenarios live in `tests/`, one file per user story. Tests that check something is
@@ -16,6 +17,7 @@ pub mod bastion;
 pub mod browser;
 pub mod client;
 pub mod keys;
+pub mod raw;
 pub mod sshd;
 pub mod tmux;
 pub mod util;

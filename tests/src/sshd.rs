@@ -66,6 +66,7 @@ impl Sshd {
                  PidFile {dir}/sshd.pid\n\
                  MaxStartups 200\n\
                  MaxSessions 50\n\
+                 AcceptEnv LANG LC_* LD_PRELOAD BASH_ENV PORTCULLIS_TEST_*\n\
                  LogLevel VERBOSE\n",
                 dir = dir.path().display(),
                 password = if options.password_auth { "yes" } else { "no" },

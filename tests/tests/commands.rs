@@ -600,6 +600,62 @@ fn exec_commands_are_checked_before_they_reach_the_upstream() {
 }
 
 #[test]
+fn a_shell_without_a_terminal_is_no_way_around_the_rules() {
+    use std::io::Write;
+    let gate = gate();
+    let target = gate.path("forbidden-stdin");
+    // `ssh -T` and a script on stdin: a shell with no pty, reading lines nobody echoes.
+    let mut child = gate
+        .world
+        .alice("alice+web01")
+        .flags(&["-T"])
+        .ssh_command(None)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // The client may already be gone when the script is written: that is the refusal.
+    let _ = writeln!(stdin, "touch {target}\necho stdin-ran");
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(126), "{stderr}");
+    assert!(
+        stderr.contains("a shell without a terminal is not allowed on web01")
+            && stderr.contains("ssh -t"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("stdin-ran"));
+    absent(&target);
+    let refused = gate
+        .world
+        .bastion
+        .wait_for_audit("command", |e| e["kind"] == "shell");
+    assert_eq!(refused["outcome"], "refused");
+}
+
+#[test]
+fn a_shell_without_a_terminal_still_works_where_nothing_is_checked() {
+    use std::io::Write;
+    let world = World::start(|config, _, _| {
+        config.raw("[recording]\ncommands = false\n");
+    });
+    let mut child = world
+        .alice("alice+web01")
+        .flags(&["-T"])
+        .ssh_command(None)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "echo piped-$((6*7))").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "piped-42\n");
+}
+
+#[test]
 fn lines_that_run_are_marked_in_the_recording_and_searchable() {
     let gate = gate();
     let tmux = gate.shell();

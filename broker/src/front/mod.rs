@@ -63,6 +63,18 @@ struct LocalChannel {
 
 /// Environment variables kept per channel at most (more are dropped).
 const MAX_ENV: usize = 64;
+/// The longest environment value relayed (a locale name is a few dozen bytes).
+const MAX_ENV_VALUE: usize = 1024;
+
+/// Whether a client's `SetEnv`/`SendEnv` variable may reach the upstream: its name matches
+/// `[server] accept_env` and its value is short and printable.
+fn accepts_env(accepted: &[String], name: &str, value: &str) -> bool {
+    accepted
+        .iter()
+        .any(|pattern| portcullis_config::glob::matches(pattern, name))
+        && value.len() <= MAX_ENV_VALUE
+        && !value.chars().any(char::is_control)
+}
 
 impl LocalChannel {
     fn new(channel: Channel<Msg>, message: Option<String>) -> Self {
@@ -340,6 +352,46 @@ impl FrontHandler {
                 .instrument(span),
         );
         Ok(())
+    }
+
+    /// Refuses a command or subsystem the bastion cannot check as the upstream would run it
+    /// (a NUL byte, a control character, invalid UTF-8): audited, told, never relayed.
+    fn refuse_start(
+        &mut self,
+        id: ChannelId,
+        start: Start,
+        problem: &str,
+        session: &mut Session,
+    ) -> Result<(), russh::Error> {
+        let pty = match self.channels.get(&id) {
+            Some(Slot::Relay(relay)) => relay.has_pty(),
+            Some(Slot::Local(local)) => local.pty.is_some(),
+            None => return session.channel_failure(id),
+        };
+        let (kind, line) = match &start {
+            Start::Exec(command) => ("exec", command.as_str()),
+            Start::Subsystem(name) => ("subsystem", name.as_str()),
+            Start::Shell => ("shell", ""),
+        };
+        self.broker.audit.record(
+            self.session
+                .audit("command")
+                .with("channel", id.to_string())
+                .with("kind", kind)
+                .with("line", line)
+                .with("action", "deny")
+                .with("outcome", "refused")
+                .with("reason", problem),
+        );
+        tracing::warn!(parent: &self.session.span, kind, line = %crate::text::Shown(line), problem, "malformed command refused");
+        session.channel_success(id)?;
+        let text = format!("not run: {problem}");
+        Self::finish_local(
+            session,
+            id,
+            notice::message(&text, pty),
+            channel::BLOCKED_STATUS,
+        )
     }
 
     fn deny_forwarding(&self, kind: &str, detail: Option<String>) {
@@ -634,6 +686,14 @@ impl server::Handler for FrontHandler {
         variable_value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if !accepts_env(&self.broker.config.server.accept_env, variable_name, variable_value) {
+            tracing::info!(
+                parent: &self.session.span,
+                name = %crate::text::Shown(variable_name),
+                "environment variable not accepted (see [server] accept_env)"
+            );
+            return session.channel_failure(channel);
+        }
         match self.channels.get_mut(&channel) {
             Some(Slot::Relay(relay)) => relay.env(variable_name, variable_value).await,
             Some(Slot::Local(local)) if local.env.len() < MAX_ENV => local
@@ -659,6 +719,9 @@ impl server::Handler for FrontHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let command = String::from_utf8_lossy(data).into_owned();
+        if let Some(problem) = crate::text::command_problem(data) {
+            return self.refuse_start(channel, Start::Exec(command), &problem, session);
+        }
         self.start(channel, Start::Exec(command), session).await
     }
 
@@ -668,8 +731,11 @@ impl server::Handler for FrontHandler {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.start(channel, Start::Subsystem(name.to_owned()), session)
-            .await
+        let start = Start::Subsystem(name.to_owned());
+        if let Some(problem) = crate::text::command_problem(name.as_bytes()) {
+            return self.refuse_start(channel, start, &problem, session);
+        }
+        self.start(channel, start, session).await
     }
 
     async fn window_change_request(

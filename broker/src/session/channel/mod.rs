@@ -299,6 +299,9 @@ impl ChannelRelay {
             return StartOutcome::Relayed(false);
         }
         self.started = true;
+        if start == Start::Shell && self.pty.is_none() && follows_commands(broker, session) {
+            return self.refuse_shell_without_terminal(broker, session);
+        }
         if let Some(refused) = self.check_command(broker, session, &start) {
             return refused;
         }
@@ -326,11 +329,7 @@ impl ChannelRelay {
         }
         if let Some(pty) = &self.pty
             && !matches!(start, Start::Subsystem(_))
-            && (broker.config.recording.commands
-                || broker.command_rules.any_for(
-                    session.role.get().map_or("", String::as_str),
-                    session.target().unwrap_or_default(),
-                ))
+            && follows_commands(broker, session)
         {
             // A terminal: lines typed into it are read and checked at each Enter.
             let screen = Arc::new(gate::screen::Screen::new(pty.rows, pty.cols));
@@ -372,6 +371,34 @@ impl ChannelRelay {
             Start::Subsystem(name) => Request::Subsystem(name),
         };
         StartOutcome::Relayed(self.request(request).await)
+    }
+
+    /// A shell without a terminal reads command lines from stdin with no echo and no prompt:
+    /// the gate could neither read nor check them, so where lines are checked or audited it
+    /// is refused, with what to use instead.
+    fn refuse_shell_without_terminal(
+        &self,
+        broker: &Broker,
+        session: &SessionShared,
+    ) -> StartOutcome {
+        broker.audit.record(
+            session
+                .audit("command")
+                .with("channel", self.id.to_string())
+                .with("role", session.role.get().map_or("", String::as_str))
+                .with("kind", "shell")
+                .with("action", "deny")
+                .with("outcome", "refused")
+                .with("reason", "a shell without a terminal"),
+        );
+        tracing::info!(parent: &session.span, "shell without a terminal refused");
+        StartOutcome::Refused {
+            message: format!(
+                "a shell without a terminal is not allowed on {}: the command lines it reads could not be checked or audited. Use `ssh -t` for an interactive shell, or give the command itself: ssh … 'COMMAND'",
+                session.target().unwrap_or("this target")
+            ),
+            status: BLOCKED_STATUS,
+        }
     }
 
     /// Checks an exec command (or a subsystem, as its name) against the command rules and
@@ -480,6 +507,16 @@ impl ChannelRelay {
     pub async fn signal(&self, signal: Sig) {
         let _ = self.uplink.send(Uplink::Signal(signal));
     }
+}
+
+/// Whether command lines on this session's terminals are read: to enforce rules, or to
+/// audit them (`[recording] commands`).
+fn follows_commands(broker: &Broker, session: &SessionShared) -> bool {
+    broker.config.recording.commands
+        || broker.command_rules.any_for(
+            session.role.get().map_or("", String::as_str),
+            session.target().unwrap_or_default(),
+        )
 }
 
 fn start_marker(session: &SessionShared, start: &Start) -> String {

@@ -1,0 +1,73 @@
+//! What a custom client can send that OpenSSH never would: NUL bytes and control characters
+//! in a command, environment variables meant to hijack the upstream shell, a 65535×65535
+//! terminal, floods of window changes and channels. Each gets a clear refusal or is bounded,
+//! and never takes the bastion or another session with it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use portcullis_tests::World;
+use portcullis_tests::raw::{self, runtime};
+
+const RULES: &str = r#"
+[[command_rules]]
+name = "no-sentinel"
+pattern = '^\s*touch\s+\S*forbidden-nul(\s|$)'
+action = "deny"
+"#;
+
+#[test]
+fn a_nul_byte_in_a_command_is_refused_not_cut_and_run() {
+    let world = World::start(|config, _, _| {
+        config.raw(RULES);
+    });
+    let sentinel = world.path("forbidden-nul");
+    let runtime = runtime();
+    runtime.block_on(async {
+        let mut ssh = world.bastion.raw().await;
+        assert!(ssh.login_key("alice+web01", &world.alice).await);
+        // sshd would cut at the NUL and run `touch …forbidden-nul`, which the anchored
+        // pattern does not see with the NUL still attached.
+        let mut command = format!("touch {}", sentinel.display()).into_bytes();
+        command.push(0);
+        let out = raw::exec(&ssh, &command).await;
+        assert_eq!(out.status, Some(126), "{out:?}");
+        let stderr = out.stderr_text();
+        assert!(
+            stderr.contains("not run: it contains the control character \\x00"),
+            "{stderr}"
+        );
+        // An escape sequence and invalid UTF-8 are refused the same way.
+        let out = raw::exec(&ssh, b"echo \x1b[2Jcleared").await;
+        assert_eq!(out.status, Some(126), "{out:?}");
+        let out = raw::exec(&ssh, b"echo \xff\xfe").await;
+        assert_eq!(out.status, Some(126), "{out:?}");
+        assert!(out.stderr_text().contains("UTF-8"), "{out:?}");
+        // The connection is fine for a proper command.
+        let out = raw::exec(&ssh, b"echo still-$((40+2))").await;
+        assert_eq!(out.stdout_text(), "still-42\n", "{out:?}");
+    });
+    assert!(!sentinel.exists(), "the command ran cut at its NUL");
+    let refused: Vec<_> = world
+        .bastion
+        .audit_events("command")
+        .into_iter()
+        .filter(|e| e["outcome"] == "refused")
+        .collect();
+    assert_eq!(refused.len(), 3, "{refused:#?}");
+    assert!(refused[0]["line"].as_str().unwrap().ends_with("forbidden-nul\u{0}"));
+}
+
+#[test]
+fn only_accepted_environment_variables_reach_the_upstream() {
+    // The test sshd accepts all of these (AcceptEnv): only the bastion stands in between.
+    let world = World::start(|config, _, _| {
+        config.server("accept_env = [\"LANG\", \"LC_*\", \"PORTCULLIS_TEST_*\"]");
+    });
+    let ran = world
+        .alice("alice+web01")
+        .option("SetEnv=LD_PRELOAD=/tmp/evil.so BASH_ENV=/tmp/evil LC_TIME=C.UTF-8 PORTCULLIS_TEST_OK=yes")
+        .exec("echo pre=${LD_PRELOAD:-unset} bash_env=${BASH_ENV:-unset} lc=${LC_TIME:-unset} ok=${PORTCULLIS_TEST_OK:-unset}");
+    assert_eq!(
+        ran.stdout, "pre=unset bash_env=unset lc=C.UTF-8 ok=yes\n",
+        "{ran:?}"
+    );
+}
