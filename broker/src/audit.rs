@@ -226,51 +226,57 @@ pub struct AuditFilter {
     pub limit: usize,
 }
 
-/// Events from the log matching `filter`, oldest first.
+/// Events from the log matching `filter`, oldest first. The file is read line by line and
+/// only the newest `limit` matches are kept, so a large log never has to fit in memory.
 pub fn query(path: &Path, filter: &AuditFilter) -> io::Result<Vec<serde_json::Value>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
     let since = filter
         .since
         .map(|t| humantime::format_rfc3339_millis(t).to_string());
-    let mut events: Vec<serde_json::Value> = text
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|event| {
-            // RFC 3339 times in UTC with fixed precision compare as strings.
-            since
-                .as_deref()
-                .is_none_or(|since| event["time"].as_str().is_some_and(|t| t >= since))
-                && filter
-                    .event
-                    .as_deref()
-                    .is_none_or(|e| event["event"].as_str() == Some(e))
-                && filter
-                    .user
-                    .as_deref()
-                    .is_none_or(|u| event["user"].as_str() == Some(u))
-                && filter
-                    .target
-                    .as_deref()
-                    .is_none_or(|t| event["target"].as_str() == Some(t))
-                && filter.command.as_ref().is_none_or(|pattern| {
-                    event["event"] == "command"
-                        && event["line"].as_str().is_some_and(|l| pattern.is_match(l))
-                })
-        })
-        .collect();
     let limit = if filter.limit == 0 {
         1000
     } else {
         filter.limit
     };
-    if events.len() > limit {
-        events.drain(..events.len() - limit);
+    let matches = |event: &serde_json::Value| {
+        // RFC 3339 times in UTC with fixed precision compare as strings.
+        since
+            .as_deref()
+            .is_none_or(|since| event["time"].as_str().is_some_and(|t| t >= since))
+            && filter
+                .event
+                .as_deref()
+                .is_none_or(|e| event["event"].as_str() == Some(e))
+            && filter
+                .user
+                .as_deref()
+                .is_none_or(|u| event["user"].as_str() == Some(u))
+            && filter
+                .target
+                .as_deref()
+                .is_none_or(|t| event["target"].as_str() == Some(t))
+            && filter.command.as_ref().is_none_or(|pattern| {
+                event["event"] == "command"
+                    && event["line"].as_str().is_some_and(|l| pattern.is_match(l))
+            })
+    };
+    let mut events = std::collections::VecDeque::with_capacity(limit.min(1024));
+    for line in io::BufReader::new(file).lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line?) else {
+            continue;
+        };
+        if matches(&event) {
+            if events.len() == limit {
+                events.pop_front();
+            }
+            events.push_back(event);
+        }
     }
-    Ok(events)
+    Ok(events.into())
 }
 
 /// The outcome of checking an audit log.

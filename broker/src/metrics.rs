@@ -25,6 +25,8 @@ pub struct Metrics {
     pub break_glass_total: AtomicU64,
     /// Command lines stopped by a rule (deny, terminate).
     pub commands_blocked_total: AtomicU64,
+    /// Connections closed at accept: their pre-login budget was spent.
+    pub connections_refused_total: AtomicU64,
     /// Bytes relayed by finished sessions, client → upstream.
     pub finished_bytes_from_clients: AtomicU64,
     /// Bytes relayed by finished sessions, upstream → client.
@@ -83,6 +85,12 @@ impl Metrics {
                     get(&self.finished_bytes_to_clients) + live_down,
                 ),
             ],
+        );
+        metric(
+            "portcullis_connections_refused_total",
+            "counter",
+            "Connections closed at accept (pre-login limits, per address or in all).",
+            &[("", get(&self.connections_refused_total))],
         );
         metric(
             "portcullis_auth_failures_total",

@@ -14,13 +14,13 @@ use portcullis_policy::{CommandRules, Policy};
 use portcullis_recorder::ChainKey;
 use russh::keys::PrivateKey;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::{AuditError, AuditEvent, AuditLog};
 use crate::datadir::DataDir;
 use crate::directory::Directory;
+use crate::front::admission::{Admission, Crowded};
 use crate::front::throttle::Throttle;
 use crate::front::totp::ReplayGuard;
 use crate::hostkey::{self, HostKeyError};
@@ -109,6 +109,10 @@ pub struct Broker {
     pub audit: AuditLog,
     /// Failed-login throttling.
     pub throttle: Throttle,
+    /// Connection slots before and after login.
+    pub admission: Arc<Admission>,
+    /// When a refused connection was last logged.
+    refusal_logged: std::sync::Mutex<Option<std::time::Instant>>,
     /// TOTP replay protection.
     pub totp_replay: ReplayGuard,
     /// Recording settings.
@@ -145,7 +149,7 @@ impl Broker {
         let store = Arc::new(Store::open(&data.state_db())?);
         let vault = Vault::open(store.clone(), data.master_key_file(), master_key_env)?;
         let locks = Locks::load(store.clone(), std::time::SystemTime::now())?;
-        let jit = Jit::load(store, config.access.request_ttl)?;
+        let jit = Jit::load(store.clone(), config.access.request_ttl)?;
         let audit = AuditLog::open(&data.audit_log(), vault.derived_key(AUDIT_KEY_LABEL))?;
         let host_key = hostkey::load_or_create(&data.host_key())?;
         let recordings = RecordingSettings {
@@ -163,7 +167,13 @@ impl Broker {
                 config.server.auth_max_failures,
                 config.server.auth_failure_window,
             ),
-            totp_replay: ReplayGuard::default(),
+            totp_replay: ReplayGuard::new(store.clone()),
+            admission: Arc::new(Admission::new(
+                config.server.max_unauthenticated,
+                config.server.max_unauthenticated_per_source,
+                config.server.max_connections,
+            )),
+            refusal_logged: std::sync::Mutex::new(None),
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
             listening: std::sync::OnceLock::new(),
@@ -188,6 +198,27 @@ impl Broker {
     /// The bastion's host key (its public half goes in clients' known_hosts).
     pub fn host_key(&self) -> &PrivateKey {
         &self.host_key
+    }
+
+    /// A connection closed at accept because its pre-login budget was spent: counted, and
+    /// logged at most once a minute (a flood must not become a flood of log lines).
+    fn refused_connection(&self, client: SocketAddr, crowded: Crowded) {
+        Metrics::count(&self.metrics.connections_refused_total);
+        let now = std::time::Instant::now();
+        let mut last = self
+            .refusal_logged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(60)) {
+            *last = Some(now);
+            let why = match crowded {
+                Crowded::Source => {
+                    "this address holds its share of pre-login slots (max_unauthenticated_per_source)"
+                }
+                Crowded::Everywhere => "every pre-login slot is taken (max_unauthenticated)",
+            };
+            tracing::warn!(%client, why, "connection closed at accept (more are counted in portcullis_connections_refused_total)");
+        }
     }
 
     /// Closes requests and grants as they run out, and audits it; runs until shutdown.
@@ -293,7 +324,6 @@ impl Server {
     /// closed at once rather than queued.
     pub async fn run(self) {
         let broker = self.broker;
-        let permits = Arc::new(Semaphore::new(broker.config.server.max_connections));
         if let Ok(address) = self.listener.local_addr() {
             broker
                 .audit
@@ -306,15 +336,19 @@ impl Server {
             };
             match accepted {
                 Ok((stream, client)) => {
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
-                        tracing::warn!(%client, "connection limit reached; closing the new connection");
-                        continue;
+                    let slot = match broker.admission.admit(client.ip()) {
+                        Ok(slot) => slot,
+                        Err(crowded) => {
+                            broker.refused_connection(client, crowded);
+                            continue;
+                        }
                     };
-                    let session_broker = broker.clone();
-                    broker.sessions.spawn(async move {
-                        crate::session::supervisor::run(session_broker, stream, client).await;
-                        drop(permit);
-                    });
+                    broker.sessions.spawn(crate::session::supervisor::run(
+                        broker.clone(),
+                        stream,
+                        client,
+                        slot,
+                    ));
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.

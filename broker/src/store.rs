@@ -130,6 +130,21 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE requests ADD COLUMN rule TEXT;
      ALTER TABLE requests ADD COLUMN session TEXT;
      ALTER TABLE requests ADD COLUMN approvers TEXT NOT NULL DEFAULT '';",
+    // 5: the last TOTP step accepted per user, so a code is never accepted twice, restarts
+    // included.
+    "CREATE TABLE totp_steps (
+         user TEXT PRIMARY KEY,
+         step INTEGER NOT NULL
+     );",
+    // 6: anchors of evidence kept outside the files they protect: the audit log's last line
+    // (count and tag) and each recording's seal, so truncating or swapping files shows.
+    "CREATE TABLE anchors (
+         name TEXT PRIMARY KEY,
+         count INTEGER NOT NULL,
+         tag TEXT NOT NULL,
+         sealed INTEGER NOT NULL DEFAULT 0,
+         updated_at INTEGER NOT NULL
+     );",
 ];
 
 /// The open state database.

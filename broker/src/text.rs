@@ -114,13 +114,19 @@ mod tests {
             "evil\\u{202e}fdp.exe\\u{200b}"
         );
         assert_eq!(lines("a\nb\tc\u{1b}[31m"), "a\nb\tc\\e[31m");
-        assert_eq!(format!("{}", Shown("bob\n2026 INFO forged")), "bob\\n2026 INFO forged");
+        assert_eq!(
+            format!("{}", Shown("bob\n2026 INFO forged")),
+            "bob\\n2026 INFO forged"
+        );
     }
 
     #[test]
     fn commands_with_nul_or_controls_or_bad_utf8_are_refused() {
         assert_eq!(command_problem(b"ls -la"), None);
-        assert_eq!(command_problem(b"for i in 1 2\ndo echo $i\ndone\r\n\t"), None);
+        assert_eq!(
+            command_problem(b"for i in 1 2\ndo echo $i\ndone\r\n\t"),
+            None
+        );
         assert_eq!(command_problem("echo zürich".as_bytes()), None);
         let nul = command_problem(b"touch /tmp/s\0").unwrap();
         assert!(nul.contains("\\x00 at byte 12"), "{nul}");

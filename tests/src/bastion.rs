@@ -305,7 +305,12 @@ impl Bastion {
 
     /// A custom SSH client connected to this bastion (host key pinned), not yet logged in.
     pub async fn raw(&self) -> crate::raw::RawSsh {
-        crate::raw::RawSsh::connect(self.address(), &self.host_public_key())
+        self.raw_from([127, 0, 0, 1]).await
+    }
+
+    /// [`Bastion::raw`] from another loopback address.
+    pub async fn raw_from(&self, source: [u8; 4]) -> crate::raw::RawSsh {
+        crate::raw::RawSsh::connect_from(source.into(), self.address(), &self.host_public_key())
             .await
             .expect("connect to the bastion")
     }

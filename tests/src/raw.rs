@@ -3,7 +3,7 @@
 //! keyboard-interactive logins answered at the same instant. It pins the bastion's host key
 //! like the real client does.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +25,9 @@ impl client::Handler for Pinned {
         &mut self,
         key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        Ok(matches!(key, PublicKeyOrCertificate::PublicKey { key, .. } if key.key_data() == self.0.key_data()))
+        Ok(
+            matches!(key, PublicKeyOrCertificate::PublicKey { key, .. } if key.key_data() == self.0.key_data()),
+        )
     }
 }
 
@@ -36,7 +38,7 @@ pub struct RawSsh {
 }
 
 /// What a command sent back.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Output {
     /// Standard output.
     pub stdout: Vec<u8>,
@@ -44,6 +46,16 @@ pub struct Output {
     pub stderr: Vec<u8>,
     /// Exit status, if one came.
     pub status: Option<u32>,
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Output")
+            .field("stdout", &self.stdout_text())
+            .field("stderr", &self.stderr_text())
+            .field("status", &self.status)
+            .finish()
+    }
 }
 
 impl Output {
@@ -61,12 +73,25 @@ impl Output {
 impl RawSsh {
     /// Connects and checks the host key (an OpenSSH public key line).
     pub async fn connect(address: SocketAddr, host_key: &str) -> Result<Self, russh::Error> {
+        Self::connect_from(IpAddr::from([127, 0, 0, 1]), address, host_key).await
+    }
+
+    /// Connects from a chosen loopback address (127.0.0.0/8 is all local), so one test can
+    /// be several clients.
+    pub async fn connect_from(
+        source: IpAddr,
+        address: SocketAddr,
+        host_key: &str,
+    ) -> Result<Self, russh::Error> {
         let pinned = PublicKey::from_openssh(host_key).expect("a host key line");
         let config = client::Config {
             inactivity_timeout: Some(Duration::from_secs(120)),
             ..client::Config::default()
         };
-        let handle = client::connect(Arc::new(config), address, Pinned(pinned)).await?;
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(source, 0))?;
+        let stream = socket.connect(address).await?;
+        let handle = client::connect_stream(Arc::new(config), stream, Pinned(pinned)).await?;
         Ok(Self { handle })
     }
 
@@ -119,9 +144,7 @@ pub async fn collect(channel: &mut Channel<Msg>, patience: Duration) -> Output {
         while let Some(message) = channel.wait().await {
             match message {
                 ChannelMsg::Data { data } => output.stdout.extend_from_slice(&data),
-                ChannelMsg::ExtendedData { data, ext: 1 } => {
-                    output.stderr.extend_from_slice(&data)
-                }
+                ChannelMsg::ExtendedData { data, ext: 1 } => output.stderr.extend_from_slice(&data),
                 ChannelMsg::ExitStatus { exit_status } => output.status = Some(exit_status),
                 ChannelMsg::Close => break,
                 _ => {}

@@ -223,3 +223,22 @@ fn guessing_is_throttled_per_user_and_source() {
     let ran = world.alice("alice+web01").exec("true");
     assert!(refused(&ran), "{ran:?}");
 }
+
+#[test]
+fn a_used_totp_code_stays_used_across_a_restart() {
+    let mut world = world_with_passwords(10);
+    let askpass = Askpass::new();
+    askpass.answer("daves-password", &current_code(0));
+    let ran = password_login(&world, &askpass, "dave+web01");
+    assert_eq!(ran.stdout, "logged-in\n", "{ran:?}");
+    world.bastion.terminate();
+    world.bastion.start();
+    let ran = password_login(&world, &askpass, "dave+web01");
+    assert!(
+        refused(&ran),
+        "the code was replayed after a restart: {ran:?}"
+    );
+    world
+        .bastion
+        .wait_for_audit("auth.failure", |e| e["reason"] == "TOTP code already used");
+}

@@ -53,7 +53,12 @@ fn a_nul_byte_in_a_command_is_refused_not_cut_and_run() {
         .filter(|e| e["outcome"] == "refused")
         .collect();
     assert_eq!(refused.len(), 3, "{refused:#?}");
-    assert!(refused[0]["line"].as_str().unwrap().ends_with("forbidden-nul\u{0}"));
+    assert!(
+        refused[0]["line"]
+            .as_str()
+            .unwrap()
+            .ends_with("forbidden-nul\u{0}")
+    );
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //!
 //! Argon2 is slow on purpose, so a token that checked out is remembered by its SHA-256 for
 //! the life of the process; a wrong one costs a full check every time and counts against
-//! the caller's address in the same throttle as SSH logins.
+//! the caller's address (its own key in the SSH logins' throttle). A remembered token is
+//! never throttled: failures from elsewhere, or even from the same address, cannot lock
+//! security out of the API.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,6 +17,7 @@ use portcullis_config::Scope;
 
 use super::AdminState;
 use super::error::ApiError;
+use crate::front::throttle::ThrottleKey;
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -93,10 +96,6 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|info| info.0.ip())
             .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-        let throttle = &state.broker.throttle;
-        if throttle.blocked(source, "<api>", Instant::now()).is_some() {
-            return Err(ApiError::Throttled);
-        }
         let Some(token) = bearer(parts).filter(|t| !t.is_empty()) else {
             return Err(ApiError::Unauthenticated);
         };
@@ -104,9 +103,15 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
         digest.copy_from_slice(
             ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref(),
         );
+        // A token already proven good passes whoever else failed from this address: the
+        // throttle is there to slow guessing, not to shut security out.
         if let Some(caller) = state.tokens.get(&digest) {
             return Ok(caller);
         }
+        let throttle = &state.broker.throttle;
+        let reservation = throttle
+            .reserve(vec![ThrottleKey::ApiSource(source)], Instant::now())
+            .map_err(|_| ApiError::Throttled)?;
         let candidates: Vec<(String, String, Vec<Scope>)> = state
             .broker
             .config
@@ -132,12 +137,13 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
         .flatten();
         match found {
             Some((name, _, scopes)) => {
+                reservation.succeeded();
                 let caller = Caller { name, scopes };
                 state.tokens.insert(digest, caller.clone());
                 Ok(caller)
             }
             None => {
-                throttle.record_failure(source, "<api>", Instant::now());
+                reservation.failed();
                 state.broker.audit.record(
                     crate::audit::AuditEvent::new("api.auth_failure")
                         .with("source", source.to_string()),

@@ -1,10 +1,14 @@
 //! Authentication decisions for the front door: public keys, OpenSSH user certificates,
 //! passwords, and password + TOTP through keyboard-interactive.
 //!
-//! Each decision checks the throttle first, and every refusal that could be a guess
-//! (a wrong password, code or certificate, an unknown user) counts against the client's
-//! address and the user name. Offered public keys that are not the user's are refused and
-//! audited but not counted: agents offer every key they hold, and keys cannot be guessed.
+//! Each decision checks the throttle first (see [`super::throttle`]). A password (with its
+//! TOTP code) is verified only after a slot on the client's address and on the user's
+//! password count has been reserved, atomically, so parallel answers cannot outrun the
+//! limit. Refusals that could be guesses count against the address and the user *for that
+//! method*: wrong passwords never throttle a user's key or certificate, and a certificate
+//! from an untrusted CA counts against the address alone. Offered public keys that are not
+//! the user's are refused and audited but not counted: agents offer every key they hold, and
+//! keys cannot be guessed. Pre-login audit lines are budgeted per address.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -15,9 +19,12 @@ use russh::keys::ssh_key::certificate::CertType;
 use russh::keys::ssh_key::{HashAlg, PublicKey};
 use russh::server::Auth;
 
+use super::throttle::{AuditBudget, Method, ThrottleKey};
 use super::{password, totp};
+use crate::audit::AuditEvent;
 use crate::server::Broker;
 use crate::session::SessionShared;
+use crate::text::Shown;
 
 /// A successful authentication: who and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,49 +71,77 @@ impl Authenticator {
         self.session.client.ip()
     }
 
-    /// `Some(Refused)` when this source or user is throttled (and audits it).
-    fn throttled(&self, user: &str, method: &str) -> Option<Step> {
-        let key = self
+    /// The throttle keys of a `method` attempt for `user` from this connection.
+    fn keys(&self, user: &str, method: Method) -> Vec<ThrottleKey> {
+        vec![
+            ThrottleKey::Source(self.source()),
+            ThrottleKey::User(user.to_owned(), method),
+        ]
+    }
+
+    /// Writes a pre-login audit event, within this address's budget.
+    fn audit_preauth(&self, event: AuditEvent) {
+        match self
             .broker
             .throttle
-            .blocked(self.source(), user, Instant::now())?;
-        self.broker.audit.record(
+            .audit_budget(self.source(), Instant::now())
+        {
+            AuditBudget::Write { suppressed } => self
+                .broker
+                .audit
+                .record(event.with("suppressed_before", (suppressed > 0).then_some(suppressed))),
+            AuditBudget::LastWritten => self.broker.audit.record(event.with(
+                "note",
+                "more pre-login events from this address are counted, not written, until its rate drops",
+            )),
+            AuditBudget::Suppress => {}
+        }
+    }
+
+    /// A refusal because `key` is throttled (audited within budget).
+    fn throttled_refusal(&self, user: &str, method: &str, key: &ThrottleKey) -> Step {
+        self.audit_preauth(
             self.session
                 .audit("auth.throttled")
                 .with("user", user)
                 .with("method", method)
                 .with("throttled", key.to_string()),
         );
-        tracing::warn!(parent: &self.session.span, user, %key, "authentication throttled");
-        Some(Step::Refused)
+        tracing::warn!(parent: &self.session.span, user = %Shown(user), %key, "authentication throttled");
+        Step::Refused
     }
 
-    fn refuse(&self, user: &str, method: &str, reason: &str, counts: bool) -> Step {
-        self.refuse_with(user, method, reason, counts, |e| e)
+    /// `Some(Refused)` when one of `keys` is throttled.
+    fn throttled(&self, user: &str, method: &str, keys: &[ThrottleKey]) -> Option<Step> {
+        let key = self.broker.throttle.blocked(keys, Instant::now())?;
+        Some(self.throttled_refusal(user, method, &key))
     }
 
+    fn refuse(&self, user: &str, method: &str, reason: &str) -> Step {
+        self.refuse_with(user, method, reason, &[], |e| e)
+    }
+
+    /// Refuses, counting a failure against `counts` (empty: not counted).
     fn refuse_with(
         &self,
         user: &str,
         method: &str,
         reason: &str,
-        counts: bool,
-        extra: impl FnOnce(crate::audit::AuditEvent) -> crate::audit::AuditEvent,
+        counts: &[ThrottleKey],
+        extra: impl FnOnce(AuditEvent) -> AuditEvent,
     ) -> Step {
-        if counts {
-            self.broker
-                .throttle
-                .record_failure(self.source(), user, Instant::now());
+        if !counts.is_empty() {
+            self.broker.throttle.record_failure(counts, Instant::now());
         }
         crate::metrics::Metrics::count(&self.broker.metrics.auth_failures_total);
-        self.broker.audit.record(extra(
+        self.audit_preauth(extra(
             self.session
                 .audit("auth.failure")
                 .with("user", user)
                 .with("method", method)
                 .with("reason", reason),
         ));
-        tracing::info!(parent: &self.session.span, user, method, reason, "authentication refused");
+        tracing::info!(parent: &self.session.span, user = %Shown(user), method, reason, "authentication refused");
         Step::Refused
     }
 
@@ -119,7 +154,8 @@ impl Authenticator {
 
     /// A key offered before signing: say whether a signature with it would be accepted.
     pub fn publickey_offered(&self, user: &str, key: &PublicKey) -> Step {
-        if let Some(refused) = self.throttled(user, "publickey") {
+        let keys = self.keys(user, Method::PublicKey);
+        if let Some(refused) = self.throttled(user, "publickey", &keys) {
             return refused;
         }
         let known = self.broker.directory.user(user);
@@ -132,12 +168,12 @@ impl Authenticator {
             return Step::Continue(Auth::Accept);
         }
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
-        let reason = if known.is_some() {
-            "key not authorized for this user"
+        let (reason, counts) = if known.is_some() {
+            ("key not authorized for this user", &[][..])
         } else {
-            "unknown user"
+            ("unknown user", &keys[..])
         };
-        self.refuse_with(user, "publickey", reason, known.is_none(), |e| {
+        self.refuse_with(user, "publickey", reason, counts, |e| {
             e.with("key", fingerprint)
         })
     }
@@ -149,89 +185,114 @@ impl Authenticator {
             return self.accept(user, "publickey");
         }
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+        let keys = self.keys(user, Method::PublicKey);
+        let counts = if known.is_none() { &keys[..] } else { &[][..] };
         self.refuse_with(
             user,
             "publickey",
             "key not authorized for this user",
-            known.is_none(),
+            counts,
             |e| e.with("key", fingerprint),
         )
     }
 
     /// A signed certificate login (russh has checked the signature and validity window).
     pub fn certificate(&self, user: &str, cert: &Certificate) -> Step {
-        if let Some(refused) = self.throttled(user, "certificate") {
+        let keys = self.keys(user, Method::Certificate);
+        if let Some(refused) = self.throttled(user, "certificate", &keys) {
             return refused;
         }
         let ca_fingerprint = cert.signature_key().fingerprint(HashAlg::Sha256);
         let ca = self.broker.directory.ca(&ca_fingerprint);
         let key_id = cert.key_id().to_owned();
-        let refuse = |reason: &str| {
-            self.refuse_with(user, "certificate", reason, true, |e| {
+        let refuse = |reason: &str, counts: &[ThrottleKey]| {
+            self.refuse_with(user, "certificate", reason, counts, |e| {
                 e.with("key_id", &key_id)
                     .with("ca", ca_fingerprint.to_string())
             })
         };
         let Some(ca) = ca else {
-            return refuse("certificate signed by an untrusted CA");
+            // Anyone can make a CA: its certificates are the caller's failure, not the
+            // user's, so they count against the address only.
+            return refuse("certificate signed by an untrusted CA", &keys[..1]);
         };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or_default();
         if let Err(e) = cert.validate_at(now, [&ca.fingerprint]) {
-            return refuse(&format!("certificate invalid: {e}"));
+            return refuse(&format!("certificate invalid: {e}"), &keys);
         }
         if cert.cert_type() != CertType::User {
-            return refuse("not a user certificate");
+            return refuse("not a user certificate", &keys);
         }
         if !cert.valid_principals().iter().any(|p| p == user) {
-            return refuse("the certificate's principals do not include this user");
+            return refuse(
+                "the certificate's principals do not include this user",
+                &keys,
+            );
         }
         if self.broker.directory.user(user).is_none() {
-            return refuse("certificate principal is not a configured user");
+            return refuse("certificate principal is not a configured user", &keys);
         }
         for (name, value) in cert.critical_options().iter() {
             match name.as_str() {
                 "source-address" if source_allowed(value, self.source()) => {}
-                "source-address" => return refuse("source-address does not allow this client"),
+                "source-address" => {
+                    return refuse("source-address does not allow this client", &keys);
+                }
                 other => {
-                    return refuse(&format!(
-                        "certificate has critical option {other:?}, which portcullis does not enforce"
-                    ));
+                    return refuse(
+                        &format!(
+                            "certificate has critical option {:?}, which portcullis does not enforce",
+                            Shown(other).to_string()
+                        ),
+                        &keys,
+                    );
                 }
             }
         }
-        tracing::info!(parent: &self.session.span, user, key_id, ca = %ca.name, "certificate accepted");
+        tracing::info!(parent: &self.session.span, user = %Shown(user), key_id = %Shown(&key_id), ca = %ca.name, "certificate accepted");
         self.accept(user, "certificate")
     }
 
     /// The password method (only for users without TOTP: those must use
     /// keyboard-interactive, which asks for the code too).
     pub async fn password(&self, user: &str, password: &str) -> Step {
-        if let Some(refused) = self.throttled(user, "password") {
-            return refused;
-        }
         let entry = self.broker.directory.user(user);
         if entry.is_some_and(|u| u.totp_key.is_some()) {
             return self.refuse(
                 user,
                 "password",
                 "a TOTP code is required (use keyboard-interactive)",
-                false,
             );
         }
+        let reservation = match self
+            .broker
+            .throttle
+            .reserve(self.keys(user, Method::Password), Instant::now())
+        {
+            Ok(reservation) => reservation,
+            Err(key) => return self.throttled_refusal(user, "password", &key),
+        };
         let hash = entry.and_then(|u| u.password_hash.as_ref().map(|h| h.expose().clone()));
         if check_password(hash, password.to_owned()).await {
+            reservation.succeeded();
             self.accept(user, "password")
         } else {
-            self.refuse(user, "password", "wrong password or unknown user", true)
+            reservation.failed();
+            self.refuse(user, "password", "wrong password or unknown user")
         }
     }
 
-    /// First keyboard-interactive round: which prompts to show.
+    /// First keyboard-interactive round: which prompts to show. Nothing is reserved yet (a
+    /// prompt verifies nothing); the answers are checked against the throttle when they come.
     pub fn keyboard_interactive_prompts(&self, user: &str) -> Result<KbdPrompts, Step> {
-        if let Some(refused) = self.throttled(user, "keyboard-interactive") {
+        if let Some(refused) = self.throttled(
+            user,
+            "keyboard-interactive",
+            &self.keys(user, Method::Password),
+        ) {
             return Err(refused);
         }
         // Unknown users get the same prompt as known ones: the answer reveals nothing.
@@ -249,12 +310,22 @@ impl Authenticator {
         answers: Vec<String>,
     ) -> Step {
         let method = "keyboard-interactive";
+        let reservation = match self
+            .broker
+            .throttle
+            .reserve(self.keys(user, Method::Password), Instant::now())
+        {
+            Ok(reservation) => reservation,
+            Err(key) => return self.throttled_refusal(user, method, &key),
+        };
         let entry = self.broker.directory.user(user);
         let hash = entry.and_then(|u| u.password_hash.as_ref().map(|h| h.expose().clone()));
         let mut answers = answers.into_iter();
         let password = answers.next().unwrap_or_default();
         let password_ok = check_password(hash, password).await;
-        match (prompts, entry.and_then(|u| u.totp_key.as_ref())) {
+        let totp_key = entry.and_then(|u| u.totp_key.as_ref());
+        let with_code = prompts == KbdPrompts::PasswordAndCode && totp_key.is_some();
+        let refusal = match (prompts, totp_key) {
             (KbdPrompts::PasswordAndCode, Some(key)) => {
                 let code = answers.next().unwrap_or_default();
                 let now = SystemTime::now()
@@ -263,16 +334,35 @@ impl Authenticator {
                     .unwrap_or_default();
                 let step = totp::matching_step(key.expose(), &code, now);
                 match (password_ok, step) {
-                    (true, Some(step)) if self.broker.totp_replay.accept(user, step) => {
-                        self.accept(user, "password+totp")
-                    }
-                    (true, Some(_)) => self.refuse(user, method, "TOTP code already used", true),
-                    (true, None) => self.refuse(user, method, "wrong TOTP code", true),
-                    (false, _) => self.refuse(user, method, "wrong password or unknown user", true),
+                    (true, Some(step)) => match self.broker.totp_replay.accept(user, step) {
+                        Ok(true) => None,
+                        Ok(false) => Some("TOTP code already used"),
+                        Err(error) => {
+                            tracing::error!(%error, "cannot check the TOTP replay guard");
+                            Some("the TOTP replay guard is unavailable")
+                        }
+                    },
+                    (true, None) => Some("wrong TOTP code"),
+                    (false, _) => Some("wrong password or unknown user"),
                 }
             }
-            _ if password_ok => self.accept(user, "password"),
-            _ => self.refuse(user, method, "wrong password or unknown user", true),
+            _ if password_ok => None,
+            _ => Some("wrong password or unknown user"),
+        };
+        match refusal {
+            None => {
+                reservation.succeeded();
+                let how = if with_code {
+                    "password+totp"
+                } else {
+                    "password"
+                };
+                self.accept(user, how)
+            }
+            Some(reason) => {
+                reservation.failed();
+                self.refuse(user, method, reason)
+            }
         }
     }
 }

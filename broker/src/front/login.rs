@@ -35,7 +35,9 @@ pub fn parse(raw: &str) -> Login {
         Destination::Target(target.to_owned())
     } else {
         Destination::Malformed(format!(
-            "malformed login {raw:?}: expected USER+TARGET, e.g. {user}+web01"
+            "malformed login \"{}\": expected USER+TARGET, e.g. {}+web01",
+            crate::text::Shown(raw),
+            crate::text::Shown(user)
         ))
     };
     Login {

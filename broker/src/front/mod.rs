@@ -5,7 +5,9 @@
 //!   [`crate::session::channel`]. Its state is the connection's [`Route`] and its channels.
 //! * [`login`]: `USER+TARGET` parsing.
 //! * [`throttle`], [`totp`], [`password`]: the pieces of authentication.
+//! * [`admission`]: connection slots before and after login.
 
+pub mod admission;
 pub mod auth;
 pub mod login;
 pub mod password;
@@ -481,10 +483,22 @@ impl server::Handler for FrontHandler {
         Ok(self.answer(user, step))
     }
 
-    async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
         let Some((login, who)) = self.accepted.take() else {
             return Err(russh::Error::NotAuthenticated);
         };
+        // The pre-login slot is traded for a session permit: logged-in sessions have their
+        // own budget, which connections that never log in cannot touch.
+        let Some(permit) = self.broker.admission.session_permit() else {
+            tracing::warn!(parent: &self.session.span, user = %who.user, "session limit reached; login refused");
+            session.disconnect(
+                russh::Disconnect::TooManyConnections,
+                "portcullis: the bastion is serving as many sessions as it may (server.max_connections); try again later",
+                "en",
+            )?;
+            return Ok(());
+        };
+        self.session.admitted(permit);
         let target = match &login.destination {
             login::Destination::Target(target) => Some(target.clone()),
             _ => None,
@@ -686,7 +700,11 @@ impl server::Handler for FrontHandler {
         variable_value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if !accepts_env(&self.broker.config.server.accept_env, variable_name, variable_value) {
+        if !accepts_env(
+            &self.broker.config.server.accept_env,
+            variable_name,
+            variable_value,
+        ) {
             tracing::info!(
                 parent: &self.session.span,
                 name = %crate::text::Shown(variable_name),

@@ -3,17 +3,19 @@
 //! [`crate::jit::Jit`], audits what happened and ends the sessions it must. The ssh command
 //! interface, the in-login activation and the admin API all come through here.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use portcullis_policy::{ActivationError, Denied, Eligibility, Request, RequestKind};
 
 use crate::audit::AuditEvent;
+use crate::front::throttle::{Method, ThrottleKey};
 use crate::front::totp;
 use crate::jit::{Activated, Approved, GrantRecord, JitError, Reviewer};
 use crate::metrics::Metrics;
 use crate::server::Broker;
 use crate::session::EndReason;
 use crate::store::StoreError;
+use crate::text::Shown;
 
 /// Why a just-in-time operation was refused. The text is for the person who asked.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,11 @@ pub enum JitOpError {
     /// The code was used before.
     #[error("that verification code was already used; wait for the next one")]
     CodeReused,
+    /// Too many wrong codes lately.
+    #[error(
+        "too many wrong verification codes; activation with a code is refused for a while (security has been alerted)"
+    )]
+    CodeThrottled,
     /// A reason is required for this action.
     #[error("a reason is required")]
     NoReason,
@@ -146,7 +153,7 @@ pub fn activate(
         .validate(&answers.reason, answers.duration)
         .map_err(JitOpError::Invalid)?;
     if eligibility.require_mfa {
-        verify_code(broker, user, answers.code.as_deref())?;
+        verify_code(broker, user, target, answers.code.as_deref())?;
     }
     let reason = answers.reason.trim();
     let activated = broker
@@ -223,26 +230,86 @@ fn audit_grant(broker: &Broker, record: &GrantRecord, via: &str) {
     );
 }
 
-/// Checks a fresh TOTP code for `user` (each code counts once, like at login).
-fn verify_code(broker: &Broker, user: &str, code: Option<&str>) -> Result<(), JitOpError> {
+/// Checks a fresh TOTP code for `user` (each code counts once, like at login). Every wrong
+/// or replayed code counts in the same throttle as failed logins (per user, for activation
+/// codes), is audited, and reaching the limit raises an alert: six digits are guessable
+/// when nothing limits the guesses.
+fn verify_code(
+    broker: &Broker,
+    user: &str,
+    target: &str,
+    code: Option<&str>,
+) -> Result<(), JitOpError> {
     let code = code
         .map(str::trim)
         .filter(|c| !c.is_empty())
         .ok_or(JitOpError::CodeRequired)?;
-    let key = broker
-        .directory
-        .user(user)
-        .and_then(|u| u.totp_key.as_ref())
-        .ok_or(JitOpError::WrongCode)?;
+    let keys = vec![ThrottleKey::User(user.to_owned(), Method::ActivationCode)];
+    let reservation = match broker.throttle.reserve(keys.clone(), Instant::now()) {
+        Ok(reservation) => reservation,
+        Err(_) => {
+            broker.audit.record(
+                AuditEvent::new("access.code_throttled")
+                    .with("user", user)
+                    .with("target", target),
+            );
+            return Err(JitOpError::CodeThrottled);
+        }
+    };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
-    let step = totp::matching_step(key.expose(), code, now).ok_or(JitOpError::WrongCode)?;
-    if !broker.totp_replay.accept(user, step) {
-        return Err(JitOpError::CodeReused);
+    let verdict = match broker
+        .directory
+        .user(user)
+        .and_then(|u| u.totp_key.as_ref())
+    {
+        None => Err(JitOpError::WrongCode),
+        Some(key) => match totp::matching_step(key.expose(), code, now) {
+            None => Err(JitOpError::WrongCode),
+            Some(step) => match broker.totp_replay.accept(user, step)? {
+                true => Ok(()),
+                false => Err(JitOpError::CodeReused),
+            },
+        },
+    };
+    match verdict {
+        Ok(()) => {
+            reservation.succeeded();
+            Ok(())
+        }
+        Err(error) => {
+            reservation.failed();
+            broker.audit.record(
+                AuditEvent::new("access.code_failure")
+                    .with("user", user)
+                    .with("target", target)
+                    .with(
+                        "reason",
+                        if matches!(error, JitOpError::CodeReused) {
+                            "already used"
+                        } else {
+                            "wrong code"
+                        },
+                    ),
+            );
+            if broker.throttle.blocked(&keys, Instant::now()).is_some() {
+                broker.audit.record(
+                    AuditEvent::new("access.code_throttled")
+                        .with("user", user)
+                        .with("target", target)
+                        .with("limit_reached", true),
+                );
+                tracing::warn!(
+                    user = %Shown(user),
+                    target,
+                    "ALERT: too many wrong activation codes; activation with a code is throttled for this user"
+                );
+            }
+            Err(error)
+        }
     }
-    Ok(())
 }
 
 /// Adds `reviewer`'s approval to request `id`; the last one needed starts the grant (and

@@ -292,11 +292,48 @@ pub struct SessionShared {
     /// events from there name this span explicitly (`parent: &session.span`).
     pub span: tracing::Span,
     recording_count: AtomicU32,
+    /// The connection's slot: a pre-login one, then a session permit (see
+    /// [`crate::front::admission`]); given back when the session finishes.
+    slot: Mutex<Slot>,
+}
+
+/// Which budget a connection counts against (held for what dropping it gives back).
+#[derive(Debug)]
+enum Slot {
+    PreAuth {
+        _slot: crate::front::admission::PreAuthSlot,
+    },
+    Session {
+        _permit: tokio::sync::OwnedSemaphorePermit,
+    },
+    Released,
 }
 
 impl SessionShared {
-    /// State for a newly accepted connection.
-    pub fn new(id: String, client: SocketAddr, shutdown: &CancellationToken) -> Self {
+    /// The connection has authenticated: it now holds a session permit instead of its
+    /// pre-login slot.
+    pub fn admitted(&self, permit: tokio::sync::OwnedSemaphorePermit) {
+        *self.slot() = Slot::Session { _permit: permit };
+    }
+
+    /// Gives the connection's slot back (the session is over).
+    pub fn release_slot(&self) {
+        *self.slot() = Slot::Released;
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// State for a newly accepted connection, holding its pre-login slot.
+    pub fn new(
+        id: String,
+        client: SocketAddr,
+        shutdown: &CancellationToken,
+        slot: crate::front::admission::PreAuthSlot,
+    ) -> Self {
         Self {
             span: tracing::info_span!(
                 "session",
@@ -328,6 +365,7 @@ impl SessionShared {
             tasks: TaskTracker::new(),
             sever: CancellationToken::new(),
             recording_count: AtomicU32::new(0),
+            slot: Mutex::new(Slot::PreAuth { _slot: slot }),
         }
     }
 

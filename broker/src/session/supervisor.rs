@@ -10,6 +10,7 @@ use tracing::Instrument;
 use super::severable::Severable;
 use super::{EndReason, SessionShared};
 use crate::front::FrontHandler;
+use crate::front::admission::PreAuthSlot;
 use crate::ids::new_session_id;
 use crate::server::Broker;
 
@@ -18,12 +19,18 @@ const CHANNEL_DRAIN: Duration = Duration::from_secs(5);
 /// How long the client gets to receive the disconnect message.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
 
-/// Serves one accepted TCP connection to the end.
-pub async fn run(broker: Arc<Broker>, stream: TcpStream, client: std::net::SocketAddr) {
+/// Serves one accepted TCP connection to the end; `slot` is its pre-login slot.
+pub async fn run(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    client: std::net::SocketAddr,
+    slot: PreAuthSlot,
+) {
     let session = Arc::new(SessionShared::new(
         new_session_id(),
         client,
         &broker.shutdown,
+        slot,
     ));
     let span = session.span.clone();
     async move {
@@ -34,9 +41,10 @@ pub async fn run(broker: Arc<Broker>, stream: TcpStream, client: std::net::Socke
         tracing::debug!("connection accepted");
         let stream = Severable::new(stream, session.sever.clone());
         let handler = FrontHandler::new(broker.clone(), session.clone());
-        // russh reads the client's version line before it returns: bound that wait too.
+        // russh reads the client's version line before it returns: a connection that sends
+        // nothing gives its pre-login slot back after `banner_timeout`.
         let started = tokio::time::timeout(
-            broker.config.server.login_grace_time,
+            broker.config.server.banner_timeout,
             russh::server::run_stream(broker.ssh_config(), stream, handler),
         )
         .await;
@@ -169,6 +177,7 @@ async fn finish(broker: &Broker, session: &SessionShared) {
     }
     // Whatever is still open now is closed, on both sides.
     session.sever.cancel();
+    session.release_slot();
     if session.identity.get().is_none() {
         return;
     }

@@ -453,7 +453,7 @@ impl ChannelRelay {
         );
         let message = refusal?;
         crate::metrics::Metrics::count(&broker.metrics.commands_blocked_total);
-        tracing::warn!(parent: &session.span, line, rule = rule.map(|r| r.name.as_str()), "ALERT: command stopped by a rule");
+        tracing::warn!(parent: &session.span, line = %crate::text::Shown(line), rule = rule.map(|r| r.name.as_str()), "ALERT: command stopped by a rule");
         if let (Some(rule), CommandAction::Terminate) = (rule, action) {
             session.control.end(EndReason::CommandRule {
                 rule: rule.name.clone(),

@@ -486,7 +486,7 @@ impl Gate {
         tracing::warn!(
             parent: &self.session.span,
             rule = %rule.name,
-            line = %reading.line,
+            line = %crate::text::Shown(&reading.line),
             outcome,
             "ALERT: command stopped by a rule"
         );
