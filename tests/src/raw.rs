@@ -173,3 +173,46 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("a tokio runtime")
 }
+
+/// Reads a channel's output until it contains `needle` (true) or `patience` passes (false).
+pub async fn read_until(channel: &mut Channel<Msg>, needle: &str, patience: Duration) -> bool {
+    let mut seen = Vec::new();
+    tokio::time::timeout(patience, async {
+        while let Some(message) = channel.wait().await {
+            if let ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } = message {
+                seen.extend_from_slice(&data);
+                if String::from_utf8_lossy(&seen).contains(needle) {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Opens a terminal of `cols` × `rows` and starts a shell on it.
+pub async fn shell(ssh: &RawSsh, cols: u32, rows: u32) -> Channel<Msg> {
+    let channel = ssh.session().await;
+    channel
+        .request_pty(true, "xterm", cols, rows, 0, 0, &[])
+        .await
+        .expect("pty request");
+    channel.request_shell(true).await.expect("shell request");
+    channel
+}
+
+/// The resident and peak memory of a process, in KiB (VmRSS and VmHWM).
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}

@@ -76,3 +76,51 @@ fn only_accepted_environment_variables_reach_the_upstream() {
         "{ran:?}"
     );
 }
+
+#[test]
+fn a_huge_terminal_and_a_resize_flood_cost_a_few_mb_and_harm_no_other_session() {
+    use std::time::Duration;
+    let world = World::start(|config, _, _| {
+        config.raw(RULES);
+    });
+    let pid = world.bastion.pid().unwrap();
+    let runtime = runtime();
+    runtime.block_on(async {
+        // Another user's session, already running: it must come through unharmed.
+        let mut other = world.bastion.raw().await;
+        assert!(other.login_key("alice+web01", &world.alice).await);
+        let mut bystander = raw::shell(&other, 80, 24).await;
+        bystander.data_bytes(&b"echo warm-$((1+1))\r"[..]).await.unwrap();
+        assert!(raw::read_until(&mut bystander, "warm-2", Duration::from_secs(20)).await);
+        let (before, _) = raw::memory_kib(pid);
+
+        let mut attacker = world.bastion.raw().await;
+        assert!(attacker.login_key("alice+web01", &world.alice).await);
+        let mut huge = raw::shell(&attacker, 65535, 65535).await;
+        for i in 0..5000u32 {
+            huge.window_change(65535 - i % 7, 65535 - i % 11, 0, 0)
+                .await
+                .unwrap();
+        }
+        // The gate reads lines on the clamped screen: a command still runs and is checked.
+        huge.data_bytes(&b"echo huge-$((20+22))\r"[..]).await.unwrap();
+        assert!(raw::read_until(&mut huge, "huge-42", Duration::from_secs(30)).await);
+        let (after, _) = raw::memory_kib(pid);
+        let grown = after.saturating_sub(before);
+        eprintln!("bastion memory: {before} KiB before, {after} KiB after one huge terminal and 5000 resizes");
+        assert!(
+            grown < 8 * 1024,
+            "the bastion grew by {grown} KiB for one huge terminal"
+        );
+        bystander
+            .data_bytes(&b"echo still-$((2+2))\r"[..])
+            .await
+            .unwrap();
+        assert!(raw::read_until(&mut bystander, "still-4", Duration::from_secs(20)).await);
+        drop(other);
+        drop(attacker);
+    });
+    assert!(world.bastion.log().contains("listening on"));
+    let mut bastion = world.bastion;
+    assert!(bastion.is_running(), "the bastion died");
+}

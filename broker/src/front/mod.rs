@@ -63,6 +63,9 @@ struct LocalChannel {
     input: Option<mpsc::Sender<ClientEvent>>,
 }
 
+/// Session channels one connection may have open at once (sshd's MaxSessions default):
+/// each may hold a terminal emulator, so their number is bounded like their size.
+const MAX_CHANNELS: usize = 10;
 /// Environment variables kept per channel at most (more are dropped).
 const MAX_ENV: usize = 64;
 /// The longest environment value relayed (a locale name is a few dozen bytes).
@@ -535,6 +538,11 @@ impl server::Handler for FrontHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let id = channel.id();
+        if self.channels.len() >= MAX_CHANNELS {
+            tracing::info!(parent: &self.session.span, "channel refused: {MAX_CHANNELS} are open already");
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        }
         // Once a channel's activation has connected, later channels go straight there.
         if let Route::Activation(pending) = &self.route
             && let Some((authorization, upstream)) = pending.activated.get()

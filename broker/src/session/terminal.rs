@@ -7,6 +7,9 @@ use std::collections::VecDeque;
 
 /// The longest line kept; anything typed beyond it is dropped.
 const MAX_LINE: usize = 1024;
+/// Lines and keys waiting to be read at most; a client pasting megabytes of newlines at a
+/// prompt that is not reading does not grow the bastion's memory (later ones are dropped).
+const MAX_QUEUED: usize = 64;
 
 /// What the user did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,11 +97,11 @@ impl LineEditor {
                     self.line.clear();
                     self.partial.clear();
                     echo.extend_from_slice(b"^C\r\n");
-                    self.keys.push_back(Key::Interrupt);
+                    self.queue(Key::Interrupt);
                 }
                 0x04 if self.line.is_empty() => {
                     echo.extend_from_slice(b"\r\n");
-                    self.keys.push_back(Key::EndOfInput);
+                    self.queue(Key::EndOfInput);
                 }
                 0x1b => self.escape = Escape::Start,
                 b'\t' => self.push_text(" ", &mut echo),
@@ -131,8 +134,14 @@ impl LineEditor {
     fn end_line(&mut self, echo: &mut Vec<u8>) {
         echo.extend_from_slice(b"\r\n");
         self.partial.clear();
-        self.keys
-            .push_back(Key::Line(std::mem::take(&mut self.line)));
+        let line = std::mem::take(&mut self.line);
+        self.queue(Key::Line(line));
+    }
+
+    fn queue(&mut self, key: Key) {
+        if self.keys.len() < MAX_QUEUED {
+            self.keys.push_back(key);
+        }
     }
 
     /// The next completed line or key, if any.

@@ -82,12 +82,9 @@ enum Uplink {
     Data(Bytes),
     Eof,
     Close,
-    WindowChange {
-        cols: u32,
-        rows: u32,
-        pix_width: u32,
-        pix_height: u32,
-    },
+    /// The client's terminal was resized: the latest size is in the channel's
+    /// [`PendingSize`] (a flood of resizes queues one message, not one per resize).
+    WindowChange,
     Signal(Sig),
     Env {
         name: String,
@@ -130,11 +127,29 @@ enum Downlink {
 
 type Replies = Arc<Mutex<VecDeque<oneshot::Sender<bool>>>>;
 
+/// A terminal size the client sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WindowSize {
+    cols: u32,
+    rows: u32,
+    pix_width: u32,
+    pix_height: u32,
+}
+
+/// The latest resize not yet passed upstream.
+type PendingSize = Arc<Mutex<Option<WindowSize>>>;
+
+/// What a queued signal or environment variable counts as in the flow-control budget, so
+/// that a flood of them is bounded like a flood of data (the client is made to wait, and
+/// cut off at the hard cap).
+const CONTROL_COST: usize = 1024;
+
 /// The handler's side of a relayed channel.
 pub struct ChannelRelay {
     id: ChannelId,
     uplink: mpsc::UnboundedSender<Uplink>,
     flow: Arc<Flow>,
+    size: PendingSize,
     downlink: mpsc::Sender<Downlink>,
     pty: Option<PtyRequest>,
     started: bool,
@@ -174,6 +189,7 @@ pub fn open_relay(
     // Unbounded as a channel, bounded in bytes by `flow` (see there for why).
     let (uplink_tx, uplink_rx) = mpsc::unbounded_channel();
     let flow = Arc::new(Flow::default());
+    let size = PendingSize::default();
     let (downlink_tx, downlink_rx) = mpsc::channel(8);
     // Cancelled by the downlink when the channel ends, so an uplink waiting for window
     // space on a channel the upstream has closed gives up (and the handler, which may be
@@ -190,6 +206,7 @@ pub fn open_relay(
             upstream: upstream_write,
             queue: uplink_rx,
             flow: flow.clone(),
+            size: size.clone(),
             replies: replies.clone(),
             closed: closed.clone(),
             session: session.clone(),
@@ -218,6 +235,7 @@ pub fn open_relay(
         id,
         uplink: uplink_tx,
         flow,
+        size,
         downlink: downlink_tx,
         pty: None,
         started: false,
@@ -279,10 +297,25 @@ impl ChannelRelay {
     /// Relays an environment variable. OpenSSH sends these without wanting a reply, so
     /// none is waited for.
     pub async fn env(&self, name: &str, value: &str) {
-        let _ = self.uplink.send(Uplink::Env {
+        self.control(Uplink::Env {
             name: name.to_owned(),
             value: value.to_owned(),
-        });
+        })
+        .await;
+    }
+
+    /// Queues a signal or variable, counted in the flow budget (see [`CONTROL_COST`]).
+    async fn control(&self, message: Uplink) {
+        if self.flow.add(CONTROL_COST).is_err() {
+            // Past the hard cap: the data path ends the session; this one is dropped.
+            self.flow.drained(CONTROL_COST);
+            return;
+        }
+        if self.uplink.send(message).is_err() {
+            self.flow.drained(CONTROL_COST);
+            return;
+        }
+        self.flow.wait_for_room().await;
     }
 
     /// Starts a shell, command or subsystem: the command rules first (a blocked command
@@ -493,19 +526,24 @@ impl ChannelRelay {
         let _ = self.uplink.send(Uplink::Close);
     }
 
-    /// The client's terminal was resized.
+    /// The client's terminal was resized. Only the latest size matters: while one is
+    /// waiting to be passed on, a newer one replaces it instead of queueing behind it.
     pub async fn window_change(&self, cols: u32, rows: u32, pix_width: u32, pix_height: u32) {
-        let _ = self.uplink.send(Uplink::WindowChange {
+        let size = WindowSize {
             cols,
             rows,
             pix_width,
             pix_height,
-        });
+        };
+        let waiting = lock(&self.size).replace(size).is_some();
+        if !waiting {
+            let _ = self.uplink.send(Uplink::WindowChange);
+        }
     }
 
     /// A signal for the remote process.
     pub async fn signal(&self, signal: Sig) {
-        let _ = self.uplink.send(Uplink::Signal(signal));
+        self.control(Uplink::Signal(signal)).await;
     }
 }
 
@@ -537,8 +575,8 @@ fn start_marker(session: &SessionShared, start: &Start) -> String {
     }
 }
 
-fn lock(replies: &Replies) -> std::sync::MutexGuard<'_, VecDeque<oneshot::Sender<bool>>> {
-    replies
+fn lock<T>(shared: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    shared
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::flow::Flow;
 use super::gate::{Gate, GateIo};
-use super::{Replies, Request, Uplink, lock};
+use super::{CONTROL_COST, PendingSize, Replies, Request, Uplink, WindowSize, lock};
 use crate::session::SessionShared;
 
 /// Everything the uplink task owns.
@@ -21,6 +21,7 @@ pub(super) struct UplinkTask {
     pub(super) upstream: ChannelWriteHalf<client::Msg>,
     pub(super) queue: mpsc::UnboundedReceiver<Uplink>,
     pub(super) flow: Arc<Flow>,
+    pub(super) size: PendingSize,
     pub(super) replies: Replies,
     pub(super) closed: CancellationToken,
     pub(super) session: Arc<SessionShared>,
@@ -34,6 +35,7 @@ pub(super) async fn uplink(task: UplinkTask) {
         upstream,
         mut queue,
         flow,
+        size,
         replies,
         closed,
         session,
@@ -104,24 +106,35 @@ pub(super) async fn uplink(task: UplinkTask) {
                 let _ = upstream.close().await;
                 return;
             }
-            Uplink::WindowChange {
-                cols,
-                rows,
-                pix_width,
-                pix_height,
-            } => {
+            Uplink::WindowChange => {
+                let Some(WindowSize {
+                    cols,
+                    rows,
+                    pix_width,
+                    pix_height,
+                }) = lock(&size).take()
+                else {
+                    continue;
+                };
                 if let Some(active) = &recording {
                     let _ = active.resize(cols, rows).await;
                 }
                 if let Some(gate) = &gate {
                     gate.resize(rows, cols);
                 }
+                // The real size goes upstream; only the gate's own screen is clamped.
                 upstream
                     .window_change(cols, rows, pix_width, pix_height)
                     .await
             }
-            Uplink::Signal(signal) => upstream.signal(signal).await,
-            Uplink::Env { name, value } => upstream.set_env(false, name, value).await,
+            Uplink::Signal(signal) => {
+                flow.drained(CONTROL_COST);
+                upstream.signal(signal).await
+            }
+            Uplink::Env { name, value } => {
+                flow.drained(CONTROL_COST);
+                upstream.set_env(false, name, value).await
+            }
             Uplink::Record(handle) => {
                 recording = Some(handle);
                 Ok(())

@@ -15,6 +15,14 @@ use tokio::sync::Notify;
 
 /// Output kept unparsed at most; older output cannot be on the screen any more.
 const MAX_PENDING: usize = 256 * 1024;
+/// The emulator's largest size. The client chooses its terminal's size (up to 65535 × 65535
+/// in the protocol) and the emulator allocates every cell of it, twice (main and alternate
+/// screen, 32 bytes a cell): clamped, the worst case is 2.5 MB per terminal. The real size
+/// still goes upstream; a line wider than this is read as wrapped, which the keystroke model
+/// cross-checks.
+pub const MAX_COLS: u16 = 400;
+/// See [`MAX_COLS`].
+pub const MAX_ROWS: u16 = 100;
 
 /// Shared by the downlink (writes output) and the uplink's gate (reads the screen).
 #[derive(Debug)]
@@ -54,8 +62,10 @@ pub struct CursorLine {
     pub before_cursor: String,
 }
 
-fn dimension(value: u32, fallback: u16) -> NonZeroU16 {
-    NonZeroU16::new(u16::try_from(value).unwrap_or(u16::MAX))
+/// A client's dimension for the emulator: `fallback` for zero, at most `max`.
+fn dimension(value: u32, fallback: u16, max: u16) -> NonZeroU16 {
+    let clamped = u16::try_from(value).unwrap_or(u16::MAX).min(max);
+    NonZeroU16::new(clamped)
         .or(NonZeroU16::new(fallback))
         .unwrap_or(NonZeroU16::MIN)
 }
@@ -63,7 +73,7 @@ fn dimension(value: u32, fallback: u16) -> NonZeroU16 {
 impl Screen {
     /// A screen of `rows` × `cols` (the client's pty).
     pub fn new(rows: u32, cols: u32) -> Self {
-        let size = (dimension(rows, 24), dimension(cols, 80));
+        let size = (dimension(rows, 24, MAX_ROWS), dimension(cols, 80, MAX_COLS));
         Self {
             state: Mutex::new(State {
                 parser: vt100::Parser::new(size.0, size.1, 0),
@@ -107,7 +117,7 @@ impl Screen {
     pub fn resize(&self, rows: u32, cols: u32) {
         let mut state = self.state();
         state.parse();
-        state.size = (dimension(rows, 24), dimension(cols, 80));
+        state.size = (dimension(rows, 24, MAX_ROWS), dimension(cols, 80, MAX_COLS));
         let (rows, cols) = state.size;
         state.parser.screen_mut().set_size(rows, cols);
     }
@@ -298,6 +308,23 @@ mod tests {
         let line = screen.cursor_line();
         assert_eq!(line.text, "root@vm:~# ls -la");
         assert_eq!(line.before_cursor, "root@vm:~# ls ");
+    }
+
+    #[test]
+    fn a_huge_terminal_is_clamped_for_the_emulator() {
+        let screen = Screen::new(65535, 65535);
+        assert_eq!(
+            screen.state().size,
+            (
+                NonZeroU16::new(MAX_ROWS).unwrap(),
+                NonZeroU16::new(MAX_COLS).unwrap()
+            )
+        );
+        screen.resize(u32::MAX, 0);
+        let (rows, cols) = screen.state().parser.screen().size();
+        assert_eq!((rows.get(), cols.get()), (MAX_ROWS, 80));
+        screen.feed(b"$ echo hi");
+        assert_eq!(screen.cursor_line().text, "$ echo hi");
     }
 
     #[test]
