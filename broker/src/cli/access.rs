@@ -88,9 +88,10 @@ enum ReviewCommand {
     },
 }
 
+/// A field for a table: escaped to one line (reasons are typed by other people).
 fn text(value: &Value, key: &str) -> String {
     match &value[key] {
-        Value::String(s) => s.clone(),
+        Value::String(s) => crate::text::one_line(s).into_owned(),
         Value::Null => "-".to_owned(),
         other => other.to_string(),
     }
@@ -108,7 +109,7 @@ fn print_requests(requests: &Value) {
             r["approvals_needed"].as_u64().unwrap_or_default()
         );
         let what = match r["command"]["line"].as_str() {
-            Some(line) => format!("$ {line}"),
+            Some(line) => format!("$ {}", crate::text::Shown(line)),
             None => text(r, "reason"),
         };
         println!(

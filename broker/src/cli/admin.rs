@@ -154,7 +154,7 @@ fn print_commands(events: &[serde_json::Value], json: bool) {
         "TIME", "USER", "TARGET", "OUTCOME", "RULE"
     );
     for event in events {
-        let text = |key: &str| event[key].as_str().unwrap_or("-").to_owned();
+        let text = |key: &str| crate::text::one_line(event[key].as_str().unwrap_or("-")).into_owned();
         println!(
             "{:<24} {:<10} {:<10} {:<11} {:<14} {}",
             text("time"),
@@ -428,12 +428,16 @@ fn list_recordings(dir: &Path) -> ExitCode {
                 );
                 let facts = header.portcullis.unwrap_or_default();
                 let what = facts.command.unwrap_or_else(|| facts.kind.clone());
+                // Headers hold what clients sent (the command): escaped for the terminal.
+                let shown = |text: &str| crate::text::one_line(text).into_owned();
                 println!(
-                    "{id:<28} {:<20} {:<12} {:<12} {:<6} {what}",
+                    "{:<28} {:<20} {:<12} {:<12} {:<6} {}",
+                    shown(&id),
                     started.to_string(),
-                    facts.user,
-                    facts.target,
-                    facts.kind
+                    shown(&facts.user),
+                    shown(&facts.target),
+                    shown(&facts.kind),
+                    shown(&what)
                 );
             }
             Err(error) => println!("{id:<28} (unreadable header: {error})"),

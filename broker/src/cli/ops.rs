@@ -123,7 +123,7 @@ fn print_sessions(sessions: &Value) {
         "ID", "USER", "TARGET", "LOGIN", "CLIENT", "AGE", "IN", "OUT"
     );
     for s in sessions.as_array().into_iter().flatten() {
-        let text = |key: &str| s[key].as_str().unwrap_or("-").to_owned();
+        let text = |key: &str| crate::text::one_line(s[key].as_str().unwrap_or("-")).into_owned();
         let number = |key: &str| s[key].as_u64().unwrap_or_default();
         println!(
             "{:<24} {:<12} {:<12} {:<10} {:<21} {:>8} {:>10} {:>10}",
@@ -221,10 +221,10 @@ pub fn recordings_list(api: ApiArgs) -> ExitCode {
             "ID", "STARTED", "USER", "TARGET", "KIND"
         );
         for r in answer["recordings"].as_array().into_iter().flatten() {
-            let text = |key: &str| r[key].as_str().unwrap_or("-").to_owned();
+            let text = |key: &str| crate::text::one_line(r[key].as_str().unwrap_or("-")).into_owned();
             let what = r["command"]
                 .as_str()
-                .map(String::from)
+                .map(|c| crate::text::one_line(c).into_owned())
                 .unwrap_or_else(|| text("kind"));
             println!(
                 "{:<28} {:<20} {:<12} {:<12} {:<9} {what}",

@@ -522,7 +522,7 @@ async fn relay(
     };
     if let Some((message, status)) = refusal {
         let _ = handle
-            .data(id, format!("\r\nportcullis: {message}\r\n").into_bytes())
+            .data(id, super::notice::message(&message, true).bytes)
             .await;
         let _ = handle.exit_status_request(id, status).await;
         relay.close().await;

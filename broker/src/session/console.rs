@@ -99,10 +99,11 @@ impl Console {
         }
     }
 
-    /// Writes `text` as is, except that line ends become CRLF (the terminal is raw).
-    /// Gives up if the session ends while the client's window is full.
+    /// Writes `text`, with line ends as CRLF (the terminal is raw) and control characters
+    /// escaped (text from other people passes through here). Gives up if the session ends
+    /// while the client's window is full.
     pub async fn write(&self, text: &str) {
-        let bytes = Bytes::from(text.replace('\n', "\r\n"));
+        let bytes = Bytes::from(crate::text::lines(text).replace('\n', "\r\n"));
         tokio::select! {
             _ = self.writer.data_bytes(bytes) => {}
             () = self.session.control.ended() => {}

@@ -14,6 +14,7 @@ use portcullis_policy::{Request, RequestKind, RequestState};
 use crate::jit::{Activated, Approved, Reviewer};
 use crate::ops::jit::{self as jit_ops, Answers, left};
 use crate::server::Broker;
+use crate::text::Shown;
 
 /// What a command answers: text, and an exit status (non-zero: the text is an error).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -535,18 +536,19 @@ fn describe(request: &Request, now: SystemTime) -> String {
             humantime::format_duration(request.duration),
             request.role,
             left(request.expires_at, now),
-            request.reason
+            Shown(&request.reason)
         ),
         RequestKind::Command {
             line,
             rule,
             session,
         } => format!(
-            "#{:<4} {} on {} wants to run a command held by rule {rule} (session {session}), lapses in {}\n       $ {line}\n",
+            "#{:<4} {} on {} wants to run a command held by rule {rule} (session {session}), lapses in {}\n       $ {}\n",
             request.id,
             request.user,
             request.target,
             left(request.expires_at, now),
+            Shown(line),
         ),
     }
 }
@@ -607,7 +609,11 @@ pub fn state_in_words(id: u64, state: &RequestState) -> String {
         }
         RequestState::Approved { grant: None } => format!("request #{id} was approved"),
         RequestState::Denied { by, reason } => {
-            format!("request #{id} was denied by {by}: {reason}")
+            format!(
+                "request #{id} was denied by {}: {}",
+                Shown(by),
+                Shown(reason)
+            )
         }
         RequestState::Expired => format!("request #{id} lapsed without a decision"),
         RequestState::Cancelled => format!("request #{id} was withdrawn"),
@@ -667,8 +673,8 @@ mod tests {
     #[test]
     fn bad_command_lines_say_what_is_wrong() {
         assert_eq!(
-            parse("rm -rf /"),
-            Err("unknown command \"rm\"; type help for the list".into())
+            parse("touch forbidden"),
+            Err("unknown command \"touch\"; type help for the list".into())
         );
         assert!(parse("watch").unwrap_err().contains("needs ID"));
         assert!(parse("watch a b").unwrap_err().contains("unexpected \"b\""));

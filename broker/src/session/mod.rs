@@ -41,6 +41,7 @@ use portcullis_recorder::RecordingHandle;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use crate::text::Shown;
 
 /// Why a session (or one of its channels) ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,7 +133,8 @@ impl std::fmt::Display for EndReason {
             EndReason::Shutdown => f.write_str("the bastion is shutting down"),
             EndReason::RecordingFailed(why) => write!(
                 f,
-                "the session recording failed ({why}); sessions may not continue unrecorded"
+                "the session recording failed ({}); sessions may not continue unrecorded",
+                Shown(why)
             ),
             EndReason::LoginTimeout => f.write_str("authentication took too long"),
             EndReason::Overflow => write!(
@@ -141,11 +143,19 @@ impl std::fmt::Display for EndReason {
                 channel::flow::HARD_CAP / (1024 * 1024)
             ),
             EndReason::Error(why) => write!(f, "internal error: {why}"),
-            EndReason::Killed { by, reason } => write!(f, "session terminated by {by}: {reason}"),
+            // Reasons and names typed by one person are shown to another: escaped.
+            EndReason::Killed { by, reason } => write!(
+                f,
+                "session terminated by {}: {}",
+                Shown(by),
+                Shown(reason)
+            ),
             EndReason::Locked { by, reason } => {
                 write!(
                     f,
-                    "session terminated: your account was locked by {by}: {reason}"
+                    "session terminated: your account was locked by {}: {}",
+                    Shown(by),
+                    Shown(reason)
                 )
             }
             EndReason::GrantExpired { grant } => {
@@ -154,7 +164,9 @@ impl std::fmt::Display for EndReason {
             EndReason::GrantRevoked { grant, by, reason } => {
                 write!(
                     f,
-                    "your access was revoked by {by} (grant #{grant}): {reason}"
+                    "your access was revoked by {} (grant #{grant}): {}",
+                    Shown(by),
+                    Shown(reason)
                 )
             }
             EndReason::CommandRule { rule, message } if message.is_empty() => {

@@ -18,8 +18,10 @@ pub struct Text {
     pub bytes: Bytes,
 }
 
-/// A bastion message, prefixed with `portcullis: `.
+/// A bastion message, prefixed with `portcullis: `. Control characters in it (from text
+/// another party typed) are shown escaped, never sent to the terminal as themselves.
 pub fn message(text: &str, pty: bool) -> Text {
+    let text = crate::text::lines(text);
     if pty {
         Text {
             ext: None,
@@ -33,12 +35,14 @@ pub fn message(text: &str, pty: bool) -> Text {
     }
 }
 
-/// Plain output (the menu's), with line ends fixed for a PTY.
+/// Plain output (the menu's), with line ends fixed for a PTY and control characters
+/// escaped.
 pub fn output(text: &str, pty: bool) -> Text {
+    let text = crate::text::lines(text);
     let bytes = if pty {
         text.replace('\n', "\r\n")
     } else {
-        text.to_owned()
+        text.into_owned()
     };
     Text {
         ext: None,
@@ -62,5 +66,9 @@ mod tests {
         assert_eq!(plain.ext, Some(STDERR));
         assert_eq!(&plain.bytes[..], b"portcullis: x\n");
         assert_eq!(&output("a\nb\n", true).bytes[..], b"a\r\nb\r\n");
+        assert_eq!(
+            &message("killed: \u{1b}[2Jbye", false).bytes[..],
+            b"portcullis: killed: \\e[2Jbye\n"
+        );
     }
 }

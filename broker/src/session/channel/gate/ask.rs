@@ -130,7 +130,11 @@ impl Gate {
                 Ok(Verdict::Run)
             }
             RequestState::Denied { by, reason } => {
-                self.tell(&format!("request #{id} denied by {by}: {reason}; not run"))
+                self.tell(&format!(
+                    "request #{id} denied by {}: {}; not run",
+                    crate::text::Shown(&by),
+                    crate::text::Shown(&reason)
+                ))
                     .await;
                 self.audit(reading, Some(rule), rule.action, "denied");
                 Ok(Verdict::Discard)
