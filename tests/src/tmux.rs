@@ -80,6 +80,18 @@ impl Tmux {
         assert!(status.success());
     }
 
+    /// Sends raw bytes, as a terminal would pass them on (escape sequences, control keys).
+    pub fn bytes(&self, bytes: &[u8]) {
+        let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let status = self
+            .tmux()
+            .args(["send-keys", "-t", "main", "-H"])
+            .args(&hex)
+            .status()
+            .expect("tmux send-keys -H");
+        assert!(status.success());
+    }
+
     /// Pastes `text` as a terminal would: bracketed (`ESC[200~ … ESC[201~`) when the program
     /// asked for bracketed pastes and `bracketed` is set; newlines arrive as CR either way.
     pub fn paste(&self, text: &str, bracketed: bool) {

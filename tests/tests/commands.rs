@@ -600,6 +600,97 @@ fn exec_commands_are_checked_before_they_reach_the_upstream() {
 }
 
 #[test]
+fn every_key_a_line_editor_runs_a_line_on_is_an_enter_to_the_gate() {
+    let gate = gate();
+    let tmux = gate.shell();
+    // Ctrl-O: bash's operate-and-get-next runs the line without an Enter.
+    let ctrl_o = gate.path("forbidden-ctrl-o");
+    tmux.type_text(&format!("touch {ctrl_o}"));
+    tmux.keys(&["C-o"]);
+    gate.wait_blocked(1);
+    alive(&tmux, 20);
+    // An Enter inside an unfinished escape sequence: readline drops the sequence and takes
+    // the CR as Enter.
+    for (n, sequence) in [&b"\x1b[?"[..], b"\x1b[;"].into_iter().enumerate() {
+        let target = gate.path(&format!("forbidden-escape-{n}"));
+        tmux.type_text(&format!("touch {target}"));
+        let mut bytes = sequence.to_vec();
+        bytes.push(b'\r');
+        tmux.bytes(&bytes);
+        gate.wait_blocked(2 + n);
+        alive(&tmux, 21 + n as u32);
+        absent(&target);
+    }
+    absent(&ctrl_o);
+}
+
+#[test]
+fn neither_a_lone_paste_start_nor_the_alternate_screen_turns_the_gate_off() {
+    let gate = gate();
+    let tmux = gate.shell();
+    // The alternate screen with no full-screen program in it: bash goes on reading lines.
+    tmux.line("printf '\\e[?1049h'");
+    prompt_back(&tmux);
+    let in_alternate = gate.path("forbidden-alternate");
+    tmux.line(&format!("touch {in_alternate}"));
+    gate.wait_blocked(1);
+    alive(&tmux, 30);
+    // Even after a command has run there.
+    let after_command = gate.path("forbidden-alternate-2");
+    tmux.line(&format!("touch {after_command}"));
+    gate.wait_blocked(2);
+    tmux.line("printf '\\e[?1049l'");
+    alive(&tmux, 31);
+
+    // A bracketed-paste start that never ends, typed at sh (which has no bracketed paste):
+    // its Enters still run lines, so they are still checked.
+    tmux.line("sh");
+    prompt_back(&tmux);
+    tmux.bytes(b"\x1b[200~\r");
+    prompt_back(&tmux);
+    let in_sh = gate.path("forbidden-sh");
+    tmux.line(&format!("touch {in_sh}"));
+    gate.wait_blocked(3);
+    // sh has no line editor: the line is erased from the terminal's buffer and sh waits on
+    // at the same prompt (it prints no new one).
+    // Keys typed right after the refusal are dropped (they may be the rest of a paste) for
+    // a moment, and sh shows no prompt to say when that is over: type until one lands.
+    let landed = (0..10).any(|_| {
+        tmux.line("echo sh-alive-$((30+2))");
+        portcullis_tests::util::wait_for(Duration::from_secs(2), || {
+            tmux.screen().contains("sh-alive-32").then_some(())
+        })
+        .is_some()
+    });
+    assert!(landed, "{}", tmux.screen());
+    tmux.line("exit");
+    alive(&tmux, 33);
+    for path in [&in_alternate, &after_command, &in_sh] {
+        absent(path);
+    }
+}
+
+#[test]
+fn editing_the_line_in_an_editor_is_refused_where_rules_apply() {
+    let gate = gate();
+    let tmux = gate.shell();
+    let target = gate.path("forbidden-editor");
+    tmux.type_text(&format!("echo {target}"));
+    tmux.keys(&["C-x", "C-e"]);
+    tmux.wait_for_text(
+        "editing the command line in an editor (Ctrl-X Ctrl-E) is not available here",
+        Duration::from_secs(10),
+    );
+    alive(&tmux, 40);
+    let refused = gate
+        .audit_commands()
+        .into_iter()
+        .find(|e| e["outcome"] == "refused")
+        .unwrap();
+    assert_eq!(refused["line"], format!("echo {target}"));
+}
+
+#[test]
 fn a_shell_without_a_terminal_is_no_way_around_the_rules() {
     use std::io::Write;
     let gate = gate();

@@ -66,7 +66,11 @@ fn a_request_reason_cannot_forge_what_an_approver_reads() {
         "{}",
         listed.stdout
     );
-    assert!(listed.stdout.contains("alice → db01 for 4h"), "{}", listed.stdout);
+    assert!(
+        listed.stdout.contains("alice → db01 for 4h"),
+        "{}",
+        listed.stdout
+    );
 
     // The admin CLI's table shows it the same way.
     let table = world.bastion.api_cli(SECOPS, &["requests", "list"]);

@@ -154,7 +154,8 @@ fn print_commands(events: &[serde_json::Value], json: bool) {
         "TIME", "USER", "TARGET", "OUTCOME", "RULE"
     );
     for event in events {
-        let text = |key: &str| crate::text::one_line(event[key].as_str().unwrap_or("-")).into_owned();
+        let text =
+            |key: &str| crate::text::one_line(event[key].as_str().unwrap_or("-")).into_owned();
         println!(
             "{:<24} {:<10} {:<10} {:<11} {:<14} {}",
             text("time"),

@@ -221,7 +221,8 @@ pub fn recordings_list(api: ApiArgs) -> ExitCode {
             "ID", "STARTED", "USER", "TARGET", "KIND"
         );
         for r in answer["recordings"].as_array().into_iter().flatten() {
-            let text = |key: &str| crate::text::one_line(r[key].as_str().unwrap_or("-")).into_owned();
+            let text =
+                |key: &str| crate::text::one_line(r[key].as_str().unwrap_or("-")).into_owned();
             let what = r["command"]
                 .as_str()
                 .map(|c| crate::text::one_line(c).into_owned())

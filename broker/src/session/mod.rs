@@ -39,9 +39,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use portcullis_recorder::RecordingHandle;
 
+use crate::text::Shown;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use crate::text::Shown;
 
 /// Why a session (or one of its channels) ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,12 +144,9 @@ impl std::fmt::Display for EndReason {
             ),
             EndReason::Error(why) => write!(f, "internal error: {why}"),
             // Reasons and names typed by one person are shown to another: escaped.
-            EndReason::Killed { by, reason } => write!(
-                f,
-                "session terminated by {}: {}",
-                Shown(by),
-                Shown(reason)
-            ),
+            EndReason::Killed { by, reason } => {
+                write!(f, "session terminated by {}: {}", Shown(by), Shown(reason))
+            }
             EndReason::Locked { by, reason } => {
                 write!(
                     f,

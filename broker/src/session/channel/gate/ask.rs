@@ -135,7 +135,7 @@ impl Gate {
                     crate::text::Shown(&by),
                     crate::text::Shown(&reason)
                 ))
-                    .await;
+                .await;
                 self.audit(reading, Some(rule), rule.action, "denied");
                 Ok(Verdict::Discard)
             }

@@ -80,6 +80,9 @@ pub(super) struct Gate {
     keys: KeyLine,
     /// The cursor row before the cursor when the line's first key went up: the prompt.
     prompt: Option<String>,
+    /// The last prompt seen on the main screen: a shell showing it in the alternate screen
+    /// is still a shell (see [`Gate::full_screen_program`]).
+    main_prompt: Option<String>,
     /// Output pieces seen when the line's first key went up (later ones may be its echo).
     line_mark: u64,
     /// The line's first key went up before the shell was ready for it (no prompt on the
@@ -98,7 +101,12 @@ pub(super) struct Gate {
     last_sent_seq: u64,
     /// Keystrokes not recorded yet: they wait until the upstream is seen echoing.
     held: Vec<Bytes>,
+    /// Their size (bounded by [`MAX_HELD`]).
+    held_bytes: usize,
 }
+
+/// Keystrokes held for the echo at most; beyond that they are recorded as redacted.
+const MAX_HELD: usize = 64 * 1024;
 
 /// The line as read at Enter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +122,7 @@ struct Reading {
 /// What to do with a line.
 enum Verdict {
     Run,
+    /// Not run: the line is taken back from the shell (see [`discard`]).
     Discard,
     Stop,
 }
@@ -136,6 +145,7 @@ impl Gate {
             say,
             keys: KeyLine::default(),
             prompt: None,
+            main_prompt: None,
             line_mark: 0,
             typeahead: false,
             enter_mark: None,
@@ -143,6 +153,7 @@ impl Gate {
             last_sent: Instant::now(),
             last_sent_seq: 0,
             held: Vec::new(),
+            held_bytes: 0,
         }
     }
 
@@ -160,17 +171,31 @@ impl Gate {
         Ok(())
     }
 
+    /// Whether the alternate screen belongs to a full-screen program (vim, less, top)
+    /// rather than to a shell that was put there (`printf '\e[?1049h'`). Only the upstream's
+    /// own output can say so, and two things in it say "a shell": it ran a command there
+    /// (bracketed paste switched off, see [`Screen::alternate_by_program`]), or its prompt
+    /// is on the cursor's row as it was on the main screen.
+    fn full_screen_program(&self) -> bool {
+        self.screen.alternate_by_program()
+            && !self.main_prompt.as_ref().is_some_and(|prompt| {
+                self.screen
+                    .cursor_line()
+                    .before_cursor
+                    .starts_with(prompt.as_str())
+            })
+    }
+
     /// Lets `data` through key by key, deciding at each Enter. After a discarded line:
     /// the keys typed at the fresh prompt, to pass next.
     async fn pass(&mut self, data: Bytes, io: &mut GateIo<'_>) -> Result<Option<Bytes>, Stop> {
         self.erase_leftover(io).await?;
-        if self.screen.alternate() {
-            // A full-screen program: its keys are not command lines.
-            self.keys.reset();
-            self.flush_held(io, false).await;
-            self.send(data, io).await?;
-            return Ok(None);
+        if self.full_screen_program() {
+            return self.pass_full_screen(data, io).await;
         }
+        // A paste start is believed only while the shell has bracketed paste on.
+        self.keys
+            .set_paste_allowed(self.screen.line_editor() == Some(true));
         let mut start = 0;
         for at in 0..data.len() {
             if !self.keys.touched() {
@@ -188,6 +213,14 @@ impl Gate {
                 Key::Cancel => {
                     // The shell drops the line; anything held was part of it.
                     self.flush_held(io, false).await;
+                }
+                Key::EditAndRun => {
+                    self.send(data.slice(start..at), io).await?;
+                    start = at + 1;
+                    if self.edit_and_run_refused(io).await? {
+                        return self.discard(io).await;
+                    }
+                    self.send(data.slice(at..=at), io).await?;
                 }
                 Key::Submit => {
                     self.send(data.slice(start..at), io).await?;
@@ -210,11 +243,87 @@ impl Gate {
         Ok(None)
     }
 
+    /// Keys for a full-screen program (vim, less, top): they are not command lines and pass
+    /// as they come. What was not checked is audited: a line under the cursor at an Enter
+    /// that a rule would have met is written down (`outcome: unchecked`), and one that a
+    /// stopping rule would have met raises an alert.
+    async fn pass_full_screen(
+        &mut self,
+        data: Bytes,
+        io: &mut GateIo<'_>,
+    ) -> Result<Option<Bytes>, Stop> {
+        self.keys.reset();
+        self.flush_held(io, false).await;
+        let mut start = 0;
+        for at in 0..data.len() {
+            if !matches!(data[at], b'\r' | b'\n' | 0x0f) {
+                continue;
+            }
+            self.send(data.slice(start..at), io).await?;
+            start = at;
+            self.note_unchecked().await;
+        }
+        if start < data.len() {
+            self.send(data.slice(start..), io).await?;
+        }
+        Ok(None)
+    }
+
+    /// At an Enter in a full-screen program: audits the cursor's line if a rule meets it.
+    async fn note_unchecked(&mut self) {
+        self.settle().await;
+        let readings = self.screen_readings();
+        let Some((rule, met)) = self.broker.command_rules.evaluate_readings(
+            &self.role,
+            &self.target,
+            readings.iter().map(String::as_str),
+        ) else {
+            return;
+        };
+        if rule.action == CommandAction::Allow {
+            return;
+        }
+        let reading = Reading {
+            line: met.to_owned(),
+            candidates: readings.clone(),
+            uncertain: true,
+        };
+        self.audit(&reading, Some(rule), rule.action, "unchecked");
+        if matches!(rule.action, CommandAction::Deny | CommandAction::Terminate) {
+            tracing::warn!(
+                parent: &self.session.span,
+                rule = %rule.name,
+                line = %crate::text::Shown(met),
+                "ALERT: a line a rule stops was entered in a full-screen program (not checked there)"
+            );
+        }
+    }
+
+    /// Ctrl-X Ctrl-E would run whatever an editor saves, with no Enter for the gate to see.
+    /// Where rules apply it is refused: Ctrl-G instead of Ctrl-E ends readline's prefix
+    /// without doing anything, the user is told, and the line is discarded (true). Where
+    /// only auditing is on, it passes, audited as unchecked (false).
+    async fn edit_and_run_refused(&mut self, io: &mut GateIo<'_>) -> Result<bool, Stop> {
+        let reading = self.reading();
+        if !self.broker.command_rules.any_for(&self.role, &self.target) {
+            self.audit(&reading, None, CommandAction::Allow, "unchecked");
+            return Ok(false);
+        }
+        self.send(Bytes::from_static(b"\x07"), io).await?;
+        self.audit(&reading, None, CommandAction::Deny, "refused");
+        self.tell("editing the command line in an editor (Ctrl-X Ctrl-E) is not available here: what the editor saves would run unchecked")
+            .await;
+        Ok(true)
+    }
+
     fn start_line(&mut self) {
         let line = self.screen.cursor_line();
         let seq = self.screen.progress().0;
         self.typeahead = line.before_cursor.trim().is_empty() || self.enter_mark == Some(seq);
         self.prompt = Some(line.before_cursor).filter(|p| !p.trim().is_empty());
+        if !self.screen.alternate() {
+            self.main_prompt = self.prompt.clone();
+        }
         self.line_mark = seq;
     }
 
@@ -231,7 +340,12 @@ impl Gate {
             self.flush_held(io, false).await;
             record_input(io, data.clone()).await;
         } else {
+            self.held_bytes += data.len();
             self.held.push(data.clone());
+            if self.held_bytes > MAX_HELD {
+                // A long time typing without echo: whatever it is, it stays unrecorded.
+                self.flush_held(io, true).await;
+            }
         }
         self.last_sent = Instant::now();
         self.last_sent_seq = self.screen.progress().0;
@@ -243,6 +357,7 @@ impl Gate {
 
     /// Records the held keystrokes, as typed or redacted.
     async fn flush_held(&mut self, io: &mut GateIo<'_>, redact: bool) {
+        self.held_bytes = 0;
         let held = std::mem::take(&mut self.held);
         if held.is_empty() {
             return;
@@ -400,6 +515,15 @@ impl Gate {
         tracing::debug!(reading = ?self.reading(), prompt = ?self.prompt, typeahead = self.typeahead, "line submitted");
         self.flush_held(io, false).await;
         let reading = self.reading();
+        if self.keys.overflowed() && self.broker.command_rules.any_for(&self.role, &self.target) {
+            self.audit(&reading, None, CommandAction::Deny, "unreadable");
+            self.tell(&format!(
+                "this line is longer than the {} characters the bastion can check; it was not run",
+                keys::MAX_LINE_CHARS
+            ))
+            .await;
+            return Ok(Verdict::Discard);
+        }
         if (!caught_up || self.typeahead)
             && self.keys.reading().is_none()
             && self.broker.command_rules.any_for(&self.role, &self.target)

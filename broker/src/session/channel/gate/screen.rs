@@ -133,6 +133,14 @@ impl Screen {
         self.state().alternate.on
     }
 
+    /// Whether the alternate screen is on and nothing since it came on says a shell runs
+    /// commands there: a shell switches bracketed paste off to run each command, a
+    /// full-screen program leaves it as it is until it exits.
+    pub fn alternate_by_program(&self) -> bool {
+        let scan = &self.state().alternate;
+        scan.on && !scan.shell_seen
+    }
+
     /// Whether a line editor is reading a line now, as far as the output tells: `Some(true)`
     /// while bracketed paste is on, `Some(false)` while it is off (a command runs), `None`
     /// when the shell never switched it.
@@ -224,6 +232,9 @@ struct AlternateScan {
     /// Bracketed paste as last switched: bash (5.1 and later), zsh and fish turn it on while
     /// their line editor reads a line and off while a command runs; `None` until seen.
     paste: Option<bool>,
+    /// Bracketed paste was switched off while the alternate screen stayed on: a shell ran
+    /// a command there. Cleared each time the alternate screen comes on.
+    shell_seen: bool,
     /// An escape sequence cut off at the end of the last piece.
     carry: Vec<u8>,
 }
@@ -263,6 +274,9 @@ impl AlternateScan {
             (b"\x1b[?47l", false),
         ] {
             if text.starts_with(code) {
+                if on && !self.on {
+                    self.shell_seen = false;
+                }
                 self.on = on;
                 return true;
             }
@@ -270,6 +284,9 @@ impl AlternateScan {
         for (code, on) in [(&b"\x1b[?2004h"[..], true), (b"\x1b[?2004l", false)] {
             if text.starts_with(code) {
                 self.paste = Some(on);
+                if !on && self.on {
+                    self.shell_seen = true;
+                }
                 return true;
             }
         }
@@ -358,6 +375,24 @@ mod tests {
         assert!(!screen.alternate());
         screen.feed(b"\x1b[?47h");
         assert!(screen.alternate());
+    }
+
+    #[test]
+    fn a_shell_running_commands_in_the_alternate_screen_is_told_from_a_program() {
+        let screen = Screen::new(24, 80);
+        // vim: alternate screen and bracketed paste on, nothing switched off until it exits.
+        screen.feed(b"\x1b[?2004l\x1b[?1049h\x1b[?1h\x1b=\x1b[?2004h~\r\n~");
+        assert!(screen.alternate_by_program());
+        screen.feed(b"\x1b[?2004l\x1b[?1049l\x1b[?2004hroot@vm:~# ");
+        assert!(!screen.alternate());
+        // printf '\e[?1049h' at bash: the next command switches bracketed paste off.
+        screen.feed(b"\x1b[?2004l\r\x1b[?1049h\x1b[?2004hroot@vm:~# ");
+        assert!(screen.alternate_by_program());
+        screen.feed(b"ls\r\n\x1b[?2004l\rfile\r\n\x1b[?2004hroot@vm:~# ");
+        assert!(screen.alternate() && !screen.alternate_by_program());
+        // A program entering the alternate screen anew is a program again.
+        screen.feed(b"\x1b[?1049l\x1b[?1049h");
+        assert!(screen.alternate_by_program());
     }
 
     #[test]
