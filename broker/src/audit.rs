@@ -21,6 +21,9 @@ use std::time::SystemTime;
 use portcullis_recorder::chain::{Chain, ChainKey, parse_tag, tags_equal};
 use serde::Serialize;
 
+use crate::anchors::{Anchor, Anchors};
+use crate::store::StoreError;
+
 /// Context of the first line of a log, and of a line that restarts the chain.
 const CHAIN_CONTEXT: &[u8] = b"portcullis audit.jsonl v1";
 /// The event written when the log is reopened after its last line was found damaged.
@@ -84,10 +87,18 @@ fn push_json(out: &mut String, text: &str) {
 
 /// Why the audit log could not be opened.
 #[derive(Debug, thiserror::Error)]
-#[error("audit log {}: {source}", path.display())]
-pub struct AuditError {
-    path: PathBuf,
-    source: io::Error,
+pub enum AuditError {
+    /// The file could not be read or written.
+    #[error("audit log {}: {source}", path.display())]
+    Io {
+        /// The log.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// Its anchor could not be read.
+    #[error("audit log anchor: {0}")]
+    Anchor(#[from] StoreError),
 }
 
 /// The open audit log.
@@ -99,7 +110,16 @@ pub struct AuditLog {
 struct Writer {
     file: File,
     chain: Chain,
+    /// Lines in the file.
+    count: u64,
+    /// Where each line's count and tag is anchored (none in unit tests).
+    anchors: Option<Anchors>,
 }
+
+/// The event written when the log at start does not match its anchor: lines were removed
+/// from its end or it was replaced. It stays in the chain, so `audit verify` reports it for
+/// good.
+const ANCHOR_MISMATCH_EVENT: &str = "audit.anchor_mismatch";
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -110,39 +130,67 @@ impl std::fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
-    /// Opens (creating if needed) the log and continues its chain.
-    pub fn open(path: &Path, key: ChainKey) -> Result<Self, AuditError> {
-        let error = |source| AuditError {
+    /// Opens (creating if needed) the log and continues its chain. With `anchors`, the file
+    /// is first checked against the anchor of the last line written: a log that lost lines
+    /// at its end, or was swapped, is not quietly continued — an `audit.anchor_mismatch`
+    /// event saying what was found is chained in, and an alert raised.
+    pub fn open(path: &Path, key: ChainKey, anchors: Option<Anchors>) -> Result<Self, AuditError> {
+        let error = |source| AuditError::Io {
             path: path.to_owned(),
             source,
         };
-        let last = last_line(path).map_err(error)?;
+        let anchor = match &anchors {
+            Some(anchors) => anchors.get(crate::anchors::AUDIT)?,
+            None => None,
+        };
+        let scan = scan(path, anchor.as_ref().map(|a| a.count)).map_err(error)?;
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o600)
             .open(path)
             .map_err(error)?;
-        let (chain, restart) = match last.as_deref() {
+        let (chain, restart) = match scan.last.as_deref() {
             None => (Chain::start(&key, CHAIN_CONTEXT), false),
             Some(line) => match split_mac(line).and_then(|(_, mac)| parse_tag(mac)) {
                 Some(tag) => (Chain::resume(&key, tag), false),
                 None => (Chain::start(&key, CHAIN_CONTEXT), true),
             },
         };
-        if restart && !last.as_deref().is_some_and(|l| l.ends_with('\n')) {
+        if restart && !scan.last.as_deref().is_some_and(|l| l.ends_with('\n')) {
             // The damaged line was cut mid-write: end it so the next event starts afresh.
             file.write_all(b"\n").map_err(error)?;
         }
+        let mismatch = anchor.as_ref().and_then(|anchor| scan.against(anchor));
         let log = Self {
             path: path.to_owned(),
-            inner: Mutex::new(Writer { file, chain }),
+            inner: Mutex::new(Writer {
+                file,
+                chain,
+                count: scan.lines,
+                anchors,
+            }),
         };
         if restart {
             log.record(AuditEvent::new(RESTART_EVENT).with(
                 "reason",
                 "the previous line was incomplete or damaged (an interrupted write?)",
             ));
+        }
+        if let (Some(anchor), Some(found)) = (anchor, mismatch) {
+            tracing::error!(
+                expected_lines = anchor.count,
+                found_lines = scan.lines,
+                %found,
+                "ALERT: the audit log does not end where it was last written: {found}"
+            );
+            log.record(
+                AuditEvent::new(ANCHOR_MISMATCH_EVENT)
+                    .with("found", found)
+                    .with("anchored_lines", anchor.count)
+                    .with("anchored_tag", &anchor.tag)
+                    .with("lines_found", scan.lines),
+            );
         }
         Ok(log)
     }
@@ -175,7 +223,20 @@ impl AuditLog {
         line.push_str(",\"mac\":\"");
         line.push_str(&hex::encode(tag));
         line.push_str("\"}\n");
-        writer.file.write_all(line.as_bytes())
+        writer.file.write_all(line.as_bytes())?;
+        writer.count += 1;
+        // The line is in the file before its anchor moves: the anchor never claims more.
+        if let Some(anchors) = &writer.anchors {
+            let anchor = Anchor {
+                count: writer.count,
+                tag: hex::encode(tag),
+                sealed: false,
+            };
+            if let Err(error) = anchors.set(crate::anchors::AUDIT, &anchor) {
+                tracing::error!(%error, "cannot anchor the audit log");
+            }
+        }
+        Ok(())
     }
 }
 
@@ -190,22 +251,61 @@ fn split_mac(line: &str) -> Option<(String, &str)> {
     Some((format!("{body}}}"), mac))
 }
 
-/// The last line of the file, with its newline if it has one; `None` for no file or empty.
-fn last_line(path: &Path) -> io::Result<Option<String>> {
+/// What a pass over the file found, for reopening it.
+struct Scan {
+    /// Lines (a torn last line counts: a newline will end it).
+    lines: u64,
+    /// The last line, with its newline if it has one.
+    last: Option<String>,
+    /// The mac of the line the anchor names, if the file has that many lines.
+    mac_at_anchor: Option<String>,
+}
+
+impl Scan {
+    /// How the file differs from `anchor`, in words; `None` if it matches.
+    fn against(&self, anchor: &Anchor) -> Option<String> {
+        if self.lines < anchor.count {
+            return Some(format!(
+                "{} lines were written but {} are there: the last {} were removed",
+                anchor.count,
+                self.lines,
+                anchor.count - self.lines
+            ));
+        }
+        if anchor.count > 0 && self.mac_at_anchor.as_deref() != Some(anchor.tag.as_str()) {
+            return Some(format!(
+                "line {} is not the line written there: the log was replaced or rewritten",
+                anchor.count
+            ));
+        }
+        None
+    }
+}
+
+/// Reads the file once, line by line.
+fn scan(path: &Path, anchored: Option<u64>) -> io::Result<Scan> {
+    let mut found = Scan {
+        lines: 0,
+        last: None,
+        mac_at_anchor: None,
+    };
     let file = match File::open(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
         Err(e) => return Err(e),
     };
-    let mut last = None;
     let mut reader = io::BufReader::new(file);
     let mut line = String::new();
     loop {
         line.clear();
         if reader.read_line(&mut line)? == 0 {
-            return Ok(last);
+            return Ok(found);
         }
-        last = Some(line.clone());
+        found.lines += 1;
+        if Some(found.lines) == anchored {
+            found.mac_at_anchor = split_mac(&line).map(|(_, mac)| mac.to_owned());
+        }
+        found.last = Some(line.clone());
     }
 }
 
@@ -282,14 +382,16 @@ pub fn query(path: &Path, filter: &AuditFilter) -> io::Result<Vec<serde_json::Va
 /// The outcome of checking an audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuditVerdict {
-    /// Every line chains correctly.
+    /// Every line chains correctly (and the log ends where its anchor says).
     Intact {
         /// Events checked.
         events: usize,
         /// Times the chain was restarted after a damaged line.
         restarts: usize,
+        /// Whether an anchor was there to check the end against.
+        anchored: bool,
     },
-    /// A line does not chain.
+    /// A line does not chain, lines are missing, or the bastion found it cut at a start.
     Tampered {
         /// 1-based line number.
         line: usize,
@@ -298,41 +400,91 @@ pub enum AuditVerdict {
     },
 }
 
-/// Checks every line of an audit log.
-pub fn verify_log(path: &Path, key: &ChainKey) -> io::Result<AuditVerdict> {
-    let text = std::fs::read_to_string(path)?;
+/// Checks every line of an audit log, and its end against `anchor` (read before the file,
+/// so a bastion writing meanwhile only makes the file longer than the anchor). Reads the
+/// file line by line.
+pub fn verify_log(
+    path: &Path,
+    key: &ChainKey,
+    anchor: Option<&Anchor>,
+) -> io::Result<AuditVerdict> {
+    let tampered = |line: usize, reason: String| Ok(AuditVerdict::Tampered { line, reason });
     let mut chain = Chain::start(key, CHAIN_CONTEXT);
     let mut restarts = 0;
     let mut events = 0;
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    for (index, line) in lines.iter().enumerate() {
-        let number = index + 1;
-        let Some((body, mac)) = split_mac(line) else {
-            let next_restarts = lines
-                .get(index + 1)
-                .is_some_and(|next| next.contains(&format!("\"event\":\"{RESTART_EVENT}\"")));
-            if next_restarts {
-                continue;
-            }
-            return Ok(AuditVerdict::Tampered {
-                line: number,
-                reason: "the line is not a complete audit record".into(),
-            });
+    let mut lines = 0usize;
+    // A line that is not a record is fine only if the next one restarts the chain.
+    let mut damaged: Option<usize> = None;
+    let mut cut_found: Option<(usize, String)> = None;
+    let mut mac_at_anchor: Option<String> = None;
+    let mut reader = io::BufReader::new(File::open(path)?);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            break;
+        }
+        lines += 1;
+        let number = lines;
+        let restarts_here = line.contains(&format!("\"event\":\"{RESTART_EVENT}\""));
+        if let Some(bad) = damaged.take()
+            && !restarts_here
+        {
+            return tampered(bad, "the line is not a complete audit record".into());
+        }
+        let Some((body, mac)) = split_mac(&line) else {
+            damaged = Some(number);
+            continue;
         };
-        if body.contains(&format!("\"event\":\"{RESTART_EVENT}\"")) {
+        if anchor.is_some_and(|a| a.count == number as u64) {
+            mac_at_anchor = Some(mac.to_owned());
+        }
+        if restarts_here {
             chain.reset(CHAIN_CONTEXT);
             restarts += 1;
         }
         let expected = parse_tag(mac).unwrap_or([0; 32]);
         if !tags_equal(&chain.append(body.as_bytes()), &expected) {
-            return Ok(AuditVerdict::Tampered {
-                line: number,
-                reason: "the line was changed, or a line before it was removed or reordered".into(),
-            });
+            return tampered(
+                number,
+                "the line was changed, or a line before it was removed or reordered".into(),
+            );
+        }
+        if cut_found.is_none() && body.contains(&format!("\"event\":\"{ANCHOR_MISMATCH_EVENT}\"")) {
+            let found = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|e| e["found"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            cut_found = Some((number, found));
         }
         events += 1;
     }
-    Ok(AuditVerdict::Intact { events, restarts })
+    if let Some(bad) = damaged {
+        return tampered(bad, "the line is not a complete audit record".into());
+    }
+    if let Some(anchor) = anchor {
+        let found = Scan {
+            lines: lines as u64,
+            last: None,
+            mac_at_anchor,
+        };
+        if let Some(difference) = found.against(anchor) {
+            return tampered(lines + 1, difference);
+        }
+    }
+    if let Some((line, found)) = cut_found {
+        return tampered(
+            line,
+            format!(
+                "when the bastion started here, the log did not end where it had been written: {found}"
+            ),
+        );
+    }
+    Ok(AuditVerdict::Intact {
+        events,
+        restarts,
+        anchored: anchor.is_some(),
+    })
 }
 
 #[cfg(test)]
@@ -344,7 +496,7 @@ mod tests {
     }
 
     fn sample(path: &Path) {
-        let log = AuditLog::open(path, key()).unwrap();
+        let log = AuditLog::open(path, key(), None).unwrap();
         log.record(
             AuditEvent::new("auth.success")
                 .with("user", "alice")
@@ -372,10 +524,11 @@ mod tests {
         assert!(first.get("target").is_none());
         assert!(lines[0].starts_with("{\"time\":\""));
         assert_eq!(
-            verify_log(&path, &key()).unwrap(),
+            verify_log(&path, &key(), None).unwrap(),
             AuditVerdict::Intact {
                 events: 2,
-                restarts: 0
+                restarts: 0,
+                anchored: false
             }
         );
     }
@@ -387,10 +540,11 @@ mod tests {
         sample(&path);
         sample(&path);
         assert_eq!(
-            verify_log(&path, &key()).unwrap(),
+            verify_log(&path, &key(), None).unwrap(),
             AuditVerdict::Intact {
                 events: 4,
-                restarts: 0
+                restarts: 0,
+                anchored: false
             }
         );
     }
@@ -404,7 +558,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replacen("alice", "mallory", 1)).unwrap();
         assert!(matches!(
-            verify_log(&path, &key()).unwrap(),
+            verify_log(&path, &key(), None).unwrap(),
             AuditVerdict::Tampered { line: 1, .. }
         ));
         let without_second: String = text
@@ -415,11 +569,11 @@ mod tests {
             .collect();
         std::fs::write(&path, without_second).unwrap();
         assert!(matches!(
-            verify_log(&path, &key()).unwrap(),
+            verify_log(&path, &key(), None).unwrap(),
             AuditVerdict::Tampered { line: 2, .. }
         ));
         assert!(matches!(
-            verify_log(&path, &ChainKey::new(b"other")).unwrap(),
+            verify_log(&path, &ChainKey::new(b"other"), None).unwrap(),
             AuditVerdict::Tampered { line: 1, .. }
         ));
     }
@@ -436,11 +590,86 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains(RESTART_EVENT));
         assert_eq!(
-            verify_log(&path, &key()).unwrap(),
+            verify_log(&path, &key(), None).unwrap(),
             AuditVerdict::Intact {
                 events: 5,
-                restarts: 1
+                restarts: 1,
+                anchored: false
             }
+        );
+    }
+
+    fn anchored(dir: &Path) -> Anchors {
+        Anchors::new(std::sync::Arc::new(
+            crate::store::Store::open(&dir.join("state.db")).unwrap(),
+        ))
+    }
+
+    #[test]
+    fn a_cut_end_is_found_by_verify_and_written_down_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let anchors = anchored(dir.path());
+        let log = AuditLog::open(&path, key(), Some(anchors.clone())).unwrap();
+        for n in 0..4 {
+            log.record(AuditEvent::new("session.start").with("n", n));
+        }
+        drop(log);
+        let anchor = anchors.get(crate::anchors::AUDIT).unwrap().unwrap();
+        assert_eq!(anchor.count, 4);
+        assert!(matches!(
+            verify_log(&path, &key(), Some(&anchor)).unwrap(),
+            AuditVerdict::Intact {
+                events: 4,
+                anchored: true,
+                ..
+            }
+        ));
+        // Cut the last two lines: the chain of what is left is fine, the anchor is not.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kept: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&path, kept).unwrap();
+        let verdict = verify_log(&path, &key(), Some(&anchor)).unwrap();
+        assert!(
+            matches!(&verdict, AuditVerdict::Tampered { line: 3, reason } if reason.contains("the last 2 were removed")),
+            "{verdict:?}"
+        );
+        // Reopened, the log says so in itself, and verify keeps saying so.
+        let log = AuditLog::open(&path, key(), Some(anchors.clone())).unwrap();
+        log.record(AuditEvent::new("session.start"));
+        drop(log);
+        let anchor = anchors.get(crate::anchors::AUDIT).unwrap().unwrap();
+        assert_eq!(anchor.count, 4);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(ANCHOR_MISMATCH_EVENT));
+        let verdict = verify_log(&path, &key(), Some(&anchor)).unwrap();
+        assert!(
+            matches!(&verdict, AuditVerdict::Tampered { line: 3, reason } if reason.contains("did not end where")),
+            "{verdict:?}"
+        );
+    }
+
+    #[test]
+    fn a_swapped_log_does_not_match_its_anchor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let anchors = anchored(dir.path());
+        let log = AuditLog::open(&path, key(), Some(anchors.clone())).unwrap();
+        log.record(AuditEvent::new("session.start").with("user", "alice"));
+        log.record(AuditEvent::new("session.end").with("user", "alice"));
+        drop(log);
+        // An older copy of the log (one genuine line) with one genuine line of its own.
+        let other = dir.path().join("other.jsonl");
+        let log = AuditLog::open(&other, key(), None).unwrap();
+        log.record(AuditEvent::new("session.start").with("user", "alice"));
+        log.record(AuditEvent::new("server.stop"));
+        drop(log);
+        std::fs::copy(&other, &path).unwrap();
+        let anchor = anchors.get(crate::anchors::AUDIT).unwrap().unwrap();
+        let verdict = verify_log(&path, &key(), Some(&anchor)).unwrap();
+        assert!(
+            matches!(&verdict, AuditVerdict::Tampered { reason, .. } if reason.contains("replaced")),
+            "{verdict:?}"
         );
     }
 }

@@ -63,17 +63,49 @@ impl DataDir {
         &self.master_key_file
     }
 
-    /// Creates the directories that do not exist yet, private to the owner.
-    pub fn create(&self) -> io::Result<()> {
+    /// Creates the directories that do not exist yet, private to the owner, and makes
+    /// existing ones private if others could read them (their contents are the vault, the
+    /// evidence and the host key). Returns what it had to fix, for the log; fails if a
+    /// directory cannot be made private.
+    pub fn create(&self) -> io::Result<Vec<String>> {
+        let mut fixed = Vec::new();
         for dir in [&self.root, &self.recordings] {
             if !dir.exists() {
                 fs::DirBuilder::new()
                     .recursive(true)
                     .mode(0o700)
                     .create(dir)?;
+            } else if is_shared(dir)? {
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!(
+                            "{} can be read by other accounts and cannot be made private ({e}); chmod 700 it",
+                            dir.display()
+                        ),
+                    )
+                })?;
+                fixed.push(format!(
+                    "{} could be read by other accounts; it is now private (mode 0700)",
+                    dir.display()
+                ));
             }
         }
-        Ok(())
+        Ok(fixed)
+    }
+
+    /// Warnings about how this data directory is kept, for `check-config` and the log.
+    /// The vault's master key next to the data it protects means a copy of the directory
+    /// (a backup) is enough to read the vault and forge the evidence.
+    pub fn warnings(&self, master_key_from_env: bool) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !master_key_from_env && self.master_key_file.starts_with(&self.root) {
+            warnings.push(format!(
+                "the vault's master key ({}) is kept inside data_dir: anyone with a copy of data_dir (a backup, a snapshot) can read the vault's credentials and forge recordings and the audit log. Keep it elsewhere: [vault] master_key_file outside data_dir, or PORTCULLIS_MASTER_KEY",
+                self.master_key_file.display()
+            ));
+        }
+        warnings
     }
 }
 

@@ -18,8 +18,10 @@
 //! * [`upstream`]: the SSH client side (host-key pinning, credential injection).
 //! * [`session`]: supervision, routing, the channel relay, bastion messages and menu.
 //! * [`vault`], [`store`]: sealed credentials in the SQLite state database.
-//! * [`audit`]: the hash-chained audit log.
+//! * [`audit`]: the hash-chained audit log; [`anchors`]: where it and each recording
+//!   ended, kept outside the files.
 //! * [`directory`]: identities from the config, parsed (keys, CAs, host keys).
+//! * [`evidence`]: a recording checked against its anchor and the audit log.
 //! * [`admin`]: the HTTPS admin API; [`ops`]: kill, lock, unlock; [`watch`]: following a
 //!   live recording; [`catalog`]: recordings on disk.
 //! * [`registry`], [`locks`], [`metrics`]: live sessions, users locked by security, counters.
@@ -30,11 +32,13 @@
 //! * [`cli`]: the `portcullis` command line.
 
 pub mod admin;
+pub mod anchors;
 pub mod audit;
 pub mod catalog;
 pub mod cli;
 pub mod datadir;
 pub mod directory;
+pub mod evidence;
 pub mod front;
 pub mod hostkey;
 pub mod ids;

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::anchors::Anchors;
 use crate::audit::{AuditError, AuditEvent, AuditLog};
 use crate::datadir::DataDir;
 use crate::directory::Directory;
@@ -107,6 +108,8 @@ pub struct Broker {
     pub metrics: Metrics,
     /// The audit log.
     pub audit: AuditLog,
+    /// Where the audit log and each recording ended, outside their files.
+    pub anchors: Anchors,
     /// Failed-login throttling.
     pub throttle: Throttle,
     /// Connection slots before and after login.
@@ -142,15 +145,26 @@ impl Broker {
         master_key_env: Option<String>,
     ) -> Result<Self, StartError> {
         let data = DataDir::from_config(&config);
-        data.create().map_err(|source| StartError::DataDir {
+        let fixed = data.create().map_err(|source| StartError::DataDir {
             path: data.root().to_owned(),
             source,
         })?;
+        for fix in fixed {
+            tracing::warn!("{fix}");
+        }
+        for warning in data.warnings(master_key_env.is_some()) {
+            tracing::warn!("{warning}");
+        }
         let store = Arc::new(Store::open(&data.state_db())?);
         let vault = Vault::open(store.clone(), data.master_key_file(), master_key_env)?;
         let locks = Locks::load(store.clone(), std::time::SystemTime::now())?;
         let jit = Jit::load(store.clone(), config.access.request_ttl)?;
-        let audit = AuditLog::open(&data.audit_log(), vault.derived_key(AUDIT_KEY_LABEL))?;
+        let anchors = Anchors::new(store.clone());
+        let audit = AuditLog::open(
+            &data.audit_log(),
+            vault.derived_key(AUDIT_KEY_LABEL),
+            Some(anchors.clone()),
+        )?;
         let host_key = hostkey::load_or_create(&data.host_key())?;
         let recordings = RecordingSettings {
             dir: data.recordings().to_owned(),
@@ -183,6 +197,7 @@ impl Broker {
             registry: Registry::default(),
             metrics: Metrics::default(),
             audit,
+            anchors,
             recordings,
             host_key,
             ssh_config,

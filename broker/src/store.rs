@@ -45,6 +45,14 @@ pub enum StoreError {
         /// What SQLite said.
         source: rusqlite::Error,
     },
+    /// The database file could not be created private to its owner.
+    #[error("state database {path}: cannot make it private to its owner: {source}")]
+    Private {
+        /// The database file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
     /// The database was written by a newer portcullis.
     #[error(
         "state database {path} has schema version {found}, newer than this portcullis understands ({known}); upgrade portcullis"
@@ -57,6 +65,32 @@ pub enum StoreError {
         /// The newest this build knows.
         known: i64,
     },
+}
+
+/// Creates the database file readable by its owner only (SQLite gives its -wal and -shm
+/// files the database's mode), and takes group and other access away from files an older
+/// version left open.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Schema changes, applied in order; `user_version` counts how many have run.
@@ -166,12 +200,21 @@ impl Store {
             path: path.to_owned(),
             source,
         };
+        make_private(path).map_err(|source| StoreError::Private {
+            path: path.to_owned(),
+            source,
+        })?;
         let connection = Connection::open(path).map_err(error)?;
         connection
             .busy_timeout(Duration::from_secs(5))
             .map_err(error)?;
         connection
             .pragma_update(None, "journal_mode", "WAL")
+            .map_err(error)?;
+        // With WAL, NORMAL survives a crash of the process and costs no fsync per commit
+        // (the audit anchor moves with every line).
+        connection
+            .pragma_update(None, "synchronous", "NORMAL")
             .map_err(error)?;
         connection
             .pragma_update(None, "foreign_keys", "ON")

@@ -15,6 +15,8 @@ pub enum Verdict {
     Intact {
         /// Lines checked, header included.
         lines: usize,
+        /// Its seal, hex: what the audit log and the anchor keep of it.
+        seal: String,
     },
     /// What is there is authentic, but the recording was never closed (the broker stopped
     /// abruptly); lines after the last flush cannot be vouched for.
@@ -43,7 +45,7 @@ impl Verdict {
 impl std::fmt::Display for Verdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Verdict::Intact { lines } => write!(f, "intact: {lines} lines, sealed"),
+            Verdict::Intact { lines, .. } => write!(f, "intact: {lines} lines, sealed"),
             Verdict::Unfinalized {
                 verified_lines,
                 unverified_lines,
@@ -70,7 +72,8 @@ pub enum VerifyError {
     },
 }
 
-/// Checks `cast` against `<cast>.hmac` with `key`.
+/// Checks `cast` against `<cast>.hmac` with `key`, and that the pair is the recording its
+/// file name says (a genuine recording copied over another one's files is not that one).
 pub fn verify_file(cast: &Path, key: &ChainKey) -> Result<Verdict, VerifyError> {
     let read = |path: &Path| {
         fs::read(path).map_err(|source| VerifyError::Read {
@@ -91,7 +94,25 @@ pub fn verify_file(cast: &Path, key: &ChainKey) -> Result<Verdict, VerifyError> 
             });
         }
     };
-    Ok(verify_bytes(&cast_bytes, &mac_text, key))
+    let verdict = verify_bytes(&cast_bytes, &mac_text, key);
+    let named = cast.file_stem().map(|stem| stem.to_string_lossy());
+    let recorded = mac_text
+        .lines()
+        .next()
+        .and_then(|first| first.strip_prefix(MAC_MAGIC))
+        .map(str::trim);
+    if let (Some(named), Some(recorded)) = (named, recorded)
+        && !matches!(verdict, Verdict::Tampered { .. })
+        && named != recorded
+    {
+        return Ok(tampered(
+            0,
+            format!(
+                "these files hold recording {recorded}, not {named}: they were put in its place"
+            ),
+        ));
+    }
+    Ok(verdict)
 }
 
 fn tampered(line: usize, reason: impl Into<String>) -> Verdict {
@@ -158,9 +179,10 @@ pub fn verify_bytes(cast: &[u8], mac: &str, key: &ChainKey) -> Verdict {
     }
     let unverified = lines.len() - tags.len() + usize::from(fragment.is_some());
     match seal {
-        Some(seal) if unverified == 0 && tags_equal(&chain.seal(), &seal) => {
-            Verdict::Intact { lines: tags.len() }
-        }
+        Some(seal) if unverified == 0 && tags_equal(&chain.seal(), &seal) => Verdict::Intact {
+            lines: tags.len(),
+            seal: hex::encode(seal),
+        },
         Some(_) if unverified > 0 => tampered(
             tags.len() + 1,
             "lines were added after the recording was sealed",

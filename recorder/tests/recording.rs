@@ -67,10 +67,10 @@ async fn record_sample(dir: &Path, id: &str) -> PathBuf {
 async fn a_recording_reads_back_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let path = record_sample(dir.path(), "rec-1").await;
-    assert_eq!(
+    assert!(matches!(
         verify_file(&path, &key()).unwrap(),
-        Verdict::Intact { lines: 7 }
-    );
+        Verdict::Intact { lines: 7, seal } if seal.len() == 64
+    ));
 
     let text = std::fs::read_to_string(&path).unwrap();
     let mut lines = text.lines();
@@ -409,4 +409,20 @@ async fn a_watcher_gets_what_is_on_disk_then_every_later_line_once() {
         .map(String::from)
         .collect();
     assert_eq!([on_disk, live].concat(), whole);
+}
+
+#[tokio::test]
+async fn a_genuine_recording_copied_over_another_is_caught_by_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = record_sample(dir.path(), "rec-a").await;
+    let second = record_sample(dir.path(), "rec-b").await;
+    // rec-b's pair put where rec-a's was: every line and the seal are genuine.
+    std::fs::copy(&second, &first).unwrap();
+    std::fs::copy(mac_path(&second), mac_path(&first)).unwrap();
+    let verdict = verify_file(&first, &key()).unwrap();
+    assert!(
+        matches!(&verdict, Verdict::Tampered { line: 0, reason } if reason.contains("hold recording rec-b, not rec-a")),
+        "{verdict}"
+    );
+    assert!(verify_file(&second, &key()).unwrap().is_intact());
 }

@@ -309,11 +309,14 @@ pub async fn verify_recording(
     caller.require(Scope::Read)?;
     let path = recording_path(&state, &id)?;
     let key = state.broker.vault.derived_key(RECORDING_KEY_LABEL);
-    let verdict =
-        tokio::task::spawn_blocking(move || portcullis_recorder::verify_file(&path, &key))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let anchors = state.broker.anchors.clone();
+    let audit_log = state.broker.audit.path().to_owned();
+    let verdict = tokio::task::spawn_blocking(move || {
+        crate::evidence::verify_recording(&path, &key, &anchors, &audit_log)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     let status = match &verdict {
         portcullis_recorder::Verdict::Intact { .. } => "intact",
         portcullis_recorder::Verdict::Unfinalized { .. } => "unfinalized",

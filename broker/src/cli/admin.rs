@@ -9,11 +9,12 @@ use std::sync::Arc;
 use clap::{Args, Subcommand, ValueEnum};
 use portcullis_config::Secret;
 use portcullis_recorder::verify::read_header;
-use portcullis_recorder::{ChainKey, Verdict, verify_file};
+use portcullis_recorder::{ChainKey, Verdict};
 use russh::keys::ssh_key::PrivateKey;
 
 use super::api::ApiArgs;
 use super::{ConfigArg, fail, master_key_env};
+use crate::anchors::Anchors;
 use crate::audit::{AuditVerdict, verify_log};
 use crate::datadir::DataDir;
 use crate::server::{AUDIT_KEY_LABEL, RECORDING_KEY_LABEL};
@@ -172,6 +173,7 @@ fn print_commands(events: &[serde_json::Value], json: bool) {
 struct Opened {
     data: DataDir,
     vault: Vault,
+    anchors: Anchors,
 }
 
 fn open(config: &ConfigArg) -> Result<Opened, ExitCode> {
@@ -183,10 +185,14 @@ fn open(config: &ConfigArg) -> Result<Opened, ExitCode> {
             data.root().display()
         )));
     }
-    let store = Store::open(&data.state_db()).map_err(fail)?;
+    let store = Arc::new(Store::open(&data.state_db()).map_err(fail)?);
     let vault =
-        Vault::open(Arc::new(store), data.master_key_file(), master_key_env()).map_err(fail)?;
-    Ok(Opened { data, vault })
+        Vault::open(store.clone(), data.master_key_file(), master_key_env()).map_err(fail)?;
+    Ok(Opened {
+        data,
+        vault,
+        anchors: Anchors::new(store),
+    })
 }
 
 /// `portcullis hash-password`
@@ -374,7 +380,7 @@ pub fn recordings(command: RecordingsCommand) -> ExitCode {
             };
             let path = resolve_recording(opened.data.recordings(), &recording);
             let key = opened.vault.derived_key(RECORDING_KEY_LABEL);
-            verify_recording(&path, &key)
+            verify_recording(&path, &key, &opened.anchors, &opened.data.audit_log())
         }
     }
 }
@@ -388,8 +394,8 @@ fn resolve_recording(dir: &Path, given: &str) -> PathBuf {
     }
 }
 
-fn verify_recording(path: &Path, key: &ChainKey) -> ExitCode {
-    match verify_file(path, key) {
+fn verify_recording(path: &Path, key: &ChainKey, anchors: &Anchors, audit_log: &Path) -> ExitCode {
+    match crate::evidence::verify_recording(path, key, anchors, audit_log) {
         Ok(verdict) => {
             println!("{}: {verdict}", path.display());
             match verdict {
@@ -511,10 +517,25 @@ pub fn audit(command: AuditCommand) -> ExitCode {
                 Err(code) => return code,
             };
             let path = opened.data.audit_log();
-            match verify_log(&path, &opened.vault.derived_key(AUDIT_KEY_LABEL)) {
-                Ok(AuditVerdict::Intact { events, restarts }) => {
+            // The anchor first: a bastion writing meanwhile only makes the file longer.
+            let anchor = match opened.anchors.get(crate::anchors::AUDIT) {
+                Ok(anchor) => anchor,
+                Err(error) => return fail(error),
+            };
+            let key = opened.vault.derived_key(AUDIT_KEY_LABEL);
+            match verify_log(&path, &key, anchor.as_ref()) {
+                Ok(AuditVerdict::Intact {
+                    events,
+                    restarts,
+                    anchored,
+                }) => {
+                    let end = if anchored {
+                        "it ends where it was last written"
+                    } else {
+                        "no anchor yet to check its end against"
+                    };
                     println!(
-                        "{}: intact: {events} events ({restarts} chain restarts after damaged lines)",
+                        "{}: intact: {events} events ({restarts} chain restarts after damaged lines); {end}",
                         path.display()
                     );
                     ExitCode::SUCCESS

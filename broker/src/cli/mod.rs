@@ -110,8 +110,12 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(&args.config),
         Command::CheckConfig(args) => match load(&args.config) {
-            Ok(_) => {
+            Ok((loaded, _)) => {
                 println!("{}: OK", args.config.display());
+                let data = crate::datadir::DataDir::from_config(&loaded.config);
+                for warning in data.warnings(master_key_env().is_some()) {
+                    println!("warning: {warning}");
+                }
                 ExitCode::SUCCESS
             }
             Err(code) => code,

@@ -105,7 +105,7 @@ mod tests {
 
     #[test]
     fn one_source_takes_only_its_share_and_slots_come_back() {
-        let admission = Arc::new(Admission::new(5, 2, 10));
+        let admission = Arc::new(Admission::new(4, 2, 10));
         let a1 = admission.admit(A).unwrap();
         let _a2 = admission.admit(A).unwrap();
         assert_eq!(admission.admit(A).unwrap_err(), Crowded::Source);

@@ -277,6 +277,20 @@ impl DownlinkTask {
             Some(active) => active.finish(&label).await.ok(),
             None => None,
         };
+        if let Some(summary) = &summary {
+            let sealed = crate::anchors::Anchor {
+                count: summary.lines,
+                tag: summary.seal.clone(),
+                sealed: true,
+            };
+            if let Err(error) = self
+                .broker
+                .anchors
+                .set(&crate::anchors::recording(&summary.id), &sealed)
+            {
+                tracing::error!(%error, "cannot anchor a recording's seal");
+            }
+        }
         let exit_status = match state.exit {
             Some(Exit::Status(status)) => Some(status),
             _ => None,

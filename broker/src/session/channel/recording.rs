@@ -64,7 +64,18 @@ pub(super) fn start_recording(
         &settings.key,
         RecordingOptions::default(),
     ) {
-        Ok(recording) => Ok(Some(recording)),
+        Ok(recording) => {
+            // From now on, this recording's files missing or unsealed is a finding.
+            let opened = crate::anchors::Anchor {
+                count: 0,
+                tag: String::new(),
+                sealed: false,
+            };
+            if let Err(error) = broker.anchors.set(&crate::anchors::recording(&id), &opened) {
+                tracing::error!(parent: &session.span, %error, "cannot anchor a recording");
+            }
+            Ok(Some(recording))
+        }
         Err(error) => {
             let continuing = settings.on_failure == OnRecordingFailure::Continue;
             broker.audit.record(
