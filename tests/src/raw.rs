@@ -162,7 +162,10 @@ pub async fn exec(ssh: &RawSsh, command: &[u8]) -> Output {
         .exec(true, command.to_vec())
         .await
         .expect("send exec");
-    collect(&mut channel, Duration::from_secs(60)).await
+    let output = collect(&mut channel, Duration::from_secs(60)).await;
+    // Answer the bastion's close, as OpenSSH does, so the channel is gone on both sides.
+    let _ = channel.close().await;
+    output
 }
 
 /// A runtime for a test that drives [`RawSsh`] from synchronous code.

@@ -197,9 +197,11 @@ fn check_config_warns_when_the_master_key_sits_beside_the_data() {
     let beside = portcullis_tests::Bastion::new(&ConfigText::default());
     let ran = beside.cli(&["check-config"]);
     assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert!(ran.stdout.ends_with(": OK\n"), "{ran:?}");
     assert!(
-        ran.stdout.contains("warning: the vault's master key")
-            && ran.stdout.contains("is kept inside data_dir"),
+        ran.stderr
+            .contains("portcullis: warning: the vault's master key")
+            && ran.stderr.contains("is kept inside data_dir"),
         "{ran:?}"
     );
     let keys = tempfile::tempdir().unwrap();
@@ -211,7 +213,7 @@ fn check_config_warns_when_the_master_key_sits_beside_the_data() {
     let apart = portcullis_tests::Bastion::new(&config);
     let ran = apart.cli(&["check-config"]);
     assert_eq!(ran.code, Some(0), "{ran:?}");
-    assert!(!ran.stdout.contains("warning"), "{ran:?}");
+    assert!(!ran.stderr.contains("warning"), "{ran:?}");
 }
 
 #[test]

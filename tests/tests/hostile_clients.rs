@@ -124,3 +124,35 @@ fn a_huge_terminal_and_a_resize_flood_cost_a_few_mb_and_harm_no_other_session() 
     let mut bastion = world.bastion;
     assert!(bastion.is_running(), "the bastion died");
 }
+
+#[test]
+fn a_connection_runs_any_number_of_commands_but_holds_ten_channels_at_most() {
+    let world = World::start(|_, _, _| {});
+    let runtime = runtime();
+    runtime.block_on(async {
+        let mut ssh = world.bastion.raw().await;
+        assert!(ssh.login_key("alice+web01", &world.alice).await);
+        // One after another: closed channels give their place back.
+        for n in 0..25 {
+            let out = raw::exec(&ssh, format!("echo n-{n}").as_bytes()).await;
+            assert_eq!(out.stdout_text(), format!("n-{n}\n"), "{out:?}");
+        }
+        // Held open at once: the eleventh is refused.
+        let mut held = Vec::new();
+        for _ in 0..10 {
+            held.push(ssh.session().await);
+        }
+        let refused = ssh.handle.channel_open_session().await;
+        assert!(
+            matches!(
+                refused,
+                Err(russh::Error::ChannelOpenFailure(
+                    russh::ChannelOpenFailure::ResourceShortage
+                ))
+            ),
+            "{:?}",
+            refused.err()
+        );
+        drop(held);
+    });
+}

@@ -114,7 +114,7 @@ pub fn main() -> ExitCode {
                 println!("{}: OK", args.config.display());
                 let data = crate::datadir::DataDir::from_config(&loaded.config);
                 for warning in data.warnings(master_key_env().is_some()) {
-                    println!("warning: {warning}");
+                    eprintln!("portcullis: warning: {warning}");
                 }
                 ExitCode::SUCCESS
             }

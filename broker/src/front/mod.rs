@@ -538,6 +538,10 @@ impl server::Handler for FrontHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let id = channel.id();
+        // russh forgets a channel the bastion closed first, and never reports the client's
+        // answering close: such slots are dropped here (russh knows no packet size for them).
+        self.channels
+            .retain(|open, _| session.max_packet_size(open) > 0);
         if self.channels.len() >= MAX_CHANNELS {
             tracing::info!(parent: &self.session.span, "channel refused: {MAX_CHANNELS} are open already");
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
