@@ -5,26 +5,32 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use portcullis_config::LoadedConfig;
 use russh::keys::ssh_key::HashAlg;
+use tokio::runtime::Runtime;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::admin::AdminServer;
+use crate::directory::Directory;
 use crate::server::{Broker, Server};
+
+/// Loads the config — every problem is reported before anything is created or bound —
+/// then starts logging and the runtime. Shared with the demo.
+pub(super) fn prepare(config_path: &Path) -> Result<(Runtime, LoadedConfig, Directory), ExitCode> {
+    let (loaded, directory) = super::load(config_path)?;
+    super::init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| super::fail(format!("cannot start the runtime: {error}")))?;
+    Ok((runtime, loaded, directory))
+}
 
 /// Runs the bastion until a signal.
 pub fn run(config_path: &Path) -> ExitCode {
-    // Every config problem is reported before anything is created or bound.
-    let (loaded, directory) = match super::load(config_path) {
-        Ok(loaded) => loaded,
+    let (runtime, loaded, directory) = match prepare(config_path) {
+        Ok(prepared) => prepared,
         Err(code) => return code,
-    };
-    super::init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => return super::fail(format!("cannot start the runtime: {error}")),
     };
     runtime.block_on(async {
         let broker = match Broker::open(loaded.config, directory, super::master_key_env()) {

@@ -158,17 +158,9 @@ fn cat_binary() -> Result<PathBuf, String> {
 
 impl Demo {
     fn run(self) -> ExitCode {
-        let (loaded, directory) = match super::load(&self.config) {
-            Ok(loaded) => loaded,
+        let (runtime, loaded, directory) = match super::serve::prepare(&self.config) {
+            Ok(prepared) => prepared,
             Err(code) => return code,
-        };
-        super::init_tracing();
-        let runtime = match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(runtime) => runtime,
-            Err(error) => return fail(error),
         };
         runtime.block_on(async {
             let broker = match Broker::open(loaded.config, directory, super::master_key_env()) {
