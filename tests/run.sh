@@ -11,6 +11,7 @@ packages=(
     rsync tmux vim-tiny            # clients and terminals the scenarios drive
     asciinema                      # proves recordings play
     sudo passwd util-linux         # a real sudo prompt, useradd/chpasswd, mount
+    curl                           # admin API calls from a chosen source address
     chromium chromium-driver fonts-dejavu-core  # the web console tests
 )
 missing=()

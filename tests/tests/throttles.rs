@@ -439,12 +439,15 @@ fn one_host_cannot_take_every_connection_slot_before_login() {
     // A login from another address goes through while they are held.
     let started = std::time::Instant::now();
     let ran = world.alice("alice+web01").exec("echo in-$((3*14))");
-    assert_eq!(
-        ran.stdout,
-        "in-42\n",
-        "after {:?}: {ran:?}",
-        started.elapsed()
+    let took = started.elapsed();
+    assert_eq!(ran.stdout, "in-42\n", "after {took:?}: {ran:?}");
+    // Not a latency test (the benchmark measures speed): a loose bound against a login left
+    // hanging behind the held sockets. The time is printed for the record.
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "the login took {took:?}"
     );
+    eprintln!("login while 60 silent sockets were held by another address: {took:?}");
     // The silent ones are all closed: the excess at once, the rest after banner_timeout.
     for mut stream in idle {
         stream.set_nonblocking(false).unwrap();
