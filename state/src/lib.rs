@@ -1,0 +1,131 @@
+//! portcullis state: everything the bastion keeps between requests and across restarts,
+//! behind one seam, [`StateStore`] — and the only SQL in the workspace.
+//!
+//! ```text
+//! broker: access (locks, requests, grants), vault, credentials (TOTP), audit anchors
+//!            │ async calls                         ▲ Change (after each commit)
+//!            ▼                                     │
+//!       dyn StateStore ──▶ SqliteStore: one thread owns the connection (state.db)
+//!                          (PostgreSQL, for several nodes, comes next behind the same trait)
+//! ```
+//!
+//! * [`records`]: what is stored, in the policy crate's vocabulary where it has one
+//!   (`Lock`, `Request`, `Grant`) and in this crate's otherwise.
+//! * [`feed`]: [`Change`], what sessions and waiting logins subscribe to instead of polling.
+//! * [`sqlite`]: the embedded backend; versioned migrations; times are Unix milliseconds.
+//! * [`StateError`]: what failed, for logs (never for API answers).
+//!
+//! Every method returns a boxed future so the store can be shared as `Arc<dyn StateStore>`.
+//! The SQLite store does not need a tokio runtime to make progress (its own thread runs the
+//! statements), so synchronous code can wait for it with `futures::executor::block_on`.
+
+pub mod error;
+pub mod feed;
+pub mod records;
+pub mod sqlite;
+
+use std::time::SystemTime;
+
+use futures::future::BoxFuture;
+use portcullis_policy::{Lock, Request, RequestState};
+use tokio::sync::broadcast;
+
+pub use error::StateError;
+pub use feed::Change;
+pub use records::{Anchor, CredentialRow, GrantRecord, NewGrant, Usage};
+pub use sqlite::SqliteStore;
+
+/// What every store method returns.
+pub type StateFuture<'a, T> = BoxFuture<'a, Result<T, StateError>>;
+
+/// The state seam. Writes that others must hear of publish a [`Change`] once committed.
+pub trait StateStore: Send + Sync + std::fmt::Debug {
+    /// Changes from now on (a receiver that lags too far gets `Lagged` and should re-read).
+    fn changes(&self) -> broadcast::Receiver<Change>;
+
+    // --- locks ---------------------------------------------------------------------------
+    /// Places (or replaces) a lock. Publishes [`Change::LockPlaced`].
+    fn place_lock(&self, lock: Lock) -> StateFuture<'_, ()>;
+    /// Lifts a user's lock; false if there was none. Publishes [`Change::LockLifted`].
+    fn lift_lock(&self, user: &str) -> StateFuture<'_, bool>;
+    /// The user's lock, if one holds at `now`.
+    fn active_lock(&self, user: &str, now: SystemTime) -> StateFuture<'_, Option<Lock>>;
+    /// Every lock that holds at `now`, by user name.
+    fn active_locks(&self, now: SystemTime) -> StateFuture<'_, Vec<Lock>>;
+
+    // --- just-in-time requests ---------------------------------------------------------
+    /// Records a new pending request; its id is assigned here. Publishes
+    /// [`Change::RequestCreated`].
+    fn insert_request(&self, request: Request) -> StateFuture<'_, Request>;
+    /// A request by id, with its approvals.
+    fn request(&self, id: u64) -> StateFuture<'_, Option<Request>>;
+    /// Requests still pending, oldest first.
+    fn pending_requests(&self) -> StateFuture<'_, Vec<Request>>;
+    /// The newest `limit` requests in any state, newest first.
+    fn recent_requests(&self, limit: usize) -> StateFuture<'_, Vec<Request>>;
+    /// Adds `approver`'s approval; false if they had approved it already.
+    fn add_approval(
+        &self,
+        id: u64,
+        approver: &str,
+        comment: Option<&str>,
+        at: SystemTime,
+    ) -> StateFuture<'_, bool>;
+    /// Moves a pending request to `state`; false if it was no longer pending (someone else
+    /// decided first). Publishes [`Change::RequestDecided`].
+    fn settle_request(&self, id: u64, state: RequestState) -> StateFuture<'_, bool>;
+
+    // --- grants ----------------------------------------------------------------------------
+    /// Records a grant. Publishes [`Change::GrantActivated`].
+    fn insert_grant(&self, grant: NewGrant) -> StateFuture<'_, GrantRecord>;
+    /// A grant by id.
+    fn grant(&self, id: u64) -> StateFuture<'_, Option<GrantRecord>>;
+    /// Grants whose end has not been recorded yet (active, or expired and not yet closed).
+    fn live_grants(&self) -> StateFuture<'_, Vec<GrantRecord>>;
+    /// The newest `limit` grants, newest first.
+    fn recent_grants(&self, limit: usize) -> StateFuture<'_, Vec<GrantRecord>>;
+    /// Revokes a live grant; false if it had ended already. Publishes
+    /// [`Change::GrantEnded`].
+    fn revoke_grant(
+        &self,
+        id: u64,
+        by: &str,
+        reason: &str,
+        at: SystemTime,
+    ) -> StateFuture<'_, bool>;
+    /// Records that an expired grant has ended; false if that was recorded already (by
+    /// another pass, or another node). Publishes [`Change::GrantEnded`].
+    fn close_expired_grant(&self, id: u64) -> StateFuture<'_, bool>;
+    /// Records that security has looked at a break-glass grant.
+    fn acknowledge_grant(&self, id: u64, by: &str, at: SystemTime) -> StateFuture<'_, bool>;
+    /// For each (user, role, target) ever activated: how often and when last.
+    fn usage(&self) -> StateFuture<'_, Vec<Usage>>;
+    /// Break-glass grants nobody has acknowledged yet, oldest first.
+    fn unacknowledged_break_glass(&self) -> StateFuture<'_, Vec<GrantRecord>>;
+
+    // --- the vault's rows ------------------------------------------------------------------
+    /// The data key, wrapped by the master key, if one was made.
+    fn wrapped_data_key(&self) -> StateFuture<'_, Option<Vec<u8>>>;
+    /// Stores `wrapped` as the data key unless one exists; returns the one that is stored
+    /// (two first starts racing agree on one key).
+    fn init_wrapped_data_key(&self, wrapped: Vec<u8>, at: SystemTime) -> StateFuture<'_, Vec<u8>>;
+    /// Stores a sealed credential; with `replace` false, false if the name is taken.
+    fn put_credential(&self, row: CredentialRow, replace: bool) -> StateFuture<'_, bool>;
+    /// A sealed credential by name.
+    fn credential(&self, name: &str) -> StateFuture<'_, Option<CredentialRow>>;
+    /// Every credential, by name.
+    fn credentials(&self) -> StateFuture<'_, Vec<CredentialRow>>;
+    /// Removes a credential; false if there was none.
+    fn remove_credential(&self, name: &str) -> StateFuture<'_, bool>;
+
+    // --- TOTP ------------------------------------------------------------------------------
+    /// Accepts TOTP `step` for `user` if it is newer than the last one accepted (atomically:
+    /// two logins racing with the same code cannot both win).
+    fn accept_totp_step(&self, user: &str, step: u64) -> StateFuture<'_, bool>;
+
+    // --- evidence anchors ---------------------------------------------------------------
+    /// The anchor called `name`.
+    fn anchor(&self, name: &str) -> StateFuture<'_, Option<Anchor>>;
+    /// Sets (or moves) the anchor called `name`.
+    fn set_anchor(&self, name: &str, anchor: Anchor) -> StateFuture<'_, ()>;
+}

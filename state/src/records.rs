@@ -1,0 +1,97 @@
+//! What the store keeps, where the policy crate has no word for it.
+
+use std::time::{Duration, SystemTime};
+
+use portcullis_policy::Grant;
+
+/// A grant with what the rules do not need but people do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRecord {
+    /// The grant.
+    pub grant: Grant,
+    /// The justification it was activated with.
+    pub reason: String,
+    /// The request it came from, if approved.
+    pub request: Option<u64>,
+    /// Activated as break-glass.
+    pub break_glass: bool,
+    /// Who revoked it, and why.
+    pub revoked: Option<(String, String)>,
+    /// Who acknowledged a break-glass grant, and when.
+    pub acknowledged: Option<(String, SystemTime)>,
+}
+
+/// A grant about to be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewGrant {
+    /// Whose.
+    pub user: String,
+    /// For which target.
+    pub target: String,
+    /// Through which role.
+    pub role: String,
+    /// The justification.
+    pub reason: String,
+    /// When it starts.
+    pub starts_at: SystemTime,
+    /// For how long.
+    pub duration: Duration,
+    /// The request it came from, if approved.
+    pub request: Option<u64>,
+    /// Break-glass.
+    pub break_glass: bool,
+}
+
+/// How an eligibility has been used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    /// The user.
+    pub user: String,
+    /// The role.
+    pub role: String,
+    /// The target.
+    pub target: String,
+    /// Activations so far.
+    pub activations: u64,
+    /// The latest.
+    pub last: SystemTime,
+}
+
+/// A sealed credential as stored: the secret only in `sealed` (the vault's ciphertext).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CredentialRow {
+    /// Its name (`credential = "…"` in targets).
+    pub name: String,
+    /// `private-key` or `password`.
+    pub kind: String,
+    /// A key's SHA-256 fingerprint.
+    pub fingerprint: Option<String>,
+    /// A key's public half.
+    pub public_key: Option<String>,
+    /// When it was stored.
+    pub created_at: SystemTime,
+    /// The sealed secret.
+    pub sealed: Vec<u8>,
+}
+
+impl std::fmt::Debug for CredentialRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialRow")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an evidence file looked like when the bastion last wrote it (see the broker's
+/// `anchors`): the audit log's line count and last tag, or a recording's seal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    /// Lines written (for a recording being written: 0).
+    pub count: u64,
+    /// The chain tag of the last line, or a recording's seal; hex.
+    pub tag: String,
+    /// A recording that was sealed.
+    pub sealed: bool,
+}
