@@ -21,8 +21,11 @@ use std::time::SystemTime;
 use portcullis_recorder::chain::{Chain, ChainKey, parse_tag, tags_equal};
 use serde::Serialize;
 
-use crate::anchors::{Anchor, Anchors};
-use crate::store::StoreError;
+use std::sync::Arc;
+
+use portcullis_state::{StateError, StateStore};
+
+use crate::anchors::{self, Anchor};
 
 /// Context of the first line of a log, and of a line that restarts the chain.
 const CHAIN_CONTEXT: &[u8] = b"portcullis audit.jsonl v1";
@@ -98,7 +101,7 @@ pub enum AuditError {
     },
     /// Its anchor could not be read.
     #[error("audit log anchor: {0}")]
-    Anchor(#[from] StoreError),
+    Anchor(#[from] StateError),
 }
 
 /// The open audit log.
@@ -113,7 +116,7 @@ struct Writer {
     /// Lines in the file.
     count: u64,
     /// Where each line's count and tag is anchored (none in unit tests).
-    anchors: Option<Anchors>,
+    state: Option<Arc<dyn StateStore>>,
 }
 
 /// The event written when the log at start does not match its anchor: lines were removed
@@ -130,17 +133,21 @@ impl std::fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
-    /// Opens (creating if needed) the log and continues its chain. With `anchors`, the file
+    /// Opens (creating if needed) the log and continues its chain. With `state`, the file
     /// is first checked against the anchor of the last line written: a log that lost lines
     /// at its end, or was swapped, is not quietly continued — an `audit.anchor_mismatch`
     /// event saying what was found is chained in, and an alert raised.
-    pub fn open(path: &Path, key: ChainKey, anchors: Option<Anchors>) -> Result<Self, AuditError> {
+    pub fn open(
+        path: &Path,
+        key: ChainKey,
+        state: Option<Arc<dyn StateStore>>,
+    ) -> Result<Self, AuditError> {
         let error = |source| AuditError::Io {
             path: path.to_owned(),
             source,
         };
-        let anchor = match &anchors {
-            Some(anchors) => anchors.get(crate::anchors::AUDIT)?,
+        let anchor = match &state {
+            Some(state) => anchors::get(state.as_ref(), anchors::AUDIT)?,
             None => None,
         };
         let scan = scan(path, anchor.as_ref().map(|a| a.count)).map_err(error)?;
@@ -168,7 +175,7 @@ impl AuditLog {
                 file,
                 chain,
                 count: scan.lines,
-                anchors,
+                state,
             }),
         };
         if restart {
@@ -226,13 +233,13 @@ impl AuditLog {
         writer.file.write_all(line.as_bytes())?;
         writer.count += 1;
         // The line is in the file before its anchor moves: the anchor never claims more.
-        if let Some(anchors) = &writer.anchors {
+        if let Some(state) = &writer.state {
             let anchor = Anchor {
                 count: writer.count,
                 tag: hex::encode(tag),
                 sealed: false,
             };
-            if let Err(error) = anchors.set(crate::anchors::AUDIT, &anchor) {
+            if let Err(error) = anchors::set(state.as_ref(), anchors::AUDIT, anchor) {
                 tracing::error!(%error, "cannot anchor the audit log");
             }
         }
@@ -599,23 +606,23 @@ mod tests {
         );
     }
 
-    fn anchored(dir: &Path) -> Anchors {
-        Anchors::new(std::sync::Arc::new(
-            crate::store::Store::open(&dir.join("state.db")).unwrap(),
-        ))
+    fn anchored(dir: &Path) -> Arc<dyn StateStore> {
+        Arc::new(portcullis_state::SqliteStore::open(&dir.join("state.db")).unwrap())
     }
 
     #[test]
     fn a_cut_end_is_found_by_verify_and_written_down_at_the_next_start() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let anchors = anchored(dir.path());
-        let log = AuditLog::open(&path, key(), Some(anchors.clone())).unwrap();
+        let state = anchored(dir.path());
+        let log = AuditLog::open(&path, key(), Some(state.clone())).unwrap();
         for n in 0..4 {
             log.record(AuditEvent::new("session.start").with("n", n));
         }
         drop(log);
-        let anchor = anchors.get(crate::anchors::AUDIT).unwrap().unwrap();
+        let anchor = anchors::get(state.as_ref(), anchors::AUDIT)
+            .unwrap()
+            .unwrap();
         assert_eq!(anchor.count, 4);
         assert!(matches!(
             verify_log(&path, &key(), Some(&anchor)).unwrap(),
@@ -635,10 +642,12 @@ mod tests {
             "{verdict:?}"
         );
         // Reopened, the log says so in itself, and verify keeps saying so.
-        let log = AuditLog::open(&path, key(), Some(anchors.clone())).unwrap();
+        let log = AuditLog::open(&path, key(), Some(state.clone())).unwrap();
         log.record(AuditEvent::new("session.start"));
         drop(log);
-        let anchor = anchors.get(crate::anchors::AUDIT).unwrap().unwrap();
+        let anchor = anchors::get(state.as_ref(), anchors::AUDIT)
+            .unwrap()
+            .unwrap();
         assert_eq!(anchor.count, 4);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains(ANCHOR_MISMATCH_EVENT));
@@ -653,8 +662,8 @@ mod tests {
     fn a_swapped_log_does_not_match_its_anchor() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let anchors = anchored(dir.path());
-        let log = AuditLog::open(&path, key(), Some(anchors.clone())).unwrap();
+        let state = anchored(dir.path());
+        let log = AuditLog::open(&path, key(), Some(state.clone())).unwrap();
         log.record(AuditEvent::new("session.start").with("user", "alice"));
         log.record(AuditEvent::new("session.end").with("user", "alice"));
         drop(log);
@@ -665,7 +674,9 @@ mod tests {
         log.record(AuditEvent::new("server.stop"));
         drop(log);
         std::fs::copy(&other, &path).unwrap();
-        let anchor = anchors.get(crate::anchors::AUDIT).unwrap().unwrap();
+        let anchor = anchors::get(state.as_ref(), anchors::AUDIT)
+            .unwrap()
+            .unwrap();
         let verdict = verify_log(&path, &key(), Some(&anchor)).unwrap();
         assert!(
             matches!(&verdict, AuditVerdict::Tampered { reason, .. } if reason.contains("replaced")),

@@ -11,8 +11,9 @@ use std::path::Path;
 use portcullis_recorder::verify::VerifyError;
 use portcullis_recorder::{ChainKey, Verdict, verify_file};
 
-use crate::anchors::{self, Anchors};
-use crate::store::StoreError;
+use portcullis_state::{StateError, StateStore};
+
+use crate::anchors;
 
 /// Why a recording could not be checked at all.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +23,7 @@ pub enum EvidenceError {
     Recording(#[from] VerifyError),
     /// Its anchor could not be read.
     #[error(transparent)]
-    Anchor(#[from] StoreError),
+    Anchor(#[from] StateError),
     /// The audit log could not be read.
     #[error("cannot read the audit log: {0}")]
     Audit(io::Error),
@@ -33,7 +34,7 @@ pub enum EvidenceError {
 pub fn verify_recording(
     cast: &Path,
     key: &ChainKey,
-    anchors: &Anchors,
+    state: &dyn StateStore,
     audit_log: &Path,
 ) -> Result<Verdict, EvidenceError> {
     let verdict = verify_file(cast, key)?;
@@ -44,7 +45,7 @@ pub fn verify_recording(
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let anchor = anchors.get(&anchors::recording(&id))?.filter(|a| a.sealed);
+    let anchor = anchors::get(state, &anchors::recording(&id))?.filter(|a| a.sealed);
     let audited = audited_seal(audit_log, &id).map_err(EvidenceError::Audit)?;
     let tampered = |reason: String| Verdict::Tampered { line: 0, reason };
     Ok(match (&verdict, anchor, audited) {

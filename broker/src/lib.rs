@@ -10,27 +10,29 @@
 //!             ├─ session::route ── policy::Policy::check → Authorization → upstream::connect
 //!             │                      (pinned host key, vaulted credential)
 //!             └─ session::channel ── uplink/downlink tasks per channel, recorder tee
-//! audit::AuditLog ◀── every step;  vault::Vault ◀── credentials;  store::Store = state.db
+//! audit::AuditLog ◀── every step;  vault::Vault ◀── credentials
+//! access (locks, just-in-time) ──▶ portcullis_state::StateStore (state.db) ──▶ change feed
 //! ```
 //!
 //! * [`server`]: the shared [`server::Broker`] state, binding and the accept loop.
 //! * [`front`]: the SSH front door (authentication, the russh handler).
 //! * [`upstream`]: the SSH client side (host-key pinning, credential injection).
 //! * [`session`]: supervision, routing, the channel relay, bastion messages and menu.
-//! * [`vault`], [`store`]: sealed credentials in the SQLite state database.
+//! * [`vault`]: sealed credentials, kept by the state store (`portcullis_state`).
+//! * [`access`]: just-in-time activation, reviews and locks, as operations.
 //! * [`audit`]: the hash-chained audit log; [`anchors`]: where it and each recording
 //!   ended, kept outside the files.
 //! * [`directory`]: identities from the config, parsed (keys, CAs, host keys).
 //! * [`evidence`]: a recording checked against its anchor and the audit log.
-//! * [`admin`]: the HTTPS admin API; [`ops`]: kill, lock, unlock; [`watch`]: following a
-//!   live recording; [`catalog`]: recordings on disk.
-//! * [`registry`], [`locks`], [`metrics`]: live sessions, users locked by security, counters.
-//! * [`jit`]: just-in-time access records (requests, approvals, grants).
+//! * [`admin`]: the HTTPS admin API; [`ops`]: kill; [`watch`]: following a live
+//!   recording; [`catalog`]: recordings on disk.
+//! * [`registry`], [`metrics`]: live sessions, counters.
 //! * [`datadir`], [`hostkey`], [`ids`]: files, the host key, identifiers.
 //! * [`text`]: client text made safe to show (escapes), and commands checked for what sshd
 //!   would cut or misread.
 //! * [`cli`]: the `portcullis` command line.
 
+pub mod access;
 pub mod admin;
 pub mod anchors;
 pub mod audit;
@@ -42,14 +44,11 @@ pub mod evidence;
 pub mod front;
 pub mod hostkey;
 pub mod ids;
-pub mod jit;
-pub mod locks;
 pub mod metrics;
 pub mod ops;
 pub mod registry;
 pub mod server;
 pub mod session;
-pub mod store;
 pub mod text;
 pub mod upstream;
 pub mod vault;

@@ -12,24 +12,20 @@ use std::time::Duration;
 use portcullis_config::{Config, OnRecordingFailure};
 use portcullis_policy::{CommandRules, Policy};
 use portcullis_recorder::ChainKey;
+use portcullis_state::{SqliteStore, StateError, StateStore};
 use russh::keys::PrivateKey;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::anchors::Anchors;
 use crate::audit::{AuditError, AuditEvent, AuditLog};
 use crate::datadir::DataDir;
 use crate::directory::Directory;
 use crate::front::admission::{Admission, Crowded};
 use crate::front::throttle::Throttle;
-use crate::front::totp::ReplayGuard;
 use crate::hostkey::{self, HostKeyError};
-use crate::jit::Jit;
-use crate::locks::Locks;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::store::{Store, StoreError};
 use crate::vault::{Vault, VaultError};
 
 /// Labels for keys derived from the vault's data key.
@@ -61,9 +57,9 @@ pub enum StartError {
         /// What the OS said.
         source: std::io::Error,
     },
-    /// The state database failed.
+    /// The state store failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    State(#[from] StateError),
     /// The vault could not be opened.
     #[error(transparent)]
     Vault(#[from] VaultError),
@@ -98,26 +94,20 @@ pub struct Broker {
     pub command_rules: CommandRules,
     /// Upstream credentials.
     pub vault: Vault,
-    /// Users locked by security.
-    pub locks: Locks,
-    /// Just-in-time requests and grants.
-    pub jit: Jit,
+    /// Locks, just-in-time records, TOTP steps, evidence anchors; and their change feed.
+    pub state: Arc<dyn StateStore>,
     /// Live sessions.
     pub registry: Registry,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
     /// The audit log.
     pub audit: AuditLog,
-    /// Where the audit log and each recording ended, outside their files.
-    pub anchors: Anchors,
     /// Failed-login throttling.
     pub throttle: Throttle,
     /// Connection slots before and after login.
     pub admission: Arc<Admission>,
     /// When a refused connection was last logged.
     refusal_logged: std::sync::Mutex<Option<std::time::Instant>>,
-    /// TOTP replay protection.
-    pub totp_replay: ReplayGuard,
     /// Recording settings.
     pub recordings: RecordingSettings,
     /// Cancelled to shut down: stops accepting and ends every session.
@@ -139,7 +129,7 @@ impl std::fmt::Debug for Broker {
 impl Broker {
     /// Prepares the data directory, vault, audit log and host key for `config`.
     /// `master_key_env` is the value of `PORTCULLIS_MASTER_KEY`, if set.
-    pub fn open(
+    pub async fn open(
         config: Config,
         directory: Directory,
         master_key_env: Option<String>,
@@ -155,15 +145,12 @@ impl Broker {
         for warning in data.warnings(master_key_env.is_some()) {
             tracing::warn!("{warning}");
         }
-        let store = Arc::new(Store::open(&data.state_db())?);
-        let vault = Vault::open(store.clone(), data.master_key_file(), master_key_env)?;
-        let locks = Locks::load(store.clone(), std::time::SystemTime::now())?;
-        let jit = Jit::load(store.clone(), config.access.request_ttl)?;
-        let anchors = Anchors::new(store.clone());
+        let state: Arc<dyn StateStore> = Arc::new(SqliteStore::open(&data.state_db())?);
+        let vault = Vault::open(state.clone(), data.master_key_file(), master_key_env).await?;
         let audit = AuditLog::open(
             &data.audit_log(),
             vault.derived_key(AUDIT_KEY_LABEL),
-            Some(anchors.clone()),
+            Some(state.clone()),
         )?;
         let host_key = hostkey::load_or_create(&data.host_key())?;
         let recordings = RecordingSettings {
@@ -176,12 +163,10 @@ impl Broker {
         Ok(Self {
             policy: Policy::new(&config)?,
             command_rules: CommandRules::new(&config)?,
-            jit,
             throttle: Throttle::new(
                 config.server.auth_max_failures,
                 config.server.auth_failure_window,
             ),
-            totp_replay: ReplayGuard::new(store.clone()),
             admission: Arc::new(Admission::new(
                 config.server.max_unauthenticated,
                 config.server.max_unauthenticated_per_source,
@@ -193,11 +178,10 @@ impl Broker {
             listening: std::sync::OnceLock::new(),
             directory,
             vault,
-            locks,
+            state,
             registry: Registry::default(),
             metrics: Metrics::default(),
             audit,
-            anchors,
             recordings,
             host_key,
             ssh_config,
@@ -246,7 +230,9 @@ impl Broker {
                 _ = tick.tick() => {}
                 () = self.shutdown.cancelled() => return,
             }
-            if let Err(error) = crate::ops::jit::expire_due(&self, std::time::SystemTime::now()) {
+            if let Err(error) =
+                crate::access::jit::expire_due(&self, std::time::SystemTime::now()).await
+            {
                 tracing::error!(%error, "cannot expire requests and grants");
             }
         }

@@ -368,6 +368,29 @@ impl Policy {
         Ok(())
     }
 
+    /// May `reviewer` — a user (role rules) or an API token (its scope already checked) —
+    /// decide `request` at `now`?
+    pub fn may_decide(
+        &self,
+        reviewer: crate::jit::Reviewer<'_>,
+        request: &Request,
+        now: SystemTime,
+    ) -> Result<(), ReviewRefused> {
+        use crate::jit::Reviewer;
+        match reviewer {
+            Reviewer::User(name) => self.may_review(name, request, now),
+            Reviewer::Token(name) if name == request.user => Err(ReviewRefused::OwnRequest),
+            Reviewer::Token(_) if request.state != crate::jit::RequestState::Pending => {
+                Err(ReviewRefused::NotPending)
+            }
+            Reviewer::Token(_) if !request.is_open(now) => Err(ReviewRefused::Expired),
+            Reviewer::Token(name) if request.approved_by.iter().any(|a| a == name) => {
+                Err(ReviewRefused::AlreadyApproved)
+            }
+            Reviewer::Token(_) => Ok(()),
+        }
+    }
+
     /// The roles whose members approve for `role` (its `approvers`).
     pub fn approvers_of(&self, role: &str) -> Vec<String> {
         self.roles

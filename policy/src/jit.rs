@@ -249,6 +249,25 @@ pub struct Request {
     pub approvers: Vec<String>,
 }
 
+/// Who is reviewing: a user over ssh (role rules apply) or an admin API token (its scope is
+/// the permission; it still may not approve a request made under its own name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reviewer<'a> {
+    /// A bastion user.
+    User(&'a str),
+    /// An admin API token, by name.
+    Token(&'a str),
+}
+
+impl Reviewer<'_> {
+    /// The name recorded.
+    pub fn name(&self) -> &str {
+        match self {
+            Reviewer::User(name) | Reviewer::Token(name) => name,
+        }
+    }
+}
+
 /// Why someone may not approve (or deny) a request. The text is for them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReviewRefused {

@@ -23,5 +23,5 @@ pub use access::{Authorization, Denied, Lock, Policy, PolicyError, Reachable};
 pub use commands::{CommandRule, CommandRules, sample_rules_toml};
 pub use jit::{
     ActivationError, ActivationPath, Eligibility, Grant, Request, RequestKind, RequestState,
-    ReviewRefused,
+    ReviewRefused, Reviewer,
 };

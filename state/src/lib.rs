@@ -43,6 +43,9 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// Changes from now on (a receiver that lags too far gets `Lagged` and should re-read).
     fn changes(&self) -> broadcast::Receiver<Change>;
 
+    /// Where the state lives, in words, for messages ("state database /var/lib/…/state.db").
+    fn location(&self) -> String;
+
     // --- locks ---------------------------------------------------------------------------
     /// Places (or replaces) a lock. Publishes [`Change::LockPlaced`].
     fn place_lock(&self, lock: Lock) -> StateFuture<'_, ()>;

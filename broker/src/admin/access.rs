@@ -18,8 +18,10 @@ use super::AdminState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::routes::{ReasonBody, bad_json, rfc3339};
-use crate::jit::{Approved, GrantRecord, Reviewer};
-use crate::ops::jit as jit_ops;
+use portcullis_policy::Reviewer;
+use portcullis_state::GrantRecord;
+
+use crate::access::jit::{self as jit_ops, Approved};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -110,9 +112,9 @@ pub async fn list_requests(
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
     let requests = if query.all {
-        state.broker.jit.recent_requests()?
+        jit_ops::recent_requests(&state.broker).await?
     } else {
-        state.broker.jit.pending()
+        jit_ops::pending(&state.broker).await?
     };
     let requests: Vec<Value> = requests.iter().map(request_json).collect();
     Ok(Json(json!({ "requests": requests })))
@@ -140,7 +142,8 @@ pub async fn approve_request(
         id,
         Reviewer::Token(&caller.name),
         body.comment.as_deref(),
-    )?;
+    )
+    .await?;
     let grant = match approved {
         Approved::Granted(record) => Some(grant_json(&record, SystemTime::now())),
         Approved::Pending { .. } | Approved::Command => None,
@@ -165,7 +168,8 @@ pub async fn deny_request(
         id,
         Reviewer::Token(&caller.name),
         &body.reason,
-    )?;
+    )
+    .await?;
     Ok(Json(json!({ "request": request_json(&request) })))
 }
 
@@ -177,7 +181,7 @@ pub async fn list_grants(
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
     let now = SystemTime::now();
-    let grants = state.broker.jit.grants(!query.all, now)?;
+    let grants = jit_ops::grants(&state.broker, !query.all, now).await?;
     let grants: Vec<Value> = grants.iter().map(|g| grant_json(g, now)).collect();
     Ok(Json(json!({ "grants": grants })))
 }
@@ -192,7 +196,8 @@ pub async fn revoke_grant(
     caller.require(Scope::Operate)?;
     let id = number(&id)?;
     let Json(body) = body.map_err(bad_json)?;
-    let (record, ended) = jit_ops::revoke(&state.broker, id, &caller.name, &body.reason, None)?;
+    let (record, ended) =
+        jit_ops::revoke(&state.broker, id, &caller.name, &body.reason, None).await?;
     Ok(Json(json!({
         "grant": grant_json(&record, SystemTime::now()),
         "sessions_ended": ended,
@@ -216,7 +221,7 @@ pub async fn review(
     caller.require(Scope::Read)?;
     let broker = &state.broker;
     let mut usage: BTreeMap<(String, String), Use> = BTreeMap::new();
-    for used in broker.jit.usage()? {
+    for used in jit_ops::usage(broker).await? {
         let entry = usage
             .entry((used.role.clone(), used.user.clone()))
             .or_default();
@@ -248,9 +253,8 @@ pub async fn review(
         }
     }
     let now = SystemTime::now();
-    let unacknowledged: Vec<Value> = broker
-        .jit
-        .unacknowledged_break_glass()?
+    let unacknowledged: Vec<Value> = jit_ops::unacknowledged_break_glass(broker)
+        .await?
         .iter()
         .map(|g| grant_json(g, now))
         .collect();
@@ -268,7 +272,7 @@ pub async fn acknowledge(
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Operate)?;
     let id = number(&id)?;
-    let record = jit_ops::acknowledge(&state.broker, id, &caller.name)?;
+    let record = jit_ops::acknowledge(&state.broker, id, &caller.name).await?;
     Ok(Json(
         json!({ "grant": grant_json(&record, SystemTime::now()) }),
     ))

@@ -6,10 +6,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use portcullis_config::Scope;
 
-use crate::jit::JitError;
+use portcullis_state::StateError;
+
+use crate::access::AccessError;
 use crate::ops::OpsError;
-use crate::ops::jit::JitOpError;
-use crate::store::StoreError;
 
 /// What went wrong with a request.
 #[derive(Debug, thiserror::Error)]
@@ -40,25 +40,21 @@ pub enum ApiError {
 impl From<OpsError> for ApiError {
     fn from(error: OpsError) -> Self {
         match error {
-            OpsError::NoSuchSession(_) | OpsError::NoSuchUser(_) | OpsError::NotLocked(_) => {
-                ApiError::NotFound(error.to_string())
-            }
+            OpsError::NoSuchSession(_) => ApiError::NotFound(error.to_string()),
             OpsError::NoReason => ApiError::BadRequest(error.to_string()),
-            OpsError::Store(e) => ApiError::Internal(e.to_string()),
         }
     }
 }
 
-impl From<JitOpError> for ApiError {
-    fn from(error: JitOpError) -> Self {
+impl From<AccessError> for ApiError {
+    fn from(error: AccessError) -> Self {
         match error {
-            JitOpError::Jit(JitError::NoSuchRequest(_) | JitError::NoSuchGrant(_)) => {
-                ApiError::NotFound(error.to_string())
-            }
-            JitOpError::Jit(JitError::Store(e)) | JitOpError::Store(e) => {
-                ApiError::Internal(e.to_string())
-            }
-            JitOpError::NoReason | JitOpError::Invalid(_) => {
+            AccessError::NoSuchRequest(_)
+            | AccessError::NoSuchGrant(_)
+            | AccessError::NoSuchUser(_)
+            | AccessError::NotLocked(_) => ApiError::NotFound(error.to_string()),
+            AccessError::State(e) => ApiError::Internal(e.to_string()),
+            AccessError::NoReason | AccessError::Invalid(_) => {
                 ApiError::BadRequest(error.to_string())
             }
             _ => ApiError::Conflict(error.to_string()),
@@ -66,8 +62,8 @@ impl From<JitOpError> for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
+impl From<StateError> for ApiError {
+    fn from(error: StateError) -> Self {
         ApiError::Internal(error.to_string())
     }
 }

@@ -309,10 +309,10 @@ pub async fn verify_recording(
     caller.require(Scope::Read)?;
     let path = recording_path(&state, &id)?;
     let key = state.broker.vault.derived_key(RECORDING_KEY_LABEL);
-    let anchors = state.broker.anchors.clone();
+    let store = state.broker.state.clone();
     let audit_log = state.broker.audit.path().to_owned();
     let verdict = tokio::task::spawn_blocking(move || {
-        crate::evidence::verify_recording(&path, &key, &anchors, &audit_log)
+        crate::evidence::verify_recording(&path, &key, store.as_ref(), &audit_log)
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
@@ -361,13 +361,14 @@ pub async fn lock_user(
     if until.is_some_and(|u| u <= SystemTime::now()) {
         return Err(ApiError::BadRequest("until is in the past".into()));
     }
-    let ended = ops::lock(
+    let ended = crate::access::locks::lock(
         &state.broker,
         &request.user,
         &caller.name,
         &request.reason,
         until,
-    )?;
+    )
+    .await?;
     Ok(Json(
         json!({ "locked": request.user, "sessions_ended": ended }),
     ))
@@ -379,10 +380,8 @@ pub async fn list_locks(
     State(state): State<Arc<AdminState>>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
-    let locks: Vec<Value> = state
-        .broker
-        .locks
-        .list(SystemTime::now())
+    let locks: Vec<Value> = crate::access::locks::list(&state.broker, SystemTime::now())
+        .await?
         .iter()
         .map(lock_json)
         .collect();
@@ -396,7 +395,7 @@ pub async fn unlock_user(
     Path(user): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Operate)?;
-    ops::unlock(&state.broker, &user, &caller.name)?;
+    crate::access::locks::unlock(&state.broker, &user, &caller.name).await?;
     Ok(Json(json!({ "unlocked": user })))
 }
 

@@ -14,12 +14,11 @@ use russh::keys::ssh_key::PrivateKey;
 
 use super::api::ApiArgs;
 use super::{ConfigArg, fail, master_key_env};
-use crate::anchors::Anchors;
 use crate::audit::{AuditVerdict, verify_log};
 use crate::datadir::DataDir;
 use crate::server::{AUDIT_KEY_LABEL, RECORDING_KEY_LABEL};
-use crate::store::Store;
 use crate::vault::{CredentialInfo, Vault, generate_ed25519};
+use portcullis_state::{SqliteStore, StateStore};
 
 /// `portcullis vault …`
 #[derive(Debug, Subcommand)]
@@ -169,11 +168,20 @@ fn print_commands(events: &[serde_json::Value], json: bool) {
     }
 }
 
-/// Everything the admin commands need from the data directory.
+/// Everything the admin commands need from the data directory, and a runtime to wait for
+/// the state store on.
 struct Opened {
+    runtime: tokio::runtime::Runtime,
     data: DataDir,
     vault: Vault,
-    anchors: Anchors,
+    state: Arc<dyn StateStore>,
+}
+
+impl Opened {
+    /// Runs `future` to completion.
+    fn wait<T>(&self, future: impl std::future::Future<Output = T>) -> T {
+        self.runtime.block_on(future)
+    }
 }
 
 fn open(config: &ConfigArg) -> Result<Opened, ExitCode> {
@@ -185,13 +193,23 @@ fn open(config: &ConfigArg) -> Result<Opened, ExitCode> {
             data.root().display()
         )));
     }
-    let store = Arc::new(Store::open(&data.state_db()).map_err(fail)?);
-    let vault =
-        Vault::open(store.clone(), data.master_key_file(), master_key_env()).map_err(fail)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(fail)?;
+    let state: Arc<dyn StateStore> = Arc::new(SqliteStore::open(&data.state_db()).map_err(fail)?);
+    let vault = runtime
+        .block_on(Vault::open(
+            state.clone(),
+            data.master_key_file(),
+            master_key_env(),
+        ))
+        .map_err(fail)?;
     Ok(Opened {
+        runtime,
         data,
         vault,
-        anchors: Anchors::new(store),
+        state,
     })
 }
 
@@ -228,7 +246,7 @@ pub fn vault(command: VaultCommand) -> ExitCode {
                 Ok(opened) => opened,
                 Err(code) => return code,
             };
-            match opened.vault.list() {
+            match opened.wait(opened.vault.list()) {
                 Ok(entries) => {
                     print_entries(&entries);
                     ExitCode::SUCCESS
@@ -241,7 +259,7 @@ pub fn vault(command: VaultCommand) -> ExitCode {
                 Ok(opened) => opened,
                 Err(code) => return code,
             };
-            match opened.vault.remove(&name) {
+            match opened.wait(opened.vault.remove(&name)) {
                 Ok(()) => {
                     println!("removed {name}");
                     ExitCode::SUCCESS
@@ -289,10 +307,14 @@ fn vault_put(args: PutArgs) -> ExitCode {
         Err(code) => return code,
     };
     let result = match &input {
-        Input::Key(key, _) => opened.vault.put_private_key(&args.name, key, args.replace),
-        Input::Password(password) => opened
-            .vault
-            .put_password(&args.name, password, args.replace),
+        Input::Key(key, _) => {
+            opened.wait(opened.vault.put_private_key(&args.name, key, args.replace))
+        }
+        Input::Password(password) => opened.wait(opened.vault.put_password(
+            &args.name,
+            password,
+            args.replace,
+        )),
     };
     match result {
         Ok(info) => {
@@ -325,8 +347,7 @@ fn print_entries(entries: &[CredentialInfo]) {
         "NAME", "KIND", "FINGERPRINT"
     );
     for entry in entries {
-        let created =
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(entry.created_at.max(0) as u64);
+        let created = entry.created_at;
         println!(
             "{:<24} {:<12} {:<52} {}",
             entry.name,
@@ -380,7 +401,7 @@ pub fn recordings(command: RecordingsCommand) -> ExitCode {
             };
             let path = resolve_recording(opened.data.recordings(), &recording);
             let key = opened.vault.derived_key(RECORDING_KEY_LABEL);
-            verify_recording(&path, &key, &opened.anchors, &opened.data.audit_log())
+            verify_recording(&path, &key, opened.state.as_ref(), &opened.data.audit_log())
         }
     }
 }
@@ -394,8 +415,13 @@ fn resolve_recording(dir: &Path, given: &str) -> PathBuf {
     }
 }
 
-fn verify_recording(path: &Path, key: &ChainKey, anchors: &Anchors, audit_log: &Path) -> ExitCode {
-    match crate::evidence::verify_recording(path, key, anchors, audit_log) {
+fn verify_recording(
+    path: &Path,
+    key: &ChainKey,
+    state: &dyn StateStore,
+    audit_log: &Path,
+) -> ExitCode {
+    match crate::evidence::verify_recording(path, key, state, audit_log) {
         Ok(verdict) => {
             println!("{}: {verdict}", path.display());
             match verdict {
@@ -518,7 +544,7 @@ pub fn audit(command: AuditCommand) -> ExitCode {
             };
             let path = opened.data.audit_log();
             // The anchor first: a bastion writing meanwhile only makes the file longer.
-            let anchor = match opened.anchors.get(crate::anchors::AUDIT) {
+            let anchor = match crate::anchors::get(opened.state.as_ref(), crate::anchors::AUDIT) {
                 Ok(anchor) => anchor,
                 Err(error) => return fail(error),
             };

@@ -33,7 +33,7 @@ pub fn run(config_path: &Path) -> ExitCode {
         Err(code) => return code,
     };
     runtime.block_on(async {
-        let broker = match Broker::open(loaded.config, directory, super::master_key_env()) {
+        let broker = match Broker::open(loaded.config, directory, super::master_key_env()).await {
             Ok(broker) => Arc::new(broker),
             Err(error) => return super::fail(error),
         };

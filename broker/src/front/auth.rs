@@ -334,14 +334,16 @@ impl Authenticator {
                     .unwrap_or_default();
                 let step = totp::matching_step(key.expose(), &code, now);
                 match (password_ok, step) {
-                    (true, Some(step)) => match self.broker.totp_replay.accept(user, step) {
-                        Ok(true) => None,
-                        Ok(false) => Some("TOTP code already used"),
-                        Err(error) => {
-                            tracing::error!(%error, "cannot check the TOTP replay guard");
-                            Some("the TOTP replay guard is unavailable")
+                    (true, Some(step)) => {
+                        match self.broker.state.accept_totp_step(user, step).await {
+                            Ok(true) => None,
+                            Ok(false) => Some("TOTP code already used"),
+                            Err(error) => {
+                                tracing::error!(%error, "cannot check the TOTP replay guard");
+                                Some("the TOTP replay guard is unavailable")
+                            }
                         }
-                    },
+                    }
                     (true, None) => Some("wrong TOTP code"),
                     (false, _) => Some("wrong password or unknown user"),
                 }

@@ -249,12 +249,15 @@ impl FrontHandler {
                             (Start::Shell | Start::Exec(_), true) => {
                                 "an activation is already running on another channel of this connection".to_owned()
                             }
-                            _ => activation::instructions(
-                                &self.broker,
-                                &user,
-                                &origin,
-                                &pending.eligibility,
-                            ),
+                            _ => {
+                                activation::instructions(
+                                    &self.broker,
+                                    &user,
+                                    &origin,
+                                    &pending.eligibility,
+                                )
+                                .await
+                            }
                         };
                         Self::finish_local(session, id, notice::message(&text, pty), 1)
                     }
@@ -310,7 +313,7 @@ impl FrontHandler {
                 Err(message) => Self::finish_local(session, id, notice::message(&message, pty), 1),
             };
         }
-        let reply = menu::run(&self.broker, user, &origin, &command);
+        let reply = menu::run(&self.broker, user, &origin, &command).await;
         let text = if reply.is_error() {
             notice::message(&reply.text, pty)
         } else {
@@ -527,7 +530,7 @@ impl server::Handler for FrontHandler {
         );
         self.broker.registry.register(self.session.clone());
         crate::metrics::Metrics::count(&self.broker.metrics.sessions_total);
-        self.route = route::decide(&self.broker, &self.session, &login);
+        self.route = route::decide(&self.broker, &self.session, &login).await;
         Ok(())
     }
 

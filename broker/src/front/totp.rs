@@ -1,11 +1,8 @@
-//! TOTP (RFC 6238): HMAC-SHA1, 30-second steps, 6 digits, one step of clock skew either way,
-//! and no code accepted twice for the same user.
-
-use std::sync::Arc;
+//! TOTP (RFC 6238): HMAC-SHA1, 30-second steps, 6 digits, one step of clock skew either way.
+//! No code is accepted twice for the same user: the step a code matched goes to the state
+//! store (`accept_totp_step`), which refuses a step that is not newer than the last one.
 
 use ring::hmac;
-
-use crate::store::{Store, StoreError};
 
 const STEP_SECONDS: u64 = 30;
 const DIGITS: u32 = 6;
@@ -38,35 +35,6 @@ pub fn matching_step(key: &[u8], code: &str, unix_time: u64) -> Option<u64> {
         .find(|&step| code_at(key, step) == typed)
 }
 
-/// Remembers the last step accepted for each user, in the state database, so a code cannot
-/// be replayed — not even across a restart.
-#[derive(Debug)]
-pub struct ReplayGuard {
-    store: Arc<Store>,
-}
-
-impl ReplayGuard {
-    /// A guard keeping its steps in `store`.
-    pub fn new(store: Arc<Store>) -> Self {
-        Self { store }
-    }
-
-    /// Accepts `step` for `user` if it is newer than the last one accepted (one statement,
-    /// so two logins racing with the same code cannot both win).
-    pub fn accept(&self, user: &str, step: u64) -> Result<bool, StoreError> {
-        let step = i64::try_from(step).unwrap_or(i64::MAX);
-        self.store.with(|db| {
-            db.execute(
-                "INSERT INTO totp_steps (user, step) VALUES (?1, ?2)
-                 ON CONFLICT(user) DO UPDATE SET step = excluded.step
-                 WHERE excluded.step > totp_steps.step",
-                rusqlite::params![user, step],
-            )
-            .map(|changed| changed == 1)
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,21 +64,5 @@ mod tests {
         assert_eq!(matching_step(key, &code, 102 * 30), None);
         assert_eq!(matching_step(key, "12345", 100 * 30), None);
         assert_eq!(matching_step(key, "abcdef", 100 * 30), None);
-    }
-
-    #[test]
-    fn a_code_is_accepted_once_even_after_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        let guard = ReplayGuard::new(Arc::new(Store::open(&path).unwrap()));
-        assert!(guard.accept("alice", 10).unwrap());
-        assert!(!guard.accept("alice", 10).unwrap());
-        assert!(!guard.accept("alice", 9).unwrap());
-        assert!(guard.accept("alice", 11).unwrap());
-        assert!(guard.accept("bob", 10).unwrap());
-        drop(guard);
-        let reopened = ReplayGuard::new(Arc::new(Store::open(&path).unwrap()));
-        assert!(!reopened.accept("alice", 11).unwrap());
-        assert!(reopened.accept("alice", 12).unwrap());
     }
 }

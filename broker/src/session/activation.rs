@@ -28,8 +28,8 @@ use super::console::{Abort, ClientEvent, Console, PtyParams};
 use super::menu::{Origin, clock, state_in_words};
 use super::route;
 use super::{EndReason, SessionShared};
-use crate::jit::{Activated, JitError};
-use crate::ops::jit::{self as jit_ops, Answers, JitOpError, left};
+use crate::access::AccessError;
+use crate::access::jit::{self as jit_ops, Activated, Answers, left};
 use crate::server::Broker;
 use crate::upstream::Upstream;
 
@@ -86,14 +86,14 @@ fn approval_in_words(eligibility: &Eligibility) -> String {
 }
 
 /// The message for a channel that cannot hold the dialog (no terminal): what to run.
-pub fn instructions(
+pub async fn instructions(
     broker: &Broker,
     user: &str,
     origin: &Origin,
     eligibility: &Eligibility,
 ) -> String {
     let target = &eligibility.target;
-    if let Some(request) = jit_ops::pending_request(broker, user, target) {
+    if let Ok(Some(request)) = jit_ops::pending_request(broker, user, target).await {
         return format!(
             "{target} needs an activation: your request #{} is waiting for approval by {}; \
              connect again once it is approved",
@@ -223,16 +223,21 @@ async fn activate(
 ) -> Result<(), Ended> {
     let target = &eligibility.target;
     let now = SystemTime::now();
-    if broker
-        .jit
-        .active_grants(user, now)
+    let failed =
+        |error: portcullis_state::StateError| Ended::saying(AccessError::from(error).to_string());
+    if jit_ops::active_grants(broker, user, now)
+        .await
+        .map_err(failed)?
         .iter()
         .any(|g| &g.target == target)
     {
         // Activated elsewhere since this login was routed.
         return Ok(());
     }
-    if let Some(request) = jit_ops::pending_request(broker, user, target) {
+    if let Some(request) = jit_ops::pending_request(broker, user, target)
+        .await
+        .map_err(failed)?
+    {
         console
             .say(&format!(
                 "your request #{} for {target} is already open",
@@ -263,9 +268,9 @@ async fn activate(
                     .map_err(Ended::from_abort)?,
             );
         }
-        match jit_ops::activate(broker, user, target, &answers, "ssh-login") {
+        match jit_ops::activate(broker, user, target, &answers, "ssh-login").await {
             Ok(activated) => break activated,
-            Err(JitOpError::WrongCode | JitOpError::CodeReused | JitOpError::CodeRequired)
+            Err(AccessError::WrongCode | AccessError::CodeReused | AccessError::CodeRequired)
                 if attempts + 1 < ATTEMPTS =>
             {
                 attempts += 1;
@@ -273,7 +278,7 @@ async fn activate(
                     .say("wrong or already used verification code; try again")
                     .await;
             }
-            Err(JitOpError::AlreadyActive { .. }) => return Ok(()),
+            Err(AccessError::AlreadyActive { .. }) => return Ok(()),
             Err(error) => return Err(Ended::saying(error.to_string())),
         }
     };
@@ -363,7 +368,8 @@ async fn ask_duration(eligibility: &Eligibility, console: &mut Console) -> Resul
     ))
 }
 
-/// Waits (up to `approval_wait`) for request `id` to be decided. Ctrl-C withdraws it.
+/// Waits (up to `approval_wait`) for request `id` to be decided — wherever it is decided:
+/// the change feed brings the decision. Ctrl-C withdraws it.
 async fn wait_for_approval(
     broker: &Broker,
     user: &str,
@@ -372,9 +378,6 @@ async fn wait_for_approval(
     console: &mut Console,
 ) -> Result<(), Ended> {
     let wait = broker.config.access.approval_wait;
-    let Some(mut watch) = broker.jit.watch(id) else {
-        return settled(broker, id);
-    };
     console
         .say(&format!(
             "waiting for approval of request #{id} by {}… (up to {}; Ctrl-C withdraws the request)",
@@ -382,15 +385,38 @@ async fn wait_for_approval(
             humantime::format_duration(wait)
         ))
         .await;
+    let decided = jit_ops::decided(broker, id);
+    tokio::pin!(decided);
     let deadline = tokio::time::sleep(wait);
     tokio::pin!(deadline);
-    loop {
-        let state = watch.borrow_and_update().clone();
-        match state {
-            RequestState::Pending => {}
-            RequestState::Approved { grant } => {
-                let granted = grant
-                    .and_then(|grant| broker.jit.grant(grant).ok())
+    let state = tokio::select! {
+        state = &mut decided => state.map_err(|error| Ended::saying(error.to_string()))?,
+        abort = console.interrupted() => {
+            if matches!(abort, Abort::Interrupted | Abort::EndOfInput) {
+                return Err(match jit_ops::cancel(broker, id, user).await {
+                    Ok(_) => Ended::saying(format!("request #{id} withdrawn")),
+                    Err(error) => Ended::saying(error.to_string()),
+                });
+            }
+            return Err(Ended::from_abort(abort));
+        }
+        () = &mut deadline => {
+            let lapses = jit_ops::request(broker, id)
+                .await
+                .map(|r| clock(r.expires_at))
+                .unwrap_or_default();
+            return Err(Ended::saying(format!(
+                "no decision on request #{id} within {}; it stays open until {lapses} — \
+                 connect again once it is approved",
+                humantime::format_duration(wait)
+            )));
+        }
+    };
+    match state {
+        RequestState::Approved { grant } => {
+            let granted = match grant {
+                Some(grant) => jit_ops::grant(broker, grant)
+                    .await
                     .map(|g| {
                         format!(
                             " until {} (grant #{})",
@@ -398,54 +424,15 @@ async fn wait_for_approval(
                             g.grant.id
                         )
                     })
-                    .unwrap_or_default();
-                console
-                    .say(&format!("request #{id} approved; access granted{granted}"))
-                    .await;
-                return Ok(());
-            }
-            other => return Err(Ended::saying(state_in_words(id, &other))),
+                    .unwrap_or_default(),
+                None => String::new(),
+            };
+            console
+                .say(&format!("request #{id} approved; access granted{granted}"))
+                .await;
+            Ok(())
         }
-        tokio::select! {
-            changed = watch.changed() => {
-                if changed.is_err() {
-                    return settled(broker, id);
-                }
-            }
-            abort = console.interrupted() => {
-                if matches!(abort, Abort::Interrupted | Abort::EndOfInput) {
-                    return Err(match jit_ops::cancel(broker, id, user) {
-                        Ok(_) => Ended::saying(format!("request #{id} withdrawn")),
-                        Err(error) => Ended::saying(error.to_string()),
-                    });
-                }
-                return Err(Ended::from_abort(abort));
-            }
-            () = &mut deadline => {
-                let lapses = broker
-                    .jit
-                    .request(id)
-                    .map(|r| clock(r.expires_at))
-                    .unwrap_or_default();
-                return Err(Ended::saying(format!(
-                    "no decision on request #{id} within {}; it stays open until {lapses} — \
-                     connect again once it is approved",
-                    humantime::format_duration(wait)
-                )));
-            }
-        }
-    }
-}
-
-/// The outcome of a request that is no longer open.
-fn settled(broker: &Broker, id: u64) -> Result<(), Ended> {
-    match broker.jit.request(id) {
-        Ok(request) => match request.state {
-            RequestState::Approved { .. } => Ok(()),
-            other => Err(Ended::saying(state_in_words(id, &other))),
-        },
-        Err(JitError::NoSuchRequest(_)) => Err(Ended::saying(format!("request #{id} is gone"))),
-        Err(error) => Err(Ended::saying(error.to_string())),
+        other => Err(Ended::saying(state_in_words(id, &other))),
     }
 }
 
@@ -459,8 +446,12 @@ async fn connect(
     let user = session.user().unwrap_or_default();
     let target = &pending.eligibility.target;
     let now = SystemTime::now();
-    let grants = broker.jit.active_grants(user, now);
-    let lock = broker.locks.active(user, now);
+    let grants = jit_ops::active_grants(broker, user, now)
+        .await
+        .map_err(|e| AccessError::from(e).to_string())?;
+    let lock = crate::access::locks::active(broker, user, now)
+        .await
+        .map_err(|e| AccessError::from(e).to_string())?;
     let authorization = broker
         .policy
         .check(user, target, lock.as_ref(), &grants, now)

@@ -11,8 +11,10 @@ use std::time::{Duration, SystemTime};
 use portcullis_config::Access;
 use portcullis_policy::{Request, RequestKind, RequestState};
 
-use crate::jit::{Activated, Approved, Reviewer};
-use crate::ops::jit::{self as jit_ops, Answers, left};
+use portcullis_policy::Reviewer;
+
+use crate::access::AccessError;
+use crate::access::jit::{self as jit_ops, Activated, Answers, Approved, left};
 use crate::server::Broker;
 use crate::text::Shown;
 
@@ -308,32 +310,43 @@ impl Origin {
     }
 }
 
+/// A listing, or the sentence saying why it could not be made.
+fn listing(text: Result<String, AccessError>) -> Reply {
+    match text {
+        Ok(text) => Reply::ok(text),
+        Err(error) => Reply::error(error.to_string()),
+    }
+}
+
 /// Runs a command that needs no streaming (everything but `watch`).
-pub fn run(broker: &Broker, user: &str, origin: &Origin, command: &Command) -> Reply {
+pub async fn run(broker: &Broker, user: &str, origin: &Origin, command: &Command) -> Reply {
     let now = SystemTime::now();
     match command {
         Command::Help => Reply::ok(format!("portcullis: you are {user}.\n{USAGE}")),
-        Command::Targets => Reply::ok(targets(broker, user, origin, now)),
+        Command::Targets => listing(targets(broker, user, origin, now).await),
         Command::WhoAmI => Reply::ok(whoami(broker, user)),
         Command::Request {
             target,
             duration,
             reason,
             code,
-        } => request(
-            broker,
-            user,
-            origin,
-            target,
-            Answers {
-                reason: reason.clone(),
-                duration: *duration,
-                code: code.clone(),
-            },
-        ),
-        Command::Requests => Reply::ok(requests(broker, user, now)),
+        } => {
+            request(
+                broker,
+                user,
+                origin,
+                target,
+                Answers {
+                    reason: reason.clone(),
+                    duration: *duration,
+                    code: code.clone(),
+                },
+            )
+            .await
+        }
+        Command::Requests => listing(requests(broker, user, now).await),
         Command::Approve { id, comment } => {
-            match jit_ops::approve(broker, *id, Reviewer::User(user), comment.as_deref()) {
+            match jit_ops::approve(broker, *id, Reviewer::User(user), comment.as_deref()).await {
                 Ok((request, Approved::Pending { have, need })) => Reply::ok(format!(
                     "approved request #{id} ({} for {}); {have} of {need} approvals so far\n",
                     request.user, request.target
@@ -353,7 +366,7 @@ pub fn run(broker: &Broker, user: &str, origin: &Origin, command: &Command) -> R
             }
         }
         Command::Deny { id, reason } => {
-            match jit_ops::deny(broker, *id, Reviewer::User(user), reason) {
+            match jit_ops::deny(broker, *id, Reviewer::User(user), reason).await {
                 Ok(request) => Reply::ok(format!(
                     "denied request #{id} ({} for {})\n",
                     request.user, request.target
@@ -361,14 +374,14 @@ pub fn run(broker: &Broker, user: &str, origin: &Origin, command: &Command) -> R
                 Err(error) => Reply::error(error.to_string()),
             }
         }
-        Command::Cancel { id } => match jit_ops::cancel(broker, *id, user) {
+        Command::Cancel { id } => match jit_ops::cancel(broker, *id, user).await {
             Ok(request) => Reply::ok(format!("withdrew request #{id} for {}\n", request.target)),
             Err(error) => Reply::error(error.to_string()),
         },
-        Command::Grants => Reply::ok(grants(broker, user, now)),
+        Command::Grants => listing(grants(broker, user, now).await),
         Command::Revoke { id, reason } => {
             let reason = reason.as_deref().unwrap_or("revoked by its holder");
-            match jit_ops::revoke(broker, *id, user, reason, Some(user)) {
+            match jit_ops::revoke(broker, *id, user, reason, Some(user)).await {
                 Ok((record, ended)) => Reply::ok(format!(
                     "revoked grant #{id} for {}; {ended} live session(s) ended\n",
                     record.grant.target
@@ -386,9 +399,15 @@ pub fn clock(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
-fn request(broker: &Broker, user: &str, origin: &Origin, target: &str, answers: Answers) -> Reply {
+async fn request(
+    broker: &Broker,
+    user: &str,
+    origin: &Origin,
+    target: &str,
+    answers: Answers,
+) -> Reply {
     let connect = origin.ssh(&format!("{user}+{target}"));
-    match jit_ops::activate(broker, user, target, &answers, "ssh-command") {
+    match jit_ops::activate(broker, user, target, &answers, "ssh-command").await {
         Ok(Activated::Granted(record)) => {
             let mut text = format!(
                 "access to {target} granted until {} ({}; grant #{})\n",
@@ -420,14 +439,19 @@ fn request(broker: &Broker, user: &str, origin: &Origin, target: &str, answers: 
     }
 }
 
-fn targets(broker: &Broker, user: &str, origin: &Origin, now: SystemTime) -> String {
-    let grants = broker.jit.active_grants(user, now);
+async fn targets(
+    broker: &Broker,
+    user: &str,
+    origin: &Origin,
+    now: SystemTime,
+) -> Result<String, AccessError> {
+    let grants = jit_ops::active_grants(broker, user, now).await?;
     let reachable = broker.policy.reachable(user, &grants, now);
-    let pending = broker.jit.pending();
+    let pending = jit_ops::pending(broker).await?;
     let mut text = format!("portcullis: you are {user}.\n");
     if reachable.is_empty() {
         text.push_str("No targets are open to you. Ask an administrator for a role.\n");
-        return text;
+        return Ok(text);
     }
     text.push_str("Targets you may reach:\n");
     let width = reachable.iter().map(|r| r.target.len()).max().unwrap_or(0);
@@ -479,7 +503,7 @@ fn targets(broker: &Broker, user: &str, origin: &Origin, now: SystemTime) -> Str
             origin.ssh(user)
         );
     }
-    text
+    Ok(text)
 }
 
 fn login_of(broker: &Broker, target: &str) -> String {
@@ -553,8 +577,8 @@ fn describe(request: &Request, now: SystemTime) -> String {
     }
 }
 
-fn requests(broker: &Broker, user: &str, now: SystemTime) -> String {
-    let pending = broker.jit.pending();
+async fn requests(broker: &Broker, user: &str, now: SystemTime) -> Result<String, AccessError> {
+    let pending = jit_ops::pending(broker).await?;
     let (own, others): (Vec<&Request>, Vec<&Request>) =
         pending.iter().partition(|r| r.user == user);
     let reviewable: Vec<&Request> = others
@@ -576,13 +600,13 @@ fn requests(broker: &Broker, user: &str, now: SystemTime) -> String {
             text.push_str(&describe(request, now));
         }
     }
-    text
+    Ok(text)
 }
 
-fn grants(broker: &Broker, user: &str, now: SystemTime) -> String {
-    let mut grants = broker.jit.active_grants(user, now);
+async fn grants(broker: &Broker, user: &str, now: SystemTime) -> Result<String, AccessError> {
+    let mut grants = jit_ops::active_grants(broker, user, now).await?;
     if grants.is_empty() {
-        return "You have no active grants.\n".to_owned();
+        return Ok("You have no active grants.\n".to_owned());
     }
     grants.sort_by_key(|g| g.id);
     let mut text = String::from("Your active grants:\n");
@@ -597,7 +621,7 @@ fn grants(broker: &Broker, user: &str, now: SystemTime) -> String {
             left(grant.expires_at, now)
         );
     }
-    text
+    Ok(text)
 }
 
 /// Where a request stands, in words (for a login waiting on it).

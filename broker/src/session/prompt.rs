@@ -13,7 +13,7 @@ const PROMPT_IDLE: Duration = Duration::from_secs(15 * 60);
 
 /// Runs the prompt until the user leaves.
 pub async fn run(broker: Arc<Broker>, user: String, origin: Origin, mut console: Console) {
-    let listing = menu::run(&broker, &user, &origin, &Command::Targets);
+    let listing = menu::run(&broker, &user, &origin, &Command::Targets).await;
     console.write(&listing.text).await;
     console
         .write("Type help for the commands, exit to leave.\n")
@@ -51,7 +51,7 @@ pub async fn run(broker: Arc<Broker>, user: String, origin: Origin, mut console:
                 console.say(&text).await;
             }
             command => {
-                let reply = menu::run(&broker, &user, &origin, &command);
+                let reply = menu::run(&broker, &user, &origin, &command).await;
                 if reply.is_error() {
                     console.say(&reply.text).await;
                 } else {

@@ -83,10 +83,21 @@ impl TargetRoute {
     }
 }
 
+/// The state store failed: nothing can be decided, so nothing is allowed.
+fn unavailable(session: &SessionShared, error: portcullis_state::StateError) -> Route {
+    tracing::error!(parent: &session.span, %error, "cannot read the state store; refusing");
+    Route::Refused {
+        message: "the bastion cannot check your access right now (its state store failed); try again shortly".into(),
+    }
+}
+
 /// Decides the route for `login` and audits the decision.
-pub fn decide(broker: &Arc<Broker>, session: &Arc<SessionShared>, login: &Login) -> Route {
+pub async fn decide(broker: &Arc<Broker>, session: &Arc<SessionShared>, login: &Login) -> Route {
     let now = SystemTime::now();
-    let lock = broker.locks.active(&login.user, now);
+    let lock = match crate::access::locks::active(broker, &login.user, now).await {
+        Ok(lock) => lock,
+        Err(error) => return unavailable(session, error),
+    };
     if let Err(denied) = broker.policy.check_login(&login.user, lock.as_ref(), now) {
         broker.audit.record(
             session
@@ -115,7 +126,10 @@ pub fn decide(broker: &Arc<Broker>, session: &Arc<SessionShared>, login: &Login)
         }
         Destination::Target(target) => target,
     };
-    let grants = broker.jit.active_grants(&login.user, now);
+    let grants = match crate::access::jit::active_grants(broker, &login.user, now).await {
+        Ok(grants) => grants,
+        Err(error) => return unavailable(session, error),
+    };
     let authorization = match broker
         .policy
         .check(&login.user, target, lock.as_ref(), &grants, now)

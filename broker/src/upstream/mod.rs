@@ -188,12 +188,14 @@ pub async fn connect(
             requested: target.name.clone(),
         });
     }
-    let credential = vault
-        .get(&target.credential)
-        .map_err(|source| UpstreamError::Credential {
-            name: target.credential.clone(),
-            source,
-        })?;
+    let credential =
+        vault
+            .get(&target.credential)
+            .await
+            .map_err(|source| UpstreamError::Credential {
+                name: target.credential.clone(),
+                source,
+            })?;
     match tokio::time::timeout(
         deadline,
         connect_and_login(target, credential, config, sever),

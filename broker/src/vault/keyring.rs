@@ -12,15 +12,14 @@
 //! fresh key for an existing vault would just be a wrong key.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use portcullis_config::Secret;
-use rusqlite::OptionalExtension;
+use portcullis_state::StateStore;
 
 use super::VaultError;
 use super::seal::{SealingKey, random_key};
 use crate::datadir::write_private_file;
-use crate::store::Store;
 
 /// Environment variable that overrides the master key file.
 pub const MASTER_KEY_ENV: &str = "PORTCULLIS_MASTER_KEY";
@@ -64,52 +63,35 @@ impl DataKey {
 /// Loads the master key and unwraps (or, on first start, creates) the data key.
 /// `environment` is the value of [`MASTER_KEY_ENV`], passed in so tests need not touch the
 /// process environment.
-pub fn open_keyring(
-    store: &Store,
+pub async fn open_keyring(
+    store: &dyn StateStore,
     master_key_file: &Path,
     environment: Option<String>,
 ) -> Result<DataKey, VaultError> {
-    let wrapped: Option<Vec<u8>> = store.with(|db| {
-        db.query_row(
-            "SELECT wrapped_data_key FROM keyring WHERE id = 1",
-            [],
-            |row| row.get(0),
-        )
-        .optional()
-    })?;
+    let wrapped = store.wrapped_data_key().await?;
     let (master, source) = load_master_key(master_key_file, environment, wrapped.is_none())?;
     let master = SealingKey::new(master.expose()).map_err(|_| VaultError::Crypto)?;
-
-    match wrapped {
-        Some(wrapped) => {
-            let plain =
-                master
-                    .open(&wrapped, KEYRING_AAD)
-                    .map_err(|_| VaultError::WrongMasterKey {
-                        source_desc: source.to_string(),
-                        database: store.path().to_owned(),
-                    })?;
-            let key: [u8; 32] = plain.try_into().map_err(|_| VaultError::Crypto)?;
-            Ok(DataKey(Secret::new(key)))
-        }
+    let wrapped = match wrapped {
+        Some(wrapped) => wrapped,
         None => {
             let key = random_key().map_err(|_| VaultError::Crypto)?;
             let sealed = master
                 .seal(&key, KEYRING_AAD)
                 .map_err(|_| VaultError::Crypto)?;
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or_default();
-            store.with(|db| {
-                db.execute(
-                    "INSERT INTO keyring (id, wrapped_data_key, created_at) VALUES (1, ?1, ?2)",
-                    rusqlite::params![sealed, now],
-                )
-            })?;
-            Ok(DataKey(Secret::new(key)))
+            // Another first start may have stored its key meanwhile: the stored one wins.
+            store
+                .init_wrapped_data_key(sealed, SystemTime::now())
+                .await?
         }
-    }
+    };
+    let plain = master
+        .open(&wrapped, KEYRING_AAD)
+        .map_err(|_| VaultError::WrongMasterKey {
+            source_desc: source.to_string(),
+            database: store.location(),
+        })?;
+    let key: [u8; 32] = plain.try_into().map_err(|_| VaultError::Crypto)?;
+    Ok(DataKey(Secret::new(key)))
 }
 
 fn load_master_key(

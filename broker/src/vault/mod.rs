@@ -1,4 +1,4 @@
-//! The vault: upstream credentials (private keys, passwords) sealed in the state database.
+//! The vault: upstream credentials (private keys, passwords) sealed in the state store.
 //!
 //! * [`keyring`]: the master key and the data key it wraps.
 //! * [`seal`]: AES-256-GCM with ring.
@@ -13,15 +13,14 @@ pub mod seal;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use portcullis_config::Secret;
 use portcullis_config::validate::is_valid_name;
 use portcullis_recorder::ChainKey;
-use rusqlite::OptionalExtension;
+use portcullis_state::{CredentialRow, StateError, StateStore};
 use russh::keys::ssh_key::{HashAlg, LineEnding, PrivateKey};
 
-use crate::store::{Store, StoreError};
 use keyring::DataKey;
 use seal::SealingKey;
 
@@ -30,14 +29,13 @@ use seal::SealingKey;
 pub enum VaultError {
     /// The master key does not unwrap the data key.
     #[error(
-        "the master key from {source_desc} does not open this vault ({}): it was sealed with a different key; nothing was changed",
-        database.display()
+        "the master key from {source_desc} does not open this vault ({database}): it was sealed with a different key; nothing was changed"
     )]
     WrongMasterKey {
         /// Where the key came from.
         source_desc: String,
-        /// The state database.
-        database: PathBuf,
+        /// The state store, in words.
+        database: String,
     },
     /// The vault exists but no master key was found.
     #[error(
@@ -96,9 +94,9 @@ pub enum VaultError {
         /// What the OS said.
         message: String,
     },
-    /// The database failed.
+    /// The state store failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    State(#[from] StateError),
 }
 
 /// What kind of secret an entry holds.
@@ -156,13 +154,13 @@ pub struct CredentialInfo {
     pub fingerprint: Option<String>,
     /// The public key in OpenSSH format, for private keys.
     pub public_key: Option<String>,
-    /// Unix time it was stored.
-    pub created_at: i64,
+    /// When it was stored.
+    pub created_at: SystemTime,
 }
 
 /// The open vault.
 pub struct Vault {
-    store: Arc<Store>,
+    store: Arc<dyn StateStore>,
     data_key: DataKey,
     sealing: SealingKey,
 }
@@ -182,12 +180,12 @@ fn associated_data(name: &str, kind: CredentialKind) -> Vec<u8> {
 impl Vault {
     /// Opens the vault in `store` with the master key from `environment` or `master_key_file`
     /// (created with a fresh key on first start).
-    pub fn open(
-        store: Arc<Store>,
+    pub async fn open(
+        store: Arc<dyn StateStore>,
         master_key_file: &std::path::Path,
         environment: Option<String>,
     ) -> Result<Self, VaultError> {
-        let data_key = keyring::open_keyring(&store, master_key_file, environment)?;
+        let data_key = keyring::open_keyring(store.as_ref(), master_key_file, environment).await?;
         let sealing = SealingKey::new(data_key.bytes()).map_err(|_| VaultError::Crypto)?;
         Ok(Self {
             store,
@@ -202,7 +200,7 @@ impl Vault {
     }
 
     /// Stores a private key.
-    pub fn put_private_key(
+    pub async fn put_private_key(
         &self,
         name: &str,
         key: &PrivateKey,
@@ -220,13 +218,13 @@ impl Vault {
             kind: CredentialKind::PrivateKey,
             fingerprint: Some(public.fingerprint(HashAlg::Sha256).to_string()),
             public_key: public.to_openssh().ok(),
-            created_at: unix_now(),
+            created_at: SystemTime::now(),
         };
-        self.put(info, encoded.as_bytes(), replace)
+        self.put(info, encoded.as_bytes(), replace).await
     }
 
     /// Stores a password.
-    pub fn put_password(
+    pub async fn put_password(
         &self,
         name: &str,
         password: &Secret<String>,
@@ -237,12 +235,12 @@ impl Vault {
             kind: CredentialKind::Password,
             fingerprint: None,
             public_key: None,
-            created_at: unix_now(),
+            created_at: SystemTime::now(),
         };
-        self.put(info, password.expose().as_bytes(), replace)
+        self.put(info, password.expose().as_bytes(), replace).await
     }
 
-    fn put(
+    async fn put(
         &self,
         info: CredentialInfo,
         secret: &[u8],
@@ -255,59 +253,36 @@ impl Vault {
             .sealing
             .seal(secret, &associated_data(&info.name, info.kind))
             .map_err(|_| VaultError::Crypto)?;
-        let verb = if replace {
-            "INSERT OR REPLACE"
-        } else {
-            "INSERT"
+        let row = CredentialRow {
+            name: info.name.clone(),
+            kind: info.kind.as_str().to_owned(),
+            fingerprint: info.fingerprint.clone(),
+            public_key: info.public_key.clone(),
+            created_at: info.created_at,
+            sealed,
         };
-        let result = self.store.with(|db| {
-            db.execute(
-                &format!(
-                    "{verb} INTO credentials (name, kind, fingerprint, public_key, created_at, sealed)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-                ),
-                rusqlite::params![
-                    info.name,
-                    info.kind.as_str(),
-                    info.fingerprint,
-                    info.public_key,
-                    info.created_at,
-                    sealed
-                ],
-            )
-        });
-        match result {
-            Ok(_) => Ok(info),
-            Err(StoreError::Sqlite {
-                source: rusqlite::Error::SqliteFailure(e, _),
-                ..
-            }) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-                Err(VaultError::Exists { name: info.name })
-            }
-            Err(e) => Err(e.into()),
+        if !self.store.put_credential(row, replace).await? {
+            return Err(VaultError::Exists { name: info.name });
         }
+        Ok(info)
     }
 
     /// Takes a secret out, for logging in upstream.
-    pub fn get(&self, name: &str) -> Result<Credential, VaultError> {
-        let row: Option<(String, Vec<u8>)> = self.store.with(|db| {
-            db.query_row(
-                "SELECT kind, sealed FROM credentials WHERE name = ?1",
-                [name],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
-        })?;
-        let (kind, sealed) = row.ok_or_else(|| VaultError::NotFound {
-            name: name.to_owned(),
-        })?;
+    pub async fn get(&self, name: &str) -> Result<Credential, VaultError> {
+        let row = self
+            .store
+            .credential(name)
+            .await?
+            .ok_or_else(|| VaultError::NotFound {
+                name: name.to_owned(),
+            })?;
         let corrupt = || VaultError::Corrupt {
             name: name.to_owned(),
         };
-        let kind = CredentialKind::parse(&kind).ok_or_else(corrupt)?;
+        let kind = CredentialKind::parse(&row.kind).ok_or_else(corrupt)?;
         let plain = Secret::new(
             self.sealing
-                .open(&sealed, &associated_data(name, kind))
+                .open(&row.sealed, &associated_data(name, kind))
                 .map_err(|_| corrupt())?,
         );
         let text = std::str::from_utf8(plain.expose()).map_err(|_| corrupt())?;
@@ -320,43 +295,29 @@ impl Vault {
     }
 
     /// Every entry, without secrets, sorted by name.
-    pub fn list(&self) -> Result<Vec<CredentialInfo>, VaultError> {
-        let rows = self.store.with(|db| {
-            let mut statement = db.prepare(
-                "SELECT name, kind, fingerprint, public_key, created_at FROM credentials ORDER BY name",
-            )?;
-            let rows = statement.query_map([], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, Option<String>>(2)?,
-                    row.get::<_, Option<String>>(3)?,
-                    row.get::<_, i64>(4)?,
-                ))
-            })?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })?;
-        rows.into_iter()
-            .map(|(name, kind, fingerprint, public_key, created_at)| {
-                let kind = CredentialKind::parse(&kind)
-                    .ok_or_else(|| VaultError::Corrupt { name: name.clone() })?;
+    pub async fn list(&self) -> Result<Vec<CredentialInfo>, VaultError> {
+        self.store
+            .credentials()
+            .await?
+            .into_iter()
+            .map(|row| {
+                let kind = CredentialKind::parse(&row.kind).ok_or_else(|| VaultError::Corrupt {
+                    name: row.name.clone(),
+                })?;
                 Ok(CredentialInfo {
-                    name,
+                    name: row.name,
                     kind,
-                    fingerprint,
-                    public_key,
-                    created_at,
+                    fingerprint: row.fingerprint,
+                    public_key: row.public_key,
+                    created_at: row.created_at,
                 })
             })
             .collect()
     }
 
     /// Deletes an entry.
-    pub fn remove(&self, name: &str) -> Result<(), VaultError> {
-        let removed = self
-            .store
-            .with(|db| db.execute("DELETE FROM credentials WHERE name = ?1", [name]))?;
-        if removed == 0 {
+    pub async fn remove(&self, name: &str) -> Result<(), VaultError> {
+        if !self.store.remove_credential(name).await? {
             return Err(VaultError::NotFound {
                 name: name.to_owned(),
             });
@@ -384,13 +345,6 @@ fn check_usable_key(key: &PrivateKey) -> Result<(), VaultError> {
     }
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
 /// Generates a new ed25519 private key.
 pub fn generate_ed25519(comment: &str) -> Result<PrivateKey, VaultError> {
     let seed = seal::random_key().map_err(|_| VaultError::Crypto)?;
@@ -404,37 +358,41 @@ pub fn generate_ed25519(comment: &str) -> Result<PrivateKey, VaultError> {
 mod tests {
     use super::*;
 
-    fn open(dir: &std::path::Path, env: Option<&str>) -> Result<Vault, VaultError> {
-        let store = Arc::new(Store::open(&dir.join("state.db")).unwrap());
-        Vault::open(store, &dir.join("master.key"), env.map(String::from))
+    async fn open(dir: &std::path::Path, env: Option<&str>) -> Result<Vault, VaultError> {
+        let store: Arc<dyn StateStore> =
+            Arc::new(portcullis_state::SqliteStore::open(&dir.join("state.db")).unwrap());
+        Vault::open(store, &dir.join("master.key"), env.map(String::from)).await
     }
 
-    #[test]
-    fn first_start_creates_a_private_master_key_and_reopens() {
+    #[tokio::test]
+    async fn first_start_creates_a_private_master_key_and_reopens() {
         let dir = tempfile::tempdir().unwrap();
-        let vault = open(dir.path(), None).unwrap();
+        let vault = open(dir.path(), None).await.unwrap();
         vault
             .put_password("db", &Secret::new("s3cret-pw".into()), false)
+            .await
             .unwrap();
         assert!(!crate::datadir::is_shared(&dir.path().join("master.key")).unwrap());
         drop(vault);
-        let vault = open(dir.path(), None).unwrap();
-        match vault.get("db").unwrap() {
+        let vault = open(dir.path(), None).await.unwrap();
+        match vault.get("db").await.unwrap() {
             Credential::Password(p) => assert_eq!(p.expose(), "s3cret-pw"),
             other => panic!("{other:?}"),
         }
     }
 
-    #[test]
-    fn a_wrong_master_key_is_a_clear_error_and_changes_nothing() {
+    #[tokio::test]
+    async fn a_wrong_master_key_is_a_clear_error_and_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         open(dir.path(), None)
+            .await
             .unwrap()
             .put_password("db", &Secret::new("pw".into()), false)
+            .await
             .unwrap();
         let before = std::fs::read(dir.path().join("state.db")).unwrap();
         let wrong = "11".repeat(32);
-        let error = open(dir.path(), Some(&wrong)).unwrap_err();
+        let error = open(dir.path(), Some(&wrong)).await.unwrap_err();
         assert!(
             matches!(error, VaultError::WrongMasterKey { .. }),
             "{error}"
@@ -450,76 +408,76 @@ mod tests {
         assert_eq!(before, std::fs::read(dir.path().join("state.db")).unwrap());
     }
 
-    #[test]
-    fn a_missing_master_key_is_not_replaced_by_a_new_one() {
+    #[tokio::test]
+    async fn a_missing_master_key_is_not_replaced_by_a_new_one() {
         let dir = tempfile::tempdir().unwrap();
-        open(dir.path(), None).unwrap();
+        open(dir.path(), None).await.unwrap();
         std::fs::remove_file(dir.path().join("master.key")).unwrap();
-        let error = open(dir.path(), None).unwrap_err();
+        let error = open(dir.path(), None).await.unwrap_err();
         assert!(matches!(error, VaultError::NoMasterKey { .. }), "{error}");
         assert!(!dir.path().join("master.key").exists());
     }
 
-    #[test]
-    fn a_malformed_environment_key_is_refused() {
+    #[tokio::test]
+    async fn a_malformed_environment_key_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let error = open(dir.path(), Some("not-hex")).unwrap_err();
+        let error = open(dir.path(), Some("not-hex")).await.unwrap_err();
         assert!(
             matches!(error, VaultError::MalformedMasterKey { .. }),
             "{error}"
         );
     }
 
-    #[test]
-    fn keys_round_trip_and_listing_has_no_secret() {
+    #[tokio::test]
+    async fn keys_round_trip_and_listing_has_no_secret() {
         let dir = tempfile::tempdir().unwrap();
-        let vault = open(dir.path(), None).unwrap();
+        let vault = open(dir.path(), None).await.unwrap();
         let key = generate_ed25519("portcullis:web01").unwrap();
-        let info = vault.put_private_key("web01", &key, false).unwrap();
+        let info = vault.put_private_key("web01", &key, false).await.unwrap();
         assert!(info.fingerprint.as_deref().unwrap().starts_with("SHA256:"));
         assert!(matches!(
-            vault.put_private_key("web01", &key, false),
+            vault.put_private_key("web01", &key, false).await,
             Err(VaultError::Exists { .. })
         ));
-        vault.put_private_key("web01", &key, true).unwrap();
-        match vault.get("web01").unwrap() {
+        vault.put_private_key("web01", &key, true).await.unwrap();
+        match vault.get("web01").await.unwrap() {
             Credential::PrivateKey(k) => assert_eq!(k.public_key(), key.public_key()),
             other => panic!("{other:?}"),
         }
-        let listing = format!("{:?}", vault.list().unwrap());
+        let listing = format!("{:?}", vault.list().await.unwrap());
         let private = key.to_openssh(LineEnding::LF).unwrap();
         let body: String = private.lines().nth(1).unwrap().chars().take(40).collect();
         assert!(!listing.contains(&body));
-        vault.remove("web01").unwrap();
+        vault.remove("web01").await.unwrap();
         assert!(matches!(
-            vault.get("web01"),
+            vault.get("web01").await,
             Err(VaultError::NotFound { .. })
         ));
         assert!(matches!(
-            vault.remove("web01"),
+            vault.remove("web01").await,
             Err(VaultError::NotFound { .. })
         ));
     }
 
-    #[test]
-    fn a_sealed_value_moved_to_another_entry_does_not_open() {
+    #[tokio::test]
+    async fn a_sealed_value_moved_to_another_entry_does_not_open() {
         let dir = tempfile::tempdir().unwrap();
-        let vault = open(dir.path(), None).unwrap();
+        let vault = open(dir.path(), None).await.unwrap();
         vault
             .put_password("a", &Secret::new("pa".into()), false)
+            .await
             .unwrap();
         vault
             .put_password("b", &Secret::new("pb".into()), false)
+            .await
             .unwrap();
-        vault
-            .store
-            .with(|db| {
-                db.execute(
-                    "UPDATE credentials SET sealed = (SELECT sealed FROM credentials WHERE name = 'a') WHERE name = 'b'",
-                    [],
-                )
-            })
-            .unwrap();
-        assert!(matches!(vault.get("b"), Err(VaultError::Corrupt { .. })));
+        // a's sealed value put on b's row, as someone with write access to the store might.
+        let mut row = vault.store.credential("a").await.unwrap().unwrap();
+        row.name = "b".into();
+        assert!(vault.store.put_credential(row, true).await.unwrap());
+        assert!(matches!(
+            vault.get("b").await,
+            Err(VaultError::Corrupt { .. })
+        ));
     }
 }

@@ -181,6 +181,10 @@ impl StateStore for SqliteStore {
         self.feed.subscribe()
     }
 
+    fn location(&self) -> String {
+        format!("state database {}", self.path.display())
+    }
+
     fn place_lock(&self, lock: Lock) -> StateFuture<'_, ()> {
         self.place_lock_(lock).boxed()
     }

@@ -415,11 +415,14 @@ fn start_bastion(
     );
     let config = portcullis_config::from_toml_str(&config_text).expect("bench config");
     let directory = Directory::from_config(&config).expect("bench identities");
-    let broker = Arc::new(Broker::open(config, directory, None).expect("open the bastion"));
+    let broker = Arc::new(
+        runtime
+            .block_on(Broker::open(config, directory, None))
+            .expect("open the bastion"),
+    );
     let credential = portcullis::vault::generate_ed25519("bench").unwrap();
-    broker
-        .vault
-        .put_private_key("target", &credential, true)
+    runtime
+        .block_on(broker.vault.put_private_key("target", &credential, true))
         .unwrap();
     sshd.authorize(&credential.public_key().to_openssh().unwrap());
     let server = runtime

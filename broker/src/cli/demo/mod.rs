@@ -163,11 +163,12 @@ impl Demo {
             Err(code) => return code,
         };
         runtime.block_on(async {
-            let broker = match Broker::open(loaded.config, directory, super::master_key_env()) {
+            let broker = match Broker::open(loaded.config, directory, super::master_key_env()).await
+            {
                 Ok(broker) => Arc::new(broker),
                 Err(error) => return fail(error),
             };
-            let credential_key = match demo_credential(&broker) {
+            let credential_key = match demo_credential(&broker).await {
                 Ok(public) => public,
                 Err(error) => return fail(error),
             };
@@ -314,12 +315,12 @@ impl Demo {
 }
 
 /// The demo target's key: kept in the vault across runs, created on the first.
-fn demo_credential(broker: &Broker) -> Result<String, VaultError> {
-    let key = match broker.vault.get(CREDENTIAL) {
+async fn demo_credential(broker: &Broker) -> Result<String, VaultError> {
+    let key = match broker.vault.get(CREDENTIAL).await {
         Ok(Credential::PrivateKey(key)) => key.public_key().clone(),
         Ok(Credential::Password(_)) | Err(VaultError::NotFound { .. }) => {
             let key = generate_ed25519("portcullis:demo")?;
-            broker.vault.put_private_key(CREDENTIAL, &key, true)?;
+            broker.vault.put_private_key(CREDENTIAL, &key, true).await?;
             key.public_key().clone()
         }
         Err(error) => return Err(error),

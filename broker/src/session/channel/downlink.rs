@@ -285,8 +285,9 @@ impl DownlinkTask {
             };
             if let Err(error) = self
                 .broker
-                .anchors
-                .set(&crate::anchors::recording(&summary.id), &sealed)
+                .state
+                .set_anchor(&crate::anchors::recording(&summary.id), sealed)
+                .await
             {
                 tracing::error!(%error, "cannot anchor a recording's seal");
             }

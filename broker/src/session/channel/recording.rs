@@ -71,7 +71,11 @@ pub(super) fn start_recording(
                 tag: String::new(),
                 sealed: false,
             };
-            if let Err(error) = broker.anchors.set(&crate::anchors::recording(&id), &opened) {
+            if let Err(error) = crate::anchors::set(
+                broker.state.as_ref(),
+                &crate::anchors::recording(&id),
+                opened,
+            ) {
                 tracing::error!(parent: &session.span, %error, "cannot anchor a recording");
             }
             Ok(Some(recording))

@@ -1,7 +1,7 @@
 //! The rules that ask before a line runs: `warn` (the user confirms y/N) and `review` (a
 //! second person approves, through the just-in-time request machinery).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use portcullis_policy::{CommandRule, RequestState};
 
@@ -54,7 +54,8 @@ impl Gate {
         };
         let wait = self.broker.config.access.approval_wait;
         let user = self.session.user().unwrap_or_default().to_owned();
-        let request = match self.broker.jit.request_command(
+        let request = match crate::access::jit::hold_command(
+            &self.broker,
             &self.session.id,
             &user,
             &self.target,
@@ -63,8 +64,9 @@ impl Gate {
             &rule.name,
             approvers.clone(),
             wait,
-            SystemTime::now(),
-        ) {
+        )
+        .await
+        {
             Ok(request) => request,
             Err(error) => {
                 tracing::error!(%error, "cannot hold a command for review");
@@ -92,31 +94,24 @@ impl Gate {
             approvers.join(", ")
         ))
         .await;
-        let Some(mut watch) = self.broker.jit.watch(id) else {
-            return Ok(Verdict::Discard);
-        };
+        let decided = crate::access::jit::decided(&self.broker, id);
+        tokio::pin!(decided);
         let deadline = tokio::time::sleep(wait);
         tokio::pin!(deadline);
         let state = loop {
-            let state = watch.borrow_and_update().clone();
-            if state != RequestState::Pending {
-                break state;
-            }
             tokio::select! {
-                changed = watch.changed() => {
-                    if changed.is_err() {
-                        break self.broker.jit.request(id).map(|r| r.state).unwrap_or(RequestState::Expired);
-                    }
+                state = &mut decided => {
+                    break state.unwrap_or(RequestState::Expired);
                 }
                 keys = self.next_keys(io) => {
                     let interrupted = keys.as_ref().is_none_or(|k| k.contains(&0x03));
                     if interrupted {
-                        let _ = crate::ops::jit::cancel(&self.broker, id, &user);
+                        let _ = crate::access::jit::cancel(&self.broker, id, &user).await;
                         break RequestState::Cancelled;
                     }
                 }
                 () = &mut deadline => {
-                    let _ = crate::ops::jit::cancel(&self.broker, id, &user);
+                    let _ = crate::access::jit::cancel(&self.broker, id, &user).await;
                     break RequestState::Expired;
                 }
                 () = self.session.control.ended() => return Err(Stop),

@@ -1,0 +1,88 @@
+//! Locks placed by security: kept by the state store (they survive restarts and reach every
+//! node), placed and lifted here with an audit record each; placing one ends the user's
+//! live sessions.
+
+use std::time::SystemTime;
+
+use portcullis_policy::Lock;
+use portcullis_state::StateError;
+
+use super::AccessError;
+use crate::audit::AuditEvent;
+use crate::metrics::Metrics;
+use crate::server::Broker;
+use crate::session::EndReason;
+
+/// The user's lock, if one holds at `now`.
+pub async fn active(
+    broker: &Broker,
+    user: &str,
+    now: SystemTime,
+) -> Result<Option<Lock>, StateError> {
+    broker.state.active_lock(user, now).await
+}
+
+/// Every lock that holds at `now`, by user name.
+pub async fn list(broker: &Broker, now: SystemTime) -> Result<Vec<Lock>, StateError> {
+    broker.state.active_locks(now).await
+}
+
+/// Locks a user: their live sessions end now and new logins are refused until `until`
+/// (or an unlock). Returns how many live sessions were ended.
+pub async fn lock(
+    broker: &Broker,
+    user: &str,
+    by: &str,
+    reason: &str,
+    until: Option<SystemTime>,
+) -> Result<usize, AccessError> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(AccessError::NoReason);
+    }
+    if broker.directory.user(user).is_none() {
+        return Err(AccessError::NoSuchUser(user.to_owned()));
+    }
+    broker
+        .state
+        .place_lock(Lock {
+            user: user.to_owned(),
+            reason: reason.to_owned(),
+            by: by.to_owned(),
+            since: SystemTime::now(),
+            until,
+        })
+        .await?;
+    broker.audit.record(
+        AuditEvent::new("user.locked")
+            .with("user", user)
+            .with("by", by)
+            .with("reason", reason)
+            .with(
+                "until",
+                until.map(|u| humantime::format_rfc3339_seconds(u).to_string()),
+            ),
+    );
+    let sessions = broker.registry.of_user(user);
+    for session in &sessions {
+        Metrics::count(&broker.metrics.sessions_killed_total);
+        session.control.end(EndReason::Locked {
+            by: by.to_owned(),
+            reason: reason.to_owned(),
+        });
+    }
+    Ok(sessions.len())
+}
+
+/// Lifts a user's lock.
+pub async fn unlock(broker: &Broker, user: &str, by: &str) -> Result<(), AccessError> {
+    if !broker.state.lift_lock(user).await? {
+        return Err(AccessError::NotLocked(user.to_owned()));
+    }
+    broker.audit.record(
+        AuditEvent::new("user.unlocked")
+            .with("user", user)
+            .with("by", by),
+    );
+    Ok(())
+}
