@@ -1,53 +1,54 @@
 //! portcullis: a privileged-access SSH session broker.
 //!
-//! How a session moves through the crate:
+//! How a connection moves through the crate:
 //!
 //! ```text
-//! server::Server (accept, connection limit)
-//!   └─ session::supervisor::run ── one task per connection, always ends in `finish`
-//!        └─ front::FrontHandler (russh server)
-//!             ├─ front::auth ── keys, certificates, password (+TOTP), throttling
-//!             ├─ session::route ── policy::Policy::check → Authorization → upstream::connect
-//!             │                      (pinned host key, vaulted credential)
-//!             └─ session::channel ── uplink/downlink tasks per channel, recorder tee
-//! audit::AuditLog ◀── every step;  vault::Vault ◀── credentials
-//! access (locks, just-in-time) ──▶ portcullis_state::StateStore (state.db) ──▶ change feed
+//! app::Server (accept) ── net::admission (pre-login slot) ──▶ front::connection::run
+//!   └─ russh server ── front::FrontHandler (thin adapter)
+//!        ├─ front::auth ── credentials (password, TOTP, throttle) ── session permit
+//!        ├─ session::route ── policy check → Authorization → upstream (pinned key, vault)
+//!        ├─ session::channel ── relay per channel (uplink, downlink, gate, recording)
+//!        └─ session::{menu, activation, prompt} ── the bastion's own terminal app
+//! access (just-in-time operations, locks) ──▶ portcullis_state (rows, change feed)
+//! live::SessionShared ◀── registry, watch, metrics, ops (kill)
+//! audit ◀── every step (anchored by `anchors`);  vault ◀── credentials upstream
 //! ```
 //!
-//! * [`server`]: the shared [`server::Broker`] state, binding and the accept loop.
-//! * [`front`]: the SSH front door (authentication, the russh handler).
-//! * [`upstream`]: the SSH client side (host-key pinning, credential injection).
-//! * [`session`]: supervision, routing, the channel relay, bastion messages and menu.
-//! * [`vault`]: sealed credentials, kept by the state store (`portcullis_state`).
+//! Modules, lowest first (each imports only modules above it in this list, never back):
+//! * [`text`], [`ids`], [`datadir`], [`directory`], [`catalog`]: plain helpers and data.
+//! * [`anchors`], [`audit`], [`evidence`]: the audit log, and evidence checked against its
+//!   anchors.
+//! * [`vault`], [`hostkey`], [`credentials`], [`net`], [`upstream`]: secrets, proofs,
+//!   connection budgets, the SSH client side.
+//! * [`live`], [`registry`], [`metrics`]: a live connection's shared record; the set of them;
+//!   counters.
+//! * [`services`]: what everything above shares, opened before anything is bound.
 //! * [`access`]: just-in-time activation, reviews and locks, as operations.
-//! * [`audit`]: the hash-chained audit log; [`anchors`]: where it and each recording
-//!   ended, kept outside the files.
-//! * [`directory`]: identities from the config, parsed (keys, CAs, host keys).
-//! * [`evidence`]: a recording checked against its anchor and the audit log.
-//! * [`admin`]: the HTTPS admin API; [`ops`]: kill; [`watch`]: following a live
-//!   recording; [`catalog`]: recordings on disk.
-//! * [`registry`], [`metrics`]: live sessions, counters.
-//! * [`datadir`], [`hostkey`], [`ids`]: files, the host key, identifiers.
-//! * [`text`]: client text made safe to show (escapes), and commands checked for what sshd
-//!   would cut or misread.
-//! * [`cli`]: the `portcullis` command line.
+//! * [`watch`], [`session`]: following a live recording; routing, the relay, the bastion's
+//!   own terminal app.
+//! * [`front`], [`app`]: the SSH front door and the accept loop.
+//! * [`ops`], [`admin`], [`cli`]: kill; the HTTPS admin API; the `portcullis` command line.
 
 pub mod access;
 pub mod admin;
 pub mod anchors;
+pub mod app;
 pub mod audit;
 pub mod catalog;
 pub mod cli;
+pub mod credentials;
 pub mod datadir;
 pub mod directory;
 pub mod evidence;
 pub mod front;
 pub mod hostkey;
 pub mod ids;
+pub mod live;
 pub mod metrics;
+pub mod net;
 pub mod ops;
 pub mod registry;
-pub mod server;
+pub mod services;
 pub mod session;
 pub mod text;
 pub mod upstream;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::session::SessionShared;
+use crate::live::SessionShared;
 
 /// Sessions by id.
 #[derive(Debug, Default)]

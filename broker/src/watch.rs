@@ -7,7 +7,7 @@ use portcullis_recorder::Subscription;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::session::SessionShared;
+use crate::live::SessionShared;
 
 /// Why a session cannot be watched.
 #[derive(Debug, thiserror::Error)]

@@ -94,7 +94,7 @@ impl ConfigText {
     pub fn admin(&mut self, tokens: &[(&str, &str, &[&str])]) -> &mut Self {
         self.body.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");
         for (name, token, scopes) in tokens {
-            let hash = portcullis::front::password::hash(token).expect("hash a token");
+            let hash = portcullis::credentials::password::hash(token).expect("hash a token");
             let scopes: Vec<String> = scopes.iter().map(|s| format!("{s:?}")).collect();
             let _ = write!(
                 self.body,

@@ -160,7 +160,7 @@ fn hash_password_prints_a_hash_that_logs_in() {
     assert!(output.status.success());
     let hash = String::from_utf8(output.stdout).unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
-    assert!(portcullis::front::password::verify(
+    assert!(portcullis::credentials::password::verify(
         hash.trim(),
         "correct horse battery staple"
     ));

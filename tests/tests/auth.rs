@@ -4,7 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use portcullis::front::{password, totp};
+use portcullis::credentials::{password, totp};
 use portcullis_tests::client::Askpass;
 use portcullis_tests::keys::sign_user_certificate;
 use portcullis_tests::{Keypair, SshCommand, World};

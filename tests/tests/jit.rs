@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use portcullis::front::{password, totp};
+use portcullis::credentials::{password, totp};
 use portcullis_tests::util::wait_for;
 use portcullis_tests::{Keypair, Tmux, World};
 

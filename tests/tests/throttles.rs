@@ -9,7 +9,7 @@
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use portcullis::front::{password, totp};
+use portcullis::credentials::{password, totp};
 use portcullis_tests::keys::sign_user_certificate;
 use portcullis_tests::raw::{self, runtime};
 use portcullis_tests::util::run_with_timeout;

@@ -14,11 +14,11 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::AccessError;
 use crate::audit::AuditEvent;
-use crate::front::throttle::{Method, ThrottleKey};
-use crate::front::totp;
+use crate::credentials::throttle::{Method, ThrottleKey};
+use crate::credentials::totp;
+use crate::live::EndReason;
 use crate::metrics::Metrics;
-use crate::server::Broker;
-use crate::session::EndReason;
+use crate::services::Services;
 use crate::text::Shown;
 
 /// What an activation became.
@@ -61,9 +61,13 @@ pub struct Answers {
 const LISTED: usize = 1000;
 
 /// What activating `target` would ask of `user` now, or why they cannot.
-pub fn eligibility(broker: &Broker, user: &str, target: &str) -> Result<Eligibility, AccessError> {
+pub fn eligibility(
+    services: &Services,
+    user: &str,
+    target: &str,
+) -> Result<Eligibility, AccessError> {
     let now = SystemTime::now();
-    match broker.policy.check(user, target, None, &[], now) {
+    match services.policy.check(user, target, None, &[], now) {
         Ok(_) => Err(AccessError::Standing(target.to_owned())),
         Err(Denied::NeedsActivation(eligibility)) => Ok(*eligibility),
         Err(denied) => Err(AccessError::NotEligible {
@@ -75,11 +79,11 @@ pub fn eligibility(broker: &Broker, user: &str, target: &str) -> Result<Eligibil
 
 /// `user`'s grants that are active at `now` (for the policy check).
 pub async fn active_grants(
-    broker: &Broker,
+    services: &Services,
     user: &str,
     now: SystemTime,
 ) -> Result<Vec<Grant>, StateError> {
-    Ok(broker
+    Ok(services
         .state
         .live_grants()
         .await?
@@ -90,22 +94,22 @@ pub async fn active_grants(
 }
 
 /// Requests still open.
-pub async fn pending(broker: &Broker) -> Result<Vec<Request>, StateError> {
-    broker.state.pending_requests().await
+pub async fn pending(services: &Services) -> Result<Vec<Request>, StateError> {
+    services.state.pending_requests().await
 }
 
 /// Recent requests, newest first, in any state.
-pub async fn recent_requests(broker: &Broker) -> Result<Vec<Request>, StateError> {
-    broker.state.recent_requests(LISTED).await
+pub async fn recent_requests(services: &Services) -> Result<Vec<Request>, StateError> {
+    services.state.recent_requests(LISTED).await
 }
 
 /// Grants, newest first: those active at `now`, or all.
 pub async fn grants(
-    broker: &Broker,
+    services: &Services,
     active_only: bool,
     now: SystemTime,
 ) -> Result<Vec<GrantRecord>, StateError> {
-    let mut grants = broker.state.recent_grants(LISTED).await?;
+    let mut grants = services.state.recent_grants(LISTED).await?;
     if active_only {
         grants.retain(|g| g.grant.is_active(now));
     }
@@ -113,8 +117,8 @@ pub async fn grants(
 }
 
 /// A grant by id.
-pub async fn grant(broker: &Broker, id: u64) -> Result<GrantRecord, AccessError> {
-    broker
+pub async fn grant(services: &Services, id: u64) -> Result<GrantRecord, AccessError> {
+    services
         .state
         .grant(id)
         .await?
@@ -122,8 +126,8 @@ pub async fn grant(broker: &Broker, id: u64) -> Result<GrantRecord, AccessError>
 }
 
 /// A request by id.
-pub async fn request(broker: &Broker, id: u64) -> Result<Request, AccessError> {
-    broker
+pub async fn request(services: &Services, id: u64) -> Result<Request, AccessError> {
+    services
         .state
         .request(id)
         .await?
@@ -131,22 +135,24 @@ pub async fn request(broker: &Broker, id: u64) -> Result<Request, AccessError> {
 }
 
 /// For each (user, role, target) that was ever activated: how often and when last.
-pub async fn usage(broker: &Broker) -> Result<Vec<Usage>, StateError> {
-    broker.state.usage().await
+pub async fn usage(services: &Services) -> Result<Vec<Usage>, StateError> {
+    services.state.usage().await
 }
 
 /// Break-glass grants nobody has acknowledged yet.
-pub async fn unacknowledged_break_glass(broker: &Broker) -> Result<Vec<GrantRecord>, StateError> {
-    broker.state.unacknowledged_break_glass().await
+pub async fn unacknowledged_break_glass(
+    services: &Services,
+) -> Result<Vec<GrantRecord>, StateError> {
+    services.state.unacknowledged_break_glass().await
 }
 
 /// `user`'s open access request for `target`, if any.
 pub async fn pending_request(
-    broker: &Broker,
+    services: &Services,
     user: &str,
     target: &str,
 ) -> Result<Option<Request>, StateError> {
-    Ok(broker
+    Ok(services
         .state
         .pending_requests()
         .await?
@@ -157,10 +163,10 @@ pub async fn pending_request(
 /// Waits until request `id` is decided, and says how. The change feed brings the decision
 /// from wherever it was made; the request is read again whenever the feed may have missed
 /// something (at the start, and after lagging).
-pub async fn decided(broker: &Broker, id: u64) -> Result<RequestState, AccessError> {
-    let mut changes = broker.state.changes();
+pub async fn decided(services: &Services, id: u64) -> Result<RequestState, AccessError> {
+    let mut changes = services.state.changes();
     loop {
-        let state = request(broker, id).await?.state;
+        let state = request(services, id).await?.state;
         if state != RequestState::Pending {
             return Ok(state);
         }
@@ -190,15 +196,15 @@ fn rfc3339(time: SystemTime) -> String {
 /// Activates `target` for `user` with their answers: a grant now (self-activation,
 /// break-glass) or a request for approval. `via` says where it came from (for the audit).
 pub async fn activate(
-    broker: &Broker,
+    services: &Services,
     user: &str,
     target: &str,
     answers: &Answers,
     via: &str,
 ) -> Result<Activated, AccessError> {
     let now = SystemTime::now();
-    let eligibility = eligibility(broker, user, target)?;
-    if let Some(grant) = active_grants(broker, user, now)
+    let eligibility = eligibility(services, user, target)?;
+    if let Some(grant) = active_grants(services, user, now)
         .await?
         .into_iter()
         .find(|g| g.target == target)
@@ -209,7 +215,7 @@ pub async fn activate(
             left: left(grant.expires_at, now),
         });
     }
-    if let Some(request) = pending_request(broker, user, target).await? {
+    if let Some(request) = pending_request(services, user, target).await? {
         return Err(AccessError::AlreadyRequested {
             target: target.to_owned(),
             request: request.id,
@@ -219,12 +225,12 @@ pub async fn activate(
         .validate(&answers.reason, answers.duration)
         .map_err(AccessError::Invalid)?;
     if eligibility.require_mfa {
-        verify_code(broker, user, target, answers.code.as_deref()).await?;
+        verify_code(services, user, target, answers.code.as_deref()).await?;
     }
     let reason = answers.reason.trim();
     let activated = match eligibility.path() {
         path @ (ActivationPath::Immediate | ActivationPath::BreakGlass) => Activated::Granted(
-            broker
+            services
                 .state
                 .insert_grant(NewGrant {
                     user: user.to_owned(),
@@ -239,7 +245,7 @@ pub async fn activate(
                 .await?,
         ),
         ActivationPath::Approval(needed) => Activated::Requested(
-            broker
+            services
                 .state
                 .insert_request(Request {
                     id: 0,
@@ -249,7 +255,7 @@ pub async fn activate(
                     reason: reason.to_owned(),
                     duration,
                     created_at: now,
-                    expires_at: now + broker.config.access.request_ttl,
+                    expires_at: now + services.config.access.request_ttl,
                     needed,
                     approved_by: Vec::new(),
                     state: RequestState::Pending,
@@ -261,9 +267,9 @@ pub async fn activate(
     };
     match &activated {
         Activated::Granted(record) => {
-            audit_grant(broker, record, via);
+            audit_grant(services, record, via);
             if record.break_glass {
-                broker.audit.record(
+                services.audit.record(
                     AuditEvent::new("breakglass.used")
                         .with("grant", record.grant.id)
                         .with("user", user)
@@ -271,7 +277,7 @@ pub async fn activate(
                         .with("role", &record.grant.role)
                         .with("reason", reason),
                 );
-                Metrics::count(&broker.metrics.break_glass_total);
+                Metrics::count(&services.metrics.break_glass_total);
                 tracing::warn!(
                     user,
                     target,
@@ -282,7 +288,7 @@ pub async fn activate(
             }
         }
         Activated::Requested(request) => {
-            broker.audit.record(
+            services.audit.record(
                 AuditEvent::new("request.created")
                     .with("request", request.id)
                     .with("user", user)
@@ -308,7 +314,7 @@ pub async fn activate(
 /// Holds a command line for one approval by `approvers`; it lapses after `wait`.
 #[allow(clippy::too_many_arguments)]
 pub async fn hold_command(
-    broker: &Broker,
+    services: &Services,
     session: &str,
     user: &str,
     target: &str,
@@ -319,7 +325,7 @@ pub async fn hold_command(
     wait: Duration,
 ) -> Result<Request, StateError> {
     let now = SystemTime::now();
-    broker
+    services
         .state
         .insert_request(Request {
             id: 0,
@@ -343,10 +349,10 @@ pub async fn hold_command(
         .await
 }
 
-fn audit_grant(broker: &Broker, record: &GrantRecord, via: &str) {
-    Metrics::count(&broker.metrics.grants_total);
+fn audit_grant(services: &Services, record: &GrantRecord, via: &str) {
+    Metrics::count(&services.metrics.grants_total);
     let grant = &record.grant;
-    broker.audit.record(
+    services.audit.record(
         AuditEvent::new("grant.activated")
             .with("grant", grant.id)
             .with("user", &grant.user)
@@ -373,7 +379,7 @@ fn audit_grant(broker: &Broker, record: &GrantRecord, via: &str) {
 /// codes), is audited, and reaching the limit raises an alert: six digits are guessable
 /// when nothing limits the guesses.
 async fn verify_code(
-    broker: &Broker,
+    services: &Services,
     user: &str,
     target: &str,
     code: Option<&str>,
@@ -383,10 +389,10 @@ async fn verify_code(
         .filter(|c| !c.is_empty())
         .ok_or(AccessError::CodeRequired)?;
     let keys = vec![ThrottleKey::User(user.to_owned(), Method::ActivationCode)];
-    let reservation = match broker.throttle.reserve(keys.clone(), Instant::now()) {
+    let reservation = match services.throttle.reserve(keys.clone(), Instant::now()) {
         Ok(reservation) => reservation,
         Err(_) => {
-            broker.audit.record(
+            services.audit.record(
                 AuditEvent::new("access.code_throttled")
                     .with("user", user)
                     .with("target", target),
@@ -398,14 +404,14 @@ async fn verify_code(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
-    let step = broker
+    let step = services
         .directory
         .user(user)
         .and_then(|u| u.totp_key.as_ref())
         .and_then(|key| totp::matching_step(key.expose(), code, now));
     let verdict = match step {
         None => Err(AccessError::WrongCode),
-        Some(step) => match broker.state.accept_totp_step(user, step).await? {
+        Some(step) => match services.state.accept_totp_step(user, step).await? {
             true => Ok(()),
             false => Err(AccessError::CodeReused),
         },
@@ -417,7 +423,7 @@ async fn verify_code(
         }
         Err(error) => {
             reservation.failed();
-            broker.audit.record(
+            services.audit.record(
                 AuditEvent::new("access.code_failure")
                     .with("user", user)
                     .with("target", target)
@@ -430,8 +436,8 @@ async fn verify_code(
                         },
                     ),
             );
-            if broker.throttle.blocked(&keys, Instant::now()).is_some() {
-                broker.audit.record(
+            if services.throttle.blocked(&keys, Instant::now()).is_some() {
+                services.audit.record(
                     AuditEvent::new("access.code_throttled")
                         .with("user", user)
                         .with("target", target)
@@ -450,13 +456,13 @@ async fn verify_code(
 
 /// The request, if `reviewer` may decide it now.
 async fn reviewable(
-    broker: &Broker,
+    services: &Services,
     id: u64,
     reviewer: Reviewer<'_>,
     now: SystemTime,
 ) -> Result<Request, AccessError> {
-    let request = request(broker, id).await?;
-    broker
+    let request = request(services, id).await?;
+    services
         .policy
         .may_decide(reviewer, &request, now)
         .map_err(|refused| AccessError::Refused { id, refused })?;
@@ -474,15 +480,15 @@ fn decided_meanwhile(id: u64) -> AccessError {
 /// Adds `reviewer`'s approval to request `id`; the last one needed starts the grant (and
 /// releases a login waiting on it).
 pub async fn approve(
-    broker: &Broker,
+    services: &Services,
     id: u64,
     reviewer: Reviewer<'_>,
     comment: Option<&str>,
 ) -> Result<(Request, Approved), AccessError> {
     let now = SystemTime::now();
     let comment = comment.map(str::trim).filter(|c| !c.is_empty());
-    let mut request = reviewable(broker, id, reviewer, now).await?;
-    if !broker
+    let mut request = reviewable(services, id, reviewer, now).await?;
+    if !services
         .state
         .add_approval(id, reviewer.name(), comment, now)
         .await?
@@ -501,14 +507,14 @@ pub async fn approve(
         }
     } else if let RequestKind::Command { .. } = request.kind {
         let state = RequestState::Approved { grant: None };
-        if !broker.state.settle_request(id, state.clone()).await? {
+        if !services.state.settle_request(id, state.clone()).await? {
             return Err(decided_meanwhile(id));
         }
         request.state = state;
         Approved::Command
     } else {
         // The duration counts from the approval, not from the request.
-        let grant = broker
+        let grant = services
             .state
             .insert_grant(NewGrant {
                 user: request.user.clone(),
@@ -524,9 +530,9 @@ pub async fn approve(
         let state = RequestState::Approved {
             grant: Some(grant.grant.id),
         };
-        if !broker.state.settle_request(id, state.clone()).await? {
+        if !services.state.settle_request(id, state.clone()).await? {
             // Someone decided first: the grant made here must not stand.
-            broker
+            services
                 .state
                 .revoke_grant(
                     grant.grant.id,
@@ -544,7 +550,7 @@ pub async fn approve(
         Approved::Pending { have, need } => (*have, *need),
         Approved::Granted(_) | Approved::Command => (request.needed, request.needed),
     };
-    broker.audit.record(
+    services.audit.record(
         AuditEvent::new("request.approved")
             .with("request", id)
             .with("user", &request.user)
@@ -555,14 +561,14 @@ pub async fn approve(
             .with("approvals_needed", need),
     );
     if let Approved::Granted(record) = &approved {
-        audit_grant(broker, record, "approval");
+        audit_grant(services, record, "approval");
     }
     Ok((request, approved))
 }
 
 /// Denies request `id`; a login waiting on it ends with the reason.
 pub async fn deny(
-    broker: &Broker,
+    services: &Services,
     id: u64,
     reviewer: Reviewer<'_>,
     reason: &str,
@@ -571,16 +577,16 @@ pub async fn deny(
     if reason.is_empty() {
         return Err(AccessError::NoReason);
     }
-    let mut request = reviewable(broker, id, reviewer, SystemTime::now()).await?;
+    let mut request = reviewable(services, id, reviewer, SystemTime::now()).await?;
     let state = RequestState::Denied {
         by: reviewer.name().to_owned(),
         reason: reason.to_owned(),
     };
-    if !broker.state.settle_request(id, state.clone()).await? {
+    if !services.state.settle_request(id, state.clone()).await? {
         return Err(decided_meanwhile(id));
     }
     request.state = state;
-    broker.audit.record(
+    services.audit.record(
         AuditEvent::new("request.denied")
             .with("request", id)
             .with("user", &request.user)
@@ -592,12 +598,12 @@ pub async fn deny(
 }
 
 /// The requester withdraws request `id`.
-pub async fn cancel(broker: &Broker, id: u64, user: &str) -> Result<Request, AccessError> {
-    let mut request = request(broker, id).await?;
+pub async fn cancel(services: &Services, id: u64, user: &str) -> Result<Request, AccessError> {
+    let mut request = request(services, id).await?;
     if request.user != user {
         return Err(AccessError::NotYours(id));
     }
-    if !broker
+    if !services
         .state
         .settle_request(id, RequestState::Cancelled)
         .await?
@@ -605,7 +611,7 @@ pub async fn cancel(broker: &Broker, id: u64, user: &str) -> Result<Request, Acc
         return Err(decided_meanwhile(id));
     }
     request.state = RequestState::Cancelled;
-    broker.audit.record(
+    services.audit.record(
         AuditEvent::new("request.cancelled")
             .with("request", id)
             .with("user", user)
@@ -618,7 +624,7 @@ pub async fn cancel(broker: &Broker, id: u64, user: &str) -> Result<Request, Acc
 /// user's grants may be revoked (users revoking their own). Returns the grant and how many
 /// sessions were ended.
 pub async fn revoke(
-    broker: &Broker,
+    services: &Services,
     id: u64,
     by: &str,
     reason: &str,
@@ -629,18 +635,18 @@ pub async fn revoke(
         return Err(AccessError::NoReason);
     }
     let now = SystemTime::now();
-    let mut record = grant(broker, id).await?;
+    let mut record = grant(services, id).await?;
     if owner.is_some_and(|owner| record.grant.user != owner) {
         return Err(AccessError::NotYours(id));
     }
     if (!record.grant.is_active(now) && record.grant.starts_at <= now)
-        || !broker.state.revoke_grant(id, by, reason, now).await?
+        || !services.state.revoke_grant(id, by, reason, now).await?
     {
         return Err(AccessError::Ended(id));
     }
     record.grant.revoked_at = Some(now);
     record.revoked = Some((by.to_owned(), reason.to_owned()));
-    broker.audit.record(
+    services.audit.record(
         AuditEvent::new("grant.revoked")
             .with("grant", id)
             .with("user", &record.grant.user)
@@ -649,7 +655,7 @@ pub async fn revoke(
             .with("reason", reason),
     );
     let ended = end_sessions_of(
-        broker,
+        services,
         id,
         EndReason::GrantRevoked {
             grant: id,
@@ -661,15 +667,19 @@ pub async fn revoke(
 }
 
 /// Security has reviewed break-glass grant `id`.
-pub async fn acknowledge(broker: &Broker, id: u64, by: &str) -> Result<GrantRecord, AccessError> {
+pub async fn acknowledge(
+    services: &Services,
+    id: u64,
+    by: &str,
+) -> Result<GrantRecord, AccessError> {
     let now = SystemTime::now();
-    let mut record = grant(broker, id).await?;
+    let mut record = grant(services, id).await?;
     if !record.break_glass {
         return Err(AccessError::NotBreakGlass(id));
     }
-    broker.state.acknowledge_grant(id, by, now).await?;
+    services.state.acknowledge_grant(id, by, now).await?;
     record.acknowledged = Some((by.to_owned(), now));
-    broker.audit.record(
+    services.audit.record(
         AuditEvent::new("breakglass.acknowledged")
             .with("grant", id)
             .with("user", &record.grant.user)
@@ -683,29 +693,29 @@ pub async fn acknowledge(broker: &Broker, id: u64, by: &str) -> Result<GrantReco
 /// resting on an expired grant (each session also watches its own grant; this catches
 /// what a clock jump or a restart would otherwise leave). Each is closed once, however
 /// many passes (or nodes) find it.
-pub async fn expire_due(broker: &Broker, now: SystemTime) -> Result<(), AccessError> {
-    for request in broker.state.pending_requests().await? {
+pub async fn expire_due(services: &Services, now: SystemTime) -> Result<(), AccessError> {
+    for request in services.state.pending_requests().await? {
         if request.is_open(now)
-            || !broker
+            || !services
                 .state
                 .settle_request(request.id, RequestState::Expired)
                 .await?
         {
             continue;
         }
-        broker.audit.record(
+        services.audit.record(
             AuditEvent::new("request.expired")
                 .with("request", request.id)
                 .with("user", &request.user)
                 .with("target", &request.target),
         );
     }
-    for record in broker.state.live_grants().await? {
+    for record in services.state.live_grants().await? {
         let grant = &record.grant;
-        if grant.expires_at > now || !broker.state.close_expired_grant(grant.id).await? {
+        if grant.expires_at > now || !services.state.close_expired_grant(grant.id).await? {
             continue;
         }
-        broker.audit.record(
+        services.audit.record(
             AuditEvent::new("grant.expired")
                 .with("grant", grant.id)
                 .with("user", &grant.user)
@@ -713,7 +723,7 @@ pub async fn expire_due(broker: &Broker, now: SystemTime) -> Result<(), AccessEr
                 .with("expired_at", rfc3339(grant.expires_at)),
         );
         end_sessions_of(
-            broker,
+            services,
             grant.id,
             EndReason::GrantExpired { grant: grant.id },
         );
@@ -721,10 +731,26 @@ pub async fn expire_due(broker: &Broker, now: SystemTime) -> Result<(), AccessEr
     Ok(())
 }
 
+/// Closes requests and grants as they run out, and audits it; runs until shutdown.
+/// (Live sessions end at their grant's instant by their own watch; this keeps the records
+/// and the audit log in step, including for what ran out while the bastion was down.)
+pub async fn expire_periodically(services: std::sync::Arc<Services>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = services.shutdown.cancelled() => return,
+        }
+        if let Err(error) = expire_due(&services, SystemTime::now()).await {
+            tracing::error!(%error, "cannot expire requests and grants");
+        }
+    }
+}
+
 /// Ends the live sessions resting on grant `id`; returns how many.
-fn end_sessions_of(broker: &Broker, id: u64, reason: EndReason) -> usize {
+fn end_sessions_of(services: &Services, id: u64, reason: EndReason) -> usize {
     let mut ended = 0;
-    for session in broker.registry.list() {
+    for session in services.registry.list() {
         if session.grant.get() == Some(&id) && !session.control.is_ending() {
             session.control.end(reason.clone());
             ended += 1;

@@ -9,28 +9,28 @@ use portcullis_state::StateError;
 
 use super::AccessError;
 use crate::audit::AuditEvent;
+use crate::live::EndReason;
 use crate::metrics::Metrics;
-use crate::server::Broker;
-use crate::session::EndReason;
+use crate::services::Services;
 
 /// The user's lock, if one holds at `now`.
 pub async fn active(
-    broker: &Broker,
+    services: &Services,
     user: &str,
     now: SystemTime,
 ) -> Result<Option<Lock>, StateError> {
-    broker.state.active_lock(user, now).await
+    services.state.active_lock(user, now).await
 }
 
 /// Every lock that holds at `now`, by user name.
-pub async fn list(broker: &Broker, now: SystemTime) -> Result<Vec<Lock>, StateError> {
-    broker.state.active_locks(now).await
+pub async fn list(services: &Services, now: SystemTime) -> Result<Vec<Lock>, StateError> {
+    services.state.active_locks(now).await
 }
 
 /// Locks a user: their live sessions end now and new logins are refused until `until`
 /// (or an unlock). Returns how many live sessions were ended.
 pub async fn lock(
-    broker: &Broker,
+    services: &Services,
     user: &str,
     by: &str,
     reason: &str,
@@ -40,10 +40,10 @@ pub async fn lock(
     if reason.is_empty() {
         return Err(AccessError::NoReason);
     }
-    if broker.directory.user(user).is_none() {
+    if services.directory.user(user).is_none() {
         return Err(AccessError::NoSuchUser(user.to_owned()));
     }
-    broker
+    services
         .state
         .place_lock(Lock {
             user: user.to_owned(),
@@ -53,7 +53,7 @@ pub async fn lock(
             until,
         })
         .await?;
-    broker.audit.record(
+    services.audit.record(
         AuditEvent::new("user.locked")
             .with("user", user)
             .with("by", by)
@@ -63,9 +63,9 @@ pub async fn lock(
                 until.map(|u| humantime::format_rfc3339_seconds(u).to_string()),
             ),
     );
-    let sessions = broker.registry.of_user(user);
+    let sessions = services.registry.of_user(user);
     for session in &sessions {
-        Metrics::count(&broker.metrics.sessions_killed_total);
+        Metrics::count(&services.metrics.sessions_killed_total);
         session.control.end(EndReason::Locked {
             by: by.to_owned(),
             reason: reason.to_owned(),
@@ -75,11 +75,11 @@ pub async fn lock(
 }
 
 /// Lifts a user's lock.
-pub async fn unlock(broker: &Broker, user: &str, by: &str) -> Result<(), AccessError> {
-    if !broker.state.lift_lock(user).await? {
+pub async fn unlock(services: &Services, user: &str, by: &str) -> Result<(), AccessError> {
+    if !services.state.lift_lock(user).await? {
         return Err(AccessError::NotLocked(user.to_owned()));
     }
-    broker.audit.record(
+    services.audit.record(
         AuditEvent::new("user.unlocked")
             .with("user", user)
             .with("by", by),

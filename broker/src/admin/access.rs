@@ -112,9 +112,9 @@ pub async fn list_requests(
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
     let requests = if query.all {
-        jit_ops::recent_requests(&state.broker).await?
+        jit_ops::recent_requests(&state.services).await?
     } else {
-        jit_ops::pending(&state.broker).await?
+        jit_ops::pending(&state.services).await?
     };
     let requests: Vec<Value> = requests.iter().map(request_json).collect();
     Ok(Json(json!({ "requests": requests })))
@@ -138,7 +138,7 @@ pub async fn approve_request(
     let id = number(&id)?;
     let Json(body) = body.map_err(bad_json)?;
     let (request, approved) = jit_ops::approve(
-        &state.broker,
+        &state.services,
         id,
         Reviewer::Token(&caller.name),
         body.comment.as_deref(),
@@ -164,7 +164,7 @@ pub async fn deny_request(
     let id = number(&id)?;
     let Json(body) = body.map_err(bad_json)?;
     let request = jit_ops::deny(
-        &state.broker,
+        &state.services,
         id,
         Reviewer::Token(&caller.name),
         &body.reason,
@@ -181,7 +181,7 @@ pub async fn list_grants(
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
     let now = SystemTime::now();
-    let grants = jit_ops::grants(&state.broker, !query.all, now).await?;
+    let grants = jit_ops::grants(&state.services, !query.all, now).await?;
     let grants: Vec<Value> = grants.iter().map(|g| grant_json(g, now)).collect();
     Ok(Json(json!({ "grants": grants })))
 }
@@ -197,7 +197,7 @@ pub async fn revoke_grant(
     let id = number(&id)?;
     let Json(body) = body.map_err(bad_json)?;
     let (record, ended) =
-        jit_ops::revoke(&state.broker, id, &caller.name, &body.reason, None).await?;
+        jit_ops::revoke(&state.services, id, &caller.name, &body.reason, None).await?;
     Ok(Json(json!({
         "grant": grant_json(&record, SystemTime::now()),
         "sessions_ended": ended,
@@ -219,9 +219,9 @@ pub async fn review(
     State(state): State<Arc<AdminState>>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
-    let broker = &state.broker;
+    let services = &state.services;
     let mut usage: BTreeMap<(String, String), Use> = BTreeMap::new();
-    for used in jit_ops::usage(broker).await? {
+    for used in jit_ops::usage(services).await? {
         let entry = usage
             .entry((used.role.clone(), used.user.clone()))
             .or_default();
@@ -230,7 +230,7 @@ pub async fn review(
         entry.targets.push(used.target.clone());
     }
     let mut eligibilities = Vec::new();
-    for role in broker
+    for role in services
         .config
         .roles
         .iter()
@@ -253,7 +253,7 @@ pub async fn review(
         }
     }
     let now = SystemTime::now();
-    let unacknowledged: Vec<Value> = jit_ops::unacknowledged_break_glass(broker)
+    let unacknowledged: Vec<Value> = jit_ops::unacknowledged_break_glass(services)
         .await?
         .iter()
         .map(|g| grant_json(g, now))
@@ -272,7 +272,7 @@ pub async fn acknowledge(
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Operate)?;
     let id = number(&id)?;
-    let record = jit_ops::acknowledge(&state.broker, id, &caller.name).await?;
+    let record = jit_ops::acknowledge(&state.services, id, &caller.name).await?;
     Ok(Json(
         json!({ "grant": grant_json(&record, SystemTime::now()) }),
     ))

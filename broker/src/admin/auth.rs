@@ -17,7 +17,7 @@ use portcullis_config::Scope;
 
 use super::AdminState;
 use super::error::ApiError;
-use crate::front::throttle::ThrottleKey;
+use crate::credentials::throttle::ThrottleKey;
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -108,12 +108,12 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
         if let Some(caller) = state.tokens.get(&digest) {
             return Ok(caller);
         }
-        let throttle = &state.broker.throttle;
+        let throttle = &state.services.throttle;
         let reservation = throttle
             .reserve(vec![ThrottleKey::ApiSource(source)], Instant::now())
             .map_err(|_| ApiError::Throttled)?;
         let candidates: Vec<(String, String, Vec<Scope>)> = state
-            .broker
+            .services
             .config
             .admin
             .tokens
@@ -130,7 +130,7 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
         let found = tokio::task::spawn_blocking(move || {
             candidates
                 .into_iter()
-                .find(|(_, hash, _)| crate::front::password::verify(hash, &token))
+                .find(|(_, hash, _)| crate::credentials::password::verify(hash, &token))
         })
         .await
         .ok()
@@ -144,7 +144,7 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
             }
             None => {
                 reservation.failed();
-                state.broker.audit.record(
+                state.services.audit.record(
                     crate::audit::AuditEvent::new("api.auth_failure")
                         .with("source", source.to_string()),
                 );

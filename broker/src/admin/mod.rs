@@ -48,12 +48,12 @@ use axum::Router;
 use axum::routing::{delete, get, post};
 use axum_server::tls_rustls::RustlsConfig;
 
-use crate::server::Broker;
+use crate::services::Services;
 
 /// What handlers share.
 pub struct AdminState {
     /// The broker.
-    pub broker: Arc<Broker>,
+    pub services: Arc<Services>,
     /// Tokens already verified.
     pub tokens: auth::TokenCache,
     /// WebSocket tickets for the console.
@@ -148,8 +148,8 @@ pub struct AdminServer {
 
 impl AdminServer {
     /// Sets up TLS and binds `address`.
-    pub fn bind(broker: Arc<Broker>, address: SocketAddr) -> Result<Self, AdminError> {
-        let admin = &broker.config.admin;
+    pub fn bind(services: Arc<Services>, address: SocketAddr) -> Result<Self, AdminError> {
+        let admin = &services.config.admin;
         let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
         if !address.ip().is_unspecified() {
             names.push(address.ip().to_string());
@@ -157,7 +157,7 @@ impl AdminServer {
         let tls = tls::load_or_create(
             admin.tls_cert.as_deref(),
             admin.tls_key.as_deref(),
-            &broker.config.server.data_dir,
+            &services.config.server.data_dir,
             names,
         )?;
         let listener = std::net::TcpListener::bind(address)
@@ -168,7 +168,7 @@ impl AdminServer {
             tls: RustlsConfig::from_config(tls.config),
             fingerprint: tls.fingerprint,
             state: Arc::new(AdminState {
-                broker,
+                services,
                 tokens: auth::TokenCache::default(),
                 tickets: tickets::Tickets::default(),
             }),
@@ -183,7 +183,7 @@ impl AdminServer {
     /// Serves until the broker shuts down, then lets requests in flight finish briefly.
     pub async fn run(self) -> std::io::Result<()> {
         let handle = axum_server::Handle::new();
-        let shutdown = self.state.broker.shutdown.clone();
+        let shutdown = self.state.services.shutdown.clone();
         let stopper = handle.clone();
         tokio::spawn(async move {
             shutdown.cancelled().await;

@@ -20,9 +20,9 @@ use super::auth::Caller;
 use super::error::ApiError;
 use crate::audit::AuditFilter;
 use crate::catalog;
+use crate::live::SessionShared;
 use crate::ops;
-use crate::server::RECORDING_KEY_LABEL;
-use crate::session::SessionShared;
+use crate::services::RECORDING_KEY_LABEL;
 use crate::watch::Follower;
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -40,7 +40,7 @@ fn since(text: Option<&str>) -> ApiResult<Option<SystemTime>> {
 /// A live session by id or unique prefix.
 fn live_session(state: &AdminState, id: &str) -> ApiResult<Arc<SessionShared>> {
     state
-        .broker
+        .services
         .registry
         .find(id)
         .ok_or_else(|| ApiError::NotFound(format!("no live session {id}")))
@@ -48,7 +48,7 @@ fn live_session(state: &AdminState, id: &str) -> ApiResult<Arc<SessionShared>> {
 
 /// Events of the audit log that pass `filter`, read off the runtime's threads.
 async fn search_audit(state: &AdminState, filter: AuditFilter) -> ApiResult<Vec<Value>> {
-    let path = state.broker.audit.path().to_owned();
+    let path = state.services.audit.path().to_owned();
     tokio::task::spawn_blocking(move || crate::audit::query(&path, &filter))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
@@ -108,7 +108,7 @@ pub async fn healthz() -> &'static str {
 /// `GET /metrics`
 pub async fn metrics(caller: Caller, State(state): State<Arc<AdminState>>) -> ApiResult<Response> {
     caller.require(Scope::Read)?;
-    let text = state.broker.metrics.render(&state.broker.registry);
+    let text = state.services.metrics.render(&state.services.registry);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
@@ -119,7 +119,7 @@ pub async fn list_sessions(
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
     let sessions: Vec<Value> = state
-        .broker
+        .services
         .registry
         .list()
         .iter()
@@ -154,7 +154,7 @@ pub async fn kill_session(
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Operate)?;
     let Json(request) = body.map_err(bad_json)?;
-    let killed = ops::kill(&state.broker, &id, &caller.name, &request.reason)?;
+    let killed = ops::kill(&state.services, &id, &caller.name, &request.reason)?;
     Ok(Json(json!({ "killed": killed })))
 }
 
@@ -224,7 +224,7 @@ pub async fn live(
         .await
         .map_err(|e| ApiError::NotFound(e.to_string()))?;
     state
-        .broker
+        .services
         .audit
         .record(session.audit("session.watched").with("by", &caller.name));
     Ok(upgrade
@@ -272,14 +272,14 @@ pub async fn list_recordings(
         target: query.target,
         since: since(query.since.as_deref())?,
     };
-    let entries = catalog::list(&state.broker.recordings.dir, &filter)
+    let entries = catalog::list(&state.services.recordings.dir, &filter)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let recordings: Vec<Value> = entries.iter().map(catalog::Entry::to_json).collect();
     Ok(Json(json!({ "recordings": recordings })))
 }
 
 fn recording_path(state: &AdminState, id: &str) -> ApiResult<std::path::PathBuf> {
-    let path = state.broker.recordings.dir.join(format!("{id}.cast"));
+    let path = state.services.recordings.dir.join(format!("{id}.cast"));
     if !catalog::is_recording_id(id) || !path.exists() {
         return Err(ApiError::NotFound(format!("no recording {id}")));
     }
@@ -308,9 +308,9 @@ pub async fn verify_recording(
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
     let path = recording_path(&state, &id)?;
-    let key = state.broker.vault.derived_key(RECORDING_KEY_LABEL);
-    let store = state.broker.state.clone();
-    let audit_log = state.broker.audit.path().to_owned();
+    let key = state.services.vault.derived_key(RECORDING_KEY_LABEL);
+    let store = state.services.state.clone();
+    let audit_log = state.services.audit.path().to_owned();
     let verdict = tokio::task::spawn_blocking(move || {
         crate::evidence::verify_recording(&path, &key, store.as_ref(), &audit_log)
     })
@@ -362,7 +362,7 @@ pub async fn lock_user(
         return Err(ApiError::BadRequest("until is in the past".into()));
     }
     let ended = crate::access::locks::lock(
-        &state.broker,
+        &state.services,
         &request.user,
         &caller.name,
         &request.reason,
@@ -380,7 +380,7 @@ pub async fn list_locks(
     State(state): State<Arc<AdminState>>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
-    let locks: Vec<Value> = crate::access::locks::list(&state.broker, SystemTime::now())
+    let locks: Vec<Value> = crate::access::locks::list(&state.services, SystemTime::now())
         .await?
         .iter()
         .map(lock_json)
@@ -395,7 +395,7 @@ pub async fn unlock_user(
     Path(user): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Operate)?;
-    crate::access::locks::unlock(&state.broker, &user, &caller.name).await?;
+    crate::access::locks::unlock(&state.services, &user, &caller.name).await?;
     Ok(Json(json!({ "unlocked": user })))
 }
 

@@ -16,7 +16,7 @@ use super::api::ApiArgs;
 use super::{ConfigArg, fail, master_key_env};
 use crate::audit::{AuditVerdict, verify_log};
 use crate::datadir::DataDir;
-use crate::server::{AUDIT_KEY_LABEL, RECORDING_KEY_LABEL};
+use crate::services::{AUDIT_KEY_LABEL, RECORDING_KEY_LABEL};
 use crate::vault::{CredentialInfo, Vault, generate_ed25519};
 use portcullis_state::{SqliteStore, StateStore};
 
@@ -220,7 +220,7 @@ pub fn hash_password() -> ExitCode {
         Ok(_) => return fail("no password on stdin"),
         Err(error) => return fail(format!("cannot read stdin: {error}")),
     };
-    match crate::front::password::hash(password.expose()) {
+    match crate::credentials::password::hash(password.expose()) {
         Ok(hash) => {
             println!("{hash}");
             ExitCode::SUCCESS

@@ -12,7 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::admin::AdminServer;
 use crate::directory::Directory;
-use crate::server::{Broker, Server};
+use crate::{app::Server, services::Services};
 
 /// Loads the config — every problem is reported before anything is created or bound —
 /// then starts logging and the runtime. Shared with the demo.
@@ -33,11 +33,12 @@ pub fn run(config_path: &Path) -> ExitCode {
         Err(code) => return code,
     };
     runtime.block_on(async {
-        let broker = match Broker::open(loaded.config, directory, super::master_key_env()).await {
-            Ok(broker) => Arc::new(broker),
+        let services = match Services::open(loaded.config, directory, super::master_key_env()).await
+        {
+            Ok(services) => Arc::new(services),
             Err(error) => return super::fail(error),
         };
-        match serve(broker).await {
+        match serve(services).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => super::fail(message),
         }
@@ -45,21 +46,23 @@ pub fn run(config_path: &Path) -> ExitCode {
 }
 
 /// Binds, serves until a signal, drains.
-pub async fn serve(broker: Arc<Broker>) -> Result<(), String> {
-    serve_then(broker, || {}).await
+pub async fn serve(services: Arc<Services>) -> Result<(), String> {
+    serve_then(services, || {}).await
 }
 
 /// [`serve`], calling `ready` once everything listens (the demo prints its instructions
 /// then, so nobody tries them too early).
-pub async fn serve_then(broker: Arc<Broker>, ready: impl FnOnce()) -> Result<(), String> {
+pub async fn serve_then(services: Arc<Services>, ready: impl FnOnce()) -> Result<(), String> {
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let server = Server::bind(broker.clone())
+    let server = Server::bind(services.clone())
         .await
         .map_err(|e| e.to_string())?;
     let address = server.local_addr().map_err(|e| e.to_string())?;
-    let admin = match broker.config.admin.listen {
-        Some(listen) => Some(AdminServer::bind(broker.clone(), listen).map_err(|e| e.to_string())?),
+    let admin = match services.config.admin.listen {
+        Some(listen) => {
+            Some(AdminServer::bind(services.clone(), listen).map_err(|e| e.to_string())?)
+        }
         None => None,
     };
     // Stable lines on stderr, whatever RUST_LOG says: scripts and tests wait for them.
@@ -72,11 +75,14 @@ pub async fn serve_then(broker: Arc<Broker>, ready: impl FnOnce()) -> Result<(),
     }
     eprintln!(
         "portcullis: listening on {address} (host key {})",
-        broker.host_key().public_key().fingerprint(HashAlg::Sha256)
+        services
+            .host_key()
+            .public_key()
+            .fingerprint(HashAlg::Sha256)
     );
     ready();
     let accepting = tokio::spawn(server.run());
-    let janitor = tokio::spawn(broker.clone().janitor());
+    let janitor = tokio::spawn(crate::access::jit::expire_periodically(services.clone()));
     let api = admin.map(|admin| {
         tokio::spawn(async move {
             if let Err(error) = admin.run().await {
@@ -89,10 +95,10 @@ pub async fn serve_then(broker: Arc<Broker>, ready: impl FnOnce()) -> Result<(),
         _ = terminate.recv() => "SIGTERM",
         _ = interrupt.recv() => "SIGINT",
     };
-    let grace = broker.config.server.shutdown_grace;
+    let grace = services.config.server.shutdown_grace;
     tracing::info!(signal = signal_name, grace = %humantime::format_duration(grace), "shutting down");
     let drained = tokio::select! {
-        drained = broker.drain(grace) => drained,
+        drained = services.drain(grace) => drained,
         _ = terminate.recv() => false,
         _ = interrupt.recv() => false,
     };

@@ -19,11 +19,11 @@ use russh::keys::ssh_key::certificate::CertType;
 use russh::keys::ssh_key::{HashAlg, PublicKey};
 use russh::server::Auth;
 
-use super::throttle::{AuditBudget, Method, ThrottleKey};
-use super::{password, totp};
 use crate::audit::AuditEvent;
-use crate::server::Broker;
-use crate::session::SessionShared;
+use crate::credentials::throttle::{AuditBudget, Method, ThrottleKey};
+use crate::credentials::{password, totp};
+use crate::live::SessionShared;
+use crate::services::Services;
 use crate::text::Shown;
 
 /// A successful authentication: who and how.
@@ -57,14 +57,14 @@ pub enum KbdPrompts {
 
 /// Decides authentication for one connection.
 pub struct Authenticator {
-    broker: Arc<Broker>,
+    services: Arc<Services>,
     session: Arc<SessionShared>,
 }
 
 impl Authenticator {
     /// For the connection described by `session`.
-    pub fn new(broker: Arc<Broker>, session: Arc<SessionShared>) -> Self {
-        Self { broker, session }
+    pub fn new(services: Arc<Services>, session: Arc<SessionShared>) -> Self {
+        Self { services, session }
     }
 
     fn source(&self) -> IpAddr {
@@ -82,15 +82,15 @@ impl Authenticator {
     /// Writes a pre-login audit event, within this address's budget.
     fn audit_preauth(&self, event: AuditEvent) {
         match self
-            .broker
+            .services
             .throttle
             .audit_budget(self.source(), Instant::now())
         {
             AuditBudget::Write { suppressed } => self
-                .broker
+                .services
                 .audit
                 .record(event.with("suppressed_before", (suppressed > 0).then_some(suppressed))),
-            AuditBudget::LastWritten => self.broker.audit.record(event.with(
+            AuditBudget::LastWritten => self.services.audit.record(event.with(
                 "note",
                 "more pre-login events from this address are counted, not written, until its rate drops",
             )),
@@ -113,7 +113,7 @@ impl Authenticator {
 
     /// `Some(Refused)` when one of `keys` is throttled.
     fn throttled(&self, user: &str, method: &str, keys: &[ThrottleKey]) -> Option<Step> {
-        let key = self.broker.throttle.blocked(keys, Instant::now())?;
+        let key = self.services.throttle.blocked(keys, Instant::now())?;
         Some(self.throttled_refusal(user, method, &key))
     }
 
@@ -131,9 +131,11 @@ impl Authenticator {
         extra: impl FnOnce(AuditEvent) -> AuditEvent,
     ) -> Step {
         if !counts.is_empty() {
-            self.broker.throttle.record_failure(counts, Instant::now());
+            self.services
+                .throttle
+                .record_failure(counts, Instant::now());
         }
-        crate::metrics::Metrics::count(&self.broker.metrics.auth_failures_total);
+        crate::metrics::Metrics::count(&self.services.metrics.auth_failures_total);
         self.audit_preauth(extra(
             self.session
                 .audit("auth.failure")
@@ -158,13 +160,13 @@ impl Authenticator {
         if let Some(refused) = self.throttled(user, "publickey", &keys) {
             return refused;
         }
-        let known = self.broker.directory.user(user);
+        let known = self.services.directory.user(user);
         if known.is_some_and(|u| u.has_key(key)) {
             return Step::Continue(Auth::Accept);
         }
         // russh shows a certificate's inner key here; the certificate itself is judged
         // after the signature, so let it through when any CA is trusted.
-        if !self.broker.directory.cas().is_empty() {
+        if !self.services.directory.cas().is_empty() {
             return Step::Continue(Auth::Accept);
         }
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
@@ -180,7 +182,7 @@ impl Authenticator {
 
     /// A signed public key login.
     pub fn publickey(&self, user: &str, key: &PublicKey) -> Step {
-        let known = self.broker.directory.user(user);
+        let known = self.services.directory.user(user);
         if known.is_some_and(|u| u.has_key(key)) {
             return self.accept(user, "publickey");
         }
@@ -203,7 +205,7 @@ impl Authenticator {
             return refused;
         }
         let ca_fingerprint = cert.signature_key().fingerprint(HashAlg::Sha256);
-        let ca = self.broker.directory.ca(&ca_fingerprint);
+        let ca = self.services.directory.ca(&ca_fingerprint);
         let key_id = cert.key_id().to_owned();
         let refuse = |reason: &str, counts: &[ThrottleKey]| {
             self.refuse_with(user, "certificate", reason, counts, |e| {
@@ -232,7 +234,7 @@ impl Authenticator {
                 &keys,
             );
         }
-        if self.broker.directory.user(user).is_none() {
+        if self.services.directory.user(user).is_none() {
             return refuse("certificate principal is not a configured user", &keys);
         }
         for (name, value) in cert.critical_options().iter() {
@@ -259,7 +261,7 @@ impl Authenticator {
     /// The password method (only for users without TOTP: those must use
     /// keyboard-interactive, which asks for the code too).
     pub async fn password(&self, user: &str, password: &str) -> Step {
-        let entry = self.broker.directory.user(user);
+        let entry = self.services.directory.user(user);
         if entry.is_some_and(|u| u.totp_key.is_some()) {
             return self.refuse(
                 user,
@@ -268,7 +270,7 @@ impl Authenticator {
             );
         }
         let reservation = match self
-            .broker
+            .services
             .throttle
             .reserve(self.keys(user, Method::Password), Instant::now())
         {
@@ -296,7 +298,7 @@ impl Authenticator {
             return Err(refused);
         }
         // Unknown users get the same prompt as known ones: the answer reveals nothing.
-        Ok(match self.broker.directory.user(user) {
+        Ok(match self.services.directory.user(user) {
             Some(u) if u.totp_key.is_some() => KbdPrompts::PasswordAndCode,
             _ => KbdPrompts::Password,
         })
@@ -311,14 +313,14 @@ impl Authenticator {
     ) -> Step {
         let method = "keyboard-interactive";
         let reservation = match self
-            .broker
+            .services
             .throttle
             .reserve(self.keys(user, Method::Password), Instant::now())
         {
             Ok(reservation) => reservation,
             Err(key) => return self.throttled_refusal(user, method, &key),
         };
-        let entry = self.broker.directory.user(user);
+        let entry = self.services.directory.user(user);
         let hash = entry.and_then(|u| u.password_hash.as_ref().map(|h| h.expose().clone()));
         let mut answers = answers.into_iter();
         let password = answers.next().unwrap_or_default();
@@ -335,7 +337,7 @@ impl Authenticator {
                 let step = totp::matching_step(key.expose(), &code, now);
                 match (password_ok, step) {
                     (true, Some(step)) => {
-                        match self.broker.state.accept_totp_step(user, step).await {
+                        match self.services.state.accept_totp_step(user, step).await {
                             Ok(true) => None,
                             Ok(false) => Some("TOTP code already used"),
                             Err(error) => {

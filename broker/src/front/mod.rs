@@ -3,16 +3,12 @@
 //! * [`FrontHandler`]: the russh `Handler`, a thin adapter: authentication questions go to
 //!   [`auth::Authenticator`], routing to [`crate::session::route`], channel traffic to
 //!   [`crate::session::channel`]. Its state is the connection's [`Route`] and its channels.
-//! * [`login`]: `USER+TARGET` parsing.
-//! * [`throttle`], [`totp`], [`password`]: the pieces of authentication.
-//! * [`admission`]: connection slots before and after login.
+//! * [`connection`]: one connection's lifetime, from accept to `session.end`.
+//! * [`config`]: the SSH server settings.
 
-pub mod admission;
 pub mod auth;
-pub mod login;
-pub mod password;
-pub mod throttle;
-pub mod totp;
+pub mod config;
+pub mod connection;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -29,9 +25,10 @@ use russh::{
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::server::Broker;
+use crate::services::Services;
 use crate::session::channel::{self, ChannelRelay, Start, StartOutcome};
 use crate::session::console::{ClientEvent, Console, EVENT_QUEUE, PtyParams};
+use crate::session::login;
 use crate::session::menu::Origin;
 use crate::session::route::{self, Route, TargetRoute};
 use crate::session::{
@@ -121,7 +118,7 @@ impl LocalChannel {
 
 /// The russh handler for one client connection.
 pub struct FrontHandler {
-    broker: Arc<Broker>,
+    services: Arc<Services>,
     session: Arc<SessionShared>,
     auth: Authenticator,
     kbd_prompts: Option<KbdPrompts>,
@@ -131,17 +128,17 @@ pub struct FrontHandler {
 }
 
 /// How the client reached the bastion, for commands it is told to run.
-fn origin_of(broker: &Broker, session: &SessionShared) -> Origin {
+fn origin_of(services: &Services, session: &SessionShared) -> Origin {
     let local = session
         .local
         .get()
         .copied()
-        .or_else(|| broker.listening.get().copied())
-        .unwrap_or(broker.config.server.listen);
+        .or_else(|| services.listening.get().copied())
+        .unwrap_or(services.config.server.listen);
     Origin {
         host: local.ip().to_string(),
         port: local.port(),
-        command: broker.config.server.connect_command.clone(),
+        command: services.config.server.connect_command.clone(),
     }
 }
 
@@ -158,10 +155,10 @@ pub fn offered_methods() -> MethodSet {
 
 impl FrontHandler {
     /// A handler for a newly accepted connection.
-    pub fn new(broker: Arc<Broker>, session: Arc<SessionShared>) -> Self {
+    pub fn new(services: Arc<Services>, session: Arc<SessionShared>) -> Self {
         Self {
-            auth: Authenticator::new(broker.clone(), session.clone()),
-            broker,
+            auth: Authenticator::new(services.clone(), session.clone()),
+            services,
             session,
             kbd_prompts: None,
             accepted: None,
@@ -206,7 +203,7 @@ impl FrontHandler {
     ) -> Result<(), russh::Error> {
         match self.channels.get_mut(&id) {
             Some(Slot::Relay(relay)) => {
-                match relay.start(&self.broker, &self.session, start).await {
+                match relay.start(&self.services, &self.session, start).await {
                     StartOutcome::Relayed(true) => session.channel_success(id),
                     StartOutcome::Relayed(false) => session.channel_failure(id),
                     StartOutcome::Refused { message, status } => {
@@ -223,7 +220,7 @@ impl FrontHandler {
                     return Self::finish_local(session, id, notice::message(message, pty), 1);
                 }
                 let user = self.session.user().unwrap_or_default().to_owned();
-                let origin = origin_of(&self.broker, &self.session);
+                let origin = origin_of(&self.services, &self.session);
                 match &self.route {
                     Route::Activation(pending) => {
                         let pending = pending.clone();
@@ -235,7 +232,7 @@ impl FrontHandler {
                                     return session.channel_failure(id);
                                 };
                                 activation::spawn(activation::Dialog {
-                                    broker: self.broker.clone(),
+                                    services: self.services.clone(),
                                     session: self.session.clone(),
                                     pending,
                                     console,
@@ -251,7 +248,7 @@ impl FrontHandler {
                             }
                             _ => {
                                 activation::instructions(
-                                    &self.broker,
+                                    &self.services,
                                     &user,
                                     &origin,
                                     &pending.eligibility,
@@ -293,7 +290,7 @@ impl FrontHandler {
                 };
                 let span = self.session.span.clone();
                 self.session.tasks.spawn(
-                    prompt::run(self.broker.clone(), user.to_owned(), origin, console)
+                    prompt::run(self.services.clone(), user.to_owned(), origin, console)
                         .instrument(span),
                 );
                 return Ok(());
@@ -313,7 +310,7 @@ impl FrontHandler {
                 Err(message) => Self::finish_local(session, id, notice::message(&message, pty), 1),
             };
         }
-        let reply = menu::run(&self.broker, user, &origin, &command).await;
+        let reply = menu::run(&self.services, user, &origin, &command).await;
         let text = if reply.is_error() {
             notice::message(&reply.text, pty)
         } else {
@@ -329,11 +326,11 @@ impl FrontHandler {
         watched: &str,
         id: ChannelId,
     ) -> Result<(), String> {
-        if !self.broker.policy.may_watch(user) {
+        if !self.services.policy.may_watch(user) {
             return Err("you may not watch sessions (no role of yours has can_watch)".into());
         }
         let target = self
-            .broker
+            .services
             .registry
             .find(watched)
             .ok_or_else(|| format!("no live session {watched}"))?;
@@ -347,7 +344,7 @@ impl FrontHandler {
             .ok_or("this channel is already in use")?;
         let stop = CancellationToken::new();
         local.watching = Some(stop.clone());
-        self.broker.audit.record(
+        self.services.audit.record(
             target
                 .audit("session.watched")
                 .with("by", format!("ssh:{user}"))
@@ -381,7 +378,7 @@ impl FrontHandler {
             Start::Subsystem(name) => ("subsystem", name.as_str()),
             Start::Shell => ("shell", ""),
         };
-        self.broker.audit.record(
+        self.services.audit.record(
             self.session
                 .audit("command")
                 .with("channel", id.to_string())
@@ -403,7 +400,7 @@ impl FrontHandler {
     }
 
     fn deny_forwarding(&self, kind: &str, detail: Option<String>) {
-        self.broker.audit.record(
+        self.services.audit.record(
             self.session
                 .audit("forwarding.denied")
                 .with("kind", kind)
@@ -495,7 +492,7 @@ impl server::Handler for FrontHandler {
         };
         // The pre-login slot is traded for a session permit: logged-in sessions have their
         // own budget, which connections that never log in cannot touch.
-        let Some(permit) = self.broker.admission.session_permit() else {
+        let Some(permit) = self.services.admission.session_permit() else {
             tracing::warn!(parent: &self.session.span, user = %who.user, "session limit reached; login refused");
             session.disconnect(
                 russh::Disconnect::TooManyConnections,
@@ -518,19 +515,19 @@ impl server::Handler for FrontHandler {
         if let Some(target) = self.session.target() {
             self.session.span.record("target", target);
         }
-        self.broker.audit.record(
+        self.services.audit.record(
             self.session
                 .audit("auth.success")
                 .with("method", who.method),
         );
-        self.broker.audit.record(
+        self.services.audit.record(
             self.session
                 .audit("session.start")
                 .with("method", who.method),
         );
-        self.broker.registry.register(self.session.clone());
-        crate::metrics::Metrics::count(&self.broker.metrics.sessions_total);
-        self.route = route::decide(&self.broker, &self.session, &login).await;
+        self.services.registry.register(self.session.clone());
+        crate::metrics::Metrics::count(&self.services.metrics.sessions_total);
+        self.route = route::decide(&self.services, &self.session, &login).await;
         Ok(())
     }
 
@@ -581,7 +578,7 @@ impl server::Handler for FrontHandler {
                 };
                 match opened {
                     Ok(upstream_channel) => Slot::Relay(channel::open_relay(
-                        self.broker.clone(),
+                        self.services.clone(),
                         self.session.clone(),
                         channel.split().1,
                         session.handle(),
@@ -716,7 +713,7 @@ impl server::Handler for FrontHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         if !accepts_env(
-            &self.broker.config.server.accept_env,
+            &self.services.config.server.accept_env,
             variable_name,
             variable_value,
         ) {
@@ -824,7 +821,9 @@ impl server::Handler for FrontHandler {
         match self.channels.get(&channel) {
             Some(Slot::Relay(relay)) if relay.data(data).await.is_err() => {
                 tracing::warn!(parent: &self.session.span, "client queued too much input without reading its output");
-                self.session.control.end(EndReason::Overflow);
+                self.session
+                    .control
+                    .end(EndReason::Overflow(crate::session::channel::flow::HARD_CAP));
             }
             // A watcher's keys: q or Ctrl-C leaves, anything else is ignored (read-only).
             Some(Slot::Local(LocalChannel {

@@ -12,11 +12,10 @@
 //! told: a terminal gets the questions, a command without one gets the exact `request`
 //! command to run.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use portcullis_policy::{Authorization, Eligibility, RequestState};
+use portcullis_policy::{Eligibility, RequestState};
 use russh::ChannelId;
 use russh::server::{self, Msg};
 use russh::{ChannelWriteHalf, client};
@@ -26,48 +25,16 @@ use tracing::Instrument;
 use super::channel::{self, Start, StartOutcome};
 use super::console::{Abort, ClientEvent, Console, PtyParams};
 use super::menu::{Origin, clock, state_in_words};
-use super::route;
+use super::route::{self, PendingActivation};
 use super::{EndReason, SessionShared};
 use crate::access::AccessError;
 use crate::access::jit::{self as jit_ops, Activated, Answers, left};
-use crate::server::Broker;
-use crate::upstream::Upstream;
+use crate::services::Services;
 
 /// How long each question waits for an answer.
 const QUESTION_TIMEOUT: Duration = Duration::from_secs(300);
 /// Wrong answers allowed per question before the activation is abandoned.
 const ATTEMPTS: usize = 3;
-
-/// A connection whose target needs an activation.
-#[derive(Debug)]
-pub struct PendingActivation {
-    /// What the role asks.
-    pub eligibility: Eligibility,
-    /// Once granted: the authorization and upstream that later channels use.
-    pub activated: OnceLock<(Authorization, Arc<Upstream>)>,
-    /// A dialog is running on one of the connection's channels.
-    busy: AtomicBool,
-}
-
-impl PendingActivation {
-    /// Waiting for an activation of `eligibility`.
-    pub fn new(eligibility: Eligibility) -> Self {
-        Self {
-            eligibility,
-            activated: OnceLock::new(),
-            busy: AtomicBool::new(false),
-        }
-    }
-
-    /// Claims the dialog for one channel; false if another channel has it.
-    pub fn claim(&self) -> bool {
-        !self.busy.swap(true, Ordering::AcqRel)
-    }
-
-    fn release(&self) {
-        self.busy.store(false, Ordering::Release);
-    }
-}
 
 /// Who approves, in words.
 fn approval_in_words(eligibility: &Eligibility) -> String {
@@ -87,13 +54,13 @@ fn approval_in_words(eligibility: &Eligibility) -> String {
 
 /// The message for a channel that cannot hold the dialog (no terminal): what to run.
 pub async fn instructions(
-    broker: &Broker,
+    services: &Services,
     user: &str,
     origin: &Origin,
     eligibility: &Eligibility,
 ) -> String {
     let target = &eligibility.target;
-    if let Ok(Some(request)) = jit_ops::pending_request(broker, user, target).await {
+    if let Ok(Some(request)) = jit_ops::pending_request(services, user, target).await {
         return format!(
             "{target} needs an activation: your request #{} is waiting for approval by {}; \
              connect again once it is approved",
@@ -124,7 +91,7 @@ pub async fn instructions(
 /// Everything the dialog needs.
 pub struct Dialog {
     /// The broker.
-    pub broker: Arc<Broker>,
+    pub services: Arc<Services>,
     /// The session.
     pub session: Arc<SessionShared>,
     /// What is being activated.
@@ -169,7 +136,7 @@ impl Ended {
 /// Runs the activation on the channel, then relays it to the target.
 pub async fn run(dialog: Dialog) {
     let Dialog {
-        broker,
+        services,
         session,
         pending,
         mut console,
@@ -179,7 +146,7 @@ pub async fn run(dialog: Dialog) {
         start,
     } = dialog;
     let user = session.user().unwrap_or_default().to_owned();
-    let outcome = activate(&broker, &user, &pending.eligibility, &mut console).await;
+    let outcome = activate(&services, &user, &pending.eligibility, &mut console).await;
     if let Err(ended) = outcome {
         pending.release();
         if let Some(message) = ended.message {
@@ -188,7 +155,7 @@ pub async fn run(dialog: Dialog) {
         console.close(1).await;
         return;
     }
-    let connected = connect(&broker, &session, &pending).await;
+    let connected = connect(&services, &session, &pending).await;
     pending.release();
     let upstream_channel = match connected {
         Ok(channel) => channel,
@@ -200,7 +167,7 @@ pub async fn run(dialog: Dialog) {
     };
     let (writer, input, pty) = console.into_parts();
     relay(
-        broker,
+        services,
         session,
         writer,
         input,
@@ -216,7 +183,7 @@ pub async fn run(dialog: Dialog) {
 
 /// Asks the questions and activates; returns once access is granted.
 async fn activate(
-    broker: &Broker,
+    services: &Services,
     user: &str,
     eligibility: &Eligibility,
     console: &mut Console,
@@ -225,7 +192,7 @@ async fn activate(
     let now = SystemTime::now();
     let failed =
         |error: portcullis_state::StateError| Ended::saying(AccessError::from(error).to_string());
-    if jit_ops::active_grants(broker, user, now)
+    if jit_ops::active_grants(services, user, now)
         .await
         .map_err(failed)?
         .iter()
@@ -234,7 +201,7 @@ async fn activate(
         // Activated elsewhere since this login was routed.
         return Ok(());
     }
-    if let Some(request) = jit_ops::pending_request(broker, user, target)
+    if let Some(request) = jit_ops::pending_request(services, user, target)
         .await
         .map_err(failed)?
     {
@@ -244,7 +211,7 @@ async fn activate(
                 request.id
             ))
             .await;
-        return wait_for_approval(broker, user, request.id, eligibility, console).await;
+        return wait_for_approval(services, user, request.id, eligibility, console).await;
     }
     console
         .say(&format!(
@@ -268,7 +235,7 @@ async fn activate(
                     .map_err(Ended::from_abort)?,
             );
         }
-        match jit_ops::activate(broker, user, target, &answers, "ssh-login").await {
+        match jit_ops::activate(services, user, target, &answers, "ssh-login").await {
             Ok(activated) => break activated,
             Err(AccessError::WrongCode | AccessError::CodeReused | AccessError::CodeRequired)
                 if attempts + 1 < ATTEMPTS =>
@@ -299,7 +266,7 @@ async fn activate(
             Ok(())
         }
         Activated::Requested(request) => {
-            wait_for_approval(broker, user, request.id, eligibility, console).await
+            wait_for_approval(services, user, request.id, eligibility, console).await
         }
     }
 }
@@ -371,13 +338,13 @@ async fn ask_duration(eligibility: &Eligibility, console: &mut Console) -> Resul
 /// Waits (up to `approval_wait`) for request `id` to be decided — wherever it is decided:
 /// the change feed brings the decision. Ctrl-C withdraws it.
 async fn wait_for_approval(
-    broker: &Broker,
+    services: &Services,
     user: &str,
     id: u64,
     eligibility: &Eligibility,
     console: &mut Console,
 ) -> Result<(), Ended> {
-    let wait = broker.config.access.approval_wait;
+    let wait = services.config.access.approval_wait;
     console
         .say(&format!(
             "waiting for approval of request #{id} by {}… (up to {}; Ctrl-C withdraws the request)",
@@ -385,7 +352,7 @@ async fn wait_for_approval(
             humantime::format_duration(wait)
         ))
         .await;
-    let decided = jit_ops::decided(broker, id);
+    let decided = jit_ops::decided(services, id);
     tokio::pin!(decided);
     let deadline = tokio::time::sleep(wait);
     tokio::pin!(deadline);
@@ -393,7 +360,7 @@ async fn wait_for_approval(
         state = &mut decided => state.map_err(|error| Ended::saying(error.to_string()))?,
         abort = console.interrupted() => {
             if matches!(abort, Abort::Interrupted | Abort::EndOfInput) {
-                return Err(match jit_ops::cancel(broker, id, user).await {
+                return Err(match jit_ops::cancel(services, id, user).await {
                     Ok(_) => Ended::saying(format!("request #{id} withdrawn")),
                     Err(error) => Ended::saying(error.to_string()),
                 });
@@ -401,7 +368,7 @@ async fn wait_for_approval(
             return Err(Ended::from_abort(abort));
         }
         () = &mut deadline => {
-            let lapses = jit_ops::request(broker, id)
+            let lapses = jit_ops::request(services, id)
                 .await
                 .map(|r| clock(r.expires_at))
                 .unwrap_or_default();
@@ -415,7 +382,7 @@ async fn wait_for_approval(
     match state {
         RequestState::Approved { grant } => {
             let granted = match grant {
-                Some(grant) => jit_ops::grant(broker, grant)
+                Some(grant) => jit_ops::grant(services, grant)
                     .await
                     .map(|g| {
                         format!(
@@ -439,24 +406,24 @@ async fn wait_for_approval(
 /// Checks the new grant with the policy, starts the session on it and opens the upstream
 /// channel. The error is the user's message.
 async fn connect(
-    broker: &Arc<Broker>,
+    services: &Arc<Services>,
     session: &Arc<SessionShared>,
     pending: &PendingActivation,
 ) -> Result<russh::Channel<client::Msg>, String> {
     let user = session.user().unwrap_or_default();
     let target = &pending.eligibility.target;
     let now = SystemTime::now();
-    let grants = jit_ops::active_grants(broker, user, now)
+    let grants = jit_ops::active_grants(services, user, now)
         .await
         .map_err(|e| AccessError::from(e).to_string())?;
-    let lock = crate::access::locks::active(broker, user, now)
+    let lock = crate::access::locks::active(services, user, now)
         .await
         .map_err(|e| AccessError::from(e).to_string())?;
-    let authorization = broker
+    let authorization = services
         .policy
         .check(user, target, lock.as_ref(), &grants, now)
         .map_err(|denied| format!("no access to {target}: {denied}"))?;
-    let mut target_route = route::authorize(broker, session, authorization.clone())?;
+    let mut target_route = route::authorize(services, session, authorization.clone())?;
     let upstream = target_route.upstream().await?;
     let channel = upstream
         .open_session_channel()
@@ -470,7 +437,7 @@ async fn connect(
 /// then passes the client's events on until the channel closes.
 #[allow(clippy::too_many_arguments)]
 async fn relay(
-    broker: Arc<Broker>,
+    services: Arc<Services>,
     session: Arc<SessionShared>,
     writer: ChannelWriteHalf<Msg>,
     mut input: mpsc::Receiver<ClientEvent>,
@@ -482,7 +449,7 @@ async fn relay(
     upstream: russh::Channel<client::Msg>,
 ) {
     let mut relay = channel::open_relay(
-        broker.clone(),
+        services.clone(),
         session.clone(),
         writer,
         handle.clone(),
@@ -504,7 +471,7 @@ async fn relay(
     for (name, value) in &env {
         relay.env(name, value).await;
     }
-    let refusal = match relay.start(&broker, &session, start).await {
+    let refusal = match relay.start(&services, &session, start).await {
         StartOutcome::Relayed(true) => None,
         StartOutcome::Relayed(false) => {
             Some(("the target refused to start the session".to_owned(), 1))
@@ -523,7 +490,9 @@ async fn relay(
         match event {
             ClientEvent::Data(data) => {
                 if relay.data(&data).await.is_err() {
-                    session.control.end(EndReason::Overflow);
+                    session
+                        .control
+                        .end(EndReason::Overflow(crate::session::channel::flow::HARD_CAP));
                     return;
                 }
             }

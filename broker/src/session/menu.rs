@@ -15,7 +15,7 @@ use portcullis_policy::Reviewer;
 
 use crate::access::AccessError;
 use crate::access::jit::{self as jit_ops, Activated, Answers, Approved, left};
-use crate::server::Broker;
+use crate::services::Services;
 use crate::text::Shown;
 
 /// What a command answers: text, and an exit status (non-zero: the text is an error).
@@ -319,12 +319,12 @@ fn listing(text: Result<String, AccessError>) -> Reply {
 }
 
 /// Runs a command that needs no streaming (everything but `watch`).
-pub async fn run(broker: &Broker, user: &str, origin: &Origin, command: &Command) -> Reply {
+pub async fn run(services: &Services, user: &str, origin: &Origin, command: &Command) -> Reply {
     let now = SystemTime::now();
     match command {
         Command::Help => Reply::ok(format!("portcullis: you are {user}.\n{USAGE}")),
-        Command::Targets => listing(targets(broker, user, origin, now).await),
-        Command::WhoAmI => Reply::ok(whoami(broker, user)),
+        Command::Targets => listing(targets(services, user, origin, now).await),
+        Command::WhoAmI => Reply::ok(whoami(services, user)),
         Command::Request {
             target,
             duration,
@@ -332,7 +332,7 @@ pub async fn run(broker: &Broker, user: &str, origin: &Origin, command: &Command
             code,
         } => {
             request(
-                broker,
+                services,
                 user,
                 origin,
                 target,
@@ -344,9 +344,9 @@ pub async fn run(broker: &Broker, user: &str, origin: &Origin, command: &Command
             )
             .await
         }
-        Command::Requests => listing(requests(broker, user, now).await),
+        Command::Requests => listing(requests(services, user, now).await),
         Command::Approve { id, comment } => {
-            match jit_ops::approve(broker, *id, Reviewer::User(user), comment.as_deref()).await {
+            match jit_ops::approve(services, *id, Reviewer::User(user), comment.as_deref()).await {
                 Ok((request, Approved::Pending { have, need })) => Reply::ok(format!(
                     "approved request #{id} ({} for {}); {have} of {need} approvals so far\n",
                     request.user, request.target
@@ -366,7 +366,7 @@ pub async fn run(broker: &Broker, user: &str, origin: &Origin, command: &Command
             }
         }
         Command::Deny { id, reason } => {
-            match jit_ops::deny(broker, *id, Reviewer::User(user), reason).await {
+            match jit_ops::deny(services, *id, Reviewer::User(user), reason).await {
                 Ok(request) => Reply::ok(format!(
                     "denied request #{id} ({} for {})\n",
                     request.user, request.target
@@ -374,14 +374,14 @@ pub async fn run(broker: &Broker, user: &str, origin: &Origin, command: &Command
                 Err(error) => Reply::error(error.to_string()),
             }
         }
-        Command::Cancel { id } => match jit_ops::cancel(broker, *id, user).await {
+        Command::Cancel { id } => match jit_ops::cancel(services, *id, user).await {
             Ok(request) => Reply::ok(format!("withdrew request #{id} for {}\n", request.target)),
             Err(error) => Reply::error(error.to_string()),
         },
-        Command::Grants => listing(grants(broker, user, now).await),
+        Command::Grants => listing(grants(services, user, now).await),
         Command::Revoke { id, reason } => {
             let reason = reason.as_deref().unwrap_or("revoked by its holder");
-            match jit_ops::revoke(broker, *id, user, reason, Some(user)).await {
+            match jit_ops::revoke(services, *id, user, reason, Some(user)).await {
                 Ok((record, ended)) => Reply::ok(format!(
                     "revoked grant #{id} for {}; {ended} live session(s) ended\n",
                     record.grant.target
@@ -400,14 +400,14 @@ pub fn clock(time: SystemTime) -> String {
 }
 
 async fn request(
-    broker: &Broker,
+    services: &Services,
     user: &str,
     origin: &Origin,
     target: &str,
     answers: Answers,
 ) -> Reply {
     let connect = origin.ssh(&format!("{user}+{target}"));
-    match jit_ops::activate(broker, user, target, &answers, "ssh-command").await {
+    match jit_ops::activate(services, user, target, &answers, "ssh-command").await {
         Ok(Activated::Granted(record)) => {
             let mut text = format!(
                 "access to {target} granted until {} ({}; grant #{})\n",
@@ -422,7 +422,7 @@ async fn request(
             Reply::ok(text)
         }
         Ok(Activated::Requested(request)) => {
-            let approvers = broker
+            let approvers = services
                 .policy
                 .eligibility(user, target)
                 .map(|e| e.approvers.join(", "))
@@ -440,14 +440,14 @@ async fn request(
 }
 
 async fn targets(
-    broker: &Broker,
+    services: &Services,
     user: &str,
     origin: &Origin,
     now: SystemTime,
 ) -> Result<String, AccessError> {
-    let grants = jit_ops::active_grants(broker, user, now).await?;
-    let reachable = broker.policy.reachable(user, &grants, now);
-    let pending = jit_ops::pending(broker).await?;
+    let grants = jit_ops::active_grants(services, user, now).await?;
+    let reachable = services.policy.reachable(user, &grants, now);
+    let pending = jit_ops::pending(services).await?;
     let mut text = format!("portcullis: you are {user}.\n");
     if reachable.is_empty() {
         text.push_str("No targets are open to you. Ask an administrator for a role.\n");
@@ -457,12 +457,12 @@ async fn targets(
     let width = reachable.iter().map(|r| r.target.len()).max().unwrap_or(0);
     let login_width = reachable
         .iter()
-        .map(|r| login_of(broker, &r.target).len())
+        .map(|r| login_of(services, &r.target).len())
         .max()
         .unwrap_or(0);
     let mut eligible = None;
     for entry in &reachable {
-        let login = login_of(broker, &entry.target);
+        let login = login_of(services, &entry.target);
         let state = match (entry.access, &entry.grant) {
             (Access::Standing, _) => format!("standing, role {}", entry.role),
             (Access::Eligible, Some(grant)) => format!(
@@ -506,16 +506,16 @@ async fn targets(
     Ok(text)
 }
 
-fn login_of(broker: &Broker, target: &str) -> String {
-    broker
+fn login_of(services: &Services, target: &str) -> String {
+    services
         .directory
         .target(target)
         .map(|t| format!("{}@{}", t.login, t.address))
         .unwrap_or_default()
 }
 
-fn whoami(broker: &Broker, user: &str) -> String {
-    let roles: Vec<String> = broker
+fn whoami(services: &Services, user: &str) -> String {
+    let roles: Vec<String> = services
         .config
         .roles
         .iter()
@@ -534,7 +534,7 @@ fn whoami(broker: &Broker, user: &str) -> String {
     } else {
         let _ = writeln!(text, "roles: {}", roles.join("; "));
     }
-    if broker.policy.may_watch(user) {
+    if services.policy.may_watch(user) {
         text.push_str("you may watch live sessions\n");
     }
     text
@@ -577,13 +577,13 @@ fn describe(request: &Request, now: SystemTime) -> String {
     }
 }
 
-async fn requests(broker: &Broker, user: &str, now: SystemTime) -> Result<String, AccessError> {
-    let pending = jit_ops::pending(broker).await?;
+async fn requests(services: &Services, user: &str, now: SystemTime) -> Result<String, AccessError> {
+    let pending = jit_ops::pending(services).await?;
     let (own, others): (Vec<&Request>, Vec<&Request>) =
         pending.iter().partition(|r| r.user == user);
     let reviewable: Vec<&Request> = others
         .into_iter()
-        .filter(|r| broker.policy.may_review(user, r, now).is_ok())
+        .filter(|r| services.policy.may_review(user, r, now).is_ok())
         .collect();
     let mut text = String::new();
     if reviewable.is_empty() {
@@ -603,8 +603,8 @@ async fn requests(broker: &Broker, user: &str, now: SystemTime) -> Result<String
     Ok(text)
 }
 
-async fn grants(broker: &Broker, user: &str, now: SystemTime) -> Result<String, AccessError> {
-    let mut grants = jit_ops::active_grants(broker, user, now).await?;
+async fn grants(services: &Services, user: &str, now: SystemTime) -> Result<String, AccessError> {
+    let mut grants = jit_ops::active_grants(services, user, now).await?;
     if grants.is_empty() {
         return Ok("You have no active grants.\n".to_owned());
     }

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use super::console::{Abort, Console};
 use super::menu::{self, Command, Origin};
-use crate::server::Broker;
+use crate::services::Services;
 
 /// How long the prompt waits for a command before it logs the user out.
 const PROMPT_IDLE: Duration = Duration::from_secs(15 * 60);
 
 /// Runs the prompt until the user leaves.
-pub async fn run(broker: Arc<Broker>, user: String, origin: Origin, mut console: Console) {
-    let listing = menu::run(&broker, &user, &origin, &Command::Targets).await;
+pub async fn run(services: Arc<Services>, user: String, origin: Origin, mut console: Console) {
+    let listing = menu::run(&services, &user, &origin, &Command::Targets).await;
     console.write(&listing.text).await;
     console
         .write("Type help for the commands, exit to leave.\n")
@@ -51,7 +51,7 @@ pub async fn run(broker: Arc<Broker>, user: String, origin: Origin, mut console:
                 console.say(&text).await;
             }
             command => {
-                let reply = menu::run(&broker, &user, &origin, &command).await;
+                let reply = menu::run(&services, &user, &origin, &command).await;
                 if reply.is_error() {
                     console.say(&reply.text).await;
                 } else {

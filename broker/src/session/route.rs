@@ -3,18 +3,50 @@
 //! activation (eligible, no grant yet), the bastion's menu, or a refusal that every
 //! channel will print.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
-use portcullis_policy::{Authorization, Denied};
+use portcullis_policy::{Authorization, Denied, Eligibility};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
 use super::SessionShared;
-use super::activation::PendingActivation;
-use crate::front::login::{Destination, Login};
-use crate::server::Broker;
+use crate::services::Services;
+use crate::session::login::{Destination, Login};
 use crate::upstream::{self, Upstream, UpstreamError};
+
+/// A connection whose target needs an activation.
+#[derive(Debug)]
+pub struct PendingActivation {
+    /// What the role asks.
+    pub eligibility: Eligibility,
+    /// Once granted: the authorization and upstream that later channels use.
+    pub activated: OnceLock<(Authorization, Arc<Upstream>)>,
+    /// A dialog is running on one of the connection's channels.
+    busy: AtomicBool,
+}
+
+impl PendingActivation {
+    /// Waiting for an activation of `eligibility`.
+    pub fn new(eligibility: Eligibility) -> Self {
+        Self {
+            eligibility,
+            activated: OnceLock::new(),
+            busy: AtomicBool::new(false),
+        }
+    }
+
+    /// Claims the dialog for one channel; false if another channel has it.
+    pub fn claim(&self) -> bool {
+        !self.busy.swap(true, Ordering::AcqRel)
+    }
+
+    /// The dialog is over (it failed or was left): another channel may start one.
+    pub fn release(&self) {
+        self.busy.store(false, Ordering::Release);
+    }
+}
 
 /// The connection's route after authentication.
 #[derive(Debug)]
@@ -92,14 +124,18 @@ fn unavailable(session: &SessionShared, error: portcullis_state::StateError) -> 
 }
 
 /// Decides the route for `login` and audits the decision.
-pub async fn decide(broker: &Arc<Broker>, session: &Arc<SessionShared>, login: &Login) -> Route {
+pub async fn decide(
+    services: &Arc<Services>,
+    session: &Arc<SessionShared>,
+    login: &Login,
+) -> Route {
     let now = SystemTime::now();
-    let lock = match crate::access::locks::active(broker, &login.user, now).await {
+    let lock = match crate::access::locks::active(services, &login.user, now).await {
         Ok(lock) => lock,
         Err(error) => return unavailable(session, error),
     };
-    if let Err(denied) = broker.policy.check_login(&login.user, lock.as_ref(), now) {
-        broker.audit.record(
+    if let Err(denied) = services.policy.check_login(&login.user, lock.as_ref(), now) {
+        services.audit.record(
             session
                 .audit("access.denied")
                 .with("reason", denied.to_string()),
@@ -115,7 +151,7 @@ pub async fn decide(broker: &Arc<Broker>, session: &Arc<SessionShared>, login: &
             };
         }
         Destination::Malformed(message) => {
-            broker.audit.record(
+            services.audit.record(
                 session
                     .audit("access.denied")
                     .with("reason", "malformed login"),
@@ -126,17 +162,20 @@ pub async fn decide(broker: &Arc<Broker>, session: &Arc<SessionShared>, login: &
         }
         Destination::Target(target) => target,
     };
-    let grants = match crate::access::jit::active_grants(broker, &login.user, now).await {
+    let grants = match crate::access::jit::active_grants(services, &login.user, now).await {
         Ok(grants) => grants,
         Err(error) => return unavailable(session, error),
     };
-    let authorization = match broker
-        .policy
-        .check(&login.user, target, lock.as_ref(), &grants, now)
-    {
+    let authorization = match services.policy.check(
+        &login.user,
+        target,
+        lock.as_ref(),
+        &grants,
+        now,
+    ) {
         Ok(authorization) => authorization,
         Err(Denied::NeedsActivation(eligibility)) => {
-            broker.audit.record(
+            services.audit.record(
                 session
                     .audit("access.needs_activation")
                     .with("role", &eligibility.role),
@@ -145,7 +184,7 @@ pub async fn decide(broker: &Arc<Broker>, session: &Arc<SessionShared>, login: &
             return Route::Activation(Arc::new(PendingActivation::new(*eligibility)));
         }
         Err(denied) => {
-            broker.audit.record(
+            services.audit.record(
                 session
                     .audit("access.denied")
                     .with("reason", denied.to_string()),
@@ -156,7 +195,7 @@ pub async fn decide(broker: &Arc<Broker>, session: &Arc<SessionShared>, login: &
             };
         }
     };
-    match authorize(broker, session, authorization) {
+    match authorize(services, session, authorization) {
         Ok(route) => Route::Target(route),
         Err(message) => Route::Refused { message },
     }
@@ -165,17 +204,17 @@ pub async fn decide(broker: &Arc<Broker>, session: &Arc<SessionShared>, login: &
 /// Starts a session on an authorization: audits it, arms the idle and grant watches, and
 /// starts connecting upstream. The error is the user's message.
 pub fn authorize(
-    broker: &Arc<Broker>,
+    services: &Arc<Services>,
     session: &Arc<SessionShared>,
     authorization: Authorization,
 ) -> Result<TargetRoute, String> {
     let target = authorization.target().to_owned();
-    let Some(entry) = broker.directory.target(&target).cloned() else {
+    let Some(entry) = services.directory.target(&target).cloned() else {
         return Err(format!(
             "no access to {target}: the target is not configured"
         ));
     };
-    broker.audit.record(
+    services.audit.record(
         session
             .audit("access.granted")
             .with("role", authorization.role())
@@ -188,38 +227,38 @@ pub fn authorize(
         let _ = session.idle_timeout.set(idle);
         session.touch_input();
         session.tasks.spawn(
-            super::supervisor::watch_idle(session.clone(), idle).instrument(session.span.clone()),
+            super::deadlines::watch_idle(session.clone(), idle).instrument(session.span.clone()),
         );
     }
     if let (Some(grant), Some(expires_at)) = (authorization.grant(), authorization.expires_at()) {
         let _ = session.grant.set(grant);
         session.tasks.spawn(
-            super::supervisor::watch_grant(
+            super::deadlines::watch_grant(
                 session.clone(),
                 grant,
                 expires_at,
-                broker.config.access.warnings(),
+                services.config.access.warnings(),
             )
             .instrument(session.span.clone()),
         );
     }
 
     let task = {
-        let broker = broker.clone();
+        let services = services.clone();
         let session = session.clone();
         let authorization = authorization.clone();
         tokio::spawn(async move {
-            let config = upstream::client_config(&entry, broker.config.server.keepalive_interval);
+            let config = upstream::client_config(&entry, services.config.server.keepalive_interval);
             let result = upstream::connect(
                 &authorization,
                 &entry,
-                &broker.vault,
+                &services.vault,
                 config,
-                broker.config.server.upstream_connect_timeout,
+                services.config.server.upstream_connect_timeout,
                 session.sever.clone(),
             )
             .await;
-            report(&broker, &session, &entry.name, result)
+            report(&services, &session, &entry.name, result)
         })
     };
     Ok(TargetRoute {
@@ -230,7 +269,7 @@ pub fn authorize(
 
 /// Audits the outcome of connecting and turns an error into the user's message.
 fn report(
-    broker: &Broker,
+    services: &Services,
     session: &SessionShared,
     target: &str,
     result: Result<Upstream, UpstreamError>,
@@ -238,7 +277,7 @@ fn report(
     match result {
         Ok(upstream) => {
             let upstream = Arc::new(upstream);
-            broker.audit.record(
+            services.audit.record(
                 session
                     .audit("upstream.connected")
                     .with("address", upstream.address()),
@@ -247,7 +286,7 @@ fn report(
             Ok(upstream)
         }
         Err(error) => {
-            crate::metrics::Metrics::count(&broker.metrics.upstream_failures_total);
+            crate::metrics::Metrics::count(&services.metrics.upstream_failures_total);
             let mut event = session
                 .audit(if matches!(error, UpstreamError::HostKeyMismatch { .. }) {
                     "upstream.host_key_mismatch"
@@ -266,7 +305,7 @@ fn report(
                     .with("expected", expected)
                     .with("presented", presented);
             }
-            broker.audit.record(event);
+            services.audit.record(event);
             tracing::warn!(parent: &session.span, target, %error, "upstream unavailable");
             Err(format!("cannot reach {target}: {error}"))
         }

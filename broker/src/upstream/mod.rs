@@ -18,7 +18,7 @@ use russh::{Preferred, cipher};
 use tokio_util::sync::CancellationToken;
 
 use crate::directory::TargetEntry;
-use crate::session::severable::Severable;
+use crate::net::severable::Severable;
 use crate::vault::{Credential, Vault, VaultError};
 
 /// Why the upstream could not be used. Every message is safe to show the user.

@@ -22,8 +22,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use portcullis::app::Server;
 use portcullis::directory::Directory;
-use portcullis::server::{Broker, Server};
+use portcullis::services::Services;
 use portcullis_tests::{Keypair, Sshd};
 
 struct Options {
@@ -86,7 +87,7 @@ struct Endpoint {
     port: u16,
     known_hosts: PathBuf,
     recordings: PathBuf,
-    broker: Arc<Broker>,
+    services: Arc<Services>,
 }
 
 impl Route {
@@ -387,7 +388,7 @@ fn main() {
         );
     }
     for bastion in &bench.bastions {
-        runtime.block_on(bastion.broker.drain(Duration::from_secs(5)));
+        runtime.block_on(bastion.services.drain(Duration::from_secs(5)));
     }
 }
 
@@ -415,18 +416,18 @@ fn start_bastion(
     );
     let config = portcullis_config::from_toml_str(&config_text).expect("bench config");
     let directory = Directory::from_config(&config).expect("bench identities");
-    let broker = Arc::new(
+    let services = Arc::new(
         runtime
-            .block_on(Broker::open(config, directory, None))
+            .block_on(Services::open(config, directory, None))
             .expect("open the bastion"),
     );
     let credential = portcullis::vault::generate_ed25519("bench").unwrap();
     runtime
-        .block_on(broker.vault.put_private_key("target", &credential, true))
+        .block_on(services.vault.put_private_key("target", &credential, true))
         .unwrap();
     sshd.authorize(&credential.public_key().to_openssh().unwrap());
     let server = runtime
-        .block_on(Server::bind(broker.clone()))
+        .block_on(Server::bind(services.clone()))
         .expect("bind");
     let port = server.local_addr().unwrap().port();
     runtime.spawn(server.run());
@@ -435,7 +436,7 @@ fn start_bastion(
         &known_hosts,
         format!(
             "[127.0.0.1]:{port} {}\n",
-            broker.host_key().public_key().to_openssh().unwrap()
+            services.host_key().public_key().to_openssh().unwrap()
         ),
     )
     .unwrap();
@@ -444,6 +445,6 @@ fn start_bastion(
         port,
         known_hosts,
         recordings: data.join("recordings"),
-        broker,
+        services,
     }
 }

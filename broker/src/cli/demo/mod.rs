@@ -26,7 +26,7 @@ use russh::keys::ssh_key::{LineEnding, PrivateKey};
 
 use super::fail;
 use crate::datadir::write_private_file;
-use crate::server::Broker;
+use crate::services::Services;
 use crate::vault::{Credential, VaultError, generate_ed25519};
 use account::{Account, AccountOrigin};
 
@@ -83,7 +83,7 @@ fn prepare(args: &DemoArgs) -> Result<Demo, String> {
     let sshd_host = key_file(&dir.join("sshd/host_ed25519"), "demo sshd host key")?;
     let sshd_port = free_port()?;
     let token = admin_token(&dir.join("admin-token"))?;
-    let token_hash = crate::front::password::hash(&token)?;
+    let token_hash = crate::credentials::password::hash(&token)?;
     let public = |key: &PrivateKey| key.public_key().to_openssh().map_err(|e| e.to_string());
     let connect_command = format!("ssh -F {} {{login}}", args.dir.join("ssh_config").display());
 
@@ -163,12 +163,12 @@ impl Demo {
             Err(code) => return code,
         };
         runtime.block_on(async {
-            let broker = match Broker::open(loaded.config, directory, super::master_key_env()).await
-            {
-                Ok(broker) => Arc::new(broker),
-                Err(error) => return fail(error),
-            };
-            let credential_key = match demo_credential(&broker).await {
+            let services =
+                match Services::open(loaded.config, directory, super::master_key_env()).await {
+                    Ok(services) => Arc::new(services),
+                    Err(error) => return fail(error),
+                };
+            let credential_key = match demo_credential(&services).await {
                 Ok(public) => public,
                 Err(error) => return fail(error),
             };
@@ -176,7 +176,7 @@ impl Demo {
                 Ok(child) => child,
                 Err(message) => return fail(message),
             };
-            if let Err(message) = self.write_known_hosts(&broker) {
+            if let Err(message) = self.write_known_hosts(&services) {
                 let _ = sshd.kill();
                 return fail(message);
             }
@@ -184,7 +184,7 @@ impl Demo {
             let fingerprint = match crate::admin::tls::load_or_create(
                 None,
                 None,
-                &broker.config.server.data_dir,
+                &services.config.server.data_dir,
                 vec!["localhost".into(), "127.0.0.1".into()],
             ) {
                 Ok(tls) => tls.fingerprint,
@@ -193,7 +193,7 @@ impl Demo {
                     return fail(error);
                 }
             };
-            let result = super::serve::serve_then(broker, || {
+            let result = super::serve::serve_then(services, || {
                 self.print_instructions(&fingerprint);
             })
             .await;
@@ -259,8 +259,8 @@ impl Demo {
         }
     }
 
-    fn write_known_hosts(&self, broker: &Broker) -> Result<(), String> {
-        let host = broker
+    fn write_known_hosts(&self, services: &Services) -> Result<(), String> {
+        let host = services
             .host_key()
             .public_key()
             .to_openssh()
@@ -315,12 +315,15 @@ impl Demo {
 }
 
 /// The demo target's key: kept in the vault across runs, created on the first.
-async fn demo_credential(broker: &Broker) -> Result<String, VaultError> {
-    let key = match broker.vault.get(CREDENTIAL).await {
+async fn demo_credential(services: &Services) -> Result<String, VaultError> {
+    let key = match services.vault.get(CREDENTIAL).await {
         Ok(Credential::PrivateKey(key)) => key.public_key().clone(),
         Ok(Credential::Password(_)) | Err(VaultError::NotFound { .. }) => {
             let key = generate_ed25519("portcullis:demo")?;
-            broker.vault.put_private_key(CREDENTIAL, &key, true).await?;
+            services
+                .vault
+                .put_private_key(CREDENTIAL, &key, true)
+                .await?;
             key.public_key().clone()
         }
         Err(error) => return Err(error),

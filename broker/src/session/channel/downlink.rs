@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::flow::Flow;
 use super::gate::screen::Screen;
 use super::{Downlink, Replies, Start, lock};
-use crate::server::Broker;
+use crate::services::Services;
 use crate::session::{EndReason, Notice, SessionShared, notice};
 
 /// How long the closing message may wait for the client's window.
@@ -41,7 +41,7 @@ pub(super) struct DownlinkTask {
     pub(super) closed: CancellationToken,
     pub(super) flow: Arc<Flow>,
     pub(super) session: Arc<SessionShared>,
-    pub(super) broker: Arc<Broker>,
+    pub(super) services: Arc<Services>,
     /// The bastion's messages for the user (grant warnings).
     pub(super) notices: broadcast::Receiver<Notice>,
 }
@@ -132,7 +132,7 @@ impl DownlinkTask {
                 && active.has_failed()
             {
                 self.recording_failed(&active.failed().await);
-                if self.broker.recordings.on_failure == OnRecordingFailure::Continue {
+                if self.services.recordings.on_failure == OnRecordingFailure::Continue {
                     state.recording = None;
                 }
                 continue;
@@ -284,7 +284,7 @@ impl DownlinkTask {
                 sealed: true,
             };
             if let Err(error) = self
-                .broker
+                .services
                 .state
                 .set_anchor(&crate::anchors::recording(&summary.id), sealed)
                 .await
@@ -299,7 +299,7 @@ impl DownlinkTask {
         self.session
             .open_channels
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        self.broker.audit.record(
+        self.services.audit.record(
             self.session
                 .audit("channel.end")
                 .with("channel", self.id.to_string())
@@ -383,8 +383,8 @@ impl DownlinkTask {
     }
 
     fn recording_failed(&self, failure: &str) {
-        let continuing = self.broker.recordings.on_failure == OnRecordingFailure::Continue;
-        self.broker.audit.record(
+        let continuing = self.services.recordings.on_failure == OnRecordingFailure::Continue;
+        self.services.audit.record(
             self.session
                 .audit("recording.failed")
                 .with("channel", self.id.to_string())
@@ -392,7 +392,7 @@ impl DownlinkTask {
                 .with("continuing_unrecorded", continuing),
         );
         tracing::error!(parent: &self.session.span, error = failure, continuing, "recording failed");
-        crate::metrics::Metrics::count(&self.broker.metrics.recording_errors_total);
+        crate::metrics::Metrics::count(&self.services.metrics.recording_errors_total);
         if !continuing {
             self.session
                 .control

@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{EndReason, SessionShared};
-use crate::server::Broker;
+use crate::services::Services;
 use downlink::{DownlinkTask, downlink};
 use flow::Flow;
 use recording::start_recording;
@@ -177,7 +177,7 @@ pub const BLOCKED_STATUS: u32 = 126;
 /// Only the client's write half is taken: its data reaches the relay through the handler
 /// callbacks (a read half kept but not drained would stall the connection).
 pub fn open_relay(
-    broker: Arc<Broker>,
+    services: Arc<Services>,
     session: Arc<SessionShared>,
     client_write: ChannelWriteHalf<server::Msg>,
     client_handle: server::Handle,
@@ -210,8 +210,8 @@ pub fn open_relay(
             replies: replies.clone(),
             closed: closed.clone(),
             session: session.clone(),
-            record_input: broker.config.recording.input,
-            on_failure: broker.recordings.on_failure,
+            record_input: services.config.recording.input,
+            on_failure: services.recordings.on_failure,
         })
         .instrument(span.clone()),
     );
@@ -227,7 +227,7 @@ pub fn open_relay(
             flow: flow.clone(),
             notices: session.notices.subscribe(),
             session,
-            broker,
+            services,
         })
         .instrument(span),
     );
@@ -323,7 +323,7 @@ impl ChannelRelay {
     /// request upstream.
     pub async fn start(
         &mut self,
-        broker: &Arc<Broker>,
+        services: &Arc<Services>,
         session: &Arc<SessionShared>,
         start: Start,
     ) -> StartOutcome {
@@ -332,10 +332,10 @@ impl ChannelRelay {
             return StartOutcome::Relayed(false);
         }
         self.started = true;
-        if start == Start::Shell && self.pty.is_none() && follows_commands(broker, session) {
-            return self.refuse_shell_without_terminal(broker, session);
+        if start == Start::Shell && self.pty.is_none() && follows_commands(services, session) {
+            return self.refuse_shell_without_terminal(services, session);
         }
-        if let Some(refused) = self.check_command(broker, session, &start) {
+        if let Some(refused) = self.check_command(services, session, &start) {
             return refused;
         }
         let recording = match &start {
@@ -343,7 +343,7 @@ impl ChannelRelay {
             // end, bytes) but not recorded as asciicast.
             Start::Subsystem(_) => None,
             Start::Shell | Start::Exec(_) => {
-                match start_recording(broker, session, &start, self.pty.as_ref()) {
+                match start_recording(services, session, &start, self.pty.as_ref()) {
                     Ok(recording) => recording,
                     Err(message) => return StartOutcome::Refused { message, status: 1 },
                 }
@@ -362,20 +362,20 @@ impl ChannelRelay {
         }
         if let Some(pty) = &self.pty
             && !matches!(start, Start::Subsystem(_))
-            && follows_commands(broker, session)
+            && follows_commands(services, session)
         {
             // A terminal: lines typed into it are read and checked at each Enter.
             let screen = Arc::new(gate::screen::Screen::new(pty.rows, pty.cols));
             let _ = self.downlink.send(Downlink::Screen(screen.clone())).await;
             let _ = self.uplink.send(Uplink::Gate(Box::new(gate::Gate::new(
-                broker.clone(),
+                services.clone(),
                 session.clone(),
                 self.id.to_string(),
                 screen,
                 self.downlink.clone(),
             ))));
         }
-        broker.audit.record(
+        services.audit.record(
             session
                 .audit("channel.start")
                 .with("channel", self.id.to_string())
@@ -411,10 +411,10 @@ impl ChannelRelay {
     /// is refused, with what to use instead.
     fn refuse_shell_without_terminal(
         &self,
-        broker: &Broker,
+        services: &Services,
         session: &SessionShared,
     ) -> StartOutcome {
-        broker.audit.record(
+        services.audit.record(
             session
                 .audit("command")
                 .with("channel", self.id.to_string())
@@ -439,7 +439,7 @@ impl ChannelRelay {
     /// a terminal to ask on, so `warn` and `review` refuse it too, saying where it can run.
     fn check_command(
         &self,
-        broker: &Broker,
+        services: &Services,
         session: &SessionShared,
         start: &Start,
     ) -> Option<StartOutcome> {
@@ -450,7 +450,7 @@ impl ChannelRelay {
         };
         let role = session.role.get().map_or("", String::as_str);
         let target = session.target().unwrap_or_default();
-        let rule = broker.command_rules.evaluate(role, target, line);
+        let rule = services.command_rules.evaluate(role, target, line);
         let action = rule.map_or(CommandAction::Allow, |r| r.action);
         let refusal = match (rule, action) {
             (Some(rule), CommandAction::Deny | CommandAction::Terminate) => {
@@ -472,7 +472,7 @@ impl ChannelRelay {
             (Some(_), CommandAction::Terminate) => "terminated",
             (Some(_), _) => "blocked",
         };
-        broker.audit.record(
+        services.audit.record(
             session
                 .audit("command")
                 .with("channel", self.id.to_string())
@@ -485,7 +485,7 @@ impl ChannelRelay {
                 .with("uncertain", false),
         );
         let message = refusal?;
-        crate::metrics::Metrics::count(&broker.metrics.commands_blocked_total);
+        crate::metrics::Metrics::count(&services.metrics.commands_blocked_total);
         tracing::warn!(parent: &session.span, line = %crate::text::Shown(line), rule = rule.map(|r| r.name.as_str()), "ALERT: command stopped by a rule");
         if let (Some(rule), CommandAction::Terminate) = (rule, action) {
             session.control.end(EndReason::CommandRule {
@@ -549,9 +549,9 @@ impl ChannelRelay {
 
 /// Whether command lines on this session's terminals are read: to enforce rules, or to
 /// audit them (`[recording] commands`).
-fn follows_commands(broker: &Broker, session: &SessionShared) -> bool {
-    broker.config.recording.commands
-        || broker.command_rules.any_for(
+fn follows_commands(services: &Services, session: &SessionShared) -> bool {
+    services.config.recording.commands
+        || services.command_rules.any_for(
             session.role.get().map_or("", String::as_str),
             session.target().unwrap_or_default(),
         )

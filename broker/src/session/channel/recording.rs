@@ -8,13 +8,13 @@ use portcullis_config::OnRecordingFailure;
 use portcullis_recorder::{Header, RecordingHandle, RecordingOptions, SessionFacts};
 
 use super::{PtyRequest, Start};
-use crate::server::Broker;
+use crate::services::Services;
 use crate::session::SessionShared;
 
 /// Creates the channel's recording. `Ok(None)`: it could not be created but policy lets the
 /// session continue unrecorded. `Err`: it could not, and the channel must not start.
 pub(super) fn start_recording(
-    broker: &Broker,
+    services: &Services,
     session: &SessionShared,
     start: &Start,
     pty: Option<&PtyRequest>,
@@ -56,7 +56,7 @@ pub(super) fn start_recording(
             client: session.client.to_string(),
         }),
     };
-    let settings = &broker.recordings;
+    let settings = &services.recordings;
     match portcullis_recorder::start(
         &settings.dir,
         &id,
@@ -72,7 +72,7 @@ pub(super) fn start_recording(
                 sealed: false,
             };
             if let Err(error) = crate::anchors::set(
-                broker.state.as_ref(),
+                services.state.as_ref(),
                 &crate::anchors::recording(&id),
                 opened,
             ) {
@@ -82,7 +82,7 @@ pub(super) fn start_recording(
         }
         Err(error) => {
             let continuing = settings.on_failure == OnRecordingFailure::Continue;
-            broker.audit.record(
+            services.audit.record(
                 session
                     .audit("recording.failed")
                     .with("recording", &id)
@@ -90,7 +90,7 @@ pub(super) fn start_recording(
                     .with("continuing_unrecorded", continuing),
             );
             tracing::error!(parent: &session.span, %error, continuing, "cannot start a recording");
-            crate::metrics::Metrics::count(&broker.metrics.recording_errors_total);
+            crate::metrics::Metrics::count(&services.metrics.recording_errors_total);
             if continuing {
                 Ok(None)
             } else {

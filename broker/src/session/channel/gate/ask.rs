@@ -48,14 +48,14 @@ impl Gate {
         rule: &CommandRule,
     ) -> Result<Verdict, Stop> {
         let approvers = if rule.approvers.is_empty() {
-            self.broker.policy.approvers_of(&self.role)
+            self.services.policy.approvers_of(&self.role)
         } else {
             rule.approvers.clone()
         };
-        let wait = self.broker.config.access.approval_wait;
+        let wait = self.services.config.access.approval_wait;
         let user = self.session.user().unwrap_or_default().to_owned();
         let request = match crate::access::jit::hold_command(
-            &self.broker,
+            &self.services,
             &self.session.id,
             &user,
             &self.target,
@@ -79,7 +79,7 @@ impl Gate {
             }
         };
         let id = request.id;
-        self.broker.audit.record(
+        self.services.audit.record(
             self.session
                 .audit("request.created")
                 .with("request", id)
@@ -94,7 +94,7 @@ impl Gate {
             approvers.join(", ")
         ))
         .await;
-        let decided = crate::access::jit::decided(&self.broker, id);
+        let decided = crate::access::jit::decided(&self.services, id);
         tokio::pin!(decided);
         let deadline = tokio::time::sleep(wait);
         tokio::pin!(deadline);
@@ -106,12 +106,12 @@ impl Gate {
                 keys = self.next_keys(io) => {
                     let interrupted = keys.as_ref().is_none_or(|k| k.contains(&0x03));
                     if interrupted {
-                        let _ = crate::access::jit::cancel(&self.broker, id, &user).await;
+                        let _ = crate::access::jit::cancel(&self.services, id, &user).await;
                         break RequestState::Cancelled;
                     }
                 }
                 () = &mut deadline => {
-                    let _ = crate::access::jit::cancel(&self.broker, id, &user).await;
+                    let _ = crate::access::jit::cancel(&self.services, id, &user).await;
                     break RequestState::Expired;
                 }
                 () = self.session.control.ended() => return Err(Stop),

@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 use super::flow::Flow;
 use super::{Downlink, Uplink};
 use crate::metrics::Metrics;
-use crate::server::Broker;
+use crate::services::Services;
 use crate::session::{EndReason, SessionShared};
 use keys::{Key, KeyLine};
 use screen::Screen;
@@ -69,7 +69,7 @@ pub(super) struct Stop;
 
 /// The gate of one terminal channel.
 pub(super) struct Gate {
-    broker: Arc<Broker>,
+    services: Arc<Services>,
     session: Arc<SessionShared>,
     channel: String,
     role: String,
@@ -129,7 +129,7 @@ enum Verdict {
 
 impl Gate {
     pub(super) fn new(
-        broker: Arc<Broker>,
+        services: Arc<Services>,
         session: Arc<SessionShared>,
         channel: String,
         screen: Arc<Screen>,
@@ -138,7 +138,7 @@ impl Gate {
         Self {
             role: session.role.get().cloned().unwrap_or_default(),
             target: session.target().unwrap_or_default().to_owned(),
-            broker,
+            services,
             session,
             channel,
             screen,
@@ -273,7 +273,7 @@ impl Gate {
     async fn note_unchecked(&mut self) {
         self.settle().await;
         let readings = self.screen_readings();
-        let Some((rule, met)) = self.broker.command_rules.evaluate_readings(
+        let Some((rule, met)) = self.services.command_rules.evaluate_readings(
             &self.role,
             &self.target,
             readings.iter().map(String::as_str),
@@ -305,7 +305,11 @@ impl Gate {
     /// only auditing is on, it passes, audited as unchecked (false).
     async fn edit_and_run_refused(&mut self, io: &mut GateIo<'_>) -> Result<bool, Stop> {
         let reading = self.reading();
-        if !self.broker.command_rules.any_for(&self.role, &self.target) {
+        if !self
+            .services
+            .command_rules
+            .any_for(&self.role, &self.target)
+        {
             self.audit(&reading, None, CommandAction::Allow, "unchecked");
             return Ok(false);
         }
@@ -515,7 +519,12 @@ impl Gate {
         tracing::debug!(reading = ?self.reading(), prompt = ?self.prompt, typeahead = self.typeahead, "line submitted");
         self.flush_held(io, false).await;
         let reading = self.reading();
-        if self.keys.overflowed() && self.broker.command_rules.any_for(&self.role, &self.target) {
+        if self.keys.overflowed()
+            && self
+                .services
+                .command_rules
+                .any_for(&self.role, &self.target)
+        {
             self.audit(&reading, None, CommandAction::Deny, "unreadable");
             self.tell(&format!(
                 "this line is longer than the {} characters the bastion can check; it was not run",
@@ -526,7 +535,10 @@ impl Gate {
         }
         if (!caught_up || self.typeahead)
             && self.keys.reading().is_none()
-            && self.broker.command_rules.any_for(&self.role, &self.target)
+            && self
+                .services
+                .command_rules
+                .any_for(&self.role, &self.target)
         {
             // Completion or history made the line, and the screen has not shown it yet, or
             // cannot be trusted to (typed ahead): what would run cannot be read, so it does
@@ -546,7 +558,7 @@ impl Gate {
         if reading.candidates.is_empty() {
             return Ok(Verdict::Run);
         }
-        let rules = &self.broker.command_rules;
+        let rules = &self.services.command_rules;
         let matched = rules.evaluate_readings(
             &self.role,
             &self.target,
@@ -606,7 +618,7 @@ impl Gate {
 
     async fn blocked(&self, io: &GateIo<'_>, reading: &Reading, rule: &CommandRule, outcome: &str) {
         self.audit(reading, Some(rule), rule.action, outcome);
-        Metrics::count(&self.broker.metrics.commands_blocked_total);
+        Metrics::count(&self.services.metrics.commands_blocked_total);
         tracing::warn!(
             parent: &self.session.span,
             rule = %rule.name,
@@ -628,7 +640,7 @@ impl Gate {
         action: CommandAction,
         outcome: &str,
     ) {
-        self.broker.audit.record(
+        self.services.audit.record(
             self.session
                 .audit("command")
                 .with("channel", &self.channel)

@@ -1,0 +1,8 @@
+//! Connections below SSH: which ones are admitted (pre-login slots per address and in all,
+//! session permits), and the stream wrapper that lets a session cut its connections.
+//!
+//! * [`admission`]: the two connection budgets.
+//! * [`severable`]: a stream the session can cut whatever state the SSH library is in.
+
+pub mod admission;
+pub mod severable;
