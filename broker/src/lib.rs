@@ -6,9 +6,12 @@
 //! app::Server (accept) ── net::admission (pre-login slot) ──▶ front::connection::run
 //!   └─ russh server ── front::FrontHandler (thin adapter)
 //!        ├─ front::auth ── credentials (password, TOTP, throttle) ── session permit
-//!        ├─ session::route ── policy check → Authorization → upstream (pinned key, vault)
-//!        ├─ session::channel ── relay per channel (uplink, downlink, gate, recording)
-//!        └─ session::{menu, activation, prompt} ── the bastion's own terminal app
+//!        └─ Event (bounded queue) ──▶ session::owner::Owner (one task per connection)
+//!             ├─ session::route ── session::authorize (the one policy check)
+//!             │                      → Authorization → upstream (pinned key, vault)
+//!             ├─ session::channel ── relay per channel (uplink, downlink, gate, recording)
+//!             └─ session::{menu, activation, prompt} ── the bastion's own terminal app
+//!        session::guard ◀── change feed: re-authorizes, ends the session on a no
 //! access (just-in-time operations, locks) ──▶ portcullis_state (rows, change feed)
 //! live::SessionShared ◀── registry, watch, metrics, ops (kill)
 //! audit ◀── every step (anchored by `anchors`);  vault ◀── credentials upstream

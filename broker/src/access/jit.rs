@@ -16,7 +16,6 @@ use super::AccessError;
 use crate::audit::AuditEvent;
 use crate::credentials::throttle::{Method, ThrottleKey};
 use crate::credentials::totp;
-use crate::live::EndReason;
 use crate::metrics::Metrics;
 use crate::services::Services;
 use crate::text::Shown;
@@ -639,6 +638,8 @@ pub async fn revoke(
     if owner.is_some_and(|owner| record.grant.user != owner) {
         return Err(AccessError::NotYours(id));
     }
+    // Counted before the revocation is published: from then on their guards end them.
+    let ending = sessions_on(services, id);
     if (!record.grant.is_active(now) && record.grant.starts_at <= now)
         || !services.state.revoke_grant(id, by, reason, now).await?
     {
@@ -654,16 +655,7 @@ pub async fn revoke(
             .with("by", by)
             .with("reason", reason),
     );
-    let ended = end_sessions_of(
-        services,
-        id,
-        EndReason::GrantRevoked {
-            grant: id,
-            by: by.to_owned(),
-            reason: reason.to_owned(),
-        },
-    );
-    Ok((record, ended))
+    Ok((record, ending))
 }
 
 /// Security has reviewed break-glass grant `id`.
@@ -689,10 +681,10 @@ pub async fn acknowledge(
     Ok(record)
 }
 
-/// Closes requests and grants that ran out by `now`, audits them, and ends sessions still
-/// resting on an expired grant (each session also watches its own grant; this catches
-/// what a clock jump or a restart would otherwise leave). Each is closed once, however
-/// many passes (or nodes) find it.
+/// Closes requests and grants that ran out by `now` and audits them; sessions still resting
+/// on an expired grant end when their guards see it closed (each session also watches its
+/// own grant's deadline; this catches what a clock jump would otherwise leave). Each is
+/// closed once, however many passes (or nodes) find it.
 pub async fn expire_due(services: &Services, now: SystemTime) -> Result<(), AccessError> {
     for request in services.state.pending_requests().await? {
         if request.is_open(now)
@@ -722,11 +714,6 @@ pub async fn expire_due(services: &Services, now: SystemTime) -> Result<(), Acce
                 .with("target", &grant.target)
                 .with("expired_at", rfc3339(grant.expires_at)),
         );
-        end_sessions_of(
-            services,
-            grant.id,
-            EndReason::GrantExpired { grant: grant.id },
-        );
     }
     Ok(())
 }
@@ -747,14 +734,12 @@ pub async fn expire_periodically(services: std::sync::Arc<Services>) {
     }
 }
 
-/// Ends the live sessions resting on grant `id`; returns how many.
-fn end_sessions_of(services: &Services, id: u64, reason: EndReason) -> usize {
-    let mut ended = 0;
-    for session in services.registry.list() {
-        if session.grant.get() == Some(&id) && !session.control.is_ending() {
-            session.control.end(reason.clone());
-            ended += 1;
-        }
-    }
-    ended
+/// How many of this node's live sessions rest on grant `id` (once it ends, each one's guard
+/// sees that on the change feed and ends its session).
+fn sessions_on(services: &Services, id: u64) -> usize {
+    services.registry.with_all(|sessions| {
+        sessions
+            .filter(|session| session.grant.get() == Some(&id) && !session.control.is_ending())
+            .count()
+    })
 }

@@ -1,6 +1,6 @@
 //! Locks placed by security: kept by the state store (they survive restarts and reach every
 //! node), placed and lifted here with an audit record each; placing one ends the user's
-//! live sessions.
+//! live sessions (their guards see it on the change feed).
 
 use std::time::SystemTime;
 
@@ -9,8 +9,6 @@ use portcullis_state::StateError;
 
 use super::AccessError;
 use crate::audit::AuditEvent;
-use crate::live::EndReason;
-use crate::metrics::Metrics;
 use crate::services::Services;
 
 /// The user's lock, if one holds at `now`.
@@ -28,7 +26,7 @@ pub async fn list(services: &Services, now: SystemTime) -> Result<Vec<Lock>, Sta
 }
 
 /// Locks a user: their live sessions end now and new logins are refused until `until`
-/// (or an unlock). Returns how many live sessions were ended.
+/// (or an unlock). Returns how many of this node's live sessions are ending.
 pub async fn lock(
     services: &Services,
     user: &str,
@@ -43,6 +41,14 @@ pub async fn lock(
     if services.directory.user(user).is_none() {
         return Err(AccessError::NoSuchUser(user.to_owned()));
     }
+    // Counted before the lock is published: from then on each live session's guard sees it
+    // on the change feed and ends its session (on every node).
+    let ending = services
+        .registry
+        .of_user(user)
+        .iter()
+        .filter(|session| !session.control.is_ending())
+        .count();
     services
         .state
         .place_lock(Lock {
@@ -63,15 +69,7 @@ pub async fn lock(
                 until.map(|u| humantime::format_rfc3339_seconds(u).to_string()),
             ),
     );
-    let sessions = services.registry.of_user(user);
-    for session in &sessions {
-        Metrics::count(&services.metrics.sessions_killed_total);
-        session.control.end(EndReason::Locked {
-            by: by.to_owned(),
-            reason: reason.to_owned(),
-        });
-    }
-    Ok(sessions.len())
+    Ok(ending)
 }
 
 /// Lifts a user's lock.

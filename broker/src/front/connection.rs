@@ -1,10 +1,12 @@
-//! The per-connection task: runs the SSH session, waits for it to end or be ended, and
-//! always finishes it (channels drained, recordings sealed, upstream closed, audit written).
+//! The per-connection task: runs the SSH session (the russh loop with its thin handler, and
+//! the session's [`Owner`]), waits for it to end or be ended, and always finishes it
+//! (channels drained, recordings sealed, upstream closed, audit written).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::FrontHandler;
@@ -13,6 +15,8 @@ use crate::live::{EndReason, SessionShared};
 use crate::net::admission::PreAuthSlot;
 use crate::net::severable::Severable;
 use crate::services::Services;
+use crate::session::events::EVENT_QUEUE;
+use crate::session::owner::Owner;
 
 /// How long channels get to tell the client why and seal their recordings.
 const CHANNEL_DRAIN: Duration = Duration::from_secs(5);
@@ -41,7 +45,15 @@ pub async fn run(
         }
         tracing::debug!("connection accepted");
         let stream = Severable::new(stream, session.sever.clone());
-        let handler = FrontHandler::new(services.clone(), session.clone());
+        // The handler turns callbacks into events; the owner, a task of its own, acts on
+        // them (and on the change feed) until the handler is gone or the session ends.
+        let (events, queue) = mpsc::channel(EVENT_QUEUE);
+        let handler = FrontHandler::new(services.clone(), session.clone(), events);
+        tokio::spawn(
+            Owner::new(services.clone(), session.clone())
+                .run(queue)
+                .instrument(session.span.clone()),
+        );
         // russh reads the client's version line before it returns: a connection that sends
         // nothing gives its pre-login slot back after `banner_timeout`.
         let started = tokio::time::timeout(

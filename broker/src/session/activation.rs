@@ -413,15 +413,9 @@ async fn connect(
     let user = session.user().unwrap_or_default();
     let target = &pending.eligibility.target;
     let now = SystemTime::now();
-    let grants = jit_ops::active_grants(services, user, now)
+    let authorization = super::authorize::target(services, user, target, now)
         .await
-        .map_err(|e| AccessError::from(e).to_string())?;
-    let lock = crate::access::locks::active(services, user, now)
-        .await
-        .map_err(|e| AccessError::from(e).to_string())?;
-    let authorization = services
-        .policy
-        .check(user, target, lock.as_ref(), &grants, now)
+        .map_err(|e| AccessError::from(e).to_string())?
         .map_err(|denied| format!("no access to {target}: {denied}"))?;
     let mut target_route = route::authorize(services, session, authorization.clone())?;
     let upstream = target_route.upstream().await?;
@@ -513,10 +507,15 @@ async fn relay(
     relay.close().await;
 }
 
-/// Spawns the dialog as one of the session's tasks.
-pub fn spawn(dialog: Dialog) {
+/// Spawns the dialog as one of the session's tasks; `done` is cancelled when it ends (the
+/// channel is closed by then).
+pub fn spawn(dialog: Dialog, done: tokio_util::sync::CancellationToken) {
     let session = dialog.session.clone();
-    session
-        .tasks
-        .spawn(run(dialog).instrument(session.span.clone()));
+    session.tasks.spawn(
+        async move {
+            run(dialog).await;
+            done.cancel();
+        }
+        .instrument(session.span.clone()),
+    );
 }

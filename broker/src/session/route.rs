@@ -130,11 +130,11 @@ pub async fn decide(
     login: &Login,
 ) -> Route {
     let now = SystemTime::now();
-    let lock = match crate::access::locks::active(services, &login.user, now).await {
-        Ok(lock) => lock,
+    let may_log_in = match super::authorize::login(services, &login.user, now).await {
+        Ok(verdict) => verdict,
         Err(error) => return unavailable(session, error),
     };
-    if let Err(denied) = services.policy.check_login(&login.user, lock.as_ref(), now) {
+    if let Err(denied) = may_log_in {
         services.audit.record(
             session
                 .audit("access.denied")
@@ -162,17 +162,11 @@ pub async fn decide(
         }
         Destination::Target(target) => target,
     };
-    let grants = match crate::access::jit::active_grants(services, &login.user, now).await {
-        Ok(grants) => grants,
+    let verdict = match super::authorize::target(services, &login.user, target, now).await {
+        Ok(verdict) => verdict,
         Err(error) => return unavailable(session, error),
     };
-    let authorization = match services.policy.check(
-        &login.user,
-        target,
-        lock.as_ref(),
-        &grants,
-        now,
-    ) {
+    let authorization = match verdict {
         Ok(authorization) => authorization,
         Err(Denied::NeedsActivation(eligibility)) => {
             services.audit.record(

@@ -48,6 +48,21 @@ pub struct SqliteStore {
     path: PathBuf,
     jobs: mpsc::Sender<Job>,
     feed: broadcast::Sender<Change>,
+    /// The connection's thread, joined on drop: once the store is gone, the database file
+    /// is closed (checkpointed) and another process or store may take it over.
+    worker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread once the jobs already asked for have run.
+        drop(std::mem::replace(&mut self.jobs, mpsc::channel().0));
+        if let Some(worker) = self.worker.take()
+            && worker.thread().id() != std::thread::current().id()
+        {
+            let _ = worker.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -87,7 +102,7 @@ impl SqliteStore {
             .map_err(sqlite)?;
         migrations::apply(&mut connection, path)?;
         let (jobs, queue) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let worker = std::thread::Builder::new()
             .name("portcullis-state".into())
             .spawn(move || {
                 // Ends when the store (the only sender) is dropped.
@@ -103,6 +118,7 @@ impl SqliteStore {
             path: path.to_owned(),
             jobs,
             feed: broadcast::channel(FEED_CAPACITY).0,
+            worker: Some(worker),
         })
     }
 

@@ -153,6 +153,8 @@ pub struct ChannelRelay {
     downlink: mpsc::Sender<Downlink>,
     pty: Option<PtyRequest>,
     started: bool,
+    /// Cancelled once the channel has ended (the downlink's last act).
+    closed: CancellationToken,
 }
 
 /// What happened to a start request (shell, exec, subsystem).
@@ -223,7 +225,7 @@ pub fn open_relay(
             client_handle,
             control: downlink_rx,
             replies,
-            closed,
+            closed: closed.clone(),
             flow: flow.clone(),
             notices: session.notices.subscribe(),
             session,
@@ -239,10 +241,16 @@ pub fn open_relay(
         downlink: downlink_tx,
         pty: None,
         started: false,
+        closed,
     }
 }
 
 impl ChannelRelay {
+    /// Whether the channel has ended (the bastion closed it toward the client).
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
     async fn request(&self, request: Request) -> bool {
         let (reply, answer) = oneshot::channel();
         if self

@@ -1,0 +1,34 @@
+//! The one policy check of a session: may this user reach this target now, with the locks
+//! and grants the state store holds? Routing asks it at login, an activation asks it once
+//! its grant exists, and a live session asks it again whenever the change feed says
+//! something that matters to it changed.
+
+use std::time::SystemTime;
+
+use portcullis_policy::{Authorization, Denied};
+use portcullis_state::StateError;
+
+use crate::access::{jit, locks};
+use crate::services::Services;
+
+/// The policy's verdict, or the state store's failure (then nothing is allowed).
+pub type Verdict = Result<Result<Authorization, Denied>, StateError>;
+
+/// May `user` reach `target` at `now`?
+pub async fn target(services: &Services, user: &str, target: &str, now: SystemTime) -> Verdict {
+    let lock = locks::active(services, user, now).await?;
+    let grants = jit::active_grants(services, user, now).await?;
+    Ok(services
+        .policy
+        .check(user, target, lock.as_ref(), &grants, now))
+}
+
+/// May `user` use the bastion at all at `now` (their own menu, a login without a target)?
+pub async fn login(
+    services: &Services,
+    user: &str,
+    now: SystemTime,
+) -> Result<Result<(), Denied>, StateError> {
+    let lock = locks::active(services, user, now).await?;
+    Ok(services.policy.check_login(user, lock.as_ref(), now))
+}
