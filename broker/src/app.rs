@@ -1,13 +1,19 @@
-//! The bastion as a running service: the front door bound to its listener, accepting until
-//! shutdown. [`Server::bind`] binds the configured address (or [`Server::on`] takes one
-//! already bound: tests use port 0); [`Server::run`] accepts, admits each connection to a
-//! pre-login slot and hands it to [`crate::front::connection::run`].
+//! The bastion as a running service. [`serve`] binds the front door and the admin API, runs
+//! them with the expiry pass until told to stop, then drains sessions; the command line
+//! tells it to stop on a signal, an in-process test when it is done. [`Server::bind`] binds
+//! the configured address (or [`Server::on`] takes one already bound: tests use port 0);
+//! [`Server::run`] accepts, admits each connection to a pre-login slot and hands it to
+//! [`crate::front::connection::run`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use russh::keys::ssh_key::HashAlg;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::AdminServer;
 
 use crate::audit::AuditEvent;
 use crate::metrics::Metrics;
@@ -115,4 +121,97 @@ fn refused_connection(services: &Services, client: SocketAddr, crowded: Crowded)
         };
         tracing::warn!(%client, why, "connection closed at accept (more are counted in portcullis_connections_refused_total)");
     }
+}
+
+/// Where a serving bastion listens.
+#[derive(Debug, Clone)]
+pub struct Listening {
+    /// The SSH front door.
+    pub ssh: SocketAddr,
+    /// The admin API and its certificate's fingerprint, when `[admin]` is on.
+    pub admin: Option<(SocketAddr, String)>,
+}
+
+/// How far shutdown has gone: told once, sessions drain within the grace period; told
+/// twice, the bastion exits without waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stop {
+    /// Serving.
+    Running,
+    /// Drain: stop accepting, end sessions, wait up to `shutdown_grace`.
+    Drain,
+    /// Stop waiting for sessions.
+    Now,
+}
+
+/// Binds, calls `ready` once everything listens, serves until `stop` says drain, then
+/// drains. The stable `portcullis: listening on …` lines go to stderr (scripts and tests
+/// wait for them).
+pub async fn serve(
+    services: Arc<Services>,
+    ready: impl FnOnce(&Listening),
+    mut stop: watch::Receiver<Stop>,
+) -> Result<(), String> {
+    let server = Server::bind(services.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let admin = match services.config.admin.listen {
+        Some(listen) => {
+            Some(AdminServer::bind(services.clone(), listen).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    let listening = Listening {
+        ssh: server.local_addr().map_err(|e| e.to_string())?,
+        admin: match &admin {
+            Some(admin) => Some((
+                admin.local_addr().map_err(|e| e.to_string())?,
+                admin.fingerprint.clone(),
+            )),
+            None => None,
+        },
+    };
+    if let Some((address, fingerprint)) = &listening.admin {
+        eprintln!("portcullis: admin API on https://{address} (certificate {fingerprint})");
+    }
+    eprintln!(
+        "portcullis: listening on {} (host key {})",
+        listening.ssh,
+        services
+            .host_key()
+            .public_key()
+            .fingerprint(HashAlg::Sha256)
+    );
+    ready(&listening);
+    let accepting = tokio::spawn(server.run());
+    let janitor = tokio::spawn(crate::access::jit::expire_periodically(services.clone()));
+    let api = admin.map(|admin| {
+        tokio::spawn(async move {
+            if let Err(error) = admin.run().await {
+                tracing::error!(%error, "the admin API stopped");
+            }
+        })
+    });
+
+    // A sender gone counts as "drain": nobody is left to say otherwise.
+    let _ = stop.wait_for(|stop| *stop >= Stop::Drain).await;
+    let grace = services.config.server.shutdown_grace;
+    tracing::info!(grace = %humantime::format_duration(grace), "shutting down");
+    // Told to stop at once or not, accepting ends and sessions are told to end now.
+    services.shutdown.cancel();
+    let drained = tokio::select! {
+        drained = services.drain(grace) => drained,
+        _ = stop.wait_for(|stop| *stop >= Stop::Now) => false,
+    };
+    let _ = accepting.await;
+    let _ = janitor.await;
+    if let Some(api) = api {
+        let _ = api.await;
+    }
+    if drained {
+        tracing::info!("all sessions finished; bye");
+    } else {
+        tracing::warn!("exiting with sessions still open");
+    }
+    Ok(())
 }

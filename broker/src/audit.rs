@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use portcullis_policy::Clock;
 use portcullis_recorder::chain::{Chain, ChainKey, parse_tag, tags_equal};
 use serde::Serialize;
 
@@ -108,6 +109,7 @@ pub enum AuditError {
 pub struct AuditLog {
     path: PathBuf,
     inner: Mutex<Writer>,
+    clock: Arc<dyn Clock>,
 }
 
 struct Writer {
@@ -141,6 +143,7 @@ impl AuditLog {
         path: &Path,
         key: ChainKey,
         state: Option<Arc<dyn StateStore>>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, AuditError> {
         let error = |source| AuditError::Io {
             path: path.to_owned(),
@@ -177,6 +180,7 @@ impl AuditLog {
                 count: scan.lines,
                 state,
             }),
+            clock,
         };
         if restart {
             log.record(AuditEvent::new(RESTART_EVENT).with(
@@ -216,7 +220,7 @@ impl AuditLog {
     }
 
     fn try_record(&self, event: &AuditEvent) -> io::Result<()> {
-        let body = event.render(SystemTime::now());
+        let body = event.render(self.clock.now());
         let mut writer = self
             .inner
             .lock()
@@ -497,13 +501,14 @@ pub fn verify_log(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use portcullis_policy::SystemClock;
 
     fn key() -> ChainKey {
         ChainKey::new(b"audit key")
     }
 
     fn sample(path: &Path) {
-        let log = AuditLog::open(path, key(), None).unwrap();
+        let log = AuditLog::open(path, key(), None, SystemClock::shared()).unwrap();
         log.record(
             AuditEvent::new("auth.success")
                 .with("user", "alice")
@@ -615,7 +620,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let state = anchored(dir.path());
-        let log = AuditLog::open(&path, key(), Some(state.clone())).unwrap();
+        let log = AuditLog::open(&path, key(), Some(state.clone()), SystemClock::shared()).unwrap();
         for n in 0..4 {
             log.record(AuditEvent::new("session.start").with("n", n));
         }
@@ -642,7 +647,7 @@ mod tests {
             "{verdict:?}"
         );
         // Reopened, the log says so in itself, and verify keeps saying so.
-        let log = AuditLog::open(&path, key(), Some(state.clone())).unwrap();
+        let log = AuditLog::open(&path, key(), Some(state.clone()), SystemClock::shared()).unwrap();
         log.record(AuditEvent::new("session.start"));
         drop(log);
         let anchor = anchors::get(state.as_ref(), anchors::AUDIT)
@@ -663,13 +668,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let state = anchored(dir.path());
-        let log = AuditLog::open(&path, key(), Some(state.clone())).unwrap();
+        let log = AuditLog::open(&path, key(), Some(state.clone()), SystemClock::shared()).unwrap();
         log.record(AuditEvent::new("session.start").with("user", "alice"));
         log.record(AuditEvent::new("session.end").with("user", "alice"));
         drop(log);
         // An older copy of the log (one genuine line) with one genuine line of its own.
         let other = dir.path().join("other.jsonl");
-        let log = AuditLog::open(&other, key(), None).unwrap();
+        let log = AuditLog::open(&other, key(), None, SystemClock::shared()).unwrap();
         log.record(AuditEvent::new("session.start").with("user", "alice"));
         log.record(AuditEvent::new("server.stop"));
         drop(log);

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use portcullis_policy::Clock;
+
 use portcullis_recorder::RecordingHandle;
 
 use crate::text::Shown;
@@ -228,10 +230,10 @@ pub struct SessionShared {
     pub id: String,
     /// The client's address.
     pub client: SocketAddr,
-    /// When the connection was accepted.
-    pub started: Instant,
-    /// Wall-clock start.
+    /// When the connection was accepted (on the bastion's clock).
     pub started_at: SystemTime,
+    /// The bastion's clock (the session's deadlines and idle time are measured on it).
+    pub clock: Arc<dyn Clock>,
     /// Ends the session.
     pub control: SessionControl,
     /// Set once, at authentication.
@@ -244,9 +246,9 @@ pub struct SessionShared {
     pub bytes_from_client: AtomicU64,
     /// Bytes from upstream relayed to the client.
     pub bytes_to_client: AtomicU64,
-    /// Milliseconds after `started` of the user's last input (for the idle timeout).
+    /// Milliseconds after `started_at` of the user's last input (for the idle timeout).
     pub last_input_ms: AtomicU64,
-    /// Milliseconds after `started` of the last output to the user.
+    /// Milliseconds after `started_at` of the last output to the user.
     pub last_output_ms: AtomicU64,
     /// The role's idle timeout, once a target was authorized.
     pub idle_timeout: OnceLock<Duration>,
@@ -314,6 +316,7 @@ impl SessionShared {
         client: SocketAddr,
         shutdown: &CancellationToken,
         slot: crate::net::admission::PreAuthSlot,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             span: tracing::info_span!(
@@ -325,8 +328,8 @@ impl SessionShared {
             ),
             id,
             client,
-            started: Instant::now(),
-            started_at: SystemTime::now(),
+            started_at: clock.now(),
+            clock,
             control: SessionControl::child_of(shutdown),
             identity: OnceLock::new(),
             upstream_login: OnceLock::new(),
@@ -359,7 +362,7 @@ impl SessionShared {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let notice = Notice {
             seq: last.as_ref().map_or(1, |n| n.seq + 1),
-            at: Instant::now(),
+            at: self.clock.instant(),
             text: Arc::from(text),
         };
         *last = Some(notice.clone());
@@ -372,7 +375,7 @@ impl SessionShared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
-            .filter(|n| n.at.elapsed() < Notice::FRESH)
+            .filter(|n| self.clock.instant() - n.at < Notice::FRESH)
     }
 
     /// The next recording id of this session: `<session>-<n>`.
@@ -384,18 +387,27 @@ impl SessionShared {
     /// Notes input from the user now.
     pub fn touch_input(&self) {
         self.last_input_ms
-            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            .store(self.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Notes output to the user now.
     pub fn touch_output(&self) {
         self.last_output_ms
-            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            .store(self.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// When the user last typed (or the session started).
-    pub fn last_input(&self) -> Instant {
-        self.started + Duration::from_millis(self.last_input_ms.load(Ordering::Relaxed))
+    /// How long the session has run (on the bastion's clock).
+    pub fn elapsed(&self) -> Duration {
+        self.clock
+            .now()
+            .duration_since(self.started_at)
+            .unwrap_or_default()
+    }
+
+    /// When the session is `idle` without input, as things stand: a fixed instant, moved
+    /// by each keystroke.
+    pub fn idle_deadline(&self, idle: Duration) -> SystemTime {
+        self.started_at + Duration::from_millis(self.last_input_ms.load(Ordering::Relaxed)) + idle
     }
 
     /// The recording a watcher should see: the first with a terminal, else the latest.

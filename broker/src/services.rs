@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_config::{Config, OnRecordingFailure};
-use portcullis_policy::{CommandRules, Policy};
+use portcullis_policy::{Clock, CommandRules, Policy};
 use portcullis_recorder::ChainKey;
 use portcullis_state::{SqliteStore, StateError, StateStore};
 use russh::keys::PrivateKey;
@@ -117,6 +117,8 @@ pub struct Services {
     pub sessions: TaskTracker,
     /// The address the front door actually listens on, once bound.
     pub listening: std::sync::OnceLock<SocketAddr>,
+    /// Where time comes from (the system's, or a test's manual clock).
+    pub clock: Arc<dyn Clock>,
     host_key: PrivateKey,
 }
 
@@ -128,11 +130,13 @@ impl std::fmt::Debug for Services {
 
 impl Services {
     /// Prepares the data directory, vault, audit log and host key for `config`.
-    /// `master_key_env` is the value of `PORTCULLIS_MASTER_KEY`, if set.
+    /// `master_key_env` is the value of `PORTCULLIS_MASTER_KEY`, if set; every time the
+    /// bastion reads or waits for comes from `clock`.
     pub async fn open(
         config: Config,
         directory: Directory,
         master_key_env: Option<String>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         let data = DataDir::from_config(&config);
         let fixed = data.create().map_err(|source| StartError::DataDir {
@@ -151,6 +155,7 @@ impl Services {
             &data.audit_log(),
             vault.derived_key(AUDIT_KEY_LABEL),
             Some(state.clone()),
+            clock.clone(),
         )?;
         let host_key = hostkey::load_or_create(&data.host_key())?;
         let recordings = RecordingSettings {
@@ -175,6 +180,7 @@ impl Services {
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
             listening: std::sync::OnceLock::new(),
+            clock,
             directory,
             vault,
             state,

@@ -8,11 +8,15 @@
 //! * [`access`]: roles → who may reach what; the [`Authorization`] proof type.
 //! * [`jit`]: just-in-time access: eligibility, activation, approval, grants.
 //! * [`commands`]: command control: the rule a command line meets.
+//! * [`clock`]: where the bastion's time comes from ([`SystemClock`], or a [`ManualClock`]
+//!   that tests advance).
 //!
-//! No I/O and no clock of its own: the caller passes `now`, so every decision is a pure
-//! function of (config, inputs, time) and is tested exhaustively.
+//! No I/O and no clock read inside a decision: the caller passes `now` (from its
+//! [`Clock`]), so every decision is a pure function of (config, inputs, time) and is tested
+//! exhaustively.
 
 pub mod access;
+pub mod clock;
 pub mod commands;
 pub mod jit;
 
@@ -20,6 +24,7 @@ pub mod jit;
 pub use portcullis_config::glob;
 
 pub use access::{Authorization, Denied, Lock, Policy, PolicyError, Reachable};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use commands::{CommandRule, CommandRules, sample_rules_toml};
 pub use jit::{
     ActivationError, ActivationPath, Eligibility, Grant, Request, RequestKind, RequestState,

@@ -23,5 +23,6 @@ pub use asciicast::{Header, SessionFacts};
 pub use chain::{Chain, ChainKey};
 pub use verify::{Verdict, verify_file};
 pub use writer::{
-    OutputBatch, RecordingError, RecordingHandle, RecordingOptions, Subscription, Summary, start,
+    OutputBatch, RecordingError, RecordingHandle, RecordingOptions, Subscription, Summary,
+    TimeSource, start,
 };

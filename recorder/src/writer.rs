@@ -33,6 +33,35 @@ use crate::chain::{Chain, ChainKey};
 /// First line of every integrity file.
 pub const MAC_MAGIC: &str = "portcullis-recording-hmac v1";
 
+/// Where a recording's event times come from: a monotonic reading (the bastion passes its
+/// clock's, so a test's manual clock stamps recordings too).
+#[derive(Clone)]
+pub struct TimeSource(Arc<dyn Fn() -> Instant + Send + Sync>);
+
+impl TimeSource {
+    /// Times from `now`.
+    pub fn new(now: impl Fn() -> Instant + Send + Sync + 'static) -> Self {
+        Self(Arc::new(now))
+    }
+
+    fn now(&self) -> Instant {
+        (self.0)()
+    }
+}
+
+impl Default for TimeSource {
+    /// The machine's monotonic clock.
+    fn default() -> Self {
+        Self::new(Instant::now)
+    }
+}
+
+impl std::fmt::Debug for TimeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TimeSource")
+    }
+}
+
 /// Tuning for a recording.
 #[derive(Debug, Clone)]
 pub struct RecordingOptions {
@@ -42,6 +71,8 @@ pub struct RecordingOptions {
     pub queue_capacity: usize,
     /// Largest merged output event.
     pub coalesce_bytes: usize,
+    /// Where event times come from.
+    pub time: TimeSource,
 }
 
 impl Default for RecordingOptions {
@@ -50,6 +81,7 @@ impl Default for RecordingOptions {
             flush_interval: Duration::from_secs(1),
             queue_capacity: 256,
             coalesce_bytes: 256 * 1024,
+            time: TimeSource::default(),
         }
     }
 }
@@ -162,6 +194,7 @@ pub struct RecordingHandle {
     path: Arc<Path>,
     tx: mpsc::Sender<Command>,
     started: Instant,
+    time: TimeSource,
     failure: watch::Receiver<Option<Arc<str>>>,
 }
 
@@ -215,12 +248,13 @@ pub fn start(
 
     let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
     let (failure_tx, failure) = watch::channel(None);
-    let started = Instant::now();
+    let started = options.time.now();
     let handle = RecordingHandle {
         id: id.into(),
         path: path.as_path().into(),
         tx,
         started,
+        time: options.time.clone(),
         failure,
     };
     tokio::spawn(run(
@@ -276,8 +310,13 @@ impl RecordingHandle {
             .await
     }
 
+    /// Time since the recording started.
+    fn elapsed(&self) -> Duration {
+        self.time.now().saturating_duration_since(self.started)
+    }
+
     async fn event(&self, kind: EventKind, data: Bytes) -> Result<(), RecordingError> {
-        let at = self.started.elapsed();
+        let at = self.elapsed();
         self.tx
             .send(Command::Event {
                 at,
@@ -297,7 +336,7 @@ impl RecordingHandle {
         batch: &mut OutputBatch,
         data: Bytes,
     ) -> Result<(), RecordingError> {
-        let now = self.started.elapsed();
+        let now = self.elapsed();
         if batch.chunks.is_empty() {
             batch.at = now;
         }
@@ -333,7 +372,7 @@ impl RecordingHandle {
         let (done, result) = oneshot::channel();
         self.tx
             .send(Command::Finish {
-                at: self.started.elapsed(),
+                at: self.elapsed(),
                 reason: reason.into(),
                 done,
             })
@@ -620,7 +659,12 @@ async fn run(
             }
             None => {
                 // Every handle was dropped without finish(): still close the file properly.
-                if let Err(e) = writer.finish(started.elapsed(), "recording closed", &id, &path) {
+                if let Err(e) = writer.finish(
+                    options.time.now().saturating_duration_since(started),
+                    "recording closed",
+                    &id,
+                    &path,
+                ) {
                     fail(e, &mut rx);
                 }
                 return;

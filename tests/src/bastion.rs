@@ -5,11 +5,15 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tempfile::TempDir;
 
+use portcullis_policy::Clock;
+
 use crate::client::SshCommand;
+use crate::in_process::InProcess;
 use crate::keys::Keypair;
 use crate::sshd::Sshd;
 use crate::util::{Ran, portcullis_bin, run_with_timeout, wait_for};
@@ -134,6 +138,7 @@ fn toml_list(items: &[&str]) -> String {
 pub struct Bastion {
     dir: TempDir,
     child: Option<Child>,
+    in_process: Option<InProcess>,
     address: Option<SocketAddr>,
     api: Option<(SocketAddr, String)>,
     env: Vec<(String, String)>,
@@ -150,6 +155,7 @@ impl Bastion {
         Self {
             dir,
             child: None,
+            in_process: None,
             address: None,
             api: None,
             env: Vec::new(),
@@ -279,6 +285,27 @@ impl Bastion {
         self
     }
 
+    /// Starts the bastion inside this process on `clock` (see [`crate::in_process`]) and
+    /// waits until it listens. Time-driven behaviour then follows the clock the test holds.
+    pub fn start_on(&mut self, clock: Arc<dyn Clock>) -> &mut Self {
+        assert!(
+            self.child.is_none() && self.in_process.is_none(),
+            "already started"
+        );
+        let master_key = self
+            .env
+            .iter()
+            .find(|(key, _)| key == "PORTCULLIS_MASTER_KEY")
+            .map(|(_, value)| value.clone());
+        let (running, listening) =
+            InProcess::start(&self.config_path(), &self.log_path(), master_key, clock);
+        self.in_process = Some(running);
+        self.address = Some(listening.ssh);
+        self.api = listening.admin;
+        self.write_known_hosts();
+        self
+    }
+
     fn write_known_hosts(&self) {
         std::fs::write(
             self.known_hosts(),
@@ -393,6 +420,10 @@ impl Bastion {
 
     /// Sends SIGTERM and waits for it to exit; returns its exit code.
     pub fn terminate(&mut self) -> Option<i32> {
+        if let Some(running) = self.in_process.take() {
+            running.stop();
+            return Some(0);
+        }
         let mut child = self.child.take()?;
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -489,6 +520,23 @@ pub struct World {
 impl World {
     /// Builds and starts it; `extra` may add to the config before start.
     pub fn start(extra: impl FnOnce(&mut ConfigText, &Sshd, &TempDir)) -> Self {
+        let mut world = Self::build(extra);
+        world.bastion.start();
+        world
+    }
+
+    /// Builds it and starts the bastion in this process on `clock` (see
+    /// [`Bastion::start_on`]).
+    pub fn start_on(
+        clock: Arc<dyn Clock>,
+        extra: impl FnOnce(&mut ConfigText, &Sshd, &TempDir),
+    ) -> Self {
+        let mut world = Self::build(extra);
+        world.bastion.start_on(clock);
+        world
+    }
+
+    fn build(extra: impl FnOnce(&mut ConfigText, &Sshd, &TempDir)) -> Self {
         let scratch = tempfile::Builder::new()
             .prefix("world-")
             .tempdir()
@@ -501,9 +549,8 @@ impl World {
             .target("web01", &sshd, "root", "web01")
             .role("web-admins", &["alice"], &["web*"]);
         extra(&mut config, &sshd, &scratch);
-        let mut bastion = Bastion::new(&config);
+        let bastion = Bastion::new(&config);
         bastion.vault_key_for("web01", &sshd);
-        bastion.start();
         Self {
             scratch,
             sshd,

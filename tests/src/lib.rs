@@ -16,6 +16,7 @@
 pub mod bastion;
 pub mod browser;
 pub mod client;
+pub mod in_process;
 pub mod keys;
 pub mod raw;
 pub mod sshd;

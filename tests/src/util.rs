@@ -118,3 +118,52 @@ pub fn stop(child: &mut std::process::Child) {
         .status();
     let _ = child.wait();
 }
+
+/// What a child process writes, read on a thread of its own as it arrives, so a test can
+/// wait for a line (the sign that the child is attached) before it acts.
+pub struct Collected {
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Collected {
+    /// Starts reading `source` until it ends.
+    pub fn start(mut source: impl std::io::Read + Send + 'static) -> Self {
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = text.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = source.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                let chunk = String::from_utf8_lossy(&buffer[..n]).into_owned();
+                sink.lock().expect("collected text").push_str(&chunk);
+            }
+        });
+        Self { text, reader }
+    }
+
+    /// Everything so far.
+    pub fn text(&self) -> String {
+        self.text.lock().expect("collected text").clone()
+    }
+
+    /// Waits until `needle` has been written; panics with what was, after `timeout`.
+    pub fn wait_for_text(&self, needle: &str, timeout: Duration) {
+        if wait_for(timeout, || self.text().contains(needle).then_some(())).is_none() {
+            panic!("{needle:?} never came; got:\n{}", self.text());
+        }
+    }
+
+    /// Whether the source has ended.
+    pub fn is_finished(&self) -> bool {
+        self.reader.is_finished()
+    }
+
+    /// Waits for the source to end and returns everything written.
+    pub fn finish(self) -> String {
+        self.reader.join().expect("the reader thread");
+        self.text.lock().expect("collected text").clone()
+    }
+}

@@ -2,12 +2,15 @@
 //! not, with throttling of guessers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use portcullis::credentials::{password, totp};
+use portcullis_policy::ManualClock;
 use portcullis_tests::client::Askpass;
 use portcullis_tests::keys::sign_user_certificate;
-use portcullis_tests::{Keypair, SshCommand, World};
+use portcullis_tests::{ConfigText, Keypair, SshCommand, Sshd, World};
+use tempfile::TempDir;
 
 fn refused(ran: &portcullis_tests::Ran) -> bool {
     ran.code == Some(255) && ran.stderr.contains("Permission denied")
@@ -122,10 +125,14 @@ fn current_code(offset_steps: i64) -> String {
 }
 
 fn world_with_passwords(max_failures: u32) -> World {
+    password_world(max_failures, None)
+}
+
+fn password_world(max_failures: u32, clock: Option<Arc<ManualClock>>) -> World {
     let hash = password::hash("carols-password").unwrap();
     let totp_hash = password::hash("daves-password").unwrap();
     let secret = portcullis_config::base32::encode(&TOTP_SECRET_BYTES);
-    World::start(move |config, _, _| {
+    let configure = move |config: &mut ConfigText, _: &Sshd, _: &TempDir| {
         config.server(&format!(
             "auth_max_failures = {max_failures}\nauth_failure_window = \"10m\""
         ));
@@ -134,7 +141,11 @@ fn world_with_passwords(max_failures: u32) -> World {
              [[users]]\nname = \"dave\"\npassword_hash = {totp_hash:?}\ntotp_secret = {secret:?}\n\n\
              [[roles]]\nname = \"password-people\"\nmembers = [\"carol\", \"dave\"]\ntargets = [\"web01\"]\n"
         ));
-    })
+    };
+    match clock {
+        Some(clock) => World::start_on(clock, configure),
+        None => World::start(configure),
+    }
 }
 
 fn password_login(world: &World, askpass: &Askpass, login: &str) -> portcullis_tests::Ran {
@@ -194,8 +205,9 @@ fn password_and_totp_through_keyboard_interactive() {
 }
 
 #[test]
-fn guessing_is_throttled_per_user_and_source() {
-    let world = world_with_passwords(3);
+fn guessing_is_throttled_per_user_and_source_until_the_window_has_passed() {
+    let clock = ManualClock::starting_now();
+    let world = password_world(3, Some(clock.clone()));
     let askpass = Askpass::new();
     askpass.answer("wrong-guess", "");
     for _ in 0..3 {
@@ -222,6 +234,17 @@ fn guessing_is_throttled_per_user_and_source() {
     // The source is throttled too: even alice's good key is refused from this address now.
     let ran = world.alice("alice+web01").exec("true");
     assert!(refused(&ran), "{ran:?}");
+
+    // Failures count for the window (10m) after they happen: just short of it, still shut…
+    clock.advance(Duration::from_secs(10 * 60 - 5));
+    let ran = password_login(&world, &askpass, "carol+web01");
+    assert!(refused(&ran), "let in before the window passed: {ran:?}");
+    // …once it has passed for the last of them, the right password works again.
+    clock.advance(Duration::from_secs(10));
+    let ran = password_login(&world, &askpass, "carol+web01");
+    assert_eq!(ran.stdout, "logged-in\n", "{ran:?}");
+    let ran = world.alice("alice+web01").exec("echo key-$((2+2))");
+    assert_eq!(ran.stdout, "key-4\n", "{ran:?}");
 }
 
 #[test]

@@ -3,6 +3,8 @@
 
 use std::io::{Read, Write};
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use portcullis_tests::World;
@@ -27,7 +29,7 @@ fn a_client_that_stops_reading_does_not_grow_the_bastions_memory() {
     let idle = rss_kib(pid);
     let mut child = world
         .alice("alice+web01")
-        .ssh_command(Some("yes portcullis-backpressure-line"))
+        .ssh_command(Some(&format!("yes {LINE}")))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
@@ -35,22 +37,62 @@ fn a_client_that_stops_reading_does_not_grow_the_bastions_memory() {
     let mut stdout = child.stdout.take().unwrap();
     let mut first = vec![0u8; 256 * 1024];
     stdout.read_exact(&mut first).unwrap();
-    assert!(String::from_utf8_lossy(&first).contains("portcullis-backpressure-line"));
+    assert!(String::from_utf8_lossy(&first).contains(LINE));
 
-    // Now the client reads nothing: its windows close, and the relay must wait.
-    std::thread::sleep(Duration::from_secs(2));
-    let early = rss_kib(pid);
-    std::thread::sleep(Duration::from_secs(3));
-    let late = rss_kib(pid);
+    // Now the client reads nothing: its windows close, the relay must wait, and so the
+    // remote `yes` blocks in write. Wait for that, then look at the bastion's memory.
+    let produced = wait_until_stalled(|| bytes_written_by(&["yes", LINE]));
+    let stalled = rss_kib(pid);
     portcullis_tests::util::stop(&mut child);
+    let produced = produced.expect("the remote `yes` never blocked: nothing slowed it down");
     assert!(
-        late < early + 16 * MIB,
-        "memory grew from {early} KiB to {late} KiB while the client was not reading"
+        produced < 64 * 1024 * 1024,
+        "the relay absorbed {produced} bytes instead of slowing the sender"
     );
     assert!(
-        late < idle + 128 * MIB,
-        "idle {idle} KiB, stalled {late} KiB"
+        stalled < idle + 128 * MIB,
+        "idle {idle} KiB, stalled {stalled} KiB"
     );
+}
+
+const LINE: &str = "portcullis-backpressure-line";
+
+/// Bytes written so far by the one process whose arguments are exactly `argv`, if it runs.
+fn bytes_written_by(argv: &[&str]) -> Option<u64> {
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let dir = entry.path();
+            if std::fs::read(dir.join("cmdline")).ok()? != wanted {
+                return None;
+            }
+            let io = std::fs::read_to_string(dir.join("io")).ok()?;
+            io.lines()
+                .find_map(|l| l.strip_prefix("wchar:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+}
+
+/// Waits until `count` has stopped growing (the same value over half a second of polls),
+/// and returns it; None if it was still moving after a minute.
+fn wait_until_stalled(mut count: impl FnMut() -> Option<u64>) -> Option<u64> {
+    let mut last = None;
+    let mut unchanged = 0;
+    portcullis_tests::util::wait_for(Duration::from_secs(60), || {
+        let now = count()?;
+        if last == Some(now) {
+            unchanged += 1;
+        } else {
+            unchanged = 0;
+            last = Some(now);
+        }
+        (unchanged >= 25).then_some(now)
+    })
 }
 
 #[test]
@@ -67,31 +109,29 @@ fn an_upstream_that_stops_reading_does_not_grow_the_bastions_memory() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        let block = vec![b'x'; 64 * 1024];
-        let mut sent = 0u64;
-        while stdin.write_all(&block).is_ok() {
-            sent += block.len() as u64;
+    let sent = Arc::new(AtomicU64::new(0));
+    let writer = std::thread::spawn({
+        let sent = Arc::clone(&sent);
+        move || {
+            let block = vec![b'x'; 64 * 1024];
+            while stdin.write_all(&block).is_ok() {
+                sent.fetch_add(block.len() as u64, Ordering::Relaxed);
+            }
         }
-        sent
     });
-    std::thread::sleep(Duration::from_secs(3));
-    let early = rss_kib(pid);
-    std::thread::sleep(Duration::from_secs(3));
-    let late = rss_kib(pid);
+    // The client's writes block once every window and buffer on the way is full.
+    let absorbed = wait_until_stalled(|| Some(sent.load(Ordering::Relaxed)));
+    let stalled = rss_kib(pid);
     portcullis_tests::util::stop(&mut child);
-    let sent = writer.join().unwrap();
+    writer.join().unwrap();
+    let absorbed = absorbed.expect("the client was never slowed down: its writes never blocked");
     assert!(
-        late < early + 16 * MIB,
-        "memory grew from {early} KiB to {late} KiB while the upstream was not reading"
+        absorbed < 64 * 1024 * 1024,
+        "the relay absorbed {absorbed} bytes instead of slowing the client"
     );
     assert!(
-        late < idle + 128 * MIB,
-        "idle {idle} KiB, stalled {late} KiB"
-    );
-    assert!(
-        sent < 256 * 1024 * 1024,
-        "the client was slowed down, not absorbed: sent {sent} bytes"
+        stalled < idle + 128 * MIB,
+        "idle {idle} KiB, stalled {stalled} KiB"
     );
 }
 

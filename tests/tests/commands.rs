@@ -389,10 +389,13 @@ fn full_screen_programs_and_no_echo_prompts_are_left_alone_and_secrets_redacted(
         gate.blocked_lines()
     );
 
-    // A secret typed at a prompt that does not echo (read -s, like sudo or passwd).
-    tmux.line("read -s -p 'Password: ' secret; echo; echo got-${#secret}-chars");
+    // A secret typed at a prompt that does not echo (like sudo or passwd). Echo is off
+    // before the prompt shows (`read -s` may print its prompt first, and typing then would
+    // race the terminal mode).
+    tmux.line(
+        "stty -echo; printf 'Password: '; read secret; stty echo; echo; echo got-${#secret}-chars",
+    );
     tmux.wait_for_text("Password:", Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(300));
     tmux.type_text("hunter2-sekrit");
     tmux.keys(&["Enter"]);
     tmux.wait_for_text("got-14-chars", Duration::from_secs(10));

@@ -4,11 +4,14 @@
 //! restarts, break-glass review and a fresh TOTP code at activation.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use portcullis::credentials::{password, totp};
+use portcullis_policy::ManualClock;
 use portcullis_tests::util::wait_for;
-use portcullis_tests::{Keypair, Tmux, World};
+use portcullis_tests::{ConfigText, Keypair, Sshd, Tmux, World};
+use tempfile::TempDir;
 
 const SECOPS: &str = "secops-token-0123456789";
 const READER: &str = "reader-token-0123456789";
@@ -21,8 +24,17 @@ struct Jit {
 }
 
 fn jit(settings: &str, extra: &str) -> Jit {
+    jit_with(None, settings, extra)
+}
+
+/// [`jit`] with the bastion in this process on `clock`, for scenarios about time.
+fn jit_on(clock: &Arc<ManualClock>, settings: &str, extra: &str) -> Jit {
+    jit_with(Some(clock.clone()), settings, extra)
+}
+
+fn jit_with(clock: Option<Arc<ManualClock>>, settings: &str, extra: &str) -> Jit {
     let mut bob = None;
-    let world = World::start(|config, sshd, scratch| {
+    let configure = |config: &mut ConfigText, sshd: &Sshd, scratch: &TempDir| {
         let key = Keypair::generate(scratch.path(), "bob");
         config
             .user("bob", &[&key.public])
@@ -36,7 +48,11 @@ fn jit(settings: &str, extra: &str) -> Jit {
             ])
             .raw(extra);
         bob = Some(key);
-    });
+    };
+    let world = match clock {
+        Some(clock) => World::start_on(clock, configure),
+        None => World::start(configure),
+    };
     Jit {
         world,
         bob: bob.unwrap(),
@@ -358,33 +374,51 @@ fn ctrl_c_withdraws_a_waiting_request() {
 }
 
 #[test]
-fn a_short_grant_warns_the_live_shell_then_ends_it_at_expiry() {
-    let jit = jit(
-        "max_duration = \"1h\"\napprovals = 0",
-        "[access]\nwarn_before = [\"2s\"]",
+fn a_grant_warns_the_live_shell_then_ends_it_at_expiry() {
+    let clock = ManualClock::starting_now();
+    let jit = jit_on(
+        &clock,
+        "max_duration = \"4h\"\ndefault_duration = \"1h\"\napprovals = 0",
+        "[access]\nwarn_before = [\"10m\", \"1m\"]",
     );
     let tmux = jit.terminal("db01");
     tmux.wait_for_text("Reason (optional): ", Duration::from_secs(20));
     tmux.line("");
-    tmux.wait_for_text("Duration [1h, at most 1h]: ", Duration::from_secs(5));
-    tmux.line("3s");
-    tmux.wait_for_text("access to db01 granted", Duration::from_secs(5));
+    tmux.wait_for_text("Duration [1h, at most 4h]: ", Duration::from_secs(10));
+    tmux.line("1h");
+    tmux.wait_for_text("access to db01 granted", Duration::from_secs(10));
+    jit.shell_works(&tmux);
+
+    clock.advance(Duration::from_secs(50 * 60));
+    tmux.wait_for_text(
+        "portcullis: your access ends in 10m (grant #1",
+        Duration::from_secs(10),
+    );
+    clock.advance(Duration::from_secs(9 * 60));
     let warned = tmux.wait_for_text(
-        "portcullis: your access ends in 2s (grant #1",
-        Duration::from_secs(5),
+        "portcullis: your access ends in 1m (grant #1",
+        Duration::from_secs(10),
     );
     assert!(!warned.contains("your access has ended"), "{warned}");
+    // A second before the end the shell still works.
+    clock.advance(Duration::from_secs(59));
+    tmux.line("echo still-$((6*7))");
+    tmux.wait_for_text("still-42", Duration::from_secs(10));
+    assert!(tmux.exit_status().is_none(), "ended before its grant");
+
+    clock.advance(Duration::from_secs(1));
     let screen = tmux.wait_for_text(
         "portcullis: your access has ended (grant #1 expired)",
-        Duration::from_secs(5),
+        Duration::from_secs(10),
     );
     assert!(
-        screen.find("your access ends in 2s") < screen.find("your access has ended"),
+        screen.find("your access ends in 10m") < screen.find("your access ends in 1m")
+            && screen.find("your access ends in 1m") < screen.find("your access has ended"),
         "{screen}"
     );
-    assert!(tmux.wait_exit(Duration::from_secs(5)).is_some());
+    assert!(tmux.wait_exit(Duration::from_secs(10)).is_some());
 
-    // Ended at the grant's instant, give or take the machine's noise.
+    // Ended at the grant's instant: the clock stood exactly there.
     let activated = jit
         .world
         .bastion
@@ -396,13 +430,18 @@ fn a_short_grant_warns_the_live_shell_then_ends_it_at_expiry() {
         .wait_for_audit("session.end", |e| e["target"] == "db01");
     assert_eq!(end["reason"], "grant_expired");
     let ended = humantime::parse_rfc3339_weak(end["time"].as_str().unwrap()).unwrap();
-    let late = ended.duration_since(expires).unwrap_or_default();
-    assert!(late < Duration::from_secs(2), "ended {late:?} after expiry");
+    let apart = ended
+        .duration_since(expires)
+        .unwrap_or_else(|e| e.duration());
+    assert!(
+        apart < Duration::from_secs(1),
+        "ended at {ended:?}, expires {expires:?}"
+    );
     jit.world.bastion.wait_for_audit("grant.expired", |_| true);
-    // The warning and the end are in the recording too.
+    // The warnings and the end are in the recording too.
     let cast = jit.world.bastion.recordings().pop().unwrap();
     let text = std::fs::read_to_string(cast).unwrap();
-    assert!(text.contains("your access ends in 2s"), "{text}");
+    assert!(text.contains("your access ends in 10m"), "{text}");
     assert!(
         text.contains("your access has ended (grant #1 expired)"),
         "{text}"
@@ -410,7 +449,7 @@ fn a_short_grant_warns_the_live_shell_then_ends_it_at_expiry() {
 }
 
 #[test]
-fn revoking_a_grant_ends_its_live_session_within_a_second() {
+fn revoking_a_grant_ends_its_live_session() {
     let jit = jit(SELF_SERVICE, "");
     let granted = jit.alice("request db01 --for 1h --reason INC-12");
     assert_eq!(granted.code, Some(0), "{granted:?}");
@@ -422,7 +461,6 @@ fn revoking_a_grant_ends_its_live_session_within_a_second() {
         listed.stdout.contains("db01") && listed.stdout.contains("INC-12"),
         "{listed:?}"
     );
-    let started = Instant::now();
     let revoked = jit.world.bastion.api_cli(
         SECOPS,
         &["grants", "revoke", "1", "--reason", "incident closed"],
@@ -436,10 +474,7 @@ fn revoking_a_grant_ends_its_live_session_within_a_second() {
         "portcullis: your access was revoked by secops (grant #1): incident closed",
         Duration::from_secs(5),
     );
-    assert!(tmux.wait_exit(Duration::from_secs(5)).is_some());
-    let took = started.elapsed();
-    eprintln!("revoke → client gone in {took:?}");
-    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(tmux.wait_exit(Duration::from_secs(10)).is_some());
     let end = jit
         .world
         .bastion
@@ -484,13 +519,14 @@ fn grants_and_pending_requests_survive_a_restart() {
 
 #[test]
 fn a_grant_that_ran_out_while_the_bastion_was_down_is_expired_when_it_returns() {
-    let mut jit = jit("max_duration = \"1h\"\napprovals = 0", "");
-    let granted = jit.alice("request db01 --for 2s --reason short");
+    let clock = ManualClock::starting_now();
+    let mut jit = jit_on(&clock, "max_duration = \"1h\"\napprovals = 0", "");
+    let granted = jit.alice("request db01 --for 30m --reason short");
     assert_eq!(granted.code, Some(0), "{granted:?}");
     jit.world.bastion.terminate();
-    std::thread::sleep(Duration::from_secs(3));
+    clock.advance(Duration::from_secs(31 * 60));
     assert!(jit.world.bastion.audit_events("grant.expired").is_empty());
-    jit.world.bastion.start();
+    jit.world.bastion.start_on(clock.clone());
     let expired = jit.world.bastion.wait_for_audit("grant.expired", |_| true);
     assert_eq!(expired["grant"], 1);
     let refused = jit.world.alice("alice+db01").exec("true");
@@ -619,11 +655,17 @@ fn a_role_that_requires_mfa_wants_a_fresh_code_at_activation() {
 
 #[test]
 fn a_login_stops_waiting_after_approval_wait_and_the_next_one_waits_on_the_same_request() {
-    let jit = jit(WITH_APPROVAL, "[access]\napproval_wait = \"2s\"");
+    let clock = ManualClock::starting_now();
+    let jit = jit_on(&clock, WITH_APPROVAL, "[access]\napproval_wait = \"10m\"");
     let tmux = jit.terminal("db01");
     jit.answer(&tmux, "INC-13", "");
     tmux.wait_for_text(
-        "portcullis: no decision on request #1 within 2s; it stays open until",
+        "waiting for approval of request #1",
+        Duration::from_secs(10),
+    );
+    clock.advance(Duration::from_secs(10 * 60));
+    tmux.wait_for_text(
+        "portcullis: no decision on request #1 within 10m; it stays open until",
         Duration::from_secs(10),
     );
     assert_eq!(tmux.wait_exit(Duration::from_secs(10)), Some(1));
@@ -634,6 +676,12 @@ fn a_login_stops_waiting_after_approval_wait_and_the_next_one_waits_on_the_same_
         "portcullis: your request #1 for db01 is already open",
         Duration::from_secs(20),
     );
+    tmux.wait_for_text(
+        "waiting for approval of request #1",
+        Duration::from_secs(10),
+    );
+    // A second short of its patience, it is still waiting: the approval reaches it.
+    clock.advance(Duration::from_secs(10 * 60 - 1));
     assert_eq!(jit.bob("approve 1").code, Some(0));
     tmux.wait_for_text("request #1 approved", Duration::from_secs(5));
     jit.shell_works(&tmux);
@@ -642,13 +690,19 @@ fn a_login_stops_waiting_after_approval_wait_and_the_next_one_waits_on_the_same_
 
 #[test]
 fn a_request_nobody_decides_lapses_and_ends_the_waiting_login() {
-    let jit = jit(WITH_APPROVAL, "[access]\nrequest_ttl = \"3s\"");
+    let clock = ManualClock::starting_now();
+    let jit = jit_on(
+        &clock,
+        WITH_APPROVAL,
+        "[access]\nrequest_ttl = \"30m\"\napproval_wait = \"1h\"",
+    );
     let tmux = jit.terminal("db01");
     jit.answer(&tmux, "INC-14", "");
     tmux.wait_for_text(
         "waiting for approval of request #1",
         Duration::from_secs(10),
     );
+    clock.advance(Duration::from_secs(30 * 60));
     tmux.wait_for_text(
         "portcullis: request #1 lapsed without a decision",
         Duration::from_secs(10),

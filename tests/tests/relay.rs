@@ -59,9 +59,15 @@ fn an_interactive_shell_follows_a_resize() {
     tmux.line("stty size");
     tmux.wait_for_text("30 100", Duration::from_secs(10));
     tmux.resize(120, 40);
-    std::thread::sleep(Duration::from_millis(300));
-    tmux.line("stty size");
-    tmux.wait_for_text("40 120", Duration::from_secs(10));
+    // The new size reaches the remote shell through tmux, ssh and the bastion; ask until it
+    // has (each try waits for its own answer).
+    let resized = (1..=20).any(|attempt| {
+        // `$((N+0))` prints N: the answer, not the typed line, is what is waited for.
+        tmux.line(&format!("echo size-$(({attempt}+0)): $(stty size)"));
+        let screen = tmux.wait_for_text(&format!("size-{attempt}: "), Duration::from_secs(10));
+        screen.contains(&format!("size-{attempt}: 40 120"))
+    });
+    assert!(resized, "the resize never arrived: {}", tmux.screen());
     tmux.line("exit 3");
     assert_eq!(tmux.wait_exit(Duration::from_secs(20)), Some(3));
 

@@ -4,7 +4,7 @@
 //! audits what happened and ends the sessions it must. The ssh command interface, the
 //! in-login activation, the terminal gate and the admin API all come through here.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use portcullis_policy::{
     ActivationPath, Denied, Eligibility, Grant, Request, RequestKind, RequestState, Reviewer,
@@ -65,7 +65,7 @@ pub fn eligibility(
     user: &str,
     target: &str,
 ) -> Result<Eligibility, AccessError> {
-    let now = SystemTime::now();
+    let now = services.clock.now();
     match services.policy.check(user, target, None, &[], now) {
         Ok(_) => Err(AccessError::Standing(target.to_owned())),
         Err(Denied::NeedsActivation(eligibility)) => Ok(*eligibility),
@@ -201,7 +201,7 @@ pub async fn activate(
     answers: &Answers,
     via: &str,
 ) -> Result<Activated, AccessError> {
-    let now = SystemTime::now();
+    let now = services.clock.now();
     let eligibility = eligibility(services, user, target)?;
     if let Some(grant) = active_grants(services, user, now)
         .await?
@@ -323,7 +323,7 @@ pub async fn hold_command(
     approvers: Vec<String>,
     wait: Duration,
 ) -> Result<Request, StateError> {
-    let now = SystemTime::now();
+    let now = services.clock.now();
     services
         .state
         .insert_request(Request {
@@ -388,7 +388,10 @@ async fn verify_code(
         .filter(|c| !c.is_empty())
         .ok_or(AccessError::CodeRequired)?;
     let keys = vec![ThrottleKey::User(user.to_owned(), Method::ActivationCode)];
-    let reservation = match services.throttle.reserve(keys.clone(), Instant::now()) {
+    let reservation = match services
+        .throttle
+        .reserve(keys.clone(), services.clock.instant())
+    {
         Ok(reservation) => reservation,
         Err(_) => {
             services.audit.record(
@@ -399,7 +402,9 @@ async fn verify_code(
             return Err(AccessError::CodeThrottled);
         }
     };
-    let now = SystemTime::now()
+    let now = services
+        .clock
+        .now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
@@ -435,7 +440,11 @@ async fn verify_code(
                         },
                     ),
             );
-            if services.throttle.blocked(&keys, Instant::now()).is_some() {
+            if services
+                .throttle
+                .blocked(&keys, services.clock.instant())
+                .is_some()
+            {
                 services.audit.record(
                     AuditEvent::new("access.code_throttled")
                         .with("user", user)
@@ -484,7 +493,7 @@ pub async fn approve(
     reviewer: Reviewer<'_>,
     comment: Option<&str>,
 ) -> Result<(Request, Approved), AccessError> {
-    let now = SystemTime::now();
+    let now = services.clock.now();
     let comment = comment.map(str::trim).filter(|c| !c.is_empty());
     let mut request = reviewable(services, id, reviewer, now).await?;
     if !services
@@ -576,7 +585,7 @@ pub async fn deny(
     if reason.is_empty() {
         return Err(AccessError::NoReason);
     }
-    let mut request = reviewable(services, id, reviewer, SystemTime::now()).await?;
+    let mut request = reviewable(services, id, reviewer, services.clock.now()).await?;
     let state = RequestState::Denied {
         by: reviewer.name().to_owned(),
         reason: reason.to_owned(),
@@ -633,7 +642,7 @@ pub async fn revoke(
     if reason.is_empty() {
         return Err(AccessError::NoReason);
     }
-    let now = SystemTime::now();
+    let now = services.clock.now();
     let mut record = grant(services, id).await?;
     if owner.is_some_and(|owner| record.grant.user != owner) {
         return Err(AccessError::NotYours(id));
@@ -664,7 +673,7 @@ pub async fn acknowledge(
     id: u64,
     by: &str,
 ) -> Result<GrantRecord, AccessError> {
-    let now = SystemTime::now();
+    let now = services.clock.now();
     let mut record = grant(services, id).await?;
     if !record.break_glass {
         return Err(AccessError::NotBreakGlass(id));
@@ -728,7 +737,7 @@ pub async fn expire_periodically(services: std::sync::Arc<Services>) {
             _ = tick.tick() => {}
             () = services.shutdown.cancelled() => return,
         }
-        if let Err(error) = expire_due(&services, SystemTime::now()).await {
+        if let Err(error) = expire_due(&services, services.clock.now()).await {
             tracing::error!(%error, "cannot expire requests and grants");
         }
     }

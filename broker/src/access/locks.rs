@@ -55,7 +55,7 @@ pub async fn lock(
             user: user.to_owned(),
             reason: reason.to_owned(),
             by: by.to_owned(),
-            since: SystemTime::now(),
+            since: services.clock.now(),
             until,
         })
         .await?;

@@ -145,7 +145,7 @@ pub async fn approve_request(
     )
     .await?;
     let grant = match approved {
-        Approved::Granted(record) => Some(grant_json(&record, SystemTime::now())),
+        Approved::Granted(record) => Some(grant_json(&record, state.services.clock.now())),
         Approved::Pending { .. } | Approved::Command => None,
     };
     Ok(Json(
@@ -180,7 +180,7 @@ pub async fn list_grants(
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
-    let now = SystemTime::now();
+    let now = state.services.clock.now();
     let grants = jit_ops::grants(&state.services, !query.all, now).await?;
     let grants: Vec<Value> = grants.iter().map(|g| grant_json(g, now)).collect();
     Ok(Json(json!({ "grants": grants })))
@@ -199,7 +199,7 @@ pub async fn revoke_grant(
     let (record, ended) =
         jit_ops::revoke(&state.services, id, &caller.name, &body.reason, None).await?;
     Ok(Json(json!({
-        "grant": grant_json(&record, SystemTime::now()),
+        "grant": grant_json(&record, state.services.clock.now()),
         "sessions_ended": ended,
     })))
 }
@@ -252,7 +252,7 @@ pub async fn review(
             }));
         }
     }
-    let now = SystemTime::now();
+    let now = services.clock.now();
     let unacknowledged: Vec<Value> = jit_ops::unacknowledged_break_glass(services)
         .await?
         .iter()
@@ -274,6 +274,6 @@ pub async fn acknowledge(
     let id = number(&id)?;
     let record = jit_ops::acknowledge(&state.services, id, &caller.name).await?;
     Ok(Json(
-        json!({ "grant": grant_json(&record, SystemTime::now()) }),
+        json!({ "grant": grant_json(&record, state.services.clock.now()) }),
     ))
 }

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
@@ -110,7 +109,10 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
         }
         let throttle = &state.services.throttle;
         let reservation = throttle
-            .reserve(vec![ThrottleKey::ApiSource(source)], Instant::now())
+            .reserve(
+                vec![ThrottleKey::ApiSource(source)],
+                state.services.clock.instant(),
+            )
             .map_err(|_| ApiError::Throttled)?;
         let candidates: Vec<(String, String, Vec<Scope>)> = state
             .services

@@ -91,7 +91,7 @@ pub fn session_json(session: &SessionShared) -> Value {
         "method": identity.map(|i| i.method.clone()),
         "client": session.client.to_string(),
         "started_at": rfc3339(session.started_at),
-        "duration_s": session.started.elapsed().as_secs(),
+        "duration_s": session.elapsed().as_secs(),
         "last_activity": rfc3339(last_activity),
         "bytes_from_client": session.bytes_from_client.load(Ordering::Relaxed),
         "bytes_to_client": session.bytes_to_client.load(Ordering::Relaxed),
@@ -187,7 +187,7 @@ pub async fn live_ticket(
     live_session(&state, &id)?;
     let ticket = state
         .tickets
-        .issue(caller, &id)
+        .issue(caller, &id, state.services.clock.instant())
         .ok_or_else(|| ApiError::Internal("no randomness for a ticket".into()))?;
     Ok(Json(json!({
         "ticket": ticket,
@@ -214,7 +214,7 @@ pub async fn live(
     let caller = match query.ticket {
         Some(ticket) => state
             .tickets
-            .redeem(&ticket, &id)
+            .redeem(&ticket, &id, state.services.clock.instant())
             .ok_or(ApiError::Unauthenticated)?,
         None => caller?,
     };
@@ -332,7 +332,12 @@ pub async fn verify_recording(
 pub struct LockRequest {
     user: String,
     reason: String,
+    /// When it lifts, RFC 3339.
     until: Option<String>,
+    /// Or for how long (`2h`), counted on the bastion's clock: a client whose clock is off
+    /// still locks for what it asked.
+    #[serde(rename = "for")]
+    lasting: Option<String>,
 }
 
 fn lock_json(lock: &portcullis_policy::Lock) -> Value {
@@ -353,12 +358,21 @@ pub async fn lock_user(
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Operate)?;
     let Json(request) = body.map_err(bad_json)?;
-    let until = request
-        .until
-        .as_deref()
-        .map(|u| parse_time("until", u))
-        .transpose()?;
-    if until.is_some_and(|u| u <= SystemTime::now()) {
+    let now = state.services.clock.now();
+    let until = match (request.until.as_deref(), request.lasting.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest("give until or for, not both".into()));
+        }
+        (Some(until), None) => Some(parse_time("until", until)?),
+        (None, Some(lasting)) => {
+            let lasting = humantime::parse_duration(lasting).map_err(|error| {
+                ApiError::BadRequest(format!("for: {error} (a duration such as 30m or 2h)"))
+            })?;
+            Some(now + lasting)
+        }
+        (None, None) => None,
+    };
+    if until.is_some_and(|u| u <= now) {
         return Err(ApiError::BadRequest("until is in the past".into()));
     }
     let ended = crate::access::locks::lock(
@@ -370,7 +384,7 @@ pub async fn lock_user(
     )
     .await?;
     Ok(Json(
-        json!({ "locked": request.user, "sessions_ended": ended }),
+        json!({ "locked": request.user, "until": until.map(rfc3339), "sessions_ended": ended }),
     ))
 }
 
@@ -380,7 +394,7 @@ pub async fn list_locks(
     State(state): State<Arc<AdminState>>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
-    let locks: Vec<Value> = crate::access::locks::list(&state.services, SystemTime::now())
+    let locks: Vec<Value> = crate::access::locks::list(&state.services, state.services.clock.now())
         .await?
         .iter()
         .map(lock_json)

@@ -28,12 +28,12 @@ struct Ticket {
 }
 
 impl Tickets {
-    /// A new ticket for `caller` to watch `session`; `None` if the OS has no randomness.
-    pub fn issue(&self, caller: Caller, session: &str) -> Option<String> {
+    /// A new ticket, issued at `now`, for `caller` to watch `session`; `None` if the OS has
+    /// no randomness.
+    pub fn issue(&self, caller: Caller, session: &str, now: Instant) -> Option<String> {
         let mut bytes = [0u8; 24];
         SystemRandom::new().fill(&mut bytes).ok()?;
         let ticket = hex::encode(bytes);
-        let now = Instant::now();
         let mut open = self.lock();
         open.retain(|_, t| t.expires > now);
         open.insert(
@@ -47,10 +47,10 @@ impl Tickets {
         Some(ticket)
     }
 
-    /// Uses up `ticket`: its caller, if it is open, unexpired and for `session`.
-    pub fn redeem(&self, ticket: &str, session: &str) -> Option<Caller> {
+    /// Uses up `ticket`: its caller, if it is open, unexpired at `now` and for `session`.
+    pub fn redeem(&self, ticket: &str, session: &str, now: Instant) -> Option<Caller> {
         let found = self.lock().remove(ticket)?;
-        (found.session == session && found.expires > Instant::now()).then_some(found.caller)
+        (found.session == session && found.expires > now).then_some(found.caller)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Ticket>> {
@@ -71,14 +71,33 @@ mod tests {
     #[test]
     fn a_ticket_opens_one_connection_to_its_session_only() {
         let tickets = Tickets::default();
-        let ticket = tickets.issue(caller(), "s1").unwrap();
+        let now = Instant::now();
+        let ticket = tickets.issue(caller(), "s1", now).unwrap();
         assert_eq!(ticket.len(), 48);
-        assert!(tickets.redeem(&ticket, "s2").is_none(), "another session");
+        assert!(
+            tickets.redeem(&ticket, "s2", now).is_none(),
+            "another session"
+        );
         // A failed attempt used it up too: a guessed ticket cannot be retried.
-        assert!(tickets.redeem(&ticket, "s1").is_none());
-        let ticket = tickets.issue(caller(), "s1").unwrap();
-        assert_eq!(tickets.redeem(&ticket, "s1").unwrap().name, "secops");
-        assert!(tickets.redeem(&ticket, "s1").is_none(), "used once");
-        assert!(tickets.redeem("", "s1").is_none());
+        assert!(tickets.redeem(&ticket, "s1", now).is_none());
+        let ticket = tickets.issue(caller(), "s1", now).unwrap();
+        assert_eq!(tickets.redeem(&ticket, "s1", now).unwrap().name, "secops");
+        assert!(tickets.redeem(&ticket, "s1", now).is_none(), "used once");
+        assert!(tickets.redeem("", "s1", now).is_none());
+    }
+
+    #[test]
+    fn a_ticket_lapses_after_its_lifetime() {
+        let tickets = Tickets::default();
+        let issued = Instant::now();
+        let ticket = tickets.issue(caller(), "s1", issued).unwrap();
+        let late = issued + TICKET_LIFETIME;
+        assert!(tickets.redeem(&ticket, "s1", late).is_none(), "lapsed");
+        let ticket = tickets.issue(caller(), "s1", issued).unwrap();
+        let in_time = late - Duration::from_millis(1);
+        assert_eq!(
+            tickets.redeem(&ticket, "s1", in_time).unwrap().name,
+            "secops"
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use clap::Subcommand;
 use futures::StreamExt;
@@ -177,18 +177,21 @@ async fn watch(client: &ApiClient, id: &str) -> Result<(), String> {
 /// `portcullis lock USER --reason R [--for 1h]`
 pub fn lock(user: String, reason: String, duration: Option<Duration>, api: ApiArgs) -> ExitCode {
     block_on(async move {
-        let until =
-            duration.map(|d| humantime::format_rfc3339_seconds(SystemTime::now() + d).to_string());
+        // The bastion counts the duration on its own clock.
+        let lasting = duration.map(|d| humantime::format_duration(d).to_string());
         let answer = ApiClient::new(&api)?
             .json(
                 Method::POST,
                 "/api/v1/locks",
-                Some(json!({ "user": user, "reason": reason, "until": until })),
+                Some(json!({ "user": user, "reason": reason, "for": lasting })),
             )
             .await?;
         println!(
             "locked {user}{}; {} live session(s) ended",
-            until.map(|u| format!(" until {u}")).unwrap_or_default(),
+            answer["until"]
+                .as_str()
+                .map(|u| format!(" until {u}"))
+                .unwrap_or_default(),
             answer["sessions_ended"].as_u64().unwrap_or_default()
         );
         Ok(())

@@ -6,13 +6,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use portcullis_config::LoadedConfig;
-use russh::keys::ssh_key::HashAlg;
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
 
-use crate::admin::AdminServer;
+use crate::app::{self, Listening, Stop};
 use crate::directory::Directory;
-use crate::{app::Server, services::Services};
+use crate::services::Services;
 
 /// Loads the config — every problem is reported before anything is created or bound —
 /// then starts logging and the runtime. Shared with the demo.
@@ -33,7 +33,13 @@ pub fn run(config_path: &Path) -> ExitCode {
         Err(code) => return code,
     };
     runtime.block_on(async {
-        let services = match Services::open(loaded.config, directory, super::master_key_env()).await
+        let services = match Services::open(
+            loaded.config,
+            directory,
+            super::master_key_env(),
+            portcullis_policy::SystemClock::shared(),
+        )
+        .await
         {
             Ok(services) => Arc::new(services),
             Err(error) => return super::fail(error),
@@ -47,70 +53,32 @@ pub fn run(config_path: &Path) -> ExitCode {
 
 /// Binds, serves until a signal, drains.
 pub async fn serve(services: Arc<Services>) -> Result<(), String> {
-    serve_then(services, || {}).await
+    serve_then(services, |_| {}).await
 }
 
 /// [`serve`], calling `ready` once everything listens (the demo prints its instructions
-/// then, so nobody tries them too early).
-pub async fn serve_then(services: Arc<Services>, ready: impl FnOnce()) -> Result<(), String> {
+/// then, so nobody tries them too early). SIGTERM or SIGINT drains; a second one stops
+/// waiting for sessions.
+pub async fn serve_then(
+    services: Arc<Services>,
+    ready: impl FnOnce(&Listening),
+) -> Result<(), String> {
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let server = Server::bind(services.clone())
-        .await
-        .map_err(|e| e.to_string())?;
-    let address = server.local_addr().map_err(|e| e.to_string())?;
-    let admin = match services.config.admin.listen {
-        Some(listen) => {
-            Some(AdminServer::bind(services.clone(), listen).map_err(|e| e.to_string())?)
-        }
-        None => None,
-    };
-    // Stable lines on stderr, whatever RUST_LOG says: scripts and tests wait for them.
-    if let Some(admin) = &admin {
-        eprintln!(
-            "portcullis: admin API on https://{} (certificate {})",
-            admin.local_addr().map_err(|e| e.to_string())?,
-            admin.fingerprint
-        );
-    }
-    eprintln!(
-        "portcullis: listening on {address} (host key {})",
-        services
-            .host_key()
-            .public_key()
-            .fingerprint(HashAlg::Sha256)
-    );
-    ready();
-    let accepting = tokio::spawn(server.run());
-    let janitor = tokio::spawn(crate::access::jit::expire_periodically(services.clone()));
-    let api = admin.map(|admin| {
-        tokio::spawn(async move {
-            if let Err(error) = admin.run().await {
-                tracing::error!(%error, "the admin API stopped");
+    let (stop, stopping) = watch::channel(Stop::Running);
+    let signals = tokio::spawn(async move {
+        for next in [Stop::Drain, Stop::Now] {
+            let name = tokio::select! {
+                _ = terminate.recv() => "SIGTERM",
+                _ = interrupt.recv() => "SIGINT",
+            };
+            tracing::info!(signal = name, "signal received");
+            if stop.send(next).is_err() {
+                return;
             }
-        })
+        }
     });
-
-    let signal_name = tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
-    };
-    let grace = services.config.server.shutdown_grace;
-    tracing::info!(signal = signal_name, grace = %humantime::format_duration(grace), "shutting down");
-    let drained = tokio::select! {
-        drained = services.drain(grace) => drained,
-        _ = terminate.recv() => false,
-        _ = interrupt.recv() => false,
-    };
-    let _ = accepting.await;
-    let _ = janitor.await;
-    if let Some(api) = api {
-        let _ = api.await;
-    }
-    if drained {
-        tracing::info!("all sessions finished; bye");
-    } else {
-        tracing::warn!("exiting with sessions still open");
-    }
-    Ok(())
+    let result = app::serve(services, ready, stopping).await;
+    signals.abort();
+    result
 }

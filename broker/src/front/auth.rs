@@ -12,7 +12,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use russh::keys::Certificate;
 use russh::keys::ssh_key::certificate::CertType;
@@ -84,7 +84,7 @@ impl Authenticator {
         match self
             .services
             .throttle
-            .audit_budget(self.source(), Instant::now())
+            .audit_budget(self.source(), self.services.clock.instant())
         {
             AuditBudget::Write { suppressed } => self
                 .services
@@ -113,7 +113,10 @@ impl Authenticator {
 
     /// `Some(Refused)` when one of `keys` is throttled.
     fn throttled(&self, user: &str, method: &str, keys: &[ThrottleKey]) -> Option<Step> {
-        let key = self.services.throttle.blocked(keys, Instant::now())?;
+        let key = self
+            .services
+            .throttle
+            .blocked(keys, self.services.clock.instant())?;
         Some(self.throttled_refusal(user, method, &key))
     }
 
@@ -133,7 +136,7 @@ impl Authenticator {
         if !counts.is_empty() {
             self.services
                 .throttle
-                .record_failure(counts, Instant::now());
+                .record_failure(counts, self.services.clock.instant());
         }
         crate::metrics::Metrics::count(&self.services.metrics.auth_failures_total);
         self.audit_preauth(extra(
@@ -218,7 +221,10 @@ impl Authenticator {
             // user's, so they count against the address only.
             return refuse("certificate signed by an untrusted CA", &keys[..1]);
         };
-        let now = SystemTime::now()
+        let now = self
+            .services
+            .clock
+            .now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or_default();
@@ -269,11 +275,10 @@ impl Authenticator {
                 "a TOTP code is required (use keyboard-interactive)",
             );
         }
-        let reservation = match self
-            .services
-            .throttle
-            .reserve(self.keys(user, Method::Password), Instant::now())
-        {
+        let reservation = match self.services.throttle.reserve(
+            self.keys(user, Method::Password),
+            self.services.clock.instant(),
+        ) {
             Ok(reservation) => reservation,
             Err(key) => return self.throttled_refusal(user, "password", &key),
         };
@@ -312,11 +317,10 @@ impl Authenticator {
         answers: Vec<String>,
     ) -> Step {
         let method = "keyboard-interactive";
-        let reservation = match self
-            .services
-            .throttle
-            .reserve(self.keys(user, Method::Password), Instant::now())
-        {
+        let reservation = match self.services.throttle.reserve(
+            self.keys(user, Method::Password),
+            self.services.clock.instant(),
+        ) {
             Ok(reservation) => reservation,
             Err(key) => return self.throttled_refusal(user, method, &key),
         };
@@ -330,7 +334,10 @@ impl Authenticator {
         let refusal = match (prompts, totp_key) {
             (KbdPrompts::PasswordAndCode, Some(key)) => {
                 let code = answers.next().unwrap_or_default();
-                let now = SystemTime::now()
+                let now = self
+                    .services
+                    .clock
+                    .now()
                     .duration_since(UNIX_EPOCH)
                     .map(|d| d.as_secs())
                     .unwrap_or_default();

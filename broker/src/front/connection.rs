@@ -36,6 +36,7 @@ pub async fn run(
         client,
         &services.shutdown,
         slot,
+        services.clock.clone(),
     ));
     let span = session.span.clone();
     async move {
@@ -153,7 +154,7 @@ async fn finish(services: &Services, session: &SessionShared) {
         );
     });
     let reason = session.control.reason().unwrap_or(EndReason::ClientClosed);
-    let duration = session.started.elapsed();
+    let duration = session.elapsed();
     let from_client = session
         .bytes_from_client
         .load(std::sync::atomic::Ordering::Relaxed);

@@ -13,7 +13,7 @@
 //! command to run.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use portcullis_policy::{Eligibility, RequestState};
 use russh::ChannelId;
@@ -189,7 +189,7 @@ async fn activate(
     console: &mut Console,
 ) -> Result<(), Ended> {
     let target = &eligibility.target;
-    let now = SystemTime::now();
+    let now = services.clock.now();
     let failed =
         |error: portcullis_state::StateError| Ended::saying(AccessError::from(error).to_string());
     if jit_ops::active_grants(services, user, now)
@@ -254,7 +254,7 @@ async fn activate(
             let text = format!(
                 "access to {target} granted until {} ({}; grant #{})",
                 clock(record.grant.expires_at),
-                left(record.grant.expires_at, SystemTime::now()),
+                left(record.grant.expires_at, services.clock.now()),
                 record.grant.id
             );
             console.say(&text).await;
@@ -345,6 +345,8 @@ async fn wait_for_approval(
     console: &mut Console,
 ) -> Result<(), Ended> {
     let wait = services.config.access.approval_wait;
+    // Armed before the user is told: the patience counts from what they read.
+    let mut deadline = services.clock.sleep(wait);
     console
         .say(&format!(
             "waiting for approval of request #{id} by {}… (up to {}; Ctrl-C withdraws the request)",
@@ -354,8 +356,6 @@ async fn wait_for_approval(
         .await;
     let decided = jit_ops::decided(services, id);
     tokio::pin!(decided);
-    let deadline = tokio::time::sleep(wait);
-    tokio::pin!(deadline);
     let state = tokio::select! {
         state = &mut decided => state.map_err(|error| Ended::saying(error.to_string()))?,
         abort = console.interrupted() => {
@@ -412,7 +412,7 @@ async fn connect(
 ) -> Result<russh::Channel<client::Msg>, String> {
     let user = session.user().unwrap_or_default();
     let target = &pending.eligibility.target;
-    let now = SystemTime::now();
+    let now = services.clock.now();
     let authorization = super::authorize::target(services, user, target, now)
         .await
         .map_err(|e| AccessError::from(e).to_string())?

@@ -117,8 +117,9 @@ impl Console {
 
     /// Shows `prompt` and returns the line typed (trimmed), within `patience`.
     pub async fn ask(&mut self, prompt: &str, patience: Duration) -> Result<String, Abort> {
+        // Armed before the prompt is shown: the patience counts from what the user sees.
+        let mut deadline = self.session.clock.sleep(patience);
         self.write(prompt).await;
-        let deadline = tokio::time::Instant::now() + patience;
         loop {
             match self.editor.next_key() {
                 Some(Key::Line(line)) => return Ok(line.trim().to_owned()),
@@ -128,7 +129,7 @@ impl Console {
             }
             tokio::select! {
                 event = self.input.recv() => self.take(event).await?,
-                () = tokio::time::sleep_until(deadline) => {
+                () = &mut deadline => {
                     self.write("\n").await;
                     return Err(Abort::TimedOut);
                 }

@@ -10,15 +10,15 @@ use crate::live::{EndReason, SessionShared};
 /// every keystroke. Runs beside the session and stops when it ends.
 pub async fn watch_idle(session: Arc<SessionShared>, idle: Duration) {
     loop {
-        let deadline = tokio::time::Instant::from_std(session.last_input() + idle);
+        // An absolute instant: a clock that moves while this runs cannot push it later.
+        let deadline = session.idle_deadline(idle);
+        if session.clock.now() >= deadline {
+            tracing::info!(idle = %humantime::format_duration(idle), "session idle");
+            session.control.end(EndReason::Idle(idle));
+            return;
+        }
         tokio::select! {
-            () = tokio::time::sleep_until(deadline) => {
-                if session.last_input().elapsed() >= idle {
-                    tracing::info!(idle = %humantime::format_duration(idle), "session idle");
-                    session.control.end(EndReason::Idle(idle));
-                    return;
-                }
-            }
+            () = session.clock.sleep_until(deadline) => {}
             () = session.control.ended() => return,
         }
     }
@@ -32,9 +32,7 @@ pub async fn watch_grant(
     expires_at: SystemTime,
     warn_before: Vec<Duration>,
 ) {
-    // One reading of both clocks, so every deadline is on the monotonic one.
-    let (now, start) = (SystemTime::now(), tokio::time::Instant::now());
-    let deadline = start + expires_at.duration_since(now).unwrap_or_default();
+    let now = session.clock.now();
     let mut warnings: Vec<Duration> = warn_before
         .into_iter()
         .filter(|ahead| expires_at.checked_sub(*ahead).is_some_and(|at| at > now))
@@ -42,7 +40,7 @@ pub async fn watch_grant(
     warnings.sort_unstable_by(|a, b| b.cmp(a));
     for ahead in warnings {
         tokio::select! {
-            () = tokio::time::sleep_until(deadline - ahead) => {
+            () = session.clock.sleep_until(expires_at - ahead) => {
                 let text = format!(
                     "your access ends in {} (grant #{grant}, at {}); save your work",
                     humantime::format_duration(ahead),
@@ -55,7 +53,7 @@ pub async fn watch_grant(
         }
     }
     tokio::select! {
-        () = tokio::time::sleep_until(deadline) => {
+        () = session.clock.sleep_until(expires_at) => {
             tracing::info!(grant, "grant expired; ending the session");
             session.control.end(EndReason::GrantExpired { grant });
         }

@@ -9,7 +9,6 @@
 //! activation dialog).
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use portcullis_policy::Denied;
 use portcullis_state::Change;
@@ -64,7 +63,7 @@ pub async fn run(
 /// A state store that cannot answer ends it (nothing is allowed that cannot be checked).
 async fn recheck(services: &Services, session: &SessionShared) -> Option<EndReason> {
     let user = session.user()?;
-    let now = SystemTime::now();
+    let now = services.clock.now();
     let denied = match (session.role.get(), session.target()) {
         (Some(_), Some(target)) => authorize::target(services, user, target, now)
             .await

@@ -320,7 +320,7 @@ fn listing(text: Result<String, AccessError>) -> Reply {
 
 /// Runs a command that needs no streaming (everything but `watch`).
 pub async fn run(services: &Services, user: &str, origin: &Origin, command: &Command) -> Reply {
-    let now = SystemTime::now();
+    let now = services.clock.now();
     match command {
         Command::Help => Reply::ok(format!("portcullis: you are {user}.\n{USAGE}")),
         Command::Targets => listing(targets(services, user, origin, now).await),
@@ -412,7 +412,7 @@ async fn request(
             let mut text = format!(
                 "access to {target} granted until {} ({}; grant #{})\n",
                 clock(record.grant.expires_at),
-                left(record.grant.expires_at, SystemTime::now()),
+                left(record.grant.expires_at, services.clock.now()),
                 record.grant.id
             );
             if record.break_glass {

@@ -5,7 +5,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
 
 use portcullis_policy::{Authorization, Denied, Eligibility};
 use tokio_util::task::AbortOnDropHandle;
@@ -129,7 +128,7 @@ pub async fn decide(
     session: &Arc<SessionShared>,
     login: &Login,
 ) -> Route {
-    let now = SystemTime::now();
+    let now = services.clock.now();
     let may_log_in = match super::authorize::login(services, &login.user, now).await {
         Ok(verdict) => verdict,
         Err(error) => return unavailable(session, error),

@@ -418,7 +418,12 @@ fn start_bastion(
     let directory = Directory::from_config(&config).expect("bench identities");
     let services = Arc::new(
         runtime
-            .block_on(Services::open(config, directory, None))
+            .block_on(Services::open(
+                config,
+                directory,
+                None,
+                portcullis_policy::SystemClock::shared(),
+            ))
             .expect("open the bastion"),
     );
     let credential = portcullis::vault::generate_ed25519("bench").unwrap();

@@ -3,13 +3,13 @@
 //! It creates (once) a directory with a user key for "alice", a host key for a throwaway
 //! OpenSSH sshd, a config with example command rules, and an `ssh_config`; starts that sshd
 //! on a free loopback port as the target "demo", logging in as an unprivileged account
-//! ([`account`]: never root) with a key that exists only in the vault; then serves portcullis
+//! (`account`: never root) with a key that exists only in the vault; then serves portcullis
 //! in front of it and prints the one `ssh` line to try.
 //!
 //! Instructions go to stdout, logs to stderr.
 //!
-//! * [`account`]: who the target logs in as.
-//! * [`files`]: the configs it writes.
+//! * `account`: who the target logs in as.
+//! * `files`: the configs it writes.
 
 mod account;
 mod files;
@@ -163,11 +163,17 @@ impl Demo {
             Err(code) => return code,
         };
         runtime.block_on(async {
-            let services =
-                match Services::open(loaded.config, directory, super::master_key_env()).await {
-                    Ok(services) => Arc::new(services),
-                    Err(error) => return fail(error),
-                };
+            let services = match Services::open(
+                loaded.config,
+                directory,
+                super::master_key_env(),
+                portcullis_policy::SystemClock::shared(),
+            )
+            .await
+            {
+                Ok(services) => Arc::new(services),
+                Err(error) => return fail(error),
+            };
             let credential_key = match demo_credential(&services).await {
                 Ok(public) => public,
                 Err(error) => return fail(error),
@@ -193,7 +199,7 @@ impl Demo {
                     return fail(error);
                 }
             };
-            let result = super::serve::serve_then(services, || {
+            let result = super::serve::serve_then(services, |_| {
                 self.print_instructions(&fingerprint);
             })
             .await;

@@ -2,10 +2,10 @@
 //! runs, so nothing happens unrecorded.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use portcullis_config::OnRecordingFailure;
-use portcullis_recorder::{Header, RecordingHandle, RecordingOptions, SessionFacts};
+use portcullis_recorder::{Header, RecordingHandle, RecordingOptions, SessionFacts, TimeSource};
 
 use super::{PtyRequest, Start};
 use crate::services::Services;
@@ -39,7 +39,9 @@ pub(super) fn start_recording(
         version: 2,
         width: pty.map_or(80, |p| p.cols.max(1)),
         height: pty.map_or(24, |p| p.rows.max(1)),
-        timestamp: SystemTime::now()
+        timestamp: services
+            .clock
+            .now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or_default(),
@@ -62,7 +64,13 @@ pub(super) fn start_recording(
         &id,
         &header,
         &settings.key,
-        RecordingOptions::default(),
+        RecordingOptions {
+            time: {
+                let clock = services.clock.clone();
+                TimeSource::new(move || clock.instant())
+            },
+            ..RecordingOptions::default()
+        },
     ) {
         Ok(recording) => {
             // From now on, this recording's files missing or unsealed is a finding.
