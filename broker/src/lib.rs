@@ -37,6 +37,7 @@ pub mod admin;
 pub mod anchors;
 pub mod app;
 pub mod audit;
+pub mod authorized;
 pub mod catalog;
 pub mod cli;
 pub mod credentials;

@@ -16,7 +16,44 @@ use crate::text::Shown;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Why a session (or one of its channels) ended.
+/// Which side a session's end came from: who closed it, or what failed. Audited beside the
+/// reason so an investigator (and, later, an alert rule) can tell a user leaving from a
+/// target dying, a recorder failing, the state store failing or policy withdrawing access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The SSH client: left, misbehaved, or was too slow to authenticate.
+    Client,
+    /// The target's sshd.
+    Upstream,
+    /// The recorder: evidence could not be written.
+    Recorder,
+    /// The state store (locks, grants): it could not answer a check.
+    State,
+    /// Policy: a lock, an ended grant, an idle limit or a command rule.
+    Policy,
+    /// An operator, through the API or CLI.
+    Operator,
+    /// The bastion itself, shutting down.
+    Bastion,
+}
+
+impl Side {
+    /// Its name in audit records.
+    pub fn code(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Upstream => "upstream",
+            Side::Recorder => "recorder",
+            Side::State => "state",
+            Side::Policy => "policy",
+            Side::Operator => "operator",
+            Side::Bastion => "bastion",
+        }
+    }
+}
+
+/// Why a session (or one of its channels) ended: the session's outcome, and when something
+/// failed, its error — [`EndReason::side`] says which side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndReason {
     /// The client disconnected or closed its last channel.
@@ -69,8 +106,11 @@ pub enum EndReason {
         /// Its message.
         message: String,
     },
-    /// Something broke.
-    Error(String),
+    /// Policy no longer allows what the session holds, for a reason other than a lock or
+    /// an ended grant (the user or the role left the configuration).
+    AccessWithdrawn(String),
+    /// The state store could not answer a check the session depends on.
+    StateFailed(String),
 }
 
 impl EndReason {
@@ -89,7 +129,28 @@ impl EndReason {
             EndReason::GrantExpired { .. } => "grant_expired",
             EndReason::GrantRevoked { .. } => "grant_revoked",
             EndReason::CommandRule { .. } => "command_rule",
-            EndReason::Error(_) => "error",
+            EndReason::AccessWithdrawn(_) => "access_withdrawn",
+            EndReason::StateFailed(_) => "state_failed",
+        }
+    }
+
+    /// Which side the end came from.
+    pub fn side(&self) -> Side {
+        match self {
+            EndReason::ClientClosed | EndReason::LoginTimeout | EndReason::Overflow(_) => {
+                Side::Client
+            }
+            EndReason::UpstreamClosed => Side::Upstream,
+            EndReason::RecordingFailed(_) => Side::Recorder,
+            EndReason::StateFailed(_) => Side::State,
+            EndReason::Locked { .. }
+            | EndReason::Idle(_)
+            | EndReason::GrantExpired { .. }
+            | EndReason::GrantRevoked { .. }
+            | EndReason::CommandRule { .. }
+            | EndReason::AccessWithdrawn(_) => Side::Policy,
+            EndReason::Killed { .. } => Side::Operator,
+            EndReason::Shutdown => Side::Bastion,
         }
     }
 
@@ -116,7 +177,10 @@ impl std::fmt::Display for EndReason {
                 "the client sent more than {} MiB without reading what it was sent",
                 cap / (1024 * 1024)
             ),
-            EndReason::Error(why) => write!(f, "internal error: {why}"),
+            EndReason::AccessWithdrawn(why) => write!(f, "access withdrawn: {why}"),
+            EndReason::StateFailed(why) => {
+                write!(f, "the bastion could not check your access: {why}")
+            }
             // Reasons and names typed by one person are shown to another: escaped.
             EndReason::Killed { by, reason } => {
                 write!(f, "session terminated by {}: {}", Shown(by), Shown(reason))

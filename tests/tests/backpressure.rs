@@ -206,6 +206,7 @@ fn a_client_that_floods_input_without_reading_output_is_cut_off_not_buffered() {
         )
     });
     assert_eq!(ended["reason"], "flow_control", "{ended}");
+    assert_eq!(ended["side"], "client", "{ended}");
     assert!(
         ended["detail"]
             .as_str()

@@ -429,6 +429,7 @@ fn a_grant_warns_the_live_shell_then_ends_it_at_expiry() {
         .bastion
         .wait_for_audit("session.end", |e| e["target"] == "db01");
     assert_eq!(end["reason"], "grant_expired");
+    assert_eq!(end["side"], "policy", "{end}");
     let ended = humantime::parse_rfc3339_weak(end["time"].as_str().unwrap()).unwrap();
     let apart = ended
         .duration_since(expires)

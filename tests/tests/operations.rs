@@ -86,6 +86,7 @@ fn kill_ends_a_live_interactive_session_at_once_with_the_reason_on_screen() {
 
     let end = world.bastion.wait_for_audit("session.end", |_| true);
     assert_eq!(end["reason"], "killed");
+    assert_eq!(end["side"], "operator", "{end}");
     let kill = world.bastion.audit_events("session.killed");
     assert_eq!(kill[0]["by"], "secops");
     assert_eq!(kill[0]["reason"], "suspicious activity");

@@ -278,6 +278,7 @@ fn a_recording_that_fails_mid_session_ends_it_with_a_reason() {
     );
     let end = world.bastion.wait_for_audit("session.end", |_| true);
     assert_eq!(end["reason"], "recording_failed");
+    assert_eq!(end["side"], "recorder", "{end}");
 
     // With the disk already full, a new session cannot even start: refused, not unrecorded.
     disk.fill();

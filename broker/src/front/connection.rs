@@ -165,6 +165,7 @@ async fn finish(services: &Services, session: &SessionShared) {
         session
             .audit("session.end")
             .with("reason", reason.code())
+            .with("side", reason.side().code())
             .with("detail", reason.to_string())
             .with("bytes_from_client", from_client)
             .with("bytes_to_client", to_client)
@@ -172,6 +173,7 @@ async fn finish(services: &Services, session: &SessionShared) {
     );
     tracing::info!(
         reason = reason.code(),
+        side = reason.side().code(),
         from_client,
         to_client,
         duration_ms = duration.as_millis() as u64,

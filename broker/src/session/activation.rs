@@ -413,17 +413,17 @@ async fn connect(
     let user = session.user().unwrap_or_default();
     let target = &pending.eligibility.target;
     let now = services.clock.now();
-    let authorization = super::authorize::target(services, user, target, now)
+    let authorized = super::authorize::target(services, user, target, now)
         .await
         .map_err(|e| AccessError::from(e).to_string())?
         .map_err(|denied| format!("no access to {target}: {denied}"))?;
-    let mut target_route = route::authorize(services, session, authorization.clone())?;
+    let mut target_route = route::authorize(services, session, authorized.clone())?;
     let upstream = target_route.upstream().await?;
     let channel = upstream
         .open_session_channel()
         .await
         .map_err(|e| format!("cannot open a channel on {target}: {e}"))?;
-    let _ = pending.activated.set((authorization, upstream));
+    let _ = pending.activated.set((authorized, upstream));
     Ok(channel)
 }
 

@@ -5,22 +5,28 @@
 
 use std::time::SystemTime;
 
-use portcullis_policy::{Authorization, Denied};
+use portcullis_policy::Denied;
 use portcullis_state::StateError;
 
 use crate::access::{jit, locks};
+use crate::authorized::Authorized;
 use crate::services::Services;
 
-/// The policy's verdict, or the state store's failure (then nothing is allowed).
-pub type Verdict = Result<Result<Authorization, Denied>, StateError>;
+/// The policy's verdict with its target resolved, or the state store's failure (then
+/// nothing is allowed).
+pub type Verdict = Result<Result<Authorized, Denied>, StateError>;
 
-/// May `user` reach `target` at `now`?
+/// May `user` reach `target` at `now`? A yes carries the target's directory entry, so
+/// nothing looks it up again.
 pub async fn target(services: &Services, user: &str, target: &str, now: SystemTime) -> Verdict {
     let lock = locks::active(services, user, now).await?;
     let grants = jit::active_grants(services, user, now).await?;
-    Ok(services
+    let verdict = services
         .policy
-        .check(user, target, lock.as_ref(), &grants, now))
+        .check(user, target, lock.as_ref(), &grants, now);
+    Ok(verdict.and_then(|authorization| {
+        Authorized::resolve(authorization, &services.directory).ok_or(Denied::UnknownTarget)
+    }))
 }
 
 /// May `user` use the bastion at all at `now` (their own menu, a login without a target)?

@@ -77,12 +77,12 @@ async fn recheck(services: &Services, session: &SessionShared) -> Option<EndReas
         Ok(Some(Denied::Locked { by, reason })) => Some(EndReason::Locked { by, reason }),
         Ok(Some(denied)) => Some(match session.grant.get() {
             Some(&grant) => grant_ended(services, grant).await,
-            None => EndReason::Error(format!("access no longer allowed: {denied}")),
+            None => EndReason::AccessWithdrawn(denied.to_string()),
         }),
         Err(error) => {
             tracing::error!(parent: &session.span, %error, "cannot re-check the session's access; ending it");
-            Some(EndReason::Error(
-                "the state store failed while re-checking access".into(),
+            Some(EndReason::StateFailed(
+                "its state store failed while re-checking it".into(),
             ))
         }
     }

@@ -44,4 +44,4 @@ pub mod route;
 pub mod spectator;
 pub mod terminal;
 
-pub use crate::live::{EndReason, Identity, Notice, SessionControl, SessionShared};
+pub use crate::live::{EndReason, Identity, Notice, SessionControl, SessionShared, Side};

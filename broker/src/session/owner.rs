@@ -244,9 +244,9 @@ impl Owner {
         }
         // Once a channel's activation has connected, later channels go straight there.
         if let Route::Activation(pending) = &self.route
-            && let Some((authorization, upstream)) = pending.activated.get()
+            && let Some((authorized, upstream)) = pending.activated.get()
         {
-            self.route = Route::Target(TargetRoute::ready(authorization.clone(), upstream.clone()));
+            self.route = Route::Target(TargetRoute::ready(authorized.clone(), upstream.clone()));
         }
         let slot = match &mut self.route {
             Route::Pending => return Err(ChannelOpenFailure::AdministrativelyProhibited),
@@ -261,7 +261,7 @@ impl Owner {
                     Ok(upstream) => upstream.open_session_channel().await.map_err(|e| {
                         format!(
                             "cannot open a channel on {}: {e}",
-                            target.authorization.target()
+                            target.authorized.target().name
                         )
                     }),
                     Err(message) => Err(message),

@@ -6,11 +6,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use portcullis_policy::{Authorization, Denied, Eligibility};
+use portcullis_policy::{Denied, Eligibility};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
 use super::SessionShared;
+use crate::authorized::Authorized;
 use crate::services::Services;
 use crate::session::login::{Destination, Login};
 use crate::upstream::{self, Upstream, UpstreamError};
@@ -21,7 +22,7 @@ pub struct PendingActivation {
     /// What the role asks.
     pub eligibility: Eligibility,
     /// Once granted: the authorization and upstream that later channels use.
-    pub activated: OnceLock<(Authorization, Arc<Upstream>)>,
+    pub activated: OnceLock<(Authorized, Arc<Upstream>)>,
     /// A dialog is running on one of the connection's channels.
     busy: AtomicBool,
 }
@@ -72,8 +73,8 @@ pub enum Route {
 /// A target the user is authorized to reach, and its upstream connection.
 #[derive(Debug)]
 pub struct TargetRoute {
-    /// The policy decision (kept for the session's lifetime).
-    pub authorization: Authorization,
+    /// The policy decision and its target (kept for the session's lifetime).
+    pub authorized: Authorized,
     upstream: UpstreamSlot,
 }
 
@@ -86,9 +87,9 @@ enum UpstreamSlot {
 
 impl TargetRoute {
     /// A route whose upstream is already connected (a channel after an activation).
-    pub fn ready(authorization: Authorization, upstream: Arc<Upstream>) -> Self {
+    pub fn ready(authorized: Authorized, upstream: Arc<Upstream>) -> Self {
         Self {
-            authorization,
+            authorized,
             upstream: UpstreamSlot::Ready(upstream),
         }
     }
@@ -199,14 +200,10 @@ pub async fn decide(
 pub fn authorize(
     services: &Arc<Services>,
     session: &Arc<SessionShared>,
-    authorization: Authorization,
+    authorized: Authorized,
 ) -> Result<TargetRoute, String> {
-    let target = authorization.target().to_owned();
-    let Some(entry) = services.directory.target(&target).cloned() else {
-        return Err(format!(
-            "no access to {target}: the target is not configured"
-        ));
-    };
+    let authorization = authorized.decision();
+    let entry = authorized.target();
     services.audit.record(
         session
             .audit("access.granted")
@@ -239,12 +236,12 @@ pub fn authorize(
     let task = {
         let services = services.clone();
         let session = session.clone();
-        let authorization = authorization.clone();
+        let authorized = authorized.clone();
         tokio::spawn(async move {
-            let config = upstream::client_config(&entry, services.config.server.keepalive_interval);
+            let entry = authorized.target();
+            let config = upstream::client_config(entry, services.config.server.keepalive_interval);
             let result = upstream::connect(
-                &authorization,
-                &entry,
+                &authorized,
                 &services.vault,
                 config,
                 services.config.server.upstream_connect_timeout,
@@ -255,7 +252,7 @@ pub fn authorize(
         })
     };
     Ok(TargetRoute {
-        authorization,
+        authorized,
         upstream: UpstreamSlot::Connecting(AbortOnDropHandle::new(task)),
     })
 }

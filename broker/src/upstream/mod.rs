@@ -1,7 +1,7 @@
 //! The upstream side: portcullis as an SSH client of the target.
 //!
-//! [`connect`] takes an [`Authorization`] (the proof policy allowed this user to reach this
-//! target now) and nothing reaches a target without one. It connects within a deadline,
+//! [`connect`] takes an [`Authorized`] (the proof policy allowed this user to reach this
+//! target now, bound to that target's entry) and nothing reaches a target without one. It connects within a deadline,
 //! refuses any host key but the pinned one, and logs in as the target's `login` with the
 //! vaulted credential. The user never sees the credential; errors never contain it.
 
@@ -9,7 +9,6 @@ use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use portcullis_policy::Authorization;
 use russh::client;
 use russh::keys::PublicKeyOrCertificate;
 use russh::keys::key::PrivateKeyWithHashAlg;
@@ -17,6 +16,7 @@ use russh::keys::ssh_key::{HashAlg, PublicKey};
 use russh::{Preferred, cipher};
 use tokio_util::sync::CancellationToken;
 
+use crate::authorized::Authorized;
 use crate::directory::TargetEntry;
 use crate::net::severable::Severable;
 use crate::vault::{Credential, Vault, VaultError};
@@ -82,14 +82,6 @@ pub enum UpstreamError {
         /// russh's description.
         reason: String,
     },
-    /// The authorization is for another target (a bug, refused rather than trusted).
-    #[error("internal error: authorization is for target {authorized}, not {requested}")]
-    WrongAuthorization {
-        /// What the authorization covers.
-        authorized: String,
-        /// What was asked.
-        requested: String,
-    },
 }
 
 impl UpstreamError {
@@ -103,7 +95,6 @@ impl UpstreamError {
             UpstreamError::Credential { .. } => "credential",
             UpstreamError::LoginRefused { .. } => "login_refused",
             UpstreamError::ChannelRefused { .. } => "channel_refused",
-            UpstreamError::WrongAuthorization { .. } => "internal",
         }
     }
 }
@@ -175,19 +166,13 @@ pub fn client_config(target: &TargetEntry, keepalive: Duration) -> client::Confi
 
 /// Connects and logs in to the authorized target; cancelling `sever` cuts the connection.
 pub async fn connect(
-    authorization: &Authorization,
-    target: &TargetEntry,
+    authorized: &Authorized,
     vault: &Vault,
     config: client::Config,
     deadline: Duration,
     sever: CancellationToken,
 ) -> Result<Upstream, UpstreamError> {
-    if authorization.target() != target.name {
-        return Err(UpstreamError::WrongAuthorization {
-            authorized: authorization.target().to_owned(),
-            requested: target.name.clone(),
-        });
-    }
+    let target = authorized.target();
     let credential =
         vault
             .get(&target.credential)
