@@ -15,7 +15,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::SystemTime;
 
 use portcullis_policy::Clock;
@@ -117,8 +117,88 @@ struct Writer {
     chain: Chain,
     /// Lines in the file.
     count: u64,
-    /// Where each line's count and tag is anchored (none in unit tests).
-    state: Option<Arc<dyn StateStore>>,
+    /// Moves the anchor after each line (none in unit tests).
+    anchorer: Option<Anchorer>,
+}
+
+/// Keeps the audit anchor in the state store up to date from a thread of its own, so a
+/// store write (a transaction, maybe an fsync) never runs on an async worker or under the
+/// log's lock. Only the newest anchor matters: while one is being stored, newer ones
+/// replace each other, and the next store writes the last. The anchor therefore trails the
+/// file by at most one store write and never claims a line the file does not hold.
+struct Anchorer {
+    slot: Arc<(Mutex<AnchorSlot>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct AnchorSlot {
+    newest: Option<Anchor>,
+    closing: bool,
+}
+
+impl Anchorer {
+    fn start(state: Arc<dyn StateStore>) -> io::Result<Self> {
+        let slot = Arc::new((Mutex::new(AnchorSlot::default()), Condvar::new()));
+        let thread = std::thread::Builder::new()
+            .name("audit-anchor".into())
+            .spawn({
+                let slot = Arc::clone(&slot);
+                move || Self::run(&slot, state.as_ref())
+            })?;
+        Ok(Self {
+            slot,
+            thread: Some(thread),
+        })
+    }
+
+    fn run(slot: &(Mutex<AnchorSlot>, Condvar), state: &dyn StateStore) {
+        let (lock, wake) = slot;
+        loop {
+            let (newest, closing) = {
+                let mut slot = lock
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                while slot.newest.is_none() && !slot.closing {
+                    slot = wake
+                        .wait(slot)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                (slot.newest.take(), slot.closing)
+            };
+            if let Some(anchor) = newest
+                && let Err(error) = anchors::set(state, anchors::AUDIT, anchor)
+            {
+                tracing::error!(%error, "cannot anchor the audit log");
+            }
+            if closing {
+                return;
+            }
+        }
+    }
+
+    /// The file now ends with `anchor`'s line.
+    fn moved(&self, anchor: Anchor) {
+        let (lock, wake) = &*self.slot;
+        lock.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .newest = Some(anchor);
+        wake.notify_one();
+    }
+}
+
+impl Drop for Anchorer {
+    /// Stores the last anchor before the log is gone.
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.slot;
+        lock.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .closing = true;
+        wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The event written when the log at start does not match its anchor: lines were removed
@@ -172,13 +252,14 @@ impl AuditLog {
             file.write_all(b"\n").map_err(error)?;
         }
         let mismatch = anchor.as_ref().and_then(|anchor| scan.against(anchor));
+        let anchorer = state.map(Anchorer::start).transpose().map_err(error)?;
         let log = Self {
             path: path.to_owned(),
             inner: Mutex::new(Writer {
                 file,
                 chain,
                 count: scan.lines,
-                state,
+                anchorer,
             }),
             clock,
         };
@@ -234,18 +315,18 @@ impl AuditLog {
         line.push_str(",\"mac\":\"");
         line.push_str(&hex::encode(tag));
         line.push_str("\"}\n");
+        // One write(2) into the page cache, under the lock so lines land in chain order: the
+        // line survives the process being killed the moment the client is told anything.
+        // (No fsync here; the state store's anchor is what proves the count.)
         writer.file.write_all(line.as_bytes())?;
         writer.count += 1;
         // The line is in the file before its anchor moves: the anchor never claims more.
-        if let Some(state) = &writer.state {
-            let anchor = Anchor {
+        if let Some(anchorer) = &writer.anchorer {
+            anchorer.moved(Anchor {
                 count: writer.count,
                 tag: hex::encode(tag),
                 sealed: false,
-            };
-            if let Err(error) = anchors::set(state.as_ref(), anchors::AUDIT, anchor) {
-                tracing::error!(%error, "cannot anchor the audit log");
-            }
+            });
         }
         Ok(())
     }

@@ -1,19 +1,23 @@
-//! The recording writer: one task per recording, fed through a bounded queue.
+//! The recording writer: one thread per recording, fed through a bounded queue.
 //!
 //! ```text
-//! relay ──RecordingHandle::output/input/resize/marker──▶ [bounded queue] ──▶ writer task
+//! relay ──RecordingHandle::output/input/resize/marker──▶ [bounded queue] ──▶ writer thread
 //!                                                                        ├─▶ <id>.cast       (asciicast v2)
 //!                                                                        └─▶ <id>.cast.hmac  (one tag per line, then `end <seal>`)
 //! ```
 //!
 //! * The queue is bounded: when the disk is slower than the session, the relay waits rather
 //!   than memory growing. Nothing is dropped.
-//! * Both files are flushed at least every `flush_interval` (1 s), so a crash loses at most
-//!   that much. Tags are written only after the lines they cover have been flushed, so after
+//! * File writes, flushes and the final fsync run on the recording's own thread, never on the
+//!   async runtime's workers: a slow disk stalls this recording's queue, not other sessions.
+//! * Both files are flushed at least every `flush_interval` (1 s): a small task on the
+//!   runtime sends the thread a tick (holding only a weak sender, so it never keeps the
+//!   recording open), and the thread also flushes when a busy queue kept ticks out. A crash
+//!   loses at most that much. Tags are written only after the lines they cover have been flushed, so after
 //!   a crash the integrity file is never ahead of the recording.
 //! * Consecutive output chunks waiting in the queue are merged into one event (up to
 //!   `coalesce_bytes`), which keeps bulk output cheap without changing what plays back.
-//! * A write error stops the task and is reported through [`RecordingHandle::failed`]; the
+//! * A write error stops the thread and is reported through [`RecordingHandle::failed`]; the
 //!   broker decides whether the session may continue unrecorded.
 
 use std::fs::{File, OpenOptions};
@@ -141,6 +145,8 @@ enum Command {
     Subscribe {
         reply: oneshot::Sender<Result<Subscription, RecordingError>>,
     },
+    /// Time to flush what is buffered (from the ticker).
+    Tick,
 }
 
 /// Live lines for watchers: how many a slow watcher may fall behind before it skips.
@@ -257,16 +263,41 @@ pub fn start(
         time: options.time.clone(),
         failure,
     };
-    tokio::spawn(run(
-        writer,
-        rx,
-        failure_tx,
-        options,
-        started,
-        id.to_owned(),
-        path,
-    ));
+    tokio::spawn(tick(handle.tx.downgrade(), options.flush_interval));
+    let thread_path = path.clone();
+    let thread_id = id.to_owned();
+    std::thread::Builder::new()
+        .name("recorder".into())
+        .spawn(move || {
+            run(
+                writer,
+                rx,
+                failure_tx,
+                options,
+                started,
+                thread_id,
+                thread_path,
+            )
+        })
+        .map_err(create_error)?;
     Ok(handle)
+}
+
+/// Asks the writer thread to flush every `interval` for as long as the recording is open.
+async fn tick(writer: mpsc::WeakSender<Command>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(writer) = writer.upgrade() else {
+            return;
+        };
+        // A full queue means the thread is busy and flushes on its own clock.
+        if let Err(mpsc::error::TrySendError::Closed(_)) = writer.try_send(Command::Tick) {
+            return;
+        }
+    }
 }
 
 fn create_new(path: &Path) -> io::Result<File> {
@@ -544,7 +575,8 @@ impl Writer {
     }
 }
 
-async fn run(
+/// The writer thread: takes commands until the recording is finished or fails.
+fn run(
     mut writer: Writer,
     mut rx: mpsc::Receiver<Command>,
     failure: watch::Sender<Option<Arc<str>>>,
@@ -553,9 +585,9 @@ async fn run(
     id: String,
     path: PathBuf,
 ) {
-    let mut tick = tokio::time::interval(options.flush_interval);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut held: Option<Command> = None;
+    // Real time, not the session clock: this bounds what a crash can lose.
+    let mut flushed_at = Instant::now();
 
     let fail = |error: io::Error, rx: &mut mpsc::Receiver<Command>| {
         let message: Arc<str> = RecordingError::Write {
@@ -571,18 +603,20 @@ async fn run(
     loop {
         let command = match held.take() {
             Some(command) => Some(command),
-            None => tokio::select! {
-                command = rx.recv() => command,
-                _ = tick.tick() => {
-                    if writer.dirty && let Err(e) = writer.flush() {
-                        fail(e, &mut rx);
-                        return;
-                    }
-                    continue;
-                }
-            },
+            None => rx.blocking_recv(),
         };
+        if writer.dirty
+            && (matches!(command, Some(Command::Tick))
+                || flushed_at.elapsed() >= options.flush_interval)
+        {
+            if let Err(e) = writer.flush() {
+                fail(e, &mut rx);
+                return;
+            }
+            flushed_at = Instant::now();
+        }
         let result = match command {
+            Some(Command::Tick) => Ok(()),
             Some(Command::Event {
                 at,
                 kind: kind @ (EventKind::Output | EventKind::Input),

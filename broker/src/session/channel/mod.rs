@@ -351,7 +351,7 @@ impl ChannelRelay {
             // end, bytes) but not recorded as asciicast.
             Start::Subsystem(_) => None,
             Start::Shell | Start::Exec(_) => {
-                match start_recording(services, session, &start, self.pty.as_ref()) {
+                match start_recording(services, session, &start, self.pty.as_ref()).await {
                     Ok(recording) => recording,
                     Err(message) => return StartOutcome::Refused { message, status: 1 },
                 }

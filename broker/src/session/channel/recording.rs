@@ -13,7 +13,7 @@ use crate::session::SessionShared;
 
 /// Creates the channel's recording. `Ok(None)`: it could not be created but policy lets the
 /// session continue unrecorded. `Err`: it could not, and the channel must not start.
-pub(super) fn start_recording(
+pub(super) async fn start_recording(
     services: &Services,
     session: &SessionShared,
     start: &Start,
@@ -79,11 +79,11 @@ pub(super) fn start_recording(
                 tag: String::new(),
                 sealed: false,
             };
-            if let Err(error) = crate::anchors::set(
-                services.state.as_ref(),
-                &crate::anchors::recording(&id),
-                opened,
-            ) {
+            if let Err(error) = services
+                .state
+                .set_anchor(&crate::anchors::recording(&id), opened)
+                .await
+            {
                 tracing::error!(parent: &session.span, %error, "cannot anchor a recording");
             }
             Ok(Some(recording))
