@@ -246,7 +246,10 @@ impl Owner {
         if let Route::Activation(pending) = &self.route
             && let Some((authorized, upstream)) = pending.activated.get()
         {
-            self.route = Route::Target(TargetRoute::ready(authorized.clone(), upstream.clone()));
+            self.route = Route::Target(Box::new(TargetRoute::ready(
+                authorized.clone(),
+                upstream.clone(),
+            )));
         }
         let slot = match &mut self.route {
             Route::Pending => return Err(ChannelOpenFailure::AdministrativelyProhibited),

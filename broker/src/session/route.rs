@@ -63,8 +63,8 @@ pub enum Route {
         /// The user.
         user: String,
     },
-    /// A target, authorized.
-    Target(TargetRoute),
+    /// A target, authorized (boxed: it holds the resolved target).
+    Target(Box<TargetRoute>),
     /// A target the user is eligible for, without an active grant: a channel with a
     /// terminal asks for the activation, others are told the command that requests it.
     Activation(Arc<PendingActivation>),
@@ -190,7 +190,7 @@ pub async fn decide(
         }
     };
     match authorize(services, session, authorization) {
-        Ok(route) => Route::Target(route),
+        Ok(route) => Route::Target(Box::new(route)),
         Err(message) => Route::Refused { message },
     }
 }
