@@ -3,7 +3,7 @@
 //! tells it to stop on a signal, an in-process test when it is done. [`Server::bind`] binds
 //! the configured address (or [`Server::on`] takes one already bound: tests use port 0);
 //! [`Server::run`] accepts, admits each connection to a pre-login slot and hands it to
-//! [`crate::front::connection::run`].
+//! [`crate::ssh::connection::run`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,7 +42,7 @@ impl Server {
         if let Ok(bound) = listener.local_addr() {
             let _ = services.listening.set(bound);
         }
-        let ssh_config = Arc::new(crate::front::config::server_config(
+        let ssh_config = Arc::new(crate::ssh::config::server_config(
             &services.config,
             services.host_key().clone(),
         ));
@@ -81,7 +81,7 @@ impl Server {
                             continue;
                         }
                     };
-                    services.sessions.spawn(crate::front::connection::run(
+                    services.sessions.spawn(crate::ssh::connection::run(
                         services.clone(),
                         self.ssh_config.clone(),
                         stream,

@@ -332,7 +332,7 @@ pub struct SessionShared {
     pub local: OnceLock<SocketAddr>,
     /// Channel tasks, waited for before the session is finished.
     pub tasks: TaskTracker,
-    /// Cuts both the client's and the upstream's TCP streams (see [`severable`]): the last
+    /// Cuts both the client's and the upstream's TCP streams (see [`crate::net::severable`]): the last
     /// step of `finish`, after every polite goodbye has had its chance.
     pub sever: CancellationToken,
     /// The connection's tracing span. russh runs the handler in a task of its own, so

@@ -2,17 +2,19 @@
 //! that makes any edit detectable.
 //!
 //! ```text
-//! RecordingHandle ──bounded queue──▶ writer task ──▶ <id>.cast + <id>.cast.hmac
+//! RecordingHandle ──bounded queue──▶ writer thread ▶ <id>.cast + <id>.cast.hmac
 //!                                                        │
 //! verify::verify_file(cast, key) ◀───────────────────────┘ Intact | Unfinalized | Tampered
 //! ```
 //!
 //! * [`asciicast`]: the file format (header, events) and UTF-8 chunk carrying.
 //! * [`chain`]: the HMAC chain, also used by the broker's audit log.
-//! * [`writer`]: the per-recording writer task and its handle.
+//! * [`writer`]: the per-recording writer (a thread of its own: file I/O never runs on the
+//!   async workers) and its handle; event times come from a [`TimeSource`] (the bastion
+//!   passes its clock's).
 //! * [`verify`]: reading back and checking.
 //!
-//! Knows nothing of SSH; uses tokio only for its queue and timer.
+//! Knows nothing of SSH; uses tokio only for its queue and the flush tick.
 
 pub mod asciicast;
 pub mod chain;

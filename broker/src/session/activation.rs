@@ -22,13 +22,13 @@ use russh::{ChannelWriteHalf, client};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::channel::{self, Start, StartOutcome};
-use super::console::{Abort, ClientEvent, Console, PtyParams};
-use super::menu::{Origin, clock, state_in_words};
 use super::route::{self, PendingActivation};
 use super::{EndReason, SessionShared};
 use crate::access::AccessError;
 use crate::access::jit::{self as jit_ops, Activated, Answers, left};
+use crate::bastion::console::{Abort, ClientEvent, Console, PtyParams};
+use crate::bastion::menu::{Origin, clock, state_in_words};
+use crate::relay::{self, Start, StartOutcome};
 use crate::services::Services;
 
 /// How long each question waits for an answer.
@@ -442,7 +442,7 @@ async fn relay(
     start: Start,
     upstream: russh::Channel<client::Msg>,
 ) {
-    let mut relay = channel::open_relay(
+    let mut relay = relay::open_relay(
         services.clone(),
         session.clone(),
         writer,
@@ -474,7 +474,7 @@ async fn relay(
     };
     if let Some((message, status)) = refusal {
         let _ = handle
-            .data(id, super::notice::message(&message, true).bytes)
+            .data(id, crate::bastion::notice::message(&message, true).bytes)
             .await;
         let _ = handle.exit_status_request(id, status).await;
         relay.close().await;
@@ -486,7 +486,7 @@ async fn relay(
                 if relay.data(&data).await.is_err() {
                     session
                         .control
-                        .end(EndReason::Overflow(crate::session::channel::flow::HARD_CAP));
+                        .end(EndReason::Overflow(crate::relay::flow::HARD_CAP));
                     return;
                 }
             }

@@ -8,10 +8,10 @@ use russh::server::{Handle, Msg};
 use russh::{Channel, ChannelId, ChannelOpenFailure, Sig};
 use tokio::sync::oneshot;
 
-use super::channel::Start;
-use super::console::PtyParams;
 use super::login::Login;
-use super::notice;
+use crate::bastion::console::PtyParams;
+use crate::bastion::notice;
+use crate::relay::Start;
 
 /// Events waiting for the owner, at most (then the handler, and so the client, waits).
 pub const EVENT_QUEUE: usize = 64;

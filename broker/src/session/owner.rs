@@ -18,14 +18,15 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::channel::{self, ChannelRelay, Start, StartOutcome};
-use super::console::{ClientEvent, Console, PtyParams};
 use super::events::{Event, StartReply};
 use super::login::Login;
-use super::menu::Origin;
 use super::route::{self, Route, TargetRoute};
-use super::{activation, guard, menu, notice, prompt, spectator};
+use super::{activation, guard};
+use crate::bastion::console::{ClientEvent, Console, PtyParams};
+use crate::bastion::menu::Origin;
+use crate::bastion::{menu, notice, prompt, spectator};
 use crate::live::{EndReason, SessionShared};
+use crate::relay::{self, ChannelRelay, Start, StartOutcome};
 use crate::services::Services;
 use crate::watch::Follower;
 
@@ -89,7 +90,7 @@ impl LocalChannel {
     /// client's events to the returned console.
     fn converse(&mut self, session: &Arc<SessionShared>) -> Option<Console> {
         let writer = self.writer.take()?;
-        let (tx, rx) = mpsc::channel(super::console::EVENT_QUEUE);
+        let (tx, rx) = mpsc::channel(crate::bastion::console::EVENT_QUEUE);
         self.input = Some(tx);
         let pty = self.pty.clone().unwrap_or_else(|| PtyParams {
             term: "dumb".into(),
@@ -270,7 +271,7 @@ impl Owner {
                     Err(message) => Err(message),
                 };
                 match (opened, &self.handle) {
-                    (Ok(upstream_channel), Some(handle)) => Slot::Relay(channel::open_relay(
+                    (Ok(upstream_channel), Some(handle)) => Slot::Relay(relay::open_relay(
                         self.services.clone(),
                         self.session.clone(),
                         channel.split().1,
@@ -518,7 +519,7 @@ impl Owner {
         }
         StartReply::Answer {
             text: notice::message(&format!("not run: {problem}"), pty),
-            status: channel::BLOCKED_STATUS,
+            status: relay::BLOCKED_STATUS,
         }
     }
 
@@ -556,7 +557,7 @@ impl Owner {
                 tracing::warn!(parent: &self.session.span, "client queued too much input without reading its output");
                 self.session
                     .control
-                    .end(EndReason::Overflow(channel::flow::HARD_CAP));
+                    .end(EndReason::Overflow(relay::flow::HARD_CAP));
             }
             // A watcher's keys: q or Ctrl-C leaves, anything else is ignored (read-only).
             Some(Slot::Local(LocalChannel {

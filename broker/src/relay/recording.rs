@@ -8,8 +8,8 @@ use portcullis_config::OnRecordingFailure;
 use portcullis_recorder::{Header, RecordingHandle, RecordingOptions, SessionFacts, TimeSource};
 
 use super::{PtyRequest, Start};
+use crate::live::SessionShared;
 use crate::services::Services;
-use crate::session::SessionShared;
 
 /// Creates the channel's recording. `Ok(None)`: it could not be created but policy lets the
 /// session continue unrecorded. `Err`: it could not, and the channel must not start.

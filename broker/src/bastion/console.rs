@@ -10,8 +10,8 @@ use russh::server::Msg;
 use russh::{ChannelWriteHalf, Pty, Sig};
 use tokio::sync::mpsc;
 
-use super::SessionShared;
 use super::terminal::{Key, LineEditor};
+use crate::live::SessionShared;
 
 /// How many client events may wait for the console (or the relay behind it).
 pub const EVENT_QUEUE: usize = 64;

@@ -8,7 +8,8 @@ use russh::ChannelWriteHalf;
 use russh::server::Msg;
 use tokio_util::sync::CancellationToken;
 
-use super::{SessionShared, notice};
+use super::notice;
+use crate::live::SessionShared;
 use crate::watch::{Follower, output_of};
 
 /// Streams `follower` onto `channel` until the watched recording ends, `stop` is cancelled,

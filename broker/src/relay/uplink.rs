@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::flow::Flow;
 use super::gate::{Gate, GateIo};
 use super::{CONTROL_COST, PendingSize, Replies, Request, Uplink, WindowSize, lock};
-use crate::session::SessionShared;
+use crate::live::SessionShared;
 
 /// Everything the uplink task owns.
 pub(super) struct UplinkTask {

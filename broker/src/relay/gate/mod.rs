@@ -33,9 +33,9 @@ use tokio::sync::mpsc;
 
 use super::flow::Flow;
 use super::{Downlink, Uplink};
+use crate::live::{EndReason, SessionShared};
 use crate::metrics::Metrics;
 use crate::services::Services;
-use crate::session::{EndReason, SessionShared};
 use keys::{Key, KeyLine};
 use screen::Screen;
 

@@ -20,13 +20,13 @@ use russh::server::{self, Auth, ChannelOpenHandle, Msg, Response, Session};
 use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet, Pty, Sig};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::bastion::console::PtyParams;
+use crate::bastion::notice;
 use crate::live::{Identity, SessionShared};
+use crate::relay::Start;
 use crate::services::Services;
-use crate::session::channel::Start;
-use crate::session::console::PtyParams;
 use crate::session::events::{Event, StartReply};
 use crate::session::login;
-use crate::session::notice;
 use auth::{Authenticated, Authenticator, KbdPrompts, Step};
 
 /// The longest environment value relayed (a locale name is a few dozen bytes).
@@ -521,7 +521,7 @@ impl server::Handler for FrontHandler {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         // Waiting for the owner's "room" is the flow control: the client's connection pauses
-        // here while its input cannot be taken (see `session::channel::flow`).
+        // here while its input cannot be taken (see `relay::flow`).
         let data = Bytes::copy_from_slice(data);
         self.ask(|room| Event::Data {
             channel,

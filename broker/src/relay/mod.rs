@@ -7,7 +7,7 @@
 //!                       └─ "o" events to the recording; seals it when the channel ends
 //! ```
 //!
-//! * [`uplink`], [`downlink`]: the two directions, separate tasks so that neither waits on
+//! * [`uplink`](mod@uplink), [`downlink`](mod@downlink): the two directions, separate tasks so that neither waits on
 //!   the other (a task blocked writing to a slow client never stops keystrokes going up).
 //! * [`flow`]: bounds what the client may queue without deadlocking busy channels.
 //! * [`recording`]: the channel's recording, started before its shell or command.
@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{EndReason, SessionShared};
+use crate::live::{EndReason, SessionShared};
 use crate::services::Services;
 use downlink::{DownlinkTask, downlink};
 use flow::Flow;

@@ -1,7 +1,7 @@
 //! Authentication decisions for the front door: public keys, OpenSSH user certificates,
 //! passwords, and password + TOTP through keyboard-interactive.
 //!
-//! Each decision checks the throttle first (see [`super::throttle`]). A password (with its
+//! Each decision checks the throttle first (see [`crate::credentials::throttle`]). A password (with its
 //! TOTP code) is verified only after a slot on the client's address and on the user's
 //! password count has been reserved, atomically, so parallel answers cannot outrun the
 //! limit. Refusals that could be guesses count against the address and the user *for that

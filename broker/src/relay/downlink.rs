@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 use super::flow::Flow;
 use super::gate::screen::Screen;
 use super::{Downlink, Replies, Start, lock};
+use crate::bastion::notice;
+use crate::live::{EndReason, Notice, SessionShared};
 use crate::services::Services;
-use crate::session::{EndReason, Notice, SessionShared, notice};
 
 /// How long the closing message may wait for the client's window.
 const FAREWELL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
