@@ -170,6 +170,7 @@ impl Services {
             throttle: Throttle::new(
                 config.server.auth_max_failures,
                 config.server.auth_failure_window,
+                state.clone(),
             ),
             admission: Arc::new(Admission::new(
                 config.server.max_unauthenticated,

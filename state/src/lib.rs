@@ -2,7 +2,7 @@
 //! behind one seam, [`StateStore`] — and the only SQL in the workspace.
 //!
 //! ```text
-//! broker: access (locks, requests, grants), vault, credentials (TOTP), audit anchors
+//! broker: access (locks, requests, grants), vault, credentials (TOTP, throttle), anchors
 //!            │ async calls                         ▲ Change (after each commit)
 //!            ▼                                     │
 //!       dyn StateStore ──▶ SqliteStore: one thread owns the connection (state.db)
@@ -125,6 +125,40 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// Accepts TOTP `step` for `user` if it is newer than the last one accepted (atomically:
     /// two logins racing with the same code cannot both win).
     fn accept_totp_step(&self, user: &str, step: u64) -> StateFuture<'_, bool>;
+
+    // --- guess throttle --------------------------------------------------------------------
+    /// Reserves a slot on every one of `keys` unless one of them already counts `limit`
+    /// failures (or slots) newer than `since`: then that key is the answer. A slot counts as
+    /// a failure at `at` until [`StateStore::release_guess`] gives it back, so parallel
+    /// verifications never exceed the limit, and a slot whose verification never finished
+    /// (a crash, a dropped connection) stays a failure. Forgets failures no newer than
+    /// `since`.
+    fn reserve_guess(
+        &self,
+        keys: Vec<String>,
+        limit: u32,
+        since: SystemTime,
+        at: SystemTime,
+    ) -> StateFuture<'_, Result<u64, String>>;
+    /// Gives a reserved slot back (the secret was right).
+    fn release_guess(&self, slot: u64) -> StateFuture<'_, ()>;
+    /// Counts a failure at `at` on every one of `keys`, keeping only the newest `limit` of
+    /// each (the older ones no longer decide anything). Forgets failures no newer than
+    /// `since`.
+    fn record_guess_failures(
+        &self,
+        keys: Vec<String>,
+        limit: u32,
+        since: SystemTime,
+        at: SystemTime,
+    ) -> StateFuture<'_, ()>;
+    /// The first of `keys` that counts `limit` failures (or slots) newer than `since`.
+    fn full_guess_key(
+        &self,
+        keys: Vec<String>,
+        limit: u32,
+        since: SystemTime,
+    ) -> StateFuture<'_, Option<String>>;
 
     // --- evidence anchors ---------------------------------------------------------------
     /// The anchor called `name`.

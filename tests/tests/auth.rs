@@ -248,6 +248,29 @@ fn guessing_is_throttled_per_user_and_source_until_the_window_has_passed() {
 }
 
 #[test]
+fn failed_logins_still_count_after_a_restart() {
+    // The counts live in the state store: restarting the bastion is no way to reset them.
+    let mut world = password_world(3, None);
+    let askpass = Askpass::new();
+    askpass.answer("wrong-guess", "");
+    for _ in 0..3 {
+        let ran = password_login(&world, &askpass, "carol+web01");
+        assert!(refused(&ran), "{ran:?}");
+    }
+    world.bastion.terminate();
+    world.bastion.start();
+    askpass.answer("carols-password", "");
+    let ran = password_login(&world, &askpass, "carol+web01");
+    assert!(
+        refused(&ran),
+        "the right password was let in after a restart wiped the count: {ran:?}"
+    );
+    world
+        .bastion
+        .wait_for_audit("auth.throttled", |e| e["user"] == "carol");
+}
+
+#[test]
 fn a_used_totp_code_stays_used_across_a_restart() {
     let mut world = world_with_passwords(10);
     let askpass = Askpass::new();

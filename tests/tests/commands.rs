@@ -143,7 +143,12 @@ impl Gate {
         let done = portcullis_tests::util::wait_for(Duration::from_secs(10), || {
             (self.blocked_lines().len() >= count).then_some(())
         });
-        assert!(done.is_some(), "{:?}", self.blocked_lines());
+        // On failure, every command event: whether the line was seen at all, and as what.
+        assert!(
+            done.is_some(),
+            "{count} blocked lines never came; command events: {:#?}",
+            self.audit_commands()
+        );
     }
 
     fn blocked_lines(&self) -> Vec<String> {

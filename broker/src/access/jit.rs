@@ -390,7 +390,8 @@ async fn verify_code(
     let keys = vec![ThrottleKey::User(user.to_owned(), Method::ActivationCode)];
     let reservation = match services
         .throttle
-        .reserve(keys.clone(), services.clock.instant())
+        .reserve(keys.clone(), services.clock.now())
+        .await?
     {
         Ok(reservation) => reservation,
         Err(_) => {
@@ -422,7 +423,7 @@ async fn verify_code(
     };
     match verdict {
         Ok(()) => {
-            reservation.succeeded();
+            reservation.succeeded().await;
             Ok(())
         }
         Err(error) => {
@@ -440,11 +441,8 @@ async fn verify_code(
                         },
                     ),
             );
-            if services
-                .throttle
-                .blocked(&keys, services.clock.instant())
-                .is_some()
-            {
+            // (A store that cannot answer here changes nothing: the code was refused anyway.)
+            if let Ok(Some(_)) = services.throttle.blocked(&keys, services.clock.now()).await {
                 services.audit.record(
                     AuditEvent::new("access.code_throttled")
                         .with("user", user)

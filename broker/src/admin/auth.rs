@@ -111,8 +111,10 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
         let reservation = throttle
             .reserve(
                 vec![ThrottleKey::ApiSource(source)],
-                state.services.clock.instant(),
+                state.services.clock.now(),
             )
+            .await
+            .map_err(|error| ApiError::Internal(format!("cannot check the API throttle: {error}")))?
             .map_err(|_| ApiError::Throttled)?;
         let candidates: Vec<(String, String, Vec<Scope>)> = state
             .services
@@ -139,7 +141,7 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
         .flatten();
         match found {
             Some((name, _, scopes)) => {
-                reservation.succeeded();
+                reservation.succeeded().await;
                 let caller = Caller { name, scopes };
                 state.tokens.insert(digest, caller.clone());
                 Ok(caller)

@@ -3,7 +3,8 @@
 //!
 //! * [`password`]: argon2 hashing and verification (with a decoy for unknown users).
 //! * [`totp`]: RFC 6238 codes; the steps used are kept by the state store.
-//! * [`throttle`]: failure counts, reservations before each verification, audit budgets.
+//! * [`throttle`]: failure counts (kept by the state store), reservations before each
+//!   verification, audit budgets.
 
 pub mod password;
 pub mod throttle;

@@ -14,13 +14,19 @@
 //! (or a dropped reservation) keeps it. A success never clears earlier failures: an attacker
 //! guessing alice's password must not be helped by alice logging in.
 //!
+//! The counts live in the state store (every node sees the same failures, and a restart
+//! forgets none); a store that cannot answer refuses the attempt, never waves it through.
+//!
 //! Pre-login audit lines are budgeted per source ([`Throttle::audit_budget`]) so a flood
-//! of attempts from one address cannot grow the audit log without bound.
+//! of attempts from one address cannot grow this node's audit log without bound (kept in
+//! memory: it is about this node's log).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use portcullis_state::{StateError, StateStore};
 
 /// The kind of secret a failure was a guess at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,6 +50,16 @@ impl Method {
             Method::ActivationCode => "activation code",
         }
     }
+
+    /// Its name in stored keys (no spaces, no slashes).
+    fn code(self) -> &'static str {
+        match self {
+            Method::Password => "password",
+            Method::PublicKey => "publickey",
+            Method::Certificate => "certificate",
+            Method::ActivationCode => "activation-code",
+        }
+    }
 }
 
 /// What is throttled.
@@ -55,6 +71,18 @@ pub enum ThrottleKey {
     ApiSource(IpAddr),
     /// A user name (known or not) and the kind of secret.
     User(String, Method),
+}
+
+impl ThrottleKey {
+    /// The key as the state store keeps it; the user name comes last, so whatever it holds
+    /// cannot make two keys collide.
+    fn stored(&self) -> String {
+        match self {
+            ThrottleKey::Source(ip) => format!("ssh-source/{ip}"),
+            ThrottleKey::ApiSource(ip) => format!("api-source/{ip}"),
+            ThrottleKey::User(user, method) => format!("user/{}/{user}", method.code()),
+        }
+    }
 }
 
 impl std::fmt::Display for ThrottleKey {
@@ -69,15 +97,9 @@ impl std::fmt::Display for ThrottleKey {
     }
 }
 
-/// Keys tracked before expired entries are swept, bounding memory under a flood of made-up
-/// user names or addresses.
+/// Sources tracked by the audit budget before expired entries are swept, bounding memory
+/// under a flood from many addresses.
 const SWEEP_ABOVE: usize = 10_000;
-
-#[derive(Debug, Default)]
-struct Count {
-    failures: VecDeque<Instant>,
-    pending: usize,
-}
 
 #[derive(Debug, Default)]
 struct Budget {
@@ -85,29 +107,23 @@ struct Budget {
     suppressed: u64,
 }
 
-#[derive(Debug, Default)]
-struct State {
-    counts: HashMap<ThrottleKey, Count>,
-    budgets: HashMap<IpAddr, Budget>,
-}
-
 /// The throttle.
 #[derive(Debug)]
 pub struct Throttle {
-    max_failures: usize,
+    max_failures: u32,
     window: Duration,
     audit_lines: usize,
-    state: Mutex<State>,
+    budgets: Mutex<HashMap<IpAddr, Budget>>,
+    state: Arc<dyn StateStore>,
 }
 
-/// A slot held on some keys while a secret is verified; resolve it with
-/// [`Reservation::succeeded`] or [`Reservation::failed`] (dropping it is a failure).
+/// A slot held on some keys while a secret is verified: [`Reservation::succeeded`] gives it
+/// back; anything else (a wrong secret, a dropped connection, a crash) leaves it counted as
+/// a failure.
 #[derive(Debug)]
 pub struct Reservation<'a> {
     throttle: &'a Throttle,
-    keys: Vec<ThrottleKey>,
-    at: Instant,
-    resolved: bool,
+    slot: u64,
 }
 
 /// What may be audited of a pre-login event from one source.
@@ -125,105 +141,82 @@ pub enum AuditBudget {
 }
 
 impl Throttle {
-    /// Allows `max_failures` per key within `window`.
-    pub fn new(max_failures: u32, window: Duration) -> Self {
-        let max_failures = max_failures.max(1) as usize;
+    /// Allows `max_failures` per key within `window`, counted in `state`.
+    pub fn new(max_failures: u32, window: Duration, state: Arc<dyn StateStore>) -> Self {
+        let max_failures = max_failures.max(1);
         Self {
             max_failures,
             window,
             // Enough for every counted failure of a window and some uncounted ones (keys an
             // agent offers), never more.
-            audit_lines: (4 * max_failures).max(20),
-            state: Mutex::new(State::default()),
+            audit_lines: (4 * max_failures as usize).max(20),
+            budgets: Mutex::new(HashMap::new()),
+            state,
         }
+    }
+
+    /// Failures at or before this no longer count at `now`.
+    fn since(&self, now: SystemTime) -> SystemTime {
+        now.checked_sub(self.window).unwrap_or(UNIX_EPOCH)
     }
 
     /// The key among `keys` that is refused now, if any.
-    pub fn blocked(&self, keys: &[ThrottleKey], now: Instant) -> Option<ThrottleKey> {
-        let mut state = self.lock();
-        self.first_full(&mut state, keys, now)
-    }
-
-    fn first_full(
+    pub async fn blocked(
         &self,
-        state: &mut State,
         keys: &[ThrottleKey],
-        now: Instant,
-    ) -> Option<ThrottleKey> {
-        keys.iter()
-            .find(|key| {
-                state.counts.get_mut(*key).is_some_and(|count| {
-                    expire(&mut count.failures, now, self.window);
-                    count.failures.len() + count.pending >= self.max_failures
-                })
-            })
-            .cloned()
+        now: SystemTime,
+    ) -> Result<Option<ThrottleKey>, StateError> {
+        let full = self
+            .state
+            .full_guess_key(stored(keys), self.max_failures, self.since(now))
+            .await?;
+        Ok(full.and_then(|full| find(keys, &full)))
     }
 
     /// Takes a slot on every key, or none if one of them is full (that one is returned).
-    pub fn reserve(
+    pub async fn reserve(
         &self,
         keys: Vec<ThrottleKey>,
-        now: Instant,
-    ) -> Result<Reservation<'_>, ThrottleKey> {
-        let mut state = self.lock();
-        if let Some(full) = self.first_full(&mut state, &keys, now) {
-            return Err(full);
-        }
-        self.sweep(&mut state, now);
-        for key in &keys {
-            state.counts.entry(key.clone()).or_default().pending += 1;
-        }
-        Ok(Reservation {
-            throttle: self,
-            keys,
-            at: now,
-            resolved: false,
+        now: SystemTime,
+    ) -> Result<Result<Reservation<'_>, ThrottleKey>, StateError> {
+        let answer = self
+            .state
+            .reserve_guess(stored(&keys), self.max_failures, self.since(now), now)
+            .await?;
+        Ok(match answer {
+            Ok(slot) => Ok(Reservation {
+                throttle: self,
+                slot,
+            }),
+            Err(full) => Err(find(&keys, &full).unwrap_or_else(|| keys[0].clone())),
         })
     }
 
     /// Counts a failure against every key (for refusals that verified nothing costly).
-    pub fn record_failure(&self, keys: &[ThrottleKey], now: Instant) {
-        let mut state = self.lock();
-        self.sweep(&mut state, now);
-        for key in keys {
-            self.add_failure(&mut state, key, now);
-        }
-    }
-
-    fn add_failure(&self, state: &mut State, key: &ThrottleKey, now: Instant) {
-        let count = state.counts.entry(key.clone()).or_default();
-        expire(&mut count.failures, now, self.window);
-        count.failures.push_back(now);
-        // Only the newest `max_failures` matter for the decision.
-        while count.failures.len() > self.max_failures {
-            count.failures.pop_front();
-        }
-    }
-
-    fn resolve(&self, keys: &[ThrottleKey], failed: bool, now: Instant) {
-        let mut state = self.lock();
-        for key in keys {
-            if let Some(count) = state.counts.get_mut(key) {
-                count.pending = count.pending.saturating_sub(1);
-            }
-            if failed {
-                self.add_failure(&mut state, key, now);
-            }
-        }
+    pub async fn record_failure(
+        &self,
+        keys: &[ThrottleKey],
+        now: SystemTime,
+    ) -> Result<(), StateError> {
+        self.state
+            .record_guess_failures(stored(keys), self.max_failures, self.since(now), now)
+            .await
     }
 
     /// Whether a pre-login audit line from `source` may be written now.
     pub fn audit_budget(&self, source: IpAddr, now: Instant) -> AuditBudget {
-        let mut state = self.lock();
-        if state.budgets.len() > SWEEP_ABOVE {
+        let mut budgets = self
+            .budgets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if budgets.len() > SWEEP_ABOVE {
             let window = self.window;
-            state.budgets.retain(|_, budget| {
+            budgets.retain(|_, budget| {
                 expire(&mut budget.written, now, window);
                 !budget.written.is_empty()
             });
         }
-        let budget = state.budgets.entry(source).or_default();
+        let budget = budgets.entry(source).or_default();
         expire(&mut budget.written, now, self.window);
         if budget.written.len() >= self.audit_lines {
             budget.suppressed += 1;
@@ -237,43 +230,27 @@ impl Throttle {
             suppressed: std::mem::take(&mut budget.suppressed),
         }
     }
+}
 
-    fn sweep(&self, state: &mut State, now: Instant) {
-        if state.counts.len() > SWEEP_ABOVE {
-            let window = self.window;
-            state.counts.retain(|_, count| {
-                expire(&mut count.failures, now, window);
-                !count.failures.is_empty() || count.pending > 0
-            });
-        }
-    }
+fn stored(keys: &[ThrottleKey]) -> Vec<String> {
+    keys.iter().map(ThrottleKey::stored).collect()
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
+fn find(keys: &[ThrottleKey], stored: &str) -> Option<ThrottleKey> {
+    keys.iter().find(|key| key.stored() == stored).cloned()
 }
 
 impl Reservation<'_> {
-    /// The secret was right: the slot is given back.
-    pub fn succeeded(mut self) {
-        self.resolved = true;
-        self.throttle.resolve(&self.keys, false, self.at);
+    /// The secret was right: the slot is given back. If the store cannot take it back, it
+    /// stays counted as a failure (the safe side) and the error is logged.
+    pub async fn succeeded(self) {
+        if let Err(error) = self.throttle.state.release_guess(self.slot).await {
+            tracing::error!(%error, "cannot give a throttle slot back; it counts as a failure");
+        }
     }
 
     /// The secret was wrong: the slot stays as a failure.
-    pub fn failed(self) {
-        // Drop does it.
-    }
-}
-
-impl Drop for Reservation<'_> {
-    fn drop(&mut self) {
-        if !self.resolved {
-            self.throttle.resolve(&self.keys, true, self.at);
-        }
-    }
+    pub fn failed(self) {}
 }
 
 fn expire(times: &mut VecDeque<Instant>, now: Instant, window: Duration) {
@@ -299,60 +276,114 @@ mod tests {
         ]
     }
 
-    #[test]
-    fn blocks_after_the_limit_and_recovers_after_the_window() {
-        let throttle = Throttle::new(3, Duration::from_secs(60));
-        let t0 = Instant::now();
+    /// A throttle on a fresh SQLite store (the directory lives as long as the test).
+    fn throttle(max: u32, window: Duration) -> (tempfile::TempDir, Throttle) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = portcullis_state::SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        (dir, Throttle::new(max, window, Arc::new(state)))
+    }
+
+    fn t(seconds: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_000_000 + seconds)
+    }
+
+    #[tokio::test]
+    async fn blocks_after_the_limit_and_recovers_after_the_window() {
+        let (_dir, throttle) = throttle(3, Duration::from_secs(60));
         for i in 0..3 {
-            assert_eq!(throttle.blocked(&password(A, "alice"), t0), None, "{i}");
-            throttle.record_failure(&password(A, "alice"), t0 + Duration::from_secs(i));
+            assert_eq!(
+                throttle.blocked(&password(A, "alice"), t(0)).await.unwrap(),
+                None,
+                "{i}"
+            );
+            throttle
+                .record_failure(&password(A, "alice"), t(i))
+                .await
+                .unwrap();
         }
-        let t5 = t0 + Duration::from_secs(5);
         assert_eq!(
-            throttle.blocked(&password(A, "alice"), t5),
+            throttle.blocked(&password(A, "alice"), t(5)).await.unwrap(),
             Some(ThrottleKey::Source(A))
         );
         // Another source guessing the same user's password is refused too.
         assert_eq!(
-            throttle.blocked(&password(B, "alice"), t5),
+            throttle.blocked(&password(B, "alice"), t(5)).await.unwrap(),
             Some(ThrottleKey::User("alice".into(), Method::Password))
         );
         // Another user from a fresh source is fine.
-        assert_eq!(throttle.blocked(&password(B, "bob"), t5), None);
+        assert_eq!(
+            throttle.blocked(&password(B, "bob"), t(5)).await.unwrap(),
+            None
+        );
         // The first failure ages out at t0+60.
         assert_eq!(
-            throttle.blocked(&password(A, "alice"), t0 + Duration::from_secs(60)),
+            throttle
+                .blocked(&password(A, "alice"), t(60))
+                .await
+                .unwrap(),
             None
         );
     }
 
-    #[test]
-    fn password_guesses_do_not_block_the_users_key_or_certificate() {
-        let throttle = Throttle::new(3, Duration::from_secs(60));
-        let now = Instant::now();
+    #[tokio::test]
+    async fn password_guesses_do_not_block_the_users_key_or_certificate() {
+        let (_dir, throttle) = throttle(3, Duration::from_secs(60));
         for _ in 0..6 {
-            throttle.record_failure(&password(A, "bob"), now);
+            throttle
+                .record_failure(&password(A, "bob"), t(0))
+                .await
+                .unwrap();
         }
         for method in [Method::PublicKey, Method::Certificate] {
             let keys = [
                 ThrottleKey::Source(B),
                 ThrottleKey::User("bob".into(), method),
             ];
-            assert_eq!(throttle.blocked(&keys, now), None, "{method:?}");
+            assert_eq!(
+                throttle.blocked(&keys, t(0)).await.unwrap(),
+                None,
+                "{method:?}"
+            );
         }
-        assert!(throttle.blocked(&password(B, "bob"), now).is_some());
+        assert!(
+            throttle
+                .blocked(&password(B, "bob"), t(0))
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 
-    #[test]
-    fn reservations_bound_parallel_verifications() {
-        let throttle = Throttle::new(5, Duration::from_secs(60));
-        let now = Instant::now();
+    #[tokio::test]
+    async fn a_user_name_cannot_pose_as_another_key() {
+        let (_dir, throttle) = throttle(1, Duration::from_secs(60));
+        throttle
+            .record_failure(
+                &[ThrottleKey::User(
+                    "x/password/alice".into(),
+                    Method::Certificate,
+                )],
+                t(0),
+            )
+            .await
+            .unwrap();
+        let alice = [ThrottleKey::User("alice".into(), Method::Password)];
+        assert_eq!(throttle.blocked(&alice, t(0)).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn reservations_bound_parallel_verifications() {
+        let (_dir, throttle) = throttle(5, Duration::from_secs(60));
         // Twelve answers arrive together, from twelve addresses.
         let mut held = Vec::new();
         let mut refused = 0;
         for i in 0..12u8 {
             let source = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 1, i));
-            match throttle.reserve(password(source, "carol"), now) {
+            match throttle
+                .reserve(password(source, "carol"), t(0))
+                .await
+                .unwrap()
+            {
                 Ok(reservation) => held.push(reservation),
                 Err(key) => {
                     assert_eq!(key, ThrottleKey::User("carol".into(), Method::Password));
@@ -365,44 +396,51 @@ mod tests {
         for reservation in held {
             reservation.failed();
         }
-        assert!(throttle.reserve(password(B, "carol"), now).is_err());
+        assert!(
+            throttle
+                .reserve(password(B, "carol"), t(0))
+                .await
+                .unwrap()
+                .is_err()
+        );
     }
 
-    #[test]
-    fn a_success_gives_its_slot_back() {
-        let throttle = Throttle::new(2, Duration::from_secs(60));
-        let now = Instant::now();
+    #[tokio::test]
+    async fn a_success_gives_its_slot_back() {
+        let (_dir, throttle) = throttle(2, Duration::from_secs(60));
         for _ in 0..5 {
             throttle
-                .reserve(password(A, "alice"), now)
+                .reserve(password(A, "alice"), t(0))
+                .await
                 .unwrap()
-                .succeeded();
+                .unwrap()
+                .succeeded()
+                .await;
         }
-        assert_eq!(throttle.blocked(&password(A, "alice"), now), None);
-        drop(throttle.reserve(password(A, "alice"), now).unwrap());
+        assert_eq!(
+            throttle.blocked(&password(A, "alice"), t(0)).await.unwrap(),
+            None
+        );
+        // A reservation dropped unresolved (a connection gone mid-check) counts.
+        drop(throttle.reserve(password(A, "alice"), t(0)).await.unwrap());
         throttle
-            .reserve(password(A, "alice"), now)
+            .reserve(password(A, "alice"), t(0))
+            .await
+            .unwrap()
             .unwrap()
             .failed();
-        assert!(throttle.blocked(&password(A, "alice"), now).is_some());
-    }
-
-    #[test]
-    fn made_up_user_names_do_not_grow_memory_forever() {
-        let throttle = Throttle::new(3, Duration::from_secs(1));
-        let t0 = Instant::now();
-        for i in 0..(SWEEP_ABOVE * 2) {
-            throttle.record_failure(
-                &password(A, &format!("u{i}")),
-                t0 + Duration::from_secs(i as u64 / 1000),
-            );
-        }
-        assert!(throttle.lock().counts.len() <= SWEEP_ABOVE + 2);
+        assert!(
+            throttle
+                .blocked(&password(A, "alice"), t(0))
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]
     fn audit_lines_per_source_are_budgeted() {
-        let throttle = Throttle::new(5, Duration::from_secs(60));
+        let (_dir, throttle) = throttle(5, Duration::from_secs(60));
         let now = Instant::now();
         let verdicts: Vec<AuditBudget> = (0..25).map(|_| throttle.audit_budget(A, now)).collect();
         assert_eq!(verdicts[0], AuditBudget::Write { suppressed: 0 });

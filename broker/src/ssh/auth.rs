@@ -20,11 +20,12 @@ use russh::keys::ssh_key::{HashAlg, PublicKey};
 use russh::server::Auth;
 
 use crate::audit::AuditEvent;
-use crate::credentials::throttle::{AuditBudget, Method, ThrottleKey};
+use crate::credentials::throttle::{AuditBudget, Method, Reservation, ThrottleKey};
 use crate::credentials::{password, totp};
 use crate::live::SessionShared;
 use crate::services::Services;
 use crate::text::Shown;
+use portcullis_state::StateError;
 
 /// A successful authentication: who and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +45,14 @@ pub enum Step {
     Refused,
     /// Authenticated.
     Accepted(Authenticated),
+}
+
+/// What a refused certificate counts against.
+enum Counts {
+    /// The address only (a CA anyone could have made).
+    Source,
+    /// The address and the user's certificate method.
+    SourceAndUser,
 }
 
 /// The prompts of a keyboard-interactive round, remembered until the answers arrive.
@@ -111,21 +120,52 @@ impl Authenticator {
         Step::Refused
     }
 
-    /// `Some(Refused)` when one of `keys` is throttled.
-    fn throttled(&self, user: &str, method: &str, keys: &[ThrottleKey]) -> Option<Step> {
-        let key = self
+    /// `Some(Refused)` when one of `keys` is throttled, or the throttle cannot be checked.
+    async fn throttled(&self, user: &str, method: &str, keys: &[ThrottleKey]) -> Option<Step> {
+        match self
             .services
             .throttle
-            .blocked(keys, self.services.clock.instant())?;
-        Some(self.throttled_refusal(user, method, &key))
+            .blocked(keys, self.services.clock.now())
+            .await
+        {
+            Ok(None) => None,
+            Ok(Some(key)) => Some(self.throttled_refusal(user, method, &key)),
+            Err(error) => Some(self.unchecked_refusal(user, method, &error)),
+        }
+    }
+
+    /// A refusal because the throttle's store could not answer: no attempt is verified
+    /// without being counted.
+    fn unchecked_refusal(&self, user: &str, method: &str, error: &StateError) -> Step {
+        tracing::error!(parent: &self.session.span, user = %Shown(user), method, %error, "cannot check the login throttle; refusing");
+        Step::Refused
+    }
+
+    /// Takes a throttle slot for a verification of `method`; the refusal if there is none.
+    async fn reserve(
+        &self,
+        user: &str,
+        method: &str,
+        keys: Vec<ThrottleKey>,
+    ) -> Result<Reservation<'_>, Step> {
+        match self
+            .services
+            .throttle
+            .reserve(keys, self.services.clock.now())
+            .await
+        {
+            Ok(Ok(reservation)) => Ok(reservation),
+            Ok(Err(key)) => Err(self.throttled_refusal(user, method, &key)),
+            Err(error) => Err(self.unchecked_refusal(user, method, &error)),
+        }
     }
 
     fn refuse(&self, user: &str, method: &str, reason: &str) -> Step {
-        self.refuse_with(user, method, reason, &[], |e| e)
+        self.refuse_and_audit(user, method, reason, |e| e)
     }
 
     /// Refuses, counting a failure against `counts` (empty: not counted).
-    fn refuse_with(
+    async fn refuse_with(
         &self,
         user: &str,
         method: &str,
@@ -133,11 +173,26 @@ impl Authenticator {
         counts: &[ThrottleKey],
         extra: impl FnOnce(AuditEvent) -> AuditEvent,
     ) -> Step {
-        if !counts.is_empty() {
-            self.services
+        if !counts.is_empty()
+            && let Err(error) = self
+                .services
                 .throttle
-                .record_failure(counts, self.services.clock.instant());
+                .record_failure(counts, self.services.clock.now())
+                .await
+        {
+            tracing::error!(parent: &self.session.span, %error, "cannot count a failed login");
         }
+        self.refuse_and_audit(user, method, reason, extra)
+    }
+
+    /// Refuses: counted in the metrics, audited within budget, logged.
+    fn refuse_and_audit(
+        &self,
+        user: &str,
+        method: &str,
+        reason: &str,
+        extra: impl FnOnce(AuditEvent) -> AuditEvent,
+    ) -> Step {
         crate::metrics::Metrics::count(&self.services.metrics.auth_failures_total);
         self.audit_preauth(extra(
             self.session
@@ -158,9 +213,9 @@ impl Authenticator {
     }
 
     /// A key offered before signing: say whether a signature with it would be accepted.
-    pub fn publickey_offered(&self, user: &str, key: &PublicKey) -> Step {
+    pub async fn publickey_offered(&self, user: &str, key: &PublicKey) -> Step {
         let keys = self.keys(user, Method::PublicKey);
-        if let Some(refused) = self.throttled(user, "publickey", &keys) {
+        if let Some(refused) = self.throttled(user, "publickey", &keys).await {
             return refused;
         }
         let known = self.services.directory.user(user);
@@ -181,10 +236,11 @@ impl Authenticator {
         self.refuse_with(user, "publickey", reason, counts, |e| {
             e.with("key", fingerprint)
         })
+        .await
     }
 
     /// A signed public key login.
-    pub fn publickey(&self, user: &str, key: &PublicKey) -> Step {
+    pub async fn publickey(&self, user: &str, key: &PublicKey) -> Step {
         let known = self.services.directory.user(user);
         if known.is_some_and(|u| u.has_key(key)) {
             return self.accept(user, "publickey");
@@ -199,27 +255,52 @@ impl Authenticator {
             counts,
             |e| e.with("key", fingerprint),
         )
+        .await
     }
 
     /// A signed certificate login (russh has checked the signature and validity window).
-    pub fn certificate(&self, user: &str, cert: &Certificate) -> Step {
+    pub async fn certificate(&self, user: &str, cert: &Certificate) -> Step {
         let keys = self.keys(user, Method::Certificate);
-        if let Some(refused) = self.throttled(user, "certificate", &keys) {
+        if let Some(refused) = self.throttled(user, "certificate", &keys).await {
             return refused;
         }
         let ca_fingerprint = cert.signature_key().fingerprint(HashAlg::Sha256);
-        let ca = self.services.directory.ca(&ca_fingerprint);
         let key_id = cert.key_id().to_owned();
-        let refuse = |reason: &str, counts: &[ThrottleKey]| {
-            self.refuse_with(user, "certificate", reason, counts, |e| {
-                e.with("key_id", &key_id)
-                    .with("ca", ca_fingerprint.to_string())
-            })
-        };
-        let Some(ca) = ca else {
+        match self.judge_certificate(user, cert, &ca_fingerprint) {
+            Ok(ca) => {
+                tracing::info!(parent: &self.session.span, user = %Shown(user), key_id = %Shown(&key_id), ca = %ca, "certificate accepted");
+                self.accept(user, "certificate")
+            }
+            Err((reason, counts)) => {
+                let counts = match counts {
+                    Counts::Source => &keys[..1],
+                    Counts::SourceAndUser => &keys[..],
+                };
+                self.refuse_with(user, "certificate", &reason, counts, |e| {
+                    e.with("key_id", &key_id)
+                        .with("ca", ca_fingerprint.to_string())
+                })
+                .await
+            }
+        }
+    }
+
+    /// Whether `cert` (signed by `ca_fingerprint`) lets `user` in: the trusted CA's name, or
+    /// why not and what the failure counts against.
+    fn judge_certificate(
+        &self,
+        user: &str,
+        cert: &Certificate,
+        ca_fingerprint: &russh::keys::ssh_key::Fingerprint,
+    ) -> Result<String, (String, Counts)> {
+        let refuse = |reason: &str| Err((reason.to_owned(), Counts::SourceAndUser));
+        let Some(ca) = self.services.directory.ca(ca_fingerprint) else {
             // Anyone can make a CA: its certificates are the caller's failure, not the
             // user's, so they count against the address only.
-            return refuse("certificate signed by an untrusted CA", &keys[..1]);
+            return Err((
+                "certificate signed by an untrusted CA".to_owned(),
+                Counts::Source,
+            ));
         };
         let now = self
             .services
@@ -229,39 +310,32 @@ impl Authenticator {
             .map(|d| d.as_secs())
             .unwrap_or_default();
         if let Err(e) = cert.validate_at(now, [&ca.fingerprint]) {
-            return refuse(&format!("certificate invalid: {e}"), &keys);
+            return refuse(&format!("certificate invalid: {e}"));
         }
         if cert.cert_type() != CertType::User {
-            return refuse("not a user certificate", &keys);
+            return refuse("not a user certificate");
         }
         if !cert.valid_principals().iter().any(|p| p == user) {
-            return refuse(
-                "the certificate's principals do not include this user",
-                &keys,
-            );
+            return refuse("the certificate's principals do not include this user");
         }
         if self.services.directory.user(user).is_none() {
-            return refuse("certificate principal is not a configured user", &keys);
+            return refuse("certificate principal is not a configured user");
         }
         for (name, value) in cert.critical_options().iter() {
             match name.as_str() {
                 "source-address" if source_allowed(value, self.source()) => {}
                 "source-address" => {
-                    return refuse("source-address does not allow this client", &keys);
+                    return refuse("source-address does not allow this client");
                 }
                 other => {
-                    return refuse(
-                        &format!(
-                            "certificate has critical option {:?}, which portcullis does not enforce",
-                            Shown(other).to_string()
-                        ),
-                        &keys,
-                    );
+                    return refuse(&format!(
+                        "certificate has critical option {:?}, which portcullis does not enforce",
+                        Shown(other).to_string()
+                    ));
                 }
             }
         }
-        tracing::info!(parent: &self.session.span, user = %Shown(user), key_id = %Shown(&key_id), ca = %ca.name, "certificate accepted");
-        self.accept(user, "certificate")
+        Ok(ca.name.clone())
     }
 
     /// The password method (only for users without TOTP: those must use
@@ -275,16 +349,16 @@ impl Authenticator {
                 "a TOTP code is required (use keyboard-interactive)",
             );
         }
-        let reservation = match self.services.throttle.reserve(
-            self.keys(user, Method::Password),
-            self.services.clock.instant(),
-        ) {
+        let reservation = match self
+            .reserve(user, "password", self.keys(user, Method::Password))
+            .await
+        {
             Ok(reservation) => reservation,
-            Err(key) => return self.throttled_refusal(user, "password", &key),
+            Err(refused) => return refused,
         };
         let hash = entry.and_then(|u| u.password_hash.as_ref().map(|h| h.expose().clone()));
         if check_password(hash, password.to_owned()).await {
-            reservation.succeeded();
+            reservation.succeeded().await;
             self.accept(user, "password")
         } else {
             reservation.failed();
@@ -294,12 +368,15 @@ impl Authenticator {
 
     /// First keyboard-interactive round: which prompts to show. Nothing is reserved yet (a
     /// prompt verifies nothing); the answers are checked against the throttle when they come.
-    pub fn keyboard_interactive_prompts(&self, user: &str) -> Result<KbdPrompts, Step> {
-        if let Some(refused) = self.throttled(
-            user,
-            "keyboard-interactive",
-            &self.keys(user, Method::Password),
-        ) {
+    pub async fn keyboard_interactive_prompts(&self, user: &str) -> Result<KbdPrompts, Step> {
+        if let Some(refused) = self
+            .throttled(
+                user,
+                "keyboard-interactive",
+                &self.keys(user, Method::Password),
+            )
+            .await
+        {
             return Err(refused);
         }
         // Unknown users get the same prompt as known ones: the answer reveals nothing.
@@ -317,12 +394,12 @@ impl Authenticator {
         answers: Vec<String>,
     ) -> Step {
         let method = "keyboard-interactive";
-        let reservation = match self.services.throttle.reserve(
-            self.keys(user, Method::Password),
-            self.services.clock.instant(),
-        ) {
+        let reservation = match self
+            .reserve(user, method, self.keys(user, Method::Password))
+            .await
+        {
             Ok(reservation) => reservation,
-            Err(key) => return self.throttled_refusal(user, method, &key),
+            Err(refused) => return refused,
         };
         let entry = self.services.directory.user(user);
         let hash = entry.and_then(|u| u.password_hash.as_ref().map(|h| h.expose().clone()));
@@ -362,7 +439,7 @@ impl Authenticator {
         };
         match refusal {
             None => {
-                reservation.succeeded();
+                reservation.succeeded().await;
                 let how = if with_code {
                     "password+totp"
                 } else {

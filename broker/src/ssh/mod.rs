@@ -182,7 +182,10 @@ impl server::Handler for FrontHandler {
         offer: server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         let login = login::parse(user);
-        let step = self.auth.publickey_offered(&login.user, offer.public_key);
+        let step = self
+            .auth
+            .publickey_offered(&login.user, offer.public_key)
+            .await;
         Ok(self.answer(user, step))
     }
 
@@ -192,7 +195,7 @@ impl server::Handler for FrontHandler {
         key: server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         let login = login::parse(user);
-        let step = self.auth.publickey(&login.user, key.public_key);
+        let step = self.auth.publickey(&login.user, key.public_key).await;
         Ok(self.answer(user, step))
     }
 
@@ -202,7 +205,7 @@ impl server::Handler for FrontHandler {
         certificate: &Certificate,
     ) -> Result<Auth, Self::Error> {
         let login = login::parse(user);
-        let step = self.auth.certificate(&login.user, certificate);
+        let step = self.auth.certificate(&login.user, certificate).await;
         Ok(self.answer(user, step))
     }
 
@@ -220,21 +223,23 @@ impl server::Handler for FrontHandler {
     ) -> Result<Auth, Self::Error> {
         let login = login::parse(user);
         let Some(response) = response else {
-            return Ok(match self.auth.keyboard_interactive_prompts(&login.user) {
-                Ok(prompts) => {
-                    self.kbd_prompts = Some(prompts);
-                    let mut list = vec![(Cow::Borrowed("Password: "), false)];
-                    if prompts == KbdPrompts::PasswordAndCode {
-                        list.push((Cow::Borrowed("Verification code: "), true));
+            return Ok(
+                match self.auth.keyboard_interactive_prompts(&login.user).await {
+                    Ok(prompts) => {
+                        self.kbd_prompts = Some(prompts);
+                        let mut list = vec![(Cow::Borrowed("Password: "), false)];
+                        if prompts == KbdPrompts::PasswordAndCode {
+                            list.push((Cow::Borrowed("Verification code: "), true));
+                        }
+                        Auth::Partial {
+                            name: Cow::Borrowed("portcullis"),
+                            instructions: Cow::Borrowed(""),
+                            prompts: Cow::Owned(list),
+                        }
                     }
-                    Auth::Partial {
-                        name: Cow::Borrowed("portcullis"),
-                        instructions: Cow::Borrowed(""),
-                        prompts: Cow::Owned(list),
-                    }
-                }
-                Err(step) => self.answer(user, step),
-            });
+                    Err(step) => self.answer(user, step),
+                },
+            );
         };
         let Some(prompts) = self.kbd_prompts.take() else {
             return Ok(Auth::reject());

@@ -96,6 +96,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "UPDATE locks SET since = since * 1000, until = until * 1000;
      UPDATE keyring SET created_at = created_at * 1000;
      UPDATE credentials SET created_at = created_at * 1000;",
+    // 8: failed guesses (logins, activation codes, API tokens), per throttle key, so every
+    // node counts the same failures and a restart forgets none. A row is a failure, or a
+    // slot reserved for a verification in progress (`slot` groups a reservation's rows).
+    "CREATE TABLE guesses (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         slot INTEGER NOT NULL,
+         key TEXT NOT NULL,
+         at INTEGER NOT NULL
+     );
+     CREATE INDEX guesses_by_key ON guesses(key, at);
+     CREATE INDEX guesses_by_time ON guesses(at);
+     CREATE INDEX guesses_by_slot ON guesses(slot);",
 ];
 
 /// Brings `connection` to the newest schema; refuses a database written by a newer build.

@@ -8,8 +8,10 @@
 //! * [`migrations`]: the schema, versioned with `PRAGMA user_version`.
 //! * [`access`]: locks, requests, approvals and grants.
 //! * [`vault`]: the wrapped data key and sealed credentials.
+//! * [`guesses`]: the guess throttle's failures and reserved slots.
 
 mod access;
+mod guesses;
 mod migrations;
 mod vault;
 
@@ -298,6 +300,39 @@ impl StateStore for SqliteStore {
     }
     fn remove_credential(&self, name: &str) -> StateFuture<'_, bool> {
         self.remove_credential_(name).boxed()
+    }
+
+    fn reserve_guess(
+        &self,
+        keys: Vec<String>,
+        limit: u32,
+        since: SystemTime,
+        at: SystemTime,
+    ) -> StateFuture<'_, Result<u64, String>> {
+        self.reserve_guess_(keys, limit, since, at).boxed()
+    }
+
+    fn release_guess(&self, slot: u64) -> StateFuture<'_, ()> {
+        self.release_guess_(slot).boxed()
+    }
+
+    fn record_guess_failures(
+        &self,
+        keys: Vec<String>,
+        limit: u32,
+        since: SystemTime,
+        at: SystemTime,
+    ) -> StateFuture<'_, ()> {
+        self.record_guess_failures_(keys, limit, since, at).boxed()
+    }
+
+    fn full_guess_key(
+        &self,
+        keys: Vec<String>,
+        limit: u32,
+        since: SystemTime,
+    ) -> StateFuture<'_, Option<String>> {
+        self.full_guess_key_(keys, limit, since).boxed()
     }
 
     fn accept_totp_step(&self, user: &str, step: u64) -> StateFuture<'_, bool> {

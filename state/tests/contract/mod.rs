@@ -401,3 +401,95 @@ pub async fn racing_writers_agree(open: &Open) {
     }
     assert_eq!(accepted, 1);
 }
+
+pub async fn guesses_are_limited_per_key_given_back_on_success_and_forgotten_in_time(open: &Open) {
+    let store = open();
+    let keys = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    let (since, now) = (at(1_000), at(1_010));
+    let first = store
+        .reserve_guess(keys(&["src", "alice"]), 3, since, now)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .reserve_guess(keys(&["src"]), 3, since, now)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .reserve_guess(keys(&["src", "bob"]), 3, since, now)
+        .await
+        .unwrap()
+        .unwrap();
+    // "src" holds three: nothing more on it, whatever else is asked with it.
+    assert_eq!(
+        store
+            .reserve_guess(keys(&["bob", "src"]), 3, since, now)
+            .await
+            .unwrap(),
+        Err("src".to_owned())
+    );
+    assert_eq!(
+        store
+            .full_guess_key(keys(&["alice", "src"]), 3, since)
+            .await
+            .unwrap(),
+        Some("src".to_owned())
+    );
+    // A success gives its slot back on every key it held.
+    store.release_guess(first).await.unwrap();
+    assert_eq!(
+        store
+            .full_guess_key(keys(&["src"]), 3, since)
+            .await
+            .unwrap(),
+        None
+    );
+    // Plain failures keep only the newest `limit` per key, and survive a restart.
+    for _ in 0..5 {
+        store
+            .record_guess_failures(keys(&["carol"]), 3, since, now)
+            .await
+            .unwrap();
+    }
+    store.release_guess(0).await.unwrap();
+    drop(store);
+    let store = open();
+    assert_eq!(
+        store
+            .full_guess_key(keys(&["carol"]), 3, since)
+            .await
+            .unwrap(),
+        Some("carol".to_owned())
+    );
+    // Once the window has passed them, they decide nothing.
+    let later = at(1_011);
+    assert_eq!(
+        store
+            .full_guess_key(keys(&["carol", "src"]), 3, later)
+            .await
+            .unwrap(),
+        None
+    );
+    store
+        .reserve_guess(keys(&["carol"]), 3, later, at(1_020))
+        .await
+        .unwrap()
+        .unwrap();
+    // Twelve verifications racing on one key: exactly the limit get a slot.
+    let racing = (0..12).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .reserve_guess(vec!["dave".to_owned()], 5, since, now)
+                .await
+                .unwrap()
+                .is_ok()
+        })
+    });
+    let mut granted = 0;
+    for attempt in racing {
+        granted += usize::from(attempt.await.unwrap());
+    }
+    assert_eq!(granted, 5);
+}
