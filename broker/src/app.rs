@@ -152,6 +152,8 @@ pub async fn serve(
     ready: impl FnOnce(&Listening),
     mut stop: watch::Receiver<Stop>,
 ) -> Result<(), String> {
+    // Before anything is accepted: what a previous run left open is its, not ours.
+    crate::session::index::end_left_open(&services).await;
     let server = Server::bind(services.clone())
         .await
         .map_err(|e| e.to_string())?;

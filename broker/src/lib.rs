@@ -14,7 +14,7 @@
 //!                own terminal app
 //!        session::guard ◀── change feed: re-authorizes, ends the session on a no
 //! access (just-in-time operations, locks) ──▶ portcullis_state (rows, change feed)
-//! live::SessionShared ◀── registry, watch, metrics, ops (kill)
+//! live::SessionShared ◀── registry, watch, metrics;  ops::kill ──▶ change feed ──▶ guard
 //! audit ◀── every step (anchored by `anchors`);  vault ◀── credentials upstream
 //! services::Services ── what all of it shares, with the clock (portcullis_policy::Clock)
 //! ```

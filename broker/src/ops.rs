@@ -1,7 +1,11 @@
 //! What security can do to a live session: kill it. Used by the admin API; audited with
-//! who did it. Locks and just-in-time access are [`crate::access`]'s.
+//! who did it. The kill goes out on the state store's change feed, and the session's guard
+//! (on whichever node runs it) ends it. Locks and just-in-time access are
+//! [`crate::access`]'s.
 
-use crate::live::EndReason;
+use portcullis_state::StateError;
+
+use crate::audit::AuditEvent;
 use crate::metrics::Metrics;
 use crate::services::Services;
 
@@ -14,29 +18,49 @@ pub enum OpsError {
     /// The reason was left empty.
     #[error("a reason is required")]
     NoReason,
+    /// The state store failed.
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// Ends a live session: the user is told who ended it and why, its recordings get an end
-/// marker and are sealed, both connections close. Returns the full session id.
-pub fn kill(services: &Services, id: &str, by: &str, reason: &str) -> Result<String, OpsError> {
+/// marker and are sealed, both connections close. `id` may be a unique prefix of at least
+/// four characters. Returns the full session id.
+pub async fn kill(
+    services: &Services,
+    id: &str,
+    by: &str,
+    reason: &str,
+) -> Result<String, OpsError> {
     let reason = reason.trim();
     if reason.is_empty() {
         return Err(OpsError::NoReason);
     }
-    let session = services
-        .registry
-        .find(id)
-        .ok_or_else(|| OpsError::NoSuchSession(id.to_owned()))?;
-    services.audit.record(
-        session
-            .audit("session.killed")
-            .with("by", by)
-            .with("reason", reason),
-    );
+    let (session, event) = match services.registry.find(id) {
+        Some(session) => (session.id.clone(), session.audit("session.killed")),
+        // Not on this node: the index knows every live session.
+        None => {
+            let open = services.state.open_sessions().await?;
+            let exact = open.iter().find(|s| s.id == id);
+            let mut by_prefix = open
+                .iter()
+                .filter(|s| id.len() >= 4 && s.id.starts_with(id));
+            let record = match (exact, by_prefix.next(), by_prefix.next()) {
+                (Some(record), _, _) | (None, Some(record), None) => record,
+                _ => return Err(OpsError::NoSuchSession(id.to_owned())),
+            };
+            let event = AuditEvent::new("session.killed")
+                .with("session", &record.id)
+                .with("user", &record.user)
+                .with("source", &record.client)
+                .with("target", record.target.as_deref());
+            (record.id.clone(), event)
+        }
+    };
+    services
+        .audit
+        .record(event.with("by", by).with("reason", reason));
     Metrics::count(&services.metrics.sessions_killed_total);
-    session.control.end(EndReason::Killed {
-        by: by.to_owned(),
-        reason: reason.to_owned(),
-    });
-    Ok(session.id.clone())
+    services.state.request_kill(&session, by, reason).await?;
+    Ok(session)
 }

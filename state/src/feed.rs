@@ -50,4 +50,13 @@ pub enum Change {
         /// Revoked (true) or expired.
         revoked: bool,
     },
+    /// An operator asked for a live session to be ended (whichever node runs it ends it).
+    KillRequested {
+        /// The session's id.
+        session: String,
+        /// The operator.
+        by: String,
+        /// Their reason.
+        reason: String,
+    },
 }

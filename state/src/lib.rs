@@ -2,7 +2,8 @@
 //! behind one seam, [`StateStore`] — and the only SQL in the workspace.
 //!
 //! ```text
-//! broker: access (locks, requests, grants), vault, credentials (TOTP, throttle), anchors
+//! broker: access (locks, requests, grants), vault, credentials (TOTP, throttle),
+//!         the session index, evidence anchors
 //!            │ async calls                         ▲ Change (after each commit)
 //!            ▼                                     │
 //!       dyn StateStore ──▶ SqliteStore: one thread owns the connection (state.db)
@@ -32,7 +33,7 @@ use tokio::sync::broadcast;
 
 pub use error::StateError;
 pub use feed::Change;
-pub use records::{Anchor, CredentialRow, GrantRecord, NewGrant, Usage};
+pub use records::{Anchor, CredentialRow, GrantRecord, NewGrant, SessionEnd, SessionRecord, Usage};
 pub use sqlite::SqliteStore;
 
 /// What every store method returns.
@@ -159,6 +160,19 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         limit: u32,
         since: SystemTime,
     ) -> StateFuture<'_, Option<String>>;
+
+    // --- the session index -------------------------------------------------------------
+    /// Records a session that has just started (its `ended` is ignored).
+    fn open_session(&self, session: SessionRecord) -> StateFuture<'_, ()>;
+    /// Records how a session ended; false if it was not open (unknown, or ended already).
+    fn close_session(&self, id: &str, end: SessionEnd) -> StateFuture<'_, bool>;
+    /// Sessions not ended, oldest first.
+    fn open_sessions(&self) -> StateFuture<'_, Vec<SessionRecord>>;
+    /// A session by id, open or ended.
+    fn session(&self, id: &str) -> StateFuture<'_, Option<SessionRecord>>;
+    /// Asks for a live session to be ended. Publishes [`Change::KillRequested`] (nothing is
+    /// stored: a session that is not running has nothing to end).
+    fn request_kill(&self, session: &str, by: &str, reason: &str) -> StateFuture<'_, ()>;
 
     // --- evidence anchors ---------------------------------------------------------------
     /// The anchor called `name`.

@@ -95,3 +95,34 @@ pub struct Anchor {
     /// A recording that was sealed.
     pub sealed: bool,
 }
+
+/// A session in the index: who, where to, from where, since when, and — once it has
+/// ended — when, why and how many bytes went each way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The session id.
+    pub id: String,
+    /// The authenticated user.
+    pub user: String,
+    /// The target in the login, if any (the bastion's own menu has none).
+    pub target: Option<String>,
+    /// The client's address.
+    pub client: String,
+    /// When the user authenticated.
+    pub started_at: SystemTime,
+    /// How it ended, once it has.
+    pub ended: Option<SessionEnd>,
+}
+
+/// The end of an indexed session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEnd {
+    /// When.
+    pub at: SystemTime,
+    /// The reason's code (`client_closed`, `killed`, `bastion_stopped`, …).
+    pub reason: String,
+    /// Bytes from the client.
+    pub bytes_from_client: u64,
+    /// Bytes to the client.
+    pub bytes_to_client: u64,
+}

@@ -34,6 +34,7 @@ contract!(
     totp_steps_and_anchors_persist,
     racing_writers_agree,
     guesses_are_limited_per_key_given_back_on_success_and_forgotten_in_time,
+    sessions_are_indexed_from_start_to_end_and_outlive_the_process,
 );
 
 #[test]
@@ -78,7 +79,8 @@ fn lock_times_kept_in_seconds_by_an_older_version_are_migrated() {
     )
     .unwrap();
     // (Later migrations' tables go too, as version 6 had none of them.)
-    db.execute_batch("DROP TABLE guesses;").unwrap();
+    db.execute_batch("DROP TABLE guesses; DROP TABLE sessions;")
+        .unwrap();
     db.pragma_update(None, "user_version", 6).unwrap();
     drop(db);
     let store = SqliteStore::open(&path).unwrap();

@@ -246,3 +246,57 @@ fn a_client_that_never_authenticates_is_disconnected() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_session_the_bastion_was_killed_under_is_ended_at_its_next_start() {
+    let mut world = World::start(|_, _, _| {});
+    let mut client = world
+        .alice("alice+web01")
+        .ssh_command(Some("echo running; sleep 120"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(client.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(first, "running\n");
+    let started = world.bastion.wait_for_audit("session.start", |_| true);
+    let session = started["session"].as_str().unwrap().to_owned();
+
+    // No SIGTERM, no drain: the process is gone and its session was never ended.
+    let pid = world.bastion.pid().unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    world.bastion.terminate();
+    portcullis_tests::util::stop(&mut client);
+    assert!(world.bastion.audit_events("session.end").is_empty());
+
+    world.bastion.start();
+    let ended = world
+        .bastion
+        .wait_for_audit("session.end", |e| e["session"] == session.as_str());
+    assert_eq!(ended["reason"], "bastion_stopped", "{ended}");
+    assert_eq!(ended["side"], "bastion", "{ended}");
+    assert_eq!(ended["user"], "alice", "{ended}");
+    assert_eq!(ended["target"], "web01", "{ended}");
+    // Once: a second start finds nothing left open.
+    world.bastion.terminate();
+    world.bastion.start();
+    let ran = world.alice("alice+web01").exec("echo after-$((1+1))");
+    assert_eq!(ran.stdout, "after-2\n", "{ran:?}");
+    let ends: Vec<_> = world
+        .bastion
+        .audit_events("session.end")
+        .into_iter()
+        .filter(|e| e["session"] == session.as_str())
+        .collect();
+    assert_eq!(ends.len(), 1, "{ends:#?}");
+}

@@ -42,6 +42,7 @@ impl From<OpsError> for ApiError {
         match error {
             OpsError::NoSuchSession(_) => ApiError::NotFound(error.to_string()),
             OpsError::NoReason => ApiError::BadRequest(error.to_string()),
+            OpsError::State(error) => ApiError::Internal(error.to_string()),
         }
     }
 }

@@ -154,7 +154,7 @@ pub async fn kill_session(
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Operate)?;
     let Json(request) = body.map_err(bad_json)?;
-    let killed = ops::kill(&state.services, &id, &caller.name, &request.reason)?;
+    let killed = ops::kill(&state.services, &id, &caller.name, &request.reason).await?;
     Ok(Json(json!({ "killed": killed })))
 }
 

@@ -1,7 +1,7 @@
 //! The session's guard: re-runs the policy check ([`super::authorize`]) whenever the change
 //! feed says something that matters to this session changed — its user locked, the grant it
 //! rests on revoked or expired, on this node or another — and ends the session when the
-//! answer is no. It runs beside the owner, not inside it, so a session whose owner is busy
+//! answer is no; and ends it when an operator's kill for it comes on the feed. It runs beside the owner, not inside it, so a session whose owner is busy
 //! (waiting for a stalled upstream to take input) is still ended on time.
 //!
 //! What the session holds is read from [`SessionShared`]: once a target is authorized its
@@ -40,6 +40,11 @@ pub async fn run(
             Ok(Change::LockPlaced { user }) if session.user() == Some(user.as_str()) => {
                 recheck(&services, &session).await
             }
+            Ok(Change::KillRequested {
+                session: id,
+                by,
+                reason,
+            }) if id == session.id => Some(EndReason::Killed { by, reason }),
             Ok(_) => None,
             // Something may have been missed: check anyway.
             Err(RecvError::Lagged(_)) => recheck(&services, &session).await,

@@ -27,12 +27,14 @@
 //! * [`activation`]: just-in-time activation asked for on the user's terminal, then the
 //!   channel relayed once the grant exists.
 //! * [`deadlines`]: the idle timeout and the grant's end, watched beside the session.
+//! * [`index`]: the session's row in the state store's index, from start to end.
 
 pub mod activation;
 pub mod authorize;
 pub mod deadlines;
 pub mod events;
 pub mod guard;
+pub mod index;
 pub mod login;
 pub mod owner;
 pub mod route;

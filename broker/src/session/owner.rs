@@ -208,16 +208,16 @@ impl Owner {
     async fn logged_in(&mut self, login: &Login, handle: Handle) {
         self.handle = Some(handle);
         self.services.registry.register(self.session.clone());
+        super::index::opened(&self.services, &self.session).await;
         crate::metrics::Metrics::count(&self.services.metrics.sessions_total);
         // Subscribed before the decision, so a change made while deciding is not missed.
         let changes = self.services.state.changes();
         self.route = route::decide(&self.services, &self.session, login).await;
-        if !matches!(self.route, Route::Refused { .. }) {
-            self.session.tasks.spawn(
-                guard::run(self.services.clone(), self.session.clone(), changes)
-                    .instrument(self.session.span.clone()),
-            );
-        }
+        // Even a refused session has one: it can be killed like any other.
+        self.session.tasks.spawn(
+            guard::run(self.services.clone(), self.session.clone(), changes)
+                .instrument(self.session.span.clone()),
+        );
     }
 
     /// How the client reached the bastion, for commands it is told to run.

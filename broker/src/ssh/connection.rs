@@ -161,6 +161,7 @@ async fn finish(services: &Services, session: &SessionShared) {
     let to_client = session
         .bytes_to_client
         .load(std::sync::atomic::Ordering::Relaxed);
+    crate::session::index::closed(services, session, &reason, from_client, to_client).await;
     services.audit.record(
         session
             .audit("session.end")

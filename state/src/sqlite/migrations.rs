@@ -108,6 +108,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
      CREATE INDEX guesses_by_key ON guesses(key, at);
      CREATE INDEX guesses_by_time ON guesses(at);
      CREATE INDEX guesses_by_slot ON guesses(slot);",
+    // 9: the session index: every session, live or ended, so what ran is known beyond the
+    // process that ran it (and sessions a crash left open are found at the next start).
+    "CREATE TABLE sessions (
+         id TEXT PRIMARY KEY,
+         user TEXT NOT NULL,
+         target TEXT,
+         client TEXT NOT NULL,
+         started_at INTEGER NOT NULL,
+         ended_at INTEGER,
+         end_reason TEXT,
+         bytes_from_client INTEGER,
+         bytes_to_client INTEGER
+     );
+     CREATE INDEX sessions_open ON sessions(ended_at, started_at);",
 ];
 
 /// Brings `connection` to the newest schema; refuses a database written by a newer build.

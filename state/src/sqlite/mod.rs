@@ -9,10 +9,12 @@
 //! * [`access`]: locks, requests, approvals and grants.
 //! * [`vault`]: the wrapped data key and sealed credentials.
 //! * [`guesses`]: the guess throttle's failures and reserved slots.
+//! * [`sessions`]: the session index.
 
 mod access;
 mod guesses;
 mod migrations;
+mod sessions;
 mod vault;
 
 use std::future::Future;
@@ -27,8 +29,8 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::feed::FEED_CAPACITY;
 use crate::{
-    Anchor, Change, CredentialRow, GrantRecord, NewGrant, StateError, StateFuture, StateStore,
-    Usage,
+    Anchor, Change, CredentialRow, GrantRecord, NewGrant, SessionEnd, SessionRecord, StateError,
+    StateFuture, StateStore, Usage,
 };
 
 /// A time as the database keeps it: milliseconds since the epoch.
@@ -300,6 +302,32 @@ impl StateStore for SqliteStore {
     }
     fn remove_credential(&self, name: &str) -> StateFuture<'_, bool> {
         self.remove_credential_(name).boxed()
+    }
+
+    fn open_session(&self, session: SessionRecord) -> StateFuture<'_, ()> {
+        self.open_session_(session).boxed()
+    }
+
+    fn close_session(&self, id: &str, end: SessionEnd) -> StateFuture<'_, bool> {
+        self.close_session_(id, end).boxed()
+    }
+
+    fn open_sessions(&self) -> StateFuture<'_, Vec<SessionRecord>> {
+        self.open_sessions_().boxed()
+    }
+
+    fn session(&self, id: &str) -> StateFuture<'_, Option<SessionRecord>> {
+        self.session_(id).boxed()
+    }
+
+    fn request_kill(&self, session: &str, by: &str, reason: &str) -> StateFuture<'_, ()> {
+        // One process: the feed is the whole way there.
+        let _ = self.feed.send(Change::KillRequested {
+            session: session.to_owned(),
+            by: by.to_owned(),
+            reason: reason.to_owned(),
+        });
+        futures::future::ready(Ok(())).boxed()
     }
 
     fn reserve_guess(

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use portcullis_policy::{Lock, Request, RequestKind, RequestState};
-use portcullis_state::{Anchor, Change, CredentialRow, NewGrant, StateStore};
+use portcullis_state::{
+    Anchor, Change, CredentialRow, NewGrant, SessionEnd, SessionRecord, StateStore,
+};
 
 /// Opens the store under test (again: the same data).
 pub type Open = dyn Fn() -> Arc<dyn StateStore>;
@@ -492,4 +494,61 @@ pub async fn guesses_are_limited_per_key_given_back_on_success_and_forgotten_in_
         granted += usize::from(attempt.await.unwrap());
     }
     assert_eq!(granted, 5);
+}
+
+pub async fn sessions_are_indexed_from_start_to_end_and_outlive_the_process(open: &Open) {
+    let store = open();
+    let session = |id: &str, started: u64| SessionRecord {
+        id: id.into(),
+        user: "alice".into(),
+        target: Some("web01".into()),
+        client: "127.0.0.1:50000".into(),
+        started_at: at(started),
+        ended: None,
+    };
+    store.open_session(session("s2", 1_005)).await.unwrap();
+    store.open_session(session("s1", 1_000)).await.unwrap();
+    let open_ids =
+        |sessions: Vec<SessionRecord>| sessions.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    assert_eq!(open_ids(store.open_sessions().await.unwrap()), ["s1", "s2"]);
+    let end = SessionEnd {
+        at: at(1_060),
+        reason: "client_closed".into(),
+        bytes_from_client: 12,
+        bytes_to_client: 3_456,
+    };
+    assert!(store.close_session("s1", end.clone()).await.unwrap());
+    // Ended once: a second end (another pass, another node) changes nothing.
+    let other = SessionEnd {
+        reason: "killed".into(),
+        ..end.clone()
+    };
+    assert!(!store.close_session("s1", other).await.unwrap());
+    assert!(!store.close_session("nope", end.clone()).await.unwrap());
+    drop(store);
+    let store = open();
+    assert_eq!(open_ids(store.open_sessions().await.unwrap()), ["s2"]);
+    let ended = store.session("s1").await.unwrap().unwrap();
+    assert_eq!(
+        ended,
+        SessionRecord {
+            ended: Some(end),
+            ..session("s1", 1_000)
+        }
+    );
+    assert_eq!(store.session("nope").await.unwrap(), None);
+    // A kill is asked for through the feed, to whichever node runs the session.
+    let mut feed = store.changes();
+    store
+        .request_kill("s2", "secops", "incident 7")
+        .await
+        .unwrap();
+    assert_eq!(
+        next_change(&mut feed),
+        Some(Change::KillRequested {
+            session: "s2".into(),
+            by: "secops".into(),
+            reason: "incident 7".into()
+        })
+    );
 }

@@ -1,0 +1,92 @@
+//! The session index in the state store: a row when a session starts, its end when it
+//! ends; and, when the bastion starts, the sessions a previous run of it left open (it was
+//! killed, or the machine went down) are ended as `bastion_stopped` and audited, so every
+//! `session.start` in the audit log finds its `session.end`.
+//!
+//! The index is a record, not a gate: a store that cannot write it is logged as an error
+//! and the session goes on (its checks go through `authorize`, which fails closed).
+
+use portcullis_state::{SessionEnd, SessionRecord};
+
+use crate::live::{EndReason, SessionShared};
+use crate::services::Services;
+
+/// The code of a session ended because the bastion that ran it stopped without ending it.
+pub const BASTION_STOPPED: &str = "bastion_stopped";
+
+/// Indexes `session`, which has just authenticated.
+pub async fn opened(services: &Services, session: &SessionShared) {
+    let record = SessionRecord {
+        id: session.id.clone(),
+        user: session.user().unwrap_or_default().to_owned(),
+        target: session.target().map(str::to_owned),
+        client: session.client.to_string(),
+        started_at: session.started_at,
+        ended: None,
+    };
+    if let Err(error) = services.state.open_session(record).await {
+        tracing::error!(parent: &session.span, %error, "cannot index the session");
+    }
+}
+
+/// Records how `session` ended.
+pub async fn closed(
+    services: &Services,
+    session: &SessionShared,
+    reason: &EndReason,
+    bytes_from_client: u64,
+    bytes_to_client: u64,
+) {
+    let end = SessionEnd {
+        at: services.clock.now(),
+        reason: reason.code().to_owned(),
+        bytes_from_client,
+        bytes_to_client,
+    };
+    if let Err(error) = services.state.close_session(&session.id, end).await {
+        tracing::error!(parent: &session.span, %error, "cannot record the session's end in the index");
+    }
+}
+
+/// Ends, in the index and the audit log, the sessions a previous run left open. Runs before
+/// this run accepts anything, so no session of its own can be among them. (One node owns
+/// the index today; with several, each ends only the sessions it ran.)
+pub async fn end_left_open(services: &Services) {
+    let left = match services.state.open_sessions().await {
+        Ok(left) => left,
+        Err(error) => {
+            tracing::error!(%error, "cannot read the session index to end what a previous run left open");
+            return;
+        }
+    };
+    for record in left {
+        let end = SessionEnd {
+            at: services.clock.now(),
+            reason: BASTION_STOPPED.to_owned(),
+            bytes_from_client: 0,
+            bytes_to_client: 0,
+        };
+        match services.state.close_session(&record.id, end).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(error) => {
+                tracing::error!(session = %record.id, %error, "cannot end a session left open");
+                continue;
+            }
+        }
+        tracing::warn!(session = %record.id, user = %crate::text::Shown(&record.user), "a session was left open by a bastion that stopped without ending it; recorded as ended");
+        services.audit.record(
+            crate::audit::AuditEvent::new("session.end")
+                .with("session", &record.id)
+                .with("user", &record.user)
+                .with("source", &record.client)
+                .with("target", record.target.as_deref())
+                .with("reason", BASTION_STOPPED)
+                .with("side", "bastion")
+                .with(
+                    "detail",
+                    "the bastion stopped without ending this session (killed, or the machine went down); its byte counts were not kept",
+                ),
+        );
+    }
+}
