@@ -10,10 +10,12 @@
 //!             │     │                    └─▶ downlink task (upstream → client)
 //!             │     └─ bastion::{menu, prompt, spectator}, activation (the bastion answers)
 //!             ├─ guard::run: change feed ─▶ authorize again ─▶ end (locked, grant ended)
+//!             │                           └─ a kill for this session ─▶ end (killed)
 //!             ├─ deadlines: idle timeout, the grant's end (on the services' clock)
 //!             ├─ waits on: client gone | SessionControl::end (shutdown, recording failure, …)
 //!             └─ finish: channels drain, recordings sealed, upstream closed, `session.end`
-//!                audited with its reason and side (live::EndReason, live::Side)
+//!                audited with its reason and side (live::EndReason, live::Side), and
+//!                the end written to the session index
 //! ```
 //!
 //! * [`events`]: what the front door tells the owner; [`owner`]: the session's route and

@@ -1,11 +1,15 @@
 //! The session's owner: one task per connection that holds all of its state — where it was
-//! routed ([`Route`]: refused, menu, activation, target) and its channels — and acts on the
-//! front door's [`Event`]s one at a time. Once routed, it starts the session's
-//! [`guard`], which re-runs the policy check on every change that matters to the session.
+//! routed ([`Route`]: pending while authenticating, then refused, menu, activation or an
+//! authorized target with its upstream) and its channels (relayed, or answered by the
+//! bastion) — and acts on the front door's [`Event`]s one at a time. At login it indexes
+//! the session and starts its [`guard`], which re-runs the policy check on every change
+//! that matters to the session and ends it on a kill. Closing is `SessionControl::end`
+//! (anyone may ask, the first reason wins) and then `ssh::connection`'s finish, which
+//! always runs.
 //!
 //! ```text
 //! russh callbacks ──Event (bounded)──▶ Owner::run ──▶ route / relay / bastion apps
-//! state change feed ──▶ guard::run ──▶ SessionControl::end (locked, grant ended)
+//! state change feed ──▶ guard::run ──▶ SessionControl::end (locked, grant ended, killed)
 //! ```
 
 use std::collections::HashMap;
