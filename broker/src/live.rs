@@ -10,6 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use portcullis_policy::Clock;
 
+use crate::authorized::Authorized;
+
 use portcullis_recorder::RecordingHandle;
 
 use crate::text::Shown;
@@ -302,8 +304,9 @@ pub struct SessionShared {
     pub control: SessionControl,
     /// Set once, at authentication.
     pub identity: OnceLock<Identity>,
-    /// The upstream account, once a target was reached.
-    pub upstream_login: OnceLock<String>,
+    /// What policy allowed, with its target, once a target was authorized: the role
+    /// (command rules are per role), the grant it rests on, the upstream account.
+    pub authorized: OnceLock<Authorized>,
     /// The upstream connection, once made (so `finish` can close it).
     pub upstream: OnceLock<Arc<crate::upstream::Upstream>>,
     /// Bytes from the client relayed upstream.
@@ -314,16 +317,10 @@ pub struct SessionShared {
     pub last_input_ms: AtomicU64,
     /// Milliseconds after `started_at` of the last output to the user.
     pub last_output_ms: AtomicU64,
-    /// The role's idle timeout, once a target was authorized.
-    pub idle_timeout: OnceLock<Duration>,
     /// Channels open now.
     pub open_channels: AtomicU32,
     /// The session's recordings so far (and whether each has a terminal), for watchers.
     pub recordings: Mutex<Vec<(RecordingHandle, bool)>>,
-    /// The grant the session rests on, for eligible access.
-    pub grant: OnceLock<u64>,
-    /// The role its authorization came through (command rules are per role).
-    pub role: OnceLock<String>,
     /// Messages for the user's terminals (grant warnings); each channel's downlink shows them.
     pub notices: tokio::sync::broadcast::Sender<Notice>,
     /// The latest notice, for a channel that opens just after it was sent.
@@ -396,17 +393,14 @@ impl SessionShared {
             clock,
             control: SessionControl::child_of(shutdown),
             identity: OnceLock::new(),
-            upstream_login: OnceLock::new(),
+            authorized: OnceLock::new(),
             upstream: OnceLock::new(),
             bytes_from_client: AtomicU64::new(0),
             bytes_to_client: AtomicU64::new(0),
             last_input_ms: AtomicU64::new(0),
             last_output_ms: AtomicU64::new(0),
-            idle_timeout: OnceLock::new(),
             open_channels: AtomicU32::new(0),
             recordings: Mutex::new(Vec::new()),
-            grant: OnceLock::new(),
-            role: OnceLock::new(),
             notices: tokio::sync::broadcast::channel(16).0,
             last_notice: Mutex::new(None),
             local: OnceLock::new(),
@@ -498,6 +492,21 @@ impl SessionShared {
     /// The user, once known.
     pub fn user(&self) -> Option<&str> {
         self.identity.get().map(|i| i.user.as_str())
+    }
+
+    /// The role its authorization came through, once a target was authorized.
+    pub fn role(&self) -> Option<&str> {
+        Some(self.authorized.get()?.decision().role())
+    }
+
+    /// The grant the session rests on, for eligible access.
+    pub fn grant(&self) -> Option<u64> {
+        self.authorized.get()?.decision().grant()
+    }
+
+    /// The upstream account, once a target was authorized.
+    pub fn upstream_login(&self) -> Option<&str> {
+        Some(self.authorized.get()?.target().login.as_str())
     }
 
     /// The target, once known.

@@ -746,7 +746,7 @@ pub async fn expire_periodically(services: std::sync::Arc<Services>) {
 fn sessions_on(services: &Services, id: u64) -> usize {
     services.registry.with_all(|sessions| {
         sessions
-            .filter(|session| session.grant.get() == Some(&id) && !session.control.is_ending())
+            .filter(|session| session.grant() == Some(id) && !session.control.is_ending())
             .count()
     })
 }

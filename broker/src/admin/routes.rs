@@ -87,7 +87,7 @@ pub fn session_json(session: &SessionShared) -> Value {
         "id": session.id,
         "user": identity.map(|i| i.user.clone()),
         "target": identity.and_then(|i| i.target.clone()),
-        "login": session.upstream_login.get(),
+        "login": session.upstream_login(),
         "method": identity.map(|i| i.method.clone()),
         "client": session.client.to_string(),
         "started_at": rfc3339(session.started_at),

@@ -426,7 +426,7 @@ impl ChannelRelay {
             session
                 .audit("command")
                 .with("channel", self.id.to_string())
-                .with("role", session.role.get().map_or("", String::as_str))
+                .with("role", session.role().unwrap_or_default())
                 .with("kind", "shell")
                 .with("action", "deny")
                 .with("outcome", "refused")
@@ -456,7 +456,7 @@ impl ChannelRelay {
             Start::Subsystem(name) => name.as_str(),
             Start::Shell => return None,
         };
-        let role = session.role.get().map_or("", String::as_str);
+        let role = session.role().unwrap_or_default();
         let target = session.target().unwrap_or_default();
         let rule = services.command_rules.evaluate(role, target, line);
         let action = rule.map_or(CommandAction::Allow, |r| r.action);
@@ -560,7 +560,7 @@ impl ChannelRelay {
 fn follows_commands(services: &Services, session: &SessionShared) -> bool {
     services.config.recording.commands
         || services.command_rules.any_for(
-            session.role.get().map_or("", String::as_str),
+            session.role().unwrap_or_default(),
             session.target().unwrap_or_default(),
         )
 }
@@ -569,11 +569,7 @@ fn start_marker(session: &SessionShared, start: &Start) -> String {
     let who = format!(
         "{} → {}@{}",
         session.user().unwrap_or("?"),
-        session
-            .upstream_login
-            .get()
-            .map(String::as_str)
-            .unwrap_or("?"),
+        session.upstream_login().unwrap_or("?"),
         session.target().unwrap_or("?")
     );
     match start {

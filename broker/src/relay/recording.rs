@@ -22,7 +22,7 @@ pub(super) async fn start_recording(
     let id = session.next_recording_id();
     let user = session.user().unwrap_or_default().to_owned();
     let target = session.target().unwrap_or_default().to_owned();
-    let login = session.upstream_login.get().cloned().unwrap_or_default();
+    let login = session.upstream_login().unwrap_or_default().to_owned();
     let command = match start {
         Start::Exec(command) => Some(command.clone()),
         _ => None,

@@ -32,7 +32,7 @@ pub async fn run(
             () = session.control.ended() => return,
         };
         let reason = match change {
-            Ok(Change::GrantEnded { id, .. }) if session.grant.get() == Some(&id) => {
+            Ok(Change::GrantEnded { id, .. }) if session.grant() == Some(id) => {
                 // The session rests on this grant (its deadlines are the grant's): it ends,
                 // whatever other grant the user may hold.
                 Some(grant_ended(&services, id).await)
@@ -69,7 +69,7 @@ pub async fn run(
 async fn recheck(services: &Services, session: &SessionShared) -> Option<EndReason> {
     let user = session.user()?;
     let now = services.clock.now();
-    let denied = match (session.role.get(), session.target()) {
+    let denied = match (session.role(), session.target()) {
         (Some(_), Some(target)) => authorize::target(services, user, target, now)
             .await
             .map(|verdict| verdict.err()),
@@ -80,8 +80,8 @@ async fn recheck(services: &Services, session: &SessionShared) -> Option<EndReas
     match denied {
         Ok(None) => None,
         Ok(Some(Denied::Locked { by, reason })) => Some(EndReason::Locked { by, reason }),
-        Ok(Some(denied)) => Some(match session.grant.get() {
-            Some(&grant) => grant_ended(services, grant).await,
+        Ok(Some(denied)) => Some(match session.grant() {
+            Some(grant) => grant_ended(services, grant).await,
             None => EndReason::AccessWithdrawn(denied.to_string()),
         }),
         Err(error) => {

@@ -211,17 +211,15 @@ pub fn authorize(
             .with("login", &entry.login)
             .with("grant", authorization.grant()),
     );
-    let _ = session.upstream_login.set(entry.login.clone());
-    let _ = session.role.set(authorization.role().to_owned());
+    // The session's record of what it holds: set once (a connection reaches one target).
+    let _ = session.authorized.set(authorized.clone());
     if let Some(idle) = authorization.idle_timeout() {
-        let _ = session.idle_timeout.set(idle);
         session.touch_input();
         session.tasks.spawn(
             super::deadlines::watch_idle(session.clone(), idle).instrument(session.span.clone()),
         );
     }
     if let (Some(grant), Some(expires_at)) = (authorization.grant(), authorization.expires_at()) {
-        let _ = session.grant.set(grant);
         session.tasks.spawn(
             super::deadlines::watch_grant(
                 session.clone(),

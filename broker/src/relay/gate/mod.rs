@@ -136,7 +136,7 @@ impl Gate {
         say: mpsc::Sender<Downlink>,
     ) -> Self {
         Self {
-            role: session.role.get().cloned().unwrap_or_default(),
+            role: session.role().unwrap_or_default().to_owned(),
             target: session.target().unwrap_or_default().to_owned(),
             services,
             session,
