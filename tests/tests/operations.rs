@@ -110,6 +110,14 @@ fn kill_ends_a_live_interactive_session_at_once_with_the_reason_on_screen() {
         live_session_ids(&world).is_empty(),
         "the session left the registry"
     );
+    // Once ended it is still shown, from the session index, with how it ended.
+    let shown = world
+        .bastion
+        .api_cli(READER, &["sessions", "show", &ids[0]]);
+    assert_eq!(shown.code, Some(0), "{shown:?}");
+    let shown: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+    assert_eq!(shown["ended"]["reason"], "killed", "{shown}");
+    assert_eq!(shown["user"], "alice", "{shown}");
 }
 
 #[test]

@@ -135,8 +135,32 @@ pub async fn show_session(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
-    let session = live_session(&state, &id)?;
-    Ok(Json(session_json(&session)))
+    let error = match live_session(&state, &id) {
+        Ok(session) => return Ok(Json(session_json(&session))),
+        Err(error) => error,
+    };
+    // Not live here: the index knows sessions that ended (and, with several nodes, those
+    // running elsewhere), so a page watching a session that just ended learns how.
+    let record = state
+        .services
+        .state
+        .session(&id)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .ok_or(error)?;
+    Ok(Json(json!({
+        "id": record.id,
+        "user": record.user,
+        "target": record.target,
+        "client": record.client,
+        "started_at": rfc3339(record.started_at),
+        "ended": record.ended.map(|end| json!({
+            "at": rfc3339(end.at),
+            "reason": end.reason,
+            "bytes_from_client": end.bytes_from_client,
+            "bytes_to_client": end.bytes_to_client,
+        })),
+    })))
 }
 
 /// Body of a kill, a denial or a revocation.

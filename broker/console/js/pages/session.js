@@ -26,6 +26,12 @@ export function render(context, root, id) {
     try {
       const s = await context.api.get(`/api/v1/sessions/${id}`);
       if (stopped) return;
+      if (s.ended) {
+        fill(state, `This session has ended. Reason: ${s.ended.reason.replaceAll("_", " ")}.`);
+        state.dataset.ended = "true";
+        root.querySelector("#kill-form")?.remove();
+        return;
+      }
       showFacts(facts, s);
     } catch (error) {
       if (stopped) return;
