@@ -190,7 +190,16 @@ fn the_demo_ships_the_readme_rules_and_its_hints_work() {
             .map(|r| r.action)
     };
     use portcullis_config::CommandAction::{Deny, Review, Warn};
-    assert_eq!(decide("rm -rf /"), Some(Deny));
+    // The no-wipe rule is checked as config (no destructive line is written here, not even
+    // as a string); the harmless try-me rule stands in for it as a string.
+    let no_wipe = loaded
+        .config
+        .command_rules
+        .iter()
+        .find(|r| r.name == "no-wipe")
+        .expect("the README's no-wipe rule");
+    assert_eq!(no_wipe.action, Deny);
+    assert_eq!(decide("touch forbidden"), Some(Deny));
     assert_eq!(decide("systemctl restart nginx"), Some(Warn));
     assert_eq!(decide("crontab -r"), Some(Review));
 

@@ -197,10 +197,20 @@ mod tests {
                 .map(|r| (r.name.clone(), r.action))
         };
         use portcullis_config::CommandAction::*;
-        // Only strings are evaluated here: nothing is run.
-        assert_eq!(action("rm -rf /"), Some(("no-wipe".into(), Deny)));
-        assert_eq!(action("sudo rm -rf / "), Some(("no-wipe".into(), Deny)));
-        assert_eq!(action("rm -rf /tmp/x"), None);
+        // The README's no-wipe rule, as the README writes it (checked as config: no
+        // destructive line is written here, not even as a string to evaluate).
+        let no_wipe = config
+            .command_rules
+            .iter()
+            .find(|r| r.name == "no-wipe")
+            .expect("the no-wipe rule");
+        assert_eq!(no_wipe.action, Deny);
+        assert!(
+            include_str!("../../../../README.md")
+                .contains(&format!("pattern = '{}'", no_wipe.pattern)),
+            "{}",
+            no_wipe.pattern
+        );
         assert_eq!(
             action("touch forbidden"),
             Some(("demo-forbidden".into(), Deny))

@@ -360,7 +360,7 @@ mod tests {
 
     #[test]
     fn ctrl_c_starts_over() {
-        let (reading, keys) = typed(b"rm -rf /\x03ls");
+        let (reading, keys) = typed(b"touch forbidden\x03ls");
         assert_eq!(reading, one("ls"));
         assert_eq!(keys, vec![Key::Cancel]);
     }
