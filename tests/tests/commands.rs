@@ -334,6 +334,80 @@ fn history_recalled_while_a_command_runs_never_runs_unread_and_the_command_goes_
     }
 }
 
+/// Keys typed while a command runs wait in the terminal driver, which echoes them literally
+/// (`^[[A`); bash's readline takes them later and recalls and edits with them out of the
+/// screen's sight. `held_command` prints `shows` (printf's format), then runs until `go`
+/// exists, so the keys are typed while it runs, however loaded the machine is.
+fn recall_while_held(
+    gate: &Gate,
+    tmux: &Tmux,
+    (name, tag): (&str, u32),
+    shows: &str,
+    in_one_write: bool,
+) {
+    let recalled = gate.path(&format!("forbidden-{name}"));
+    let go = gate.path(&format!("go-{name}"));
+    let held_command = format!(
+        "ls {recalled} 2>/dev/null; printf '{shows}'; until [ -e {go} ]; do sleep 0.05; done; echo held-$((20+{tag}))"
+    );
+    let edit = "\x1b[A\x1b[1~\x1b[3~\x1b[3~touch\r";
+    let refusals_before = refusals(gate);
+    if in_one_write {
+        // The command, then the keys, before bash has even taken the Enter.
+        tmux.bytes(format!("{held_command}\r{edit}").as_bytes());
+    } else {
+        tmux.line(&held_command);
+        // What the command printed is on the screen, the command still runs.
+        let printed = portcullis_tests::util::wait_for(Duration::from_secs(10), || {
+            let screen = tmux.screen();
+            let last = screen
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())?
+                .to_owned();
+            (last.trim_end() == shows.replace("\\n", "").trim_end()).then_some(())
+        });
+        assert!(printed.is_some(), "{}", tmux.screen());
+        tmux.bytes(edit.as_bytes());
+    }
+    let refused = portcullis_tests::util::wait_for(Duration::from_secs(10), || {
+        (refusals(gate) > refusals_before).then_some(())
+    });
+    assert!(refused.is_some(), "{:#?}", gate.audit_commands());
+    std::fs::write(&go, b"").unwrap();
+    tmux.wait_for_text(&format!("held-{}", 20 + tag), Duration::from_secs(10));
+    alive(tmux, 50 + tag);
+    absent(&recalled);
+    let ran: Vec<_> = gate
+        .audit_commands()
+        .into_iter()
+        .filter(|e| e["outcome"] == "ran" && e["line"].as_str().unwrap().contains("touch"))
+        .collect();
+    assert!(ran.is_empty(), "{ran:#?}");
+    std::fs::remove_file(&go).unwrap();
+}
+
+/// Lines refused, as unreadable or by a rule.
+fn refusals(gate: &Gate) -> usize {
+    gate.audit_commands()
+        .into_iter()
+        .filter(|e| e["outcome"] == "blocked" || e["outcome"] == "unreadable")
+        .count()
+}
+
+#[test]
+fn keys_typed_while_a_command_runs_are_refused_whatever_the_command_printed() {
+    let gate = gate();
+    let tmux = gate.shell();
+    // A command that prints what looks like bash's prompt and keeps running: the screen
+    // shows a prompt, but bash's readline is not the one reading.
+    recall_while_held(&gate, &tmux, ("fake-prompt", 1), "root@vm:~# ", false);
+    // One that prints a line of its own: the cursor waits on an empty row.
+    recall_while_held(&gate, &tmux, ("line", 2), "working\\n", false);
+    // The keys sent together with the command's Enter, before bash answered it.
+    recall_while_held(&gate, &tmux, ("one-write", 3), "", true);
+}
+
 #[test]
 fn a_paste_is_checked_line_by_line_and_nothing_after_a_blocked_line_runs() {
     let gate = gate();
@@ -650,19 +724,28 @@ fn neither_a_lone_paste_start_nor_the_alternate_screen_turns_the_gate_off() {
     tmux.line("printf '\\e[?1049l'");
     alive(&tmux, 31);
 
-    // A bracketed-paste start that never ends, typed at sh (which has no bracketed paste):
-    // its Enters still run lines, so they are still checked.
+    // A bracketed-paste start that never ends, typed at sh (which has no bracketed paste)
+    // with a forbidden line after it: its Enter still ends a line the gate checks. sh
+    // announces no line editor while bash said a command runs, so whoever reads these keys
+    // may replay the escape: the line cannot be followed, and is refused.
     tmux.line("sh");
     prompt_back(&tmux);
-    tmux.bytes(b"\x1b[200~\r");
-    prompt_back(&tmux);
+    let after_paste_start = gate.path("forbidden-sh-paste");
+    tmux.bytes(format!("\x1b[200~touch {after_paste_start}\r").as_bytes());
+    tmux.wait_for_text("this line could not be read", Duration::from_secs(10));
+    // sh has no line editor: a refused line is erased from the terminal's buffer and sh
+    // waits on at the same prompt (it prints no new one). Keys typed right after a refusal
+    // are dropped (they may be the rest of a paste) for a moment, and sh shows no prompt to
+    // say when that is over: type until one lands.
     let in_sh = gate.path("forbidden-sh");
-    tmux.line(&format!("touch {in_sh}"));
-    gate.wait_blocked(3);
-    // sh has no line editor: the line is erased from the terminal's buffer and sh waits on
-    // at the same prompt (it prints no new one).
-    // Keys typed right after the refusal are dropped (they may be the rest of a paste) for
-    // a moment, and sh shows no prompt to say when that is over: type until one lands.
+    let landed = (0..10).any(|_| {
+        tmux.line(&format!("touch {in_sh}"));
+        portcullis_tests::util::wait_for(Duration::from_secs(2), || {
+            (gate.blocked_lines().len() >= 3).then_some(())
+        })
+        .is_some()
+    });
+    assert!(landed, "{:#?}", gate.audit_commands());
     let landed = (0..10).any(|_| {
         tmux.line("echo sh-alive-$((30+2))");
         portcullis_tests::util::wait_for(Duration::from_secs(2), || {
@@ -673,7 +756,7 @@ fn neither_a_lone_paste_start_nor_the_alternate_screen_turns_the_gate_off() {
     assert!(landed, "{}", tmux.screen());
     tmux.line("exit");
     alive(&tmux, 33);
-    for path in [&in_alternate, &after_command, &in_sh] {
+    for path in [&in_alternate, &after_command, &after_paste_start, &in_sh] {
         absent(path);
     }
 }

@@ -85,13 +85,18 @@ pub(super) struct Gate {
     main_prompt: Option<String>,
     /// Output pieces seen when the line's first key went up (later ones may be its echo).
     line_mark: u64,
-    /// The line's first key went up before the shell was ready for it (no prompt on the
-    /// cursor row yet, or no answer yet to the Enter before): the terminal driver may have
-    /// echoed keys the shell then drew its line over, so the screen cannot put the keystroke
-    /// model right after history or completion.
+    /// The line's first key went up before the shell was ready for it: a command ran (the
+    /// shell said so by switching bracketed paste off), the shell had not come back for a
+    /// new line since the Enter before, or no prompt was on the cursor row. The keys wait in
+    /// the terminal driver, which echoes them literally, for whoever reads next — bash's
+    /// readline replays history and editing keys out of the screen's sight — so the screen
+    /// cannot put the keystroke model right, and a line it cannot follow does not run.
     typeahead: bool,
     /// The output count when the last Enter went up.
     enter_mark: Option<u64>,
+    /// How many lines the line editor had started when the last Enter went up, if one was
+    /// reading then ([`Screen::line_editor_starts`]).
+    editor_starts_at_enter: Option<u64>,
     /// A line was erased while a command ran, and the shell's next prompt was not seen
     /// clean: bash may show part of it there (keys it had already taken as a line of their
     /// own), to be erased before the user's next key.
@@ -149,6 +154,7 @@ impl Gate {
             line_mark: 0,
             typeahead: false,
             enter_mark: None,
+            editor_starts_at_enter: None,
             leftover: false,
             last_sent: Instant::now(),
             last_sent_seq: 0,
@@ -227,6 +233,8 @@ impl Gate {
                     start = at + 1;
                     match self.decide(io).await? {
                         Verdict::Run => {
+                            self.editor_starts_at_enter = (self.screen.line_editor() == Some(true))
+                                .then(|| self.screen.line_editor_starts());
                             self.send(data.slice(at..=at), io).await?;
                             self.enter_mark = Some(self.screen.progress().0);
                         }
@@ -323,7 +331,15 @@ impl Gate {
     fn start_line(&mut self) {
         let line = self.screen.cursor_line();
         let seq = self.screen.progress().0;
-        self.typeahead = line.before_cursor.trim().is_empty() || self.enter_mark == Some(seq);
+        self.typeahead = typed_ahead(
+            LineEditor {
+                reading: self.screen.line_editor(),
+                starts: self.screen.line_editor_starts(),
+                starts_at_enter: self.editor_starts_at_enter,
+            },
+            &line.before_cursor,
+            self.enter_mark == Some(seq),
+        );
         self.prompt = Some(line.before_cursor).filter(|p| !p.trim().is_empty());
         if !self.screen.alternate() {
             self.main_prompt = self.prompt.clone();
@@ -419,7 +435,9 @@ impl Gate {
     /// Waits for the shell to show what the last keys did, then takes the line and cursor
     /// from the screen as the keystroke model's new start.
     async fn sync_keys(&mut self) {
-        if !self.settle().await {
+        if !self.settle().await || self.screen.line_editor() == Some(false) {
+            // While a command runs the screen shows the terminal driver's echo, not what a
+            // line editor will make of the keys.
             return;
         }
         let line = self.screen.cursor_line();
@@ -533,7 +551,7 @@ impl Gate {
             .await;
             return Ok(Verdict::Discard);
         }
-        if (!caught_up || self.typeahead)
+        if (!caught_up || self.typeahead || self.screen.line_editor() == Some(false))
             && self.keys.reading().is_none()
             && self
                 .services
@@ -544,8 +562,8 @@ impl Gate {
             // cannot be trusted to (typed ahead): what would run cannot be read, so it does
             // not run.
             self.audit(&reading, None, CommandAction::Deny, "unreadable");
-            let why = if self.typeahead {
-                "it was typed before the shell was ready, and history or completion changed it"
+            let why = if self.typeahead || self.screen.line_editor() == Some(false) {
+                "it was typed while a command ran or before the shell was ready, and history or editing keys changed it"
             } else {
                 "the terminal did not show it in time"
             };
@@ -681,10 +699,72 @@ impl Gate {
     }
 }
 
+/// What the shell's bracketed-paste switches said about its line editor when a line's
+/// first key went up.
+struct LineEditor {
+    /// [`Screen::line_editor`].
+    reading: Option<bool>,
+    /// [`Screen::line_editor_starts`].
+    starts: u64,
+    /// `starts` when the last Enter went up, if the line editor was reading then.
+    starts_at_enter: Option<u64>,
+}
+
+/// Whether a line's first key went up before the shell was ready for it (see
+/// [`Gate::typeahead`]). The shell's own switches are trusted first: what a command prints
+/// (a fake prompt) cannot make keys typed while it runs readable. Shells that never switch
+/// bracketed paste are judged by the cursor row: no prompt on it, or no output at all since
+/// the Enter before (`no_answer_yet`).
+fn typed_ahead(editor: LineEditor, before_cursor: &str, no_answer_yet: bool) -> bool {
+    let editor_away = match editor.reading {
+        // A command runs.
+        Some(false) => true,
+        // The line editor has not come back for a new line since the Enter.
+        Some(true) => editor.starts_at_enter == Some(editor.starts),
+        None => false,
+    };
+    editor_away || before_cursor.trim().is_empty() || no_answer_yet
+}
+
 async fn record_input(io: &GateIo<'_>, data: Bytes) {
     if io.record_input
         && let Some(recording) = io.recording
     {
         let _ = recording.input(data).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn editor(reading: Option<bool>, starts: u64, starts_at_enter: Option<u64>) -> LineEditor {
+        LineEditor {
+            reading,
+            starts,
+            starts_at_enter,
+        }
+    }
+
+    #[test]
+    fn keys_are_typed_ahead_until_the_line_editor_is_back_whatever_the_screen_shows() {
+        let prompt = "root@vm:~# ";
+        // At bash's fresh prompt.
+        assert!(!typed_ahead(editor(Some(true), 3, Some(2)), prompt, false));
+        // A command runs, and printed what looks like a prompt.
+        assert!(typed_ahead(editor(Some(false), 3, Some(3)), prompt, false));
+        // bash has not taken the Enter yet: still the old line on the screen, and some
+        // late output of it arrived after the Enter went up.
+        assert!(typed_ahead(
+            editor(Some(true), 3, Some(3)),
+            "root@vm:~# ls -l",
+            false
+        ));
+        // A shell that never switches bracketed paste: the cursor row decides.
+        assert!(!typed_ahead(editor(None, 0, None), "$ ", false));
+        assert!(typed_ahead(editor(None, 0, None), "  ", false));
+        assert!(typed_ahead(editor(None, 0, None), "$ ls", true));
+        // The first line of a session with bash (no Enter seen yet).
+        assert!(!typed_ahead(editor(Some(true), 1, None), prompt, false));
     }
 }

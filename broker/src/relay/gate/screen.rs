@@ -148,6 +148,12 @@ impl Screen {
         self.state().alternate.paste
     }
 
+    /// How many lines a line editor has started reading (switched bracketed paste on) so far:
+    /// unchanged since an Enter, the shell has not come back for the next line yet.
+    pub fn line_editor_starts(&self) -> u64 {
+        self.state().alternate.paste_starts
+    }
+
     /// The logical line under the cursor.
     pub fn cursor_line(&self) -> CursorLine {
         let mut state = self.state();
@@ -232,6 +238,9 @@ struct AlternateScan {
     /// Bracketed paste as last switched: bash (5.1 and later), zsh and fish turn it on while
     /// their line editor reads a line and off while a command runs; `None` until seen.
     paste: Option<bool>,
+    /// How many times bracketed paste was switched on: each is a line editor starting to
+    /// read a new line.
+    paste_starts: u64,
     /// Bracketed paste was switched off while the alternate screen stayed on: a shell ran
     /// a command there. Cleared each time the alternate screen comes on.
     shell_seen: bool,
@@ -284,6 +293,7 @@ impl AlternateScan {
         for (code, on) in [(&b"\x1b[?2004h"[..], true), (b"\x1b[?2004l", false)] {
             if text.starts_with(code) {
                 self.paste = Some(on);
+                self.paste_starts += u64::from(on);
                 if !on && self.on {
                     self.shell_seen = true;
                 }
@@ -401,11 +411,15 @@ mod tests {
         assert_eq!(screen.line_editor(), None);
         screen.feed(b"\x1b[?2004hroot@vm:~# ");
         assert_eq!(screen.line_editor(), Some(true));
+        assert_eq!(screen.line_editor_starts(), 1);
         screen.feed(b"sleep 9\r\n\x1b[?20");
         screen.feed(b"04l\r");
         assert_eq!(screen.line_editor(), Some(false));
         // Our own words do not change what the shell said.
         screen.feed_own(b"\x1b[?2004h");
         assert_eq!(screen.line_editor(), Some(false));
+        assert_eq!(screen.line_editor_starts(), 1);
+        screen.feed(b"\x1b[?2004hroot@vm:~# ");
+        assert_eq!(screen.line_editor_starts(), 2);
     }
 }
