@@ -307,8 +307,6 @@ pub struct SessionShared {
     /// What policy allowed, with its target, once a target was authorized: the role
     /// (command rules are per role), the grant it rests on, the upstream account.
     pub authorized: OnceLock<Authorized>,
-    /// The upstream connection, once made (so `finish` can close it).
-    pub upstream: OnceLock<Arc<crate::upstream::Upstream>>,
     /// Bytes from the client relayed upstream.
     pub bytes_from_client: AtomicU64,
     /// Bytes from upstream relayed to the client.
@@ -394,7 +392,6 @@ impl SessionShared {
             control: SessionControl::child_of(shutdown),
             identity: OnceLock::new(),
             authorized: OnceLock::new(),
-            upstream: OnceLock::new(),
             bytes_from_client: AtomicU64::new(0),
             bytes_to_client: AtomicU64::new(0),
             last_input_ms: AtomicU64::new(0),

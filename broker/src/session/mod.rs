@@ -13,13 +13,16 @@
 //!             │                           └─ a kill for this session ─▶ end (killed)
 //!             ├─ deadlines: idle timeout, the grant's end (on the services' clock)
 //!             ├─ waits on: client gone | SessionControl::end (shutdown, recording failure, …)
-//!             └─ finish: channels drain, recordings sealed, upstream closed, `session.end`
-//!                audited with its reason and side (live::EndReason, live::Side), and
-//!                the end written to the session index
+//!             │    then says goodbye to the client (disconnect with the reason)
+//!             └─ owner: Phase::Closing ─▶ finish: channels drain, recordings sealed,
+//!                upstream closed, `session.end` audited with its reason and side
+//!                (live::EndReason, live::Side), the end written to the session index
 //! ```
 //!
-//! * [`events`]: what the front door tells the owner; [`owner`]: the session's route and
-//!   channels, and the one task that changes them.
+//! * [`events`]: what the front door tells the owner; [`owner`]: the session's phase and
+//!   channels, and the one task that changes them; [`phase`]: authenticating → authorized
+//!   → relaying → closing, each with what the session has then; [`finish`]: the end, from
+//!   the closing phase, always run.
 //! * [`authorize`]: the policy check, with the locks and grants the state store holds; a yes
 //!   is an [`crate::authorized::Authorized`] (decision and resolved target). [`guard`]
 //!   re-runs it when the change feed says something that matters changed.
@@ -35,10 +38,12 @@ pub mod activation;
 pub mod authorize;
 pub mod deadlines;
 pub mod events;
+pub mod finish;
 pub mod guard;
 pub mod index;
 pub mod login;
 pub mod owner;
+pub mod phase;
 pub mod route;
 
 pub use crate::live::{EndReason, Identity, Notice, SessionControl, SessionShared, Side};

@@ -1,15 +1,16 @@
-//! The session's owner: one task per connection that holds all of its state — where it was
-//! routed ([`Route`]: pending while authenticating, then refused, menu, activation or an
-//! authorized target with its upstream) and its channels (relayed, or answered by the
-//! bastion) — and acts on the front door's [`Event`]s one at a time. At login it indexes
-//! the session and starts its [`guard`], which re-runs the policy check on every change
-//! that matters to the session and ends it on a kill. Closing is `SessionControl::end`
-//! (anyone may ask, the first reason wins) and then `ssh::connection`'s finish, which
-//! always runs.
+//! The session's owner: one task per connection that holds all of its state — its
+//! [`Phase`] (authenticating, authorized with a [`Route`], relaying to a connected upstream,
+//! closing) and its channels (relayed, or answered by the bastion) — and acts on the front
+//! door's [`Event`]s one at a time. At login it indexes the session and starts its
+//! [`guard`], which re-runs the policy check on every change that matters to the session
+//! and ends it on a kill. Closing is `SessionControl::end` (anyone may ask, the first
+//! reason wins); the owner then closes its phase, and once the connection task has said
+//! goodbye to the client, [`super::finish`]es the session from that state.
 //!
 //! ```text
 //! russh callbacks ──Event (bounded)──▶ Owner::run ──▶ route / relay / bastion apps
 //! state change feed ──▶ guard::run ──▶ SessionControl::end (locked, grant ended, killed)
+//! SessionControl ended ──▶ Owner: Phase::Closing ──(connection over)──▶ finish
 //! ```
 
 use std::collections::HashMap;
@@ -24,7 +25,8 @@ use tracing::Instrument;
 
 use super::events::{Event, StartReply};
 use super::login::Login;
-use super::route::{self, Route, TargetRoute};
+use super::phase::Phase;
+use super::route::{self, Route};
 use super::{activation, guard};
 use crate::bastion::console::{ClientEvent, Console, PtyParams};
 use crate::bastion::menu::Origin;
@@ -125,34 +127,55 @@ impl LocalChannel {
 pub struct Owner {
     services: Arc<Services>,
     session: Arc<SessionShared>,
-    route: Route,
+    phase: Phase,
     channels: HashMap<ChannelId, Slot>,
-    handle: Option<Handle>,
 }
 
 impl Owner {
-    /// The owner of `session`, not routed yet.
+    /// The owner of `session`, which has not logged in yet.
     pub fn new(services: Arc<Services>, session: Arc<SessionShared>) -> Self {
         Self {
             services,
             session,
-            route: Route::Pending,
+            phase: Phase::Authenticating,
             channels: HashMap::new(),
-            handle: None,
         }
     }
 
-    /// Acts on events until the front door is gone or the session is ending.
-    pub async fn run(mut self, mut events: mpsc::Receiver<Event>) {
+    /// Acts on events until the front door is gone or the session is ending; then, once the
+    /// connection task has said goodbye to the client (`connection_over`), finishes the
+    /// session.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<Event>,
+        connection_over: CancellationToken,
+    ) {
         loop {
             tokio::select! {
                 event = events.recv() => match event {
                     Some(event) => self.on_event(event).await,
-                    None => return,
+                    // The front door is gone: the client's connection is over.
+                    None => {
+                        self.session.control.end(EndReason::ClientClosed);
+                        break;
+                    }
                 },
-                () = self.session.control.ended() => return,
+                () = self.session.control.ended() => break,
             }
         }
+        drop(events);
+        let reason = self
+            .session
+            .control
+            .reason()
+            .unwrap_or(EndReason::ClientClosed);
+        tracing::debug!(%reason, "closing");
+        let closing = self.phase.close(reason);
+        // The channels go now: their tasks end once their queues close, which the
+        // connection task's drain waits for.
+        self.channels.clear();
+        connection_over.cancelled().await;
+        super::finish::finish(&self.services, &self.session, closing).await;
     }
 
     async fn on_event(&mut self, event: Event) {
@@ -210,18 +233,46 @@ impl Owner {
 
     /// Routes the authenticated connection (the policy decides) and registers it as live.
     async fn logged_in(&mut self, login: &Login, handle: Handle) {
-        self.handle = Some(handle);
+        if !matches!(self.phase, Phase::Authenticating) {
+            tracing::warn!(parent: &self.session.span, "a second login on one connection ignored");
+            return;
+        }
         self.services.registry.register(self.session.clone());
         super::index::opened(&self.services, &self.session).await;
         crate::metrics::Metrics::count(&self.services.metrics.sessions_total);
         // Subscribed before the decision, so a change made while deciding is not missed.
         let changes = self.services.state.changes();
-        self.route = route::decide(&self.services, &self.session, login).await;
+        let route = route::decide(&self.services, &self.session, login).await;
+        self.phase = Phase::Authorized { handle, route };
         // Even a refused session has one: it can be killed like any other.
         self.session.tasks.spawn(
             guard::run(self.services.clone(), self.session.clone(), changes)
                 .instrument(self.session.span.clone()),
         );
+    }
+
+    /// Moves an authorized target on to relaying once its upstream is connected (waiting for
+    /// the connection that started at login), and an activation once one of the channels
+    /// has made it.
+    async fn advance(&mut self) {
+        let Phase::Authorized { handle, route } = &mut self.phase else {
+            return;
+        };
+        let connected = match route {
+            Route::Target(target) => match target.upstream().await {
+                Ok(upstream) => Some((target.authorized.clone(), upstream)),
+                Err(_) => None,
+            },
+            Route::Activation(pending) => pending.activated.get().cloned(),
+            Route::Menu { .. } | Route::Refused { .. } => None,
+        };
+        if let Some((authorized, upstream)) = connected {
+            self.phase = Phase::Relaying {
+                handle: handle.clone(),
+                authorized: Box::new(authorized),
+                upstream,
+            };
+        }
     }
 
     /// How the client reached the bastion, for commands it is told to run.
@@ -247,45 +298,50 @@ impl Owner {
             tracing::info!(parent: &self.session.span, "channel refused: {MAX_CHANNELS} are open already");
             return Err(ChannelOpenFailure::ResourceShortage);
         }
-        // Once a channel's activation has connected, later channels go straight there.
-        if let Route::Activation(pending) = &self.route
-            && let Some((authorized, upstream)) = pending.activated.get()
-        {
-            self.route = Route::Target(Box::new(TargetRoute::ready(
-                authorized.clone(),
-                upstream.clone(),
-            )));
-        }
-        let slot = match &mut self.route {
-            Route::Pending => return Err(ChannelOpenFailure::AdministrativelyProhibited),
-            Route::Menu { .. } | Route::Activation(_) => {
-                Slot::Local(LocalChannel::new(channel, None))
+        self.advance().await;
+        let slot = match &self.phase {
+            Phase::Authenticating | Phase::Closing(_) => {
+                return Err(ChannelOpenFailure::AdministrativelyProhibited);
             }
-            Route::Refused { message } => {
-                Slot::Local(LocalChannel::new(channel, Some(message.clone())))
+            Phase::Authorized {
+                route: Route::Menu { .. } | Route::Activation(_),
+                ..
+            } => Slot::Local(LocalChannel::new(channel, None)),
+            Phase::Authorized {
+                route: Route::Refused { message },
+                ..
+            } => Slot::Local(LocalChannel::new(channel, Some(message.clone()))),
+            // The upstream could not be reached: the channel says why.
+            Phase::Authorized {
+                route: Route::Target(target),
+                ..
+            } => {
+                let message = target
+                    .failure()
+                    .unwrap_or("internal error: upstream still connecting")
+                    .to_owned();
+                Slot::Local(LocalChannel::new(channel, Some(message)))
             }
-            Route::Target(target) => {
-                let opened = match target.upstream().await {
-                    Ok(upstream) => upstream.open_session_channel().await.map_err(|e| {
-                        format!(
-                            "cannot open a channel on {}: {e}",
-                            target.authorized.target().name
-                        )
-                    }),
-                    Err(message) => Err(message),
-                };
-                match (opened, &self.handle) {
-                    (Ok(upstream_channel), Some(handle)) => Slot::Relay(relay::open_relay(
-                        self.services.clone(),
-                        self.session.clone(),
-                        channel.split().1,
-                        handle.clone(),
-                        upstream_channel,
+            Phase::Relaying {
+                handle,
+                authorized,
+                upstream,
+            } => match upstream.open_session_channel().await {
+                Ok(upstream_channel) => Slot::Relay(relay::open_relay(
+                    self.services.clone(),
+                    self.session.clone(),
+                    channel.split().1,
+                    handle.clone(),
+                    upstream_channel,
+                )),
+                Err(e) => Slot::Local(LocalChannel::new(
+                    channel,
+                    Some(format!(
+                        "cannot open a channel on {}: {e}",
+                        authorized.target().name
                     )),
-                    (Ok(_), None) => return Err(ChannelOpenFailure::AdministrativelyProhibited),
-                    (Err(message), _) => Slot::Local(LocalChannel::new(channel, Some(message))),
-                }
-            }
+                )),
+            },
         };
         self.channels.insert(id, slot);
         Ok(())
@@ -340,12 +396,16 @@ impl Owner {
                     return local.answer(notice::message(message, pty), 1);
                 }
                 let user = self.session.user().unwrap_or_default().to_owned();
-                let Route::Activation(pending) = &self.route else {
+                let Phase::Authorized {
+                    route: Route::Activation(pending),
+                    handle,
+                } = &self.phase
+                else {
                     return self.start_menu(id, start, &user, origin).await;
                 };
                 let pending = pending.clone();
-                let text = match (&start, pty, &self.handle) {
-                    (Start::Shell | Start::Exec(_), true, Some(handle)) if pending.claim() => {
+                let text = match (&start, pty) {
+                    (Start::Shell | Start::Exec(_), true) if pending.claim() => {
                         let env = std::mem::take(&mut local.env);
                         let Some(console) = local.converse(&self.session) else {
                             return StartReply::Failed;
@@ -366,7 +426,7 @@ impl Owner {
                         );
                         return StartReply::Serving;
                     }
-                    (Start::Shell | Start::Exec(_), true, _) => {
+                    (Start::Shell | Start::Exec(_), true) => {
                         "an activation is already running on another channel of this connection"
                             .to_owned()
                     }

@@ -51,8 +51,6 @@ impl PendingActivation {
 /// The connection's route after authentication.
 #[derive(Debug)]
 pub enum Route {
-    /// Not authenticated yet.
-    Pending,
     /// Every channel prints this message and exits 1.
     Refused {
         /// Shown after `portcullis: `.
@@ -86,11 +84,19 @@ enum UpstreamSlot {
 }
 
 impl TargetRoute {
-    /// A route whose upstream is already connected (a channel after an activation).
-    pub fn ready(authorized: Authorized, upstream: Arc<Upstream>) -> Self {
-        Self {
-            authorized,
-            upstream: UpstreamSlot::Ready(upstream),
+    /// The upstream connection, if it is made already.
+    pub fn connected(&self) -> Option<Arc<Upstream>> {
+        match &self.upstream {
+            UpstreamSlot::Ready(upstream) => Some(upstream.clone()),
+            UpstreamSlot::Connecting(_) | UpstreamSlot::Failed(_) => None,
+        }
+    }
+
+    /// Why the upstream could not be reached (the message for the user), if it could not.
+    pub fn failure(&self) -> Option<&str> {
+        match &self.upstream {
+            UpstreamSlot::Failed(message) => Some(message),
+            UpstreamSlot::Connecting(_) | UpstreamSlot::Ready(_) => None,
         }
     }
 
@@ -270,7 +276,6 @@ fn report(
                     .audit("upstream.connected")
                     .with("address", upstream.address()),
             );
-            let _ = session.upstream.set(upstream.clone());
             Ok(upstream)
         }
         Err(error) => {

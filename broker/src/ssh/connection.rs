@@ -1,12 +1,13 @@
 //! The per-connection task: runs the SSH session (the russh loop with its thin handler, and
-//! the session's [`Owner`]), waits for it to end or be ended, and always finishes it
-//! (channels drained, recordings sealed, upstream closed, audit written).
+//! the session's [`Owner`]), waits for it to end or be ended, says goodbye to the client,
+//! and then lets the owner finish the session (see [`crate::session::finish`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::FrontHandler;
@@ -16,10 +17,10 @@ use crate::net::admission::PreAuthSlot;
 use crate::net::severable::Severable;
 use crate::services::Services;
 use crate::session::events::EVENT_QUEUE;
+use crate::session::finish::CHANNEL_DRAIN;
 use crate::session::owner::Owner;
+use crate::session::phase::Closing;
 
-/// How long channels get to tell the client why and seal their recordings.
-const CHANNEL_DRAIN: Duration = Duration::from_secs(5);
 /// How long the client gets to receive the disconnect message.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
 
@@ -50,9 +51,10 @@ pub async fn run(
         // them (and on the change feed) until the handler is gone or the session ends.
         let (events, queue) = mpsc::channel(EVENT_QUEUE);
         let handler = FrontHandler::new(services.clone(), session.clone(), events);
-        tokio::spawn(
+        let connection_over = CancellationToken::new();
+        let owner = tokio::spawn(
             Owner::new(services.clone(), session.clone())
-                .run(queue)
+                .run(queue, connection_over.clone())
                 .instrument(session.span.clone()),
         );
         // russh reads the client's version line before it returns: a connection that sends
@@ -68,7 +70,23 @@ pub async fn run(
             Ok(Err(error)) => tracing::debug!(%error, "SSH handshake failed"),
             Err(_) => tracing::debug!("no SSH version line in time"),
         }
-        finish(&services, &session).await;
+        // The client side is over: the owner finishes the session (and always does — if
+        // its task failed, the end is still written, from what the session shows).
+        session.control.end(EndReason::ClientClosed);
+        connection_over.cancel();
+        if let Err(error) = owner.await {
+            tracing::error!(%error, "the session's owner failed");
+            let reason = session.control.reason().unwrap_or(EndReason::ClientClosed);
+            crate::session::finish::finish(
+                &services,
+                &session,
+                Closing {
+                    reason,
+                    upstream: None,
+                },
+            )
+            .await;
+        }
     }
     .instrument(span)
     .await;
@@ -90,7 +108,6 @@ async fn supervise(
                 if let Err(error) = result {
                     tracing::debug!(%error, "connection ended with an error");
                 }
-                session.control.end(EndReason::ClientClosed);
                 return;
             }
             () = session.control.ended() => {
@@ -118,66 +135,4 @@ async fn supervise(
             }
         }
     }
-}
-
-/// Always runs last: waits for the channels, closes the upstream and writes `session.end`.
-async fn finish(services: &Services, session: &SessionShared) {
-    session.tasks.close();
-    if tokio::time::timeout(CHANNEL_DRAIN, session.tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("channel tasks did not finish in time");
-    }
-    if let Some(upstream) = session.upstream.get() {
-        let _ = tokio::time::timeout(DISCONNECT_GRACE, upstream.disconnect("session ended")).await;
-    }
-    // Whatever is still open now is closed, on both sides.
-    session.sever.cancel();
-    session.release_slot();
-    if session.identity.get().is_none() {
-        return;
-    }
-    services.registry.unregister(&session.id, |session| {
-        let metrics = &services.metrics;
-        metrics.finished_bytes_from_clients.fetch_add(
-            session
-                .bytes_from_client
-                .load(std::sync::atomic::Ordering::Relaxed),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        metrics.finished_bytes_to_clients.fetch_add(
-            session
-                .bytes_to_client
-                .load(std::sync::atomic::Ordering::Relaxed),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-    });
-    let reason = session.control.reason().unwrap_or(EndReason::ClientClosed);
-    let duration = session.elapsed();
-    let from_client = session
-        .bytes_from_client
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let to_client = session
-        .bytes_to_client
-        .load(std::sync::atomic::Ordering::Relaxed);
-    crate::session::index::closed(services, session, &reason, from_client, to_client).await;
-    services.audit.record(
-        session
-            .audit("session.end")
-            .with("reason", reason.code())
-            .with("side", reason.side().code())
-            .with("detail", reason.to_string())
-            .with("bytes_from_client", from_client)
-            .with("bytes_to_client", to_client)
-            .with("duration_ms", duration.as_millis() as u64),
-    );
-    tracing::info!(
-        reason = reason.code(),
-        side = reason.side().code(),
-        from_client,
-        to_client,
-        duration_ms = duration.as_millis() as u64,
-        "session ended"
-    );
 }
