@@ -26,9 +26,51 @@ pub fn is_session_id(text: &str) -> bool {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
+/// The shortest prefix of an id that may stand for it.
+pub const MIN_PREFIX: usize = 4;
+
+/// The item whose id is `wanted`, or else the only one whose id starts with it (a prefix of
+/// at least [`MIN_PREFIX`] characters, as people type them from a listing); none when the
+/// prefix is ambiguous.
+pub fn by_id_or_prefix<T>(
+    items: impl IntoIterator<Item = T>,
+    wanted: &str,
+    id: impl Fn(&T) -> &str,
+) -> Option<T> {
+    let mut exact = None;
+    let mut prefixed = Vec::new();
+    for item in items {
+        if id(&item) == wanted {
+            exact = Some(item);
+        } else if wanted.len() >= MIN_PREFIX && id(&item).starts_with(wanted) && prefixed.len() < 2
+        {
+            prefixed.push(item);
+        }
+    }
+    exact.or_else(|| match prefixed.len() {
+        1 => prefixed.pop(),
+        _ => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_is_found_whole_or_by_a_unique_prefix() {
+        let ids = ["01a2aa0000", "01a2bb0000", "01a2bb1111"];
+        let find = |wanted: &str| by_id_or_prefix(ids, wanted, |s| s);
+        assert_eq!(find("01a2bb1111"), Some("01a2bb1111"));
+        assert_eq!(find("01a2aa"), Some("01a2aa0000"));
+        // Ambiguous, too short, or nothing like it.
+        assert_eq!(find("01a2bb"), None);
+        assert_eq!(find("01a"), None);
+        assert_eq!(find("ffff"), None);
+        // An exact id wins even where it is also a prefix of another.
+        let nested = ["abcd", "abcdef"];
+        assert_eq!(by_id_or_prefix(nested, "abcd", |s| s), Some("abcd"));
+    }
 
     #[test]
     fn ids_sort_by_time_and_differ() {

@@ -41,14 +41,8 @@ pub async fn kill(
         // Not on this node: the index knows every live session.
         None => {
             let open = services.state.open_sessions().await?;
-            let exact = open.iter().find(|s| s.id == id);
-            let mut by_prefix = open
-                .iter()
-                .filter(|s| id.len() >= 4 && s.id.starts_with(id));
-            let record = match (exact, by_prefix.next(), by_prefix.next()) {
-                (Some(record), _, _) | (None, Some(record), None) => record,
-                _ => return Err(OpsError::NoSuchSession(id.to_owned())),
-            };
+            let record = crate::ids::by_id_or_prefix(&open, id, |s| &s.id)
+                .ok_or_else(|| OpsError::NoSuchSession(id.to_owned()))?;
             let event = AuditEvent::new("session.killed")
                 .with("session", &record.id)
                 .with("user", &record.user)

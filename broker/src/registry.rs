@@ -37,14 +37,7 @@ impl Registry {
     /// A session by id, or by a unique prefix of its id.
     pub fn find(&self, id: &str) -> Option<Arc<SessionShared>> {
         let sessions = self.sessions();
-        if let Some(session) = sessions.get(id) {
-            return Some(session.clone());
-        }
-        let mut matches = sessions.values().filter(|s| s.id.starts_with(id));
-        match (matches.next(), matches.next()) {
-            (Some(only), None) if id.len() >= 4 => Some(only.clone()),
-            _ => None,
-        }
+        crate::ids::by_id_or_prefix(sessions.values(), id, |s| &s.id).cloned()
     }
 
     /// Every live session, oldest first.

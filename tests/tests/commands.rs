@@ -164,16 +164,17 @@ impl Gate {
 /// full-screen program): what is typed before it would be dropped or eaten.
 fn prompt_back(tmux: &Tmux) {
     let back = portcullis_tests::util::wait_for(Duration::from_secs(10), || {
-        let screen = tmux.screen();
-        let last = screen
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())?
-            .trim_end()
-            .to_owned();
+        let last = last_line(tmux)?;
         (last.ends_with('#') || last.ends_with('$')).then_some(())
     });
     assert!(back.is_some(), "no prompt; screen:\n{}", tmux.screen());
+}
+
+/// The screen's last line with something on it, without trailing blanks.
+fn last_line(tmux: &Tmux) -> Option<String> {
+    let screen = tmux.screen();
+    let last = screen.lines().rev().find(|l| !l.trim().is_empty())?;
+    Some(last.trim_end().to_owned())
 }
 
 /// The session is still usable: a command runs and shows its output, and the shell is
@@ -306,25 +307,14 @@ fn history_recalled_while_a_command_runs_never_runs_unread_and_the_command_goes_
         tmux.type_text("touch");
         tmux.keys(&["Enter"]);
         let stopped = portcullis_tests::util::wait_for(Duration::from_secs(10), || {
-            let count = gate
-                .audit_commands()
-                .into_iter()
-                .filter(|e| e["outcome"] == "blocked" || e["outcome"] == "unreadable")
-                .count();
-            (count > round as usize).then_some(())
+            (refusals(&gate) > round as usize).then_some(())
         });
         assert!(stopped.is_some(), "{:#?}", gate.audit_commands());
         tmux.wait_for_text(&format!("early-{}", 10 + round), Duration::from_secs(10));
         // bash may bring back what it had already taken of those keys at its prompt (the
         // terminal driver had passed them on as a line of their own); the next key erases it.
         let prompt = portcullis_tests::util::wait_for(Duration::from_secs(10), || {
-            let screen = tmux.screen();
-            let last = screen
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())?
-                .to_owned();
-            last.starts_with("root@vm:~#").then_some(())
+            last_line(&tmux)?.starts_with("root@vm:~#").then_some(())
         });
         assert!(prompt.is_some(), "{}", tmux.screen());
         tmux.line(&format!("echo alive-$(({}+1000))", 30 + round));
@@ -359,13 +349,7 @@ fn recall_while_held(
         tmux.line(&held_command);
         // What the command printed is on the screen, the command still runs.
         let printed = portcullis_tests::util::wait_for(Duration::from_secs(10), || {
-            let screen = tmux.screen();
-            let last = screen
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())?
-                .to_owned();
-            (last.trim_end() == shows.replace("\\n", "").trim_end()).then_some(())
+            (last_line(tmux)? == shows.replace("\\n", "").trim_end()).then_some(())
         });
         assert!(printed.is_some(), "{}", tmux.screen());
         tmux.bytes(edit.as_bytes());
