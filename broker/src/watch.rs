@@ -25,6 +25,7 @@ pub enum WatchError {
 
 /// A position in a recording being followed.
 pub struct Follower {
+    first: Option<Arc<str>>,
     backlog: Lines<BufReader<tokio::fs::File>>,
     backlog_left: u64,
     subscription: Subscription,
@@ -36,9 +37,10 @@ impl Follower {
         let recording = session
             .watchable_recording()
             .ok_or(WatchError::NothingToWatch)?;
-        let subscription = recording.subscribe().await.map_err(|_| WatchError::Ended)?;
+        let mut subscription = recording.subscribe().await.map_err(|_| WatchError::Ended)?;
         let file = tokio::fs::File::open(&subscription.path).await?;
         Ok(Self {
+            first: subscription.first.take(),
             backlog: BufReader::new(file).lines(),
             backlog_left: subscription.lines_on_disk,
             subscription,
@@ -48,6 +50,9 @@ impl Follower {
     /// The next line (asciicast JSON, the header first); `None` when the recording has
     /// ended. A watcher too slow for the live stream skips ahead.
     pub async fn next_line(&mut self) -> Option<Arc<str>> {
+        if let Some(first) = self.first.take() {
+            return Some(first);
+        }
         if self.backlog_left > 0 {
             self.backlog_left -= 1;
             if let Ok(Some(line)) = self.backlog.next_line().await {

@@ -54,11 +54,14 @@ pub struct SessionFacts {
     pub client: String,
 }
 
-/// The four event types of asciicast v2.
+/// The four event types of asciicast v2, and standard error, which a framed recording keeps
+/// apart (a terminal merges it into its output, and so does asciicast).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
-    /// Terminal output ("o").
+    /// Terminal output ("o"), or a channel's standard output.
     Output,
+    /// A channel's standard error (extended data); "o" in asciicast.
+    ErrorOutput,
     /// Keyboard input ("i").
     Input,
     /// Terminal resize ("r", data `COLSxROWS`).
@@ -71,14 +74,14 @@ impl EventKind {
     /// The one-letter code used in files.
     pub fn code(self) -> &'static str {
         match self {
-            EventKind::Output => "o",
+            EventKind::Output | EventKind::ErrorOutput => "o",
             EventKind::Input => "i",
             EventKind::Resize => "r",
             EventKind::Marker => "m",
         }
     }
 
-    /// The kind for a code, if it is one of the four.
+    /// The kind for a code, if it is one of the four (never [`EventKind::ErrorOutput`]).
     pub fn from_code(code: &str) -> Option<Self> {
         Some(match code {
             "o" => EventKind::Output,

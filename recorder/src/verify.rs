@@ -4,8 +4,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::asciicast::Header;
+use crate::asciicast::{Header, SessionFacts};
 use crate::chain::{Chain, ChainKey, parse_tag, tags_equal};
+use crate::framed;
 use crate::writer::{MAC_MAGIC, mac_path};
 
 /// The outcome of checking a recording.
@@ -75,17 +76,19 @@ pub enum VerifyError {
 /// Checks `cast` against `<cast>.hmac` with `key`, and that the pair is the recording its
 /// file name says (a genuine recording copied over another one's files is not that one).
 pub fn verify_file(cast: &Path, key: &ChainKey) -> Result<Verdict, VerifyError> {
-    let read = |path: &Path| {
-        fs::read(path).map_err(|source| VerifyError::Read {
-            path: path.to_owned(),
-            source,
-        })
+    Ok(check_file(cast, key)?.0)
+}
+
+/// [`verify_file`], and how many units (header included) are vouched for.
+pub(crate) fn check_file(cast: &Path, key: &ChainKey) -> Result<(Verdict, usize), VerifyError> {
+    let read_error = |source| VerifyError::Read {
+        path: cast.to_owned(),
+        source,
     };
-    let cast_bytes = read(cast)?;
     let mac_text = match fs::read_to_string(mac_path(cast)) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(tampered(0, "the integrity file (.cast.hmac) is missing"));
+            return Ok((tampered(0, "the integrity file (.hmac) is missing"), 0));
         }
         Err(source) => {
             return Err(VerifyError::Read {
@@ -94,7 +97,20 @@ pub fn verify_file(cast: &Path, key: &ChainKey) -> Result<Verdict, VerifyError> 
             });
         }
     };
-    let verdict = verify_bytes(&cast_bytes, &mac_text, key);
+    let (verdict, units) = if is_framed(cast) {
+        let file = fs::File::open(cast).map_err(read_error)?;
+        let mut units = framed::UnitReader::new(io::BufReader::with_capacity(256 * 1024, file));
+        let units = std::iter::from_fn(|| match units.next_unit() {
+            Ok(framed::Unit::Whole(unit)) => Some(Ok(Piece::Unit(unit))),
+            Ok(framed::Unit::Fragment) => Some(Ok(Piece::Fragment)),
+            Ok(framed::Unit::End) => None,
+            Err(e) => Some(Err(e)),
+        });
+        check_units(units, &mac_text, key, Noun::Frame).map_err(read_error)?
+    } else {
+        let bytes = fs::read(cast).map_err(read_error)?;
+        check_lines(&bytes, &mac_text, key)
+    };
     let named = cast.file_stem().map(|stem| stem.to_string_lossy());
     let recorded = mac_text
         .lines()
@@ -105,14 +121,17 @@ pub fn verify_file(cast: &Path, key: &ChainKey) -> Result<Verdict, VerifyError> 
         && !matches!(verdict, Verdict::Tampered { .. })
         && named != recorded
     {
-        return Ok(tampered(
-            0,
-            format!(
-                "these files hold recording {recorded}, not {named}: they were put in its place"
+        return Ok((
+            tampered(
+                0,
+                format!(
+                    "these files hold recording {recorded}, not {named}: they were put in its place"
+                ),
             ),
+            0,
         ));
     }
-    Ok(verdict)
+    Ok((verdict, units))
 }
 
 fn tampered(line: usize, reason: impl Into<String>) -> Verdict {
@@ -122,15 +141,74 @@ fn tampered(line: usize, reason: impl Into<String>) -> Verdict {
     }
 }
 
-/// The check itself, on contents already read.
+/// Whether `path` is a framed recording (see [`crate::framed`]) rather than asciicast.
+pub fn is_framed(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == framed::EXTENSION)
+}
+
+/// A piece of a recording file as the checker sees it.
+pub(crate) enum Piece {
+    /// A complete unit (a line of asciicast, the header line or a frame of a framed file).
+    Unit(Vec<u8>),
+    /// The file ends inside a unit.
+    Fragment,
+}
+
+/// What a recording's units are called in verdicts.
+#[derive(Clone, Copy)]
+pub(crate) enum Noun {
+    Line,
+    Frame,
+}
+
+impl Noun {
+    fn one(self) -> &'static str {
+        match self {
+            Noun::Line => "line",
+            Noun::Frame => "frame",
+        }
+    }
+}
+
+/// The check itself, on an asciicast recording already read.
 pub fn verify_bytes(cast: &[u8], mac: &str, key: &ChainKey) -> Verdict {
+    check_lines(cast, mac, key).0
+}
+
+fn check_lines(cast: &[u8], mac: &str, key: &ChainKey) -> (Verdict, usize) {
+    // Complete lines (ending in '\n'); a trailing fragment is an interrupted write.
+    let mut lines: Vec<&[u8]> = cast.split(|&b| b == b'\n').collect();
+    let fragment = lines.pop().filter(|last| !last.is_empty());
+    let pieces = lines
+        .into_iter()
+        .map(|line| Ok(Piece::Unit(line.to_vec())))
+        .chain(fragment.map(|_| Ok(Piece::Fragment)));
+    match check_units(pieces, mac, key, Noun::Line) {
+        Ok(checked) => checked,
+        // The pieces come from memory: reading them cannot fail.
+        Err(e) => (tampered(0, e.to_string()), 0),
+    }
+}
+
+/// Checks the units of a recording against its integrity file's text. Returns the verdict
+/// and how many units (header included) are vouched for: everything before the first that
+/// differs, or that has no tag yet.
+pub(crate) fn check_units(
+    pieces: impl Iterator<Item = io::Result<Piece>>,
+    mac: &str,
+    key: &ChainKey,
+    noun: Noun,
+) -> io::Result<(Verdict, usize)> {
     let mut mac_lines = mac.lines();
     let Some(id) = mac_lines
         .next()
         .and_then(|first| first.strip_prefix(MAC_MAGIC))
         .map(str::trim)
     else {
-        return tampered(0, "the integrity file does not start with its header");
+        return Ok((
+            tampered(0, "the integrity file does not start with its header"),
+            0,
+        ));
     };
     let mut tags = Vec::new();
     let mut seal = None;
@@ -138,54 +216,76 @@ pub fn verify_bytes(cast: &[u8], mac: &str, key: &ChainKey) -> Verdict {
         if let Some(rest) = line.strip_prefix("end ") {
             match parse_tag(rest) {
                 Some(tag) if seal.is_none() => seal = Some(tag),
-                _ => return tampered(0, "the integrity file's end line is malformed or repeated"),
+                _ => {
+                    return Ok((
+                        tampered(0, "the integrity file's end line is malformed or repeated"),
+                        0,
+                    ));
+                }
             }
         } else if seal.is_some() {
-            return tampered(0, "the integrity file continues after its end line");
+            return Ok((
+                tampered(0, "the integrity file continues after its end line"),
+                0,
+            ));
         } else {
             match parse_tag(line) {
                 Some(tag) => tags.push(tag),
-                None => return tampered(0, "the integrity file has a malformed tag"),
+                None => return Ok((tampered(0, "the integrity file has a malformed tag"), 0)),
             }
         }
     }
 
-    // Complete lines (ending in '\n'); a trailing fragment is an interrupted write.
-    let mut lines: Vec<&[u8]> = cast.split(|&b| b == b'\n').collect();
-    let fragment = lines.pop().filter(|last| !last.is_empty());
-
+    let one = noun.one();
     let mut chain = Chain::start(key, id.as_bytes());
-    for (i, (line, expected)) in lines.iter().zip(tags.iter()).enumerate() {
-        if !tags_equal(&chain.append(line), expected) {
-            return tampered(i + 1, "this line differs from what was recorded");
+    let mut units = 0;
+    let mut unverified = 0;
+    for piece in pieces {
+        let unit = match piece? {
+            Piece::Unit(unit) => unit,
+            Piece::Fragment => {
+                unverified += 1;
+                break;
+            }
+        };
+        let Some(expected) = tags.get(units) else {
+            unverified += 1;
+            continue;
+        };
+        if !tags_equal(&chain.append(&unit), expected) {
+            return Ok((
+                tampered(
+                    units + 1,
+                    format!("this {one} differs from what was recorded"),
+                ),
+                units,
+            ));
         }
+        if units == 0 && header_names(&unit).is_some_and(|named| named != id) {
+            return Ok((tampered(1, "the header names a different recording"), 0));
+        }
+        units += 1;
     }
-    if tags.len() > lines.len() {
-        return tampered(
-            lines.len() + 1,
-            format!(
-                "{} lines are missing from the end of the recording",
-                tags.len() - lines.len()
+    if tags.len() > units {
+        return Ok((
+            tampered(
+                units + 1,
+                format!(
+                    "{} {one}s are missing from the end of the recording",
+                    tags.len() - units
+                ),
             ),
-        );
+            units,
+        ));
     }
-    if let Some(header) = lines
-        .first()
-        .and_then(|l| serde_json::from_slice::<Header>(l).ok())
-        && let Some(facts) = header.portcullis
-        && facts.recording != id
-    {
-        return tampered(1, "the header names a different recording");
-    }
-    let unverified = lines.len() - tags.len() + usize::from(fragment.is_some());
-    match seal {
+    let verdict = match seal {
         Some(seal) if unverified == 0 && tags_equal(&chain.seal(), &seal) => Verdict::Intact {
             lines: tags.len(),
             seal: hex::encode(seal),
         },
         Some(_) if unverified > 0 => tampered(
             tags.len() + 1,
-            "lines were added after the recording was sealed",
+            format!("{one}s were added after the recording was sealed"),
         ),
         Some(_) => tampered(
             0,
@@ -195,10 +295,55 @@ pub fn verify_bytes(cast: &[u8], mac: &str, key: &ChainKey) -> Verdict {
             verified_lines: tags.len(),
             unverified_lines: unverified,
         },
-    }
+    };
+    Ok((verdict, units))
 }
 
-/// The header of a recording.
+/// The recording id a header unit names, if it parses as one.
+fn header_names(unit: &[u8]) -> Option<String> {
+    if let Some(header) = framed::FramedHeader::from_line(unit) {
+        return Some(header.portcullis.recording);
+    }
+    let header: Header = serde_json::from_slice(unit).ok()?;
+    header.portcullis.map(|facts| facts.recording)
+}
+
+/// What a recording's header says, whichever its format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingInfo {
+    /// Unix time it started.
+    pub timestamp: u64,
+    /// Who, what and where.
+    pub facts: Option<SessionFacts>,
+    /// A terminal's (asciicast) rather than a channel's exact bytes (framed).
+    pub terminal: bool,
+}
+
+/// Reads the header of the recording at `path` (asciicast or framed).
+pub fn read_info(path: &Path) -> io::Result<RecordingInfo> {
+    if is_framed(path) {
+        let file = fs::File::open(path)?;
+        let mut units = framed::UnitReader::new(io::BufReader::new(file));
+        let header = match units.next_unit()? {
+            framed::Unit::Whole(line) => framed::FramedHeader::from_line(&line),
+            framed::Unit::Fragment | framed::Unit::End => None,
+        }
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no framed recording header"))?;
+        return Ok(RecordingInfo {
+            timestamp: header.timestamp,
+            facts: Some(header.portcullis),
+            terminal: false,
+        });
+    }
+    let header = read_header(path)?;
+    Ok(RecordingInfo {
+        timestamp: header.timestamp,
+        facts: header.portcullis,
+        terminal: true,
+    })
+}
+
+/// The header of an asciicast recording.
 pub fn read_header(cast: &Path) -> io::Result<Header> {
     use std::io::BufRead;
     let file = fs::File::open(cast)?;

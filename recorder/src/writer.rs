@@ -1,9 +1,9 @@
 //! The recording writer: one thread per recording, fed through a bounded queue.
 //!
 //! ```text
-//! relay ──RecordingHandle::output/input/resize/marker──▶ [bounded queue] ──▶ writer thread
-//!                                                                        ├─▶ <id>.cast       (asciicast v2)
-//!                                                                        └─▶ <id>.cast.hmac  (one tag per line, then `end <seal>`)
+//! relay ──RecordingHandle::output/error_output/input/resize/marker──▶ [bounded queue] ──▶ writer thread
+//!                                              ├─▶ <id>.cast (asciicast v2) or <id>.rec (framed, see crate::framed)
+//!                                              └─▶ <id>.….hmac (one tag per line or frame, then `end <seal>`)
 //! ```
 //!
 //! * The queue is bounded: when the disk is slower than the session, the relay waits rather
@@ -33,6 +33,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::asciicast::{EventKind, Header, Utf8Carry, begin_event, end_event, push_json_str};
 use crate::chain::{Chain, ChainKey};
+use crate::framed::{self, FrameKind, FramedHeader};
 
 /// First line of every integrity file.
 pub const MAC_MAGIC: &str = "portcullis-recording-hmac v1";
@@ -155,10 +156,14 @@ const LIVE_BACKLOG: usize = 1024;
 /// A watcher's view of a recording: the lines already on disk, then the live ones.
 #[derive(Debug)]
 pub struct Subscription {
-    /// The .cast file.
+    /// The recording file.
     pub path: PathBuf,
-    /// How many lines (header included) the file holds up to the subscription; every later
-    /// line arrives through `live`.
+    /// A line to show before any other: the asciicast header of a recording that is not
+    /// asciicast (then nothing is read from the file, and only what comes from now on is
+    /// shown).
+    pub first: Option<Arc<str>>,
+    /// How many lines (header included) the file holds up to the subscription, to read from
+    /// it first; every later line arrives through `live`.
     pub lines_on_disk: u64,
     /// Lines written from now on, in order. Closed when the recording ends. A watcher that
     /// falls more than a thousand lines behind gets `Lagged` and has missed some.
@@ -213,7 +218,7 @@ impl std::fmt::Debug for RecordingHandle {
 }
 
 /// Creates `<dir>/<id>.cast` and its integrity file, writes the header and starts the
-/// writer task. Must be called inside a tokio runtime.
+/// writer thread. Must be called inside a tokio runtime.
 pub fn start(
     dir: &Path,
     id: &str,
@@ -222,34 +227,96 @@ pub fn start(
     options: RecordingOptions,
 ) -> Result<RecordingHandle, RecordingError> {
     let path = dir.join(format!("{id}.cast"));
+    let header_line = serde_json::to_vec(header).map_err(|e| RecordingError::Create {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    spawn(
+        path,
+        id,
+        &header_line,
+        None,
+        CastEncoding::default(),
+        key,
+        options,
+    )
+}
+
+/// Creates `<dir>/<id>.rec` (see [`crate::framed`]) and its integrity file, writes the
+/// header and starts the writer thread: a byte-faithful recording for a channel without a
+/// terminal. Must be called inside a tokio runtime.
+pub fn start_framed(
+    dir: &Path,
+    id: &str,
+    header: &FramedHeader,
+    key: &ChainKey,
+    options: RecordingOptions,
+) -> Result<RecordingHandle, RecordingError> {
+    let path = dir.join(format!("{id}.{}", framed::EXTENSION));
+    // Watchers see the output as a terminal would (from when they join).
+    let watch_header = serde_json::to_string(&Header {
+        version: 2,
+        width: 80,
+        height: 24,
+        timestamp: header.timestamp,
+        title: Some(format!(
+            "{} → {}: {} (no terminal)",
+            header.portcullis.user,
+            header.portcullis.target,
+            header
+                .portcullis
+                .command
+                .as_deref()
+                .unwrap_or(&header.portcullis.kind)
+        )),
+        env: Default::default(),
+        portcullis: Some(header.portcullis.clone()),
+    })
+    .ok()
+    .map(Arc::from);
+    spawn(
+        path,
+        id,
+        &header.to_line(),
+        watch_header,
+        FramedEncoding::default(),
+        key,
+        options,
+    )
+}
+
+fn spawn<E: Encoding>(
+    path: PathBuf,
+    id: &str,
+    header_line: &[u8],
+    watch_header: Option<Arc<str>>,
+    encoding: E,
+    key: &ChainKey,
+    options: RecordingOptions,
+) -> Result<RecordingHandle, RecordingError> {
     let create_error = |e: io::Error| RecordingError::Create {
         path: path.clone(),
         message: e.to_string(),
     };
     let mut writer = Writer {
-        cast: BufWriter::with_capacity(128 * 1024, create_new(&path).map_err(create_error)?),
-        mac: BufWriter::new(create_new(&mac_path(&path)).map_err(create_error)?),
-        chain: Chain::start(key, id.as_bytes()),
-        pending_tags: String::new(),
-        line: Vec::with_capacity(4096),
-        line_start: 0,
+        files: Files {
+            data: BufWriter::with_capacity(128 * 1024, create_new(&path).map_err(create_error)?),
+            mac: BufWriter::new(create_new(&mac_path(&path)).map_err(create_error)?),
+            chain: Chain::start(key, id.as_bytes()),
+            pending_tags: String::new(),
+            live: broadcast::channel(LIVE_BACKLOG).0,
+            lines: 0,
+            dirty: false,
+        },
+        encoding,
+        watch_header,
         last_at: Duration::ZERO,
-        live: broadcast::channel(LIVE_BACKLOG).0,
-        output_carry: Utf8Carry::default(),
-        input_carry: Utf8Carry::default(),
-        lines: 0,
         output_bytes: 0,
         input_bytes: 0,
-        dirty: false,
     };
-    let header_line = serde_json::to_vec(header).map_err(|e| RecordingError::Create {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
-    writer.line = header_line;
-    writeln!(writer.mac, "{MAC_MAGIC} {id}")
-        .and_then(|()| writer.commit_line())
-        .and_then(|()| writer.flush())
+    writeln!(writer.files.mac, "{MAC_MAGIC} {id}")
+        .and_then(|()| writer.files.commit_header::<E>(header_line))
+        .and_then(|()| writer.files.flush())
         .map_err(create_error)?;
 
     let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
@@ -324,7 +391,13 @@ impl RecordingHandle {
         self.event(EventKind::Output, data).await
     }
 
-    /// Keystrokes.
+    /// A channel's standard error (a framed recording keeps it apart; asciicast merges it
+    /// into the output).
+    pub async fn error_output(&self, data: Bytes) -> Result<(), RecordingError> {
+        self.event(EventKind::ErrorOutput, data).await
+    }
+
+    /// Keystrokes, or what the client sent on a channel without a terminal.
     pub async fn input(&self, data: Bytes) -> Result<(), RecordingError> {
         self.event(EventKind::Input, data).await
     }
@@ -445,39 +518,167 @@ impl RecordingHandle {
     }
 }
 
-struct Writer {
-    cast: BufWriter<File>,
-    mac: BufWriter<File>,
-    chain: Chain,
-    /// Tags of lines not yet flushed to the .cast file; written after it is.
-    pending_tags: String,
+/// How events become the units a recording file is made of — lines of asciicast, or frames
+/// (see [`crate::framed`]) — each of which the integrity chain covers.
+pub(crate) trait Encoding: Send + 'static {
+    /// What follows each unit in the file.
+    const SEPARATOR: &'static [u8];
+    /// Whether units are text lines a live watcher can be sent.
+    const LIVE: bool;
+    /// Starts an event.
+    fn begin(&mut self, at: Duration, kind: EventKind);
+    /// Adds data to the open event.
+    fn push(&mut self, kind: EventKind, data: &[u8]);
+    /// Completes the open event: hands each unit it makes to `emit` (none when it holds
+    /// nothing).
+    fn end(&mut self, emit: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>;
+    /// What is held back at the end (a character split across chunks), as events to write.
+    fn leftovers(&mut self) -> Vec<(EventKind, Vec<u8>)>;
+    /// For a format whose units are not asciicast lines: the event just ended as one, for
+    /// live watchers (output only).
+    fn live_line(&self) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+/// Asciicast v2: one JSON line per event, data escaped straight into the line.
+#[derive(Default)]
+struct CastEncoding {
     line: Vec<u8>,
     /// Where the open event's data starts in `line`.
     line_start: usize,
-    /// The time of the last event written.
-    last_at: Duration,
-    /// Lines as they are written, for watchers.
-    live: broadcast::Sender<Arc<str>>,
     output_carry: Utf8Carry,
     input_carry: Utf8Carry,
+}
+
+impl Encoding for CastEncoding {
+    const SEPARATOR: &'static [u8] = b"\n";
+    const LIVE: bool = true;
+
+    fn begin(&mut self, at: Duration, kind: EventKind) {
+        self.line.clear();
+        begin_event(at.as_secs_f64(), kind, &mut self.line);
+        self.line_start = self.line.len();
+    }
+
+    fn push(&mut self, kind: EventKind, data: &[u8]) {
+        let line = &mut self.line;
+        match kind {
+            EventKind::Output | EventKind::ErrorOutput => self
+                .output_carry
+                .feed_into(data, |text| push_json_str(line, text)),
+            EventKind::Input => self
+                .input_carry
+                .feed_into(data, |text| push_json_str(line, text)),
+            EventKind::Resize | EventKind::Marker => {
+                push_json_str(line, &String::from_utf8_lossy(data));
+            }
+        }
+    }
+
+    fn end(&mut self, emit: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        // Empty: all of it an incomplete character.
+        if self.line.len() == self.line_start {
+            return Ok(());
+        }
+        end_event(&mut self.line);
+        emit(&self.line)
+    }
+
+    fn leftovers(&mut self) -> Vec<(EventKind, Vec<u8>)> {
+        [
+            (EventKind::Output, self.output_carry.flush()),
+            (EventKind::Input, self.input_carry.flush()),
+        ]
+        .into_iter()
+        .filter(|(_, rest)| !rest.is_empty())
+        .map(|(kind, rest)| (kind, rest.into_bytes()))
+        .collect()
+    }
+}
+
+/// Frames of exact bytes (see [`crate::framed`]).
+#[derive(Default)]
+struct FramedEncoding {
+    kind: Option<EventKind>,
+    at: Duration,
+    raw: Vec<u8>,
+    frame: Vec<u8>,
+}
+
+impl Encoding for FramedEncoding {
+    const SEPARATOR: &'static [u8] = b"";
+    const LIVE: bool = false;
+
+    fn begin(&mut self, at: Duration, kind: EventKind) {
+        self.kind = Some(kind);
+        self.at = at;
+        self.raw.clear();
+    }
+
+    fn push(&mut self, _kind: EventKind, data: &[u8]) {
+        self.raw.extend_from_slice(data);
+    }
+
+    fn end(&mut self, emit: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        let Some(kind) = self.kind else {
+            return Ok(());
+        };
+        for piece in self.raw.chunks(framed::FRAME_RAW_MAX) {
+            self.frame.clear();
+            framed::encode_frame(FrameKind::of_event(kind), self.at, piece, &mut self.frame);
+            emit(&self.frame)?;
+        }
+        Ok(())
+    }
+
+    fn leftovers(&mut self) -> Vec<(EventKind, Vec<u8>)> {
+        Vec::new()
+    }
+
+    fn live_line(&self) -> Option<Vec<u8>> {
+        if !matches!(self.kind, Some(EventKind::Output | EventKind::ErrorOutput)) {
+            return None;
+        }
+        let mut line = Vec::with_capacity(self.raw.len() + 32);
+        begin_event(self.at.as_secs_f64(), EventKind::Output, &mut line);
+        push_json_str(&mut line, &String::from_utf8_lossy(&self.raw));
+        end_event(&mut line);
+        Some(line)
+    }
+}
+
+/// A recording's two files and the chain between them.
+struct Files {
+    data: BufWriter<File>,
+    mac: BufWriter<File>,
+    chain: Chain,
+    /// Tags of units not yet flushed to the data file; written after it is.
+    pending_tags: String,
+    /// Lines as they are written, for watchers.
+    live: broadcast::Sender<Arc<str>>,
+    /// Units written, header included.
     lines: u64,
-    output_bytes: u64,
-    input_bytes: u64,
     dirty: bool,
 }
 
-/// Tags held in memory before a flush is forced, so the integrity file keeps up under
-/// heavy output.
-const MAX_PENDING_TAGS: usize = 4096;
+impl Files {
+    fn commit<E: Encoding>(&mut self, unit: &[u8]) -> io::Result<()> {
+        self.commit_with(unit, E::SEPARATOR, E::LIVE)
+    }
 
-impl Writer {
-    fn commit_line(&mut self) -> io::Result<()> {
-        let tag = self.chain.append(&self.line);
-        self.cast.write_all(&self.line)?;
-        self.cast.write_all(b"\n")?;
-        if self.live.receiver_count() > 0 {
+    /// The header: a line in either format.
+    fn commit_header<E: Encoding>(&mut self, line: &[u8]) -> io::Result<()> {
+        self.commit_with(line, b"\n", E::LIVE)
+    }
+
+    fn commit_with(&mut self, unit: &[u8], separator: &[u8], live: bool) -> io::Result<()> {
+        let tag = self.chain.append(unit);
+        self.data.write_all(unit)?;
+        self.data.write_all(separator)?;
+        if live && self.live.receiver_count() > 0 {
             // Events are JSON, which is UTF-8.
-            let line: Arc<str> = String::from_utf8_lossy(&self.line).into();
+            let line: Arc<str> = String::from_utf8_lossy(unit).into();
             let _ = self.live.send(line);
         }
         self.pending_tags.push_str(&hex::encode(tag));
@@ -490,84 +691,92 @@ impl Writer {
         Ok(())
     }
 
-    fn event(&mut self, at: Duration, kind: EventKind, data: &[u8]) -> io::Result<()> {
-        self.begin(at, kind);
-        self.push(kind, data);
-        self.end()
-    }
-
-    /// Starts an event line; [`Writer::push`] adds data, [`Writer::end`] commits it.
-    fn begin(&mut self, at: Duration, kind: EventKind) {
-        // The two directions stamp their events independently and may arrive a little out
-        // of order; players need times that never go backwards.
-        let at = at.max(self.last_at);
-        self.last_at = at;
-        self.line.clear();
-        begin_event(at.as_secs_f64(), kind, &mut self.line);
-        self.line_start = self.line.len();
-    }
-
-    /// Adds data to the open event, escaped straight into the line (no intermediate copy).
-    fn push(&mut self, kind: EventKind, data: &[u8]) {
-        let line = &mut self.line;
-        match kind {
-            EventKind::Output => {
-                self.output_bytes += data.len() as u64;
-                self.output_carry
-                    .feed_into(data, |text| push_json_str(line, text));
-            }
-            EventKind::Input => {
-                self.input_bytes += data.len() as u64;
-                self.input_carry
-                    .feed_into(data, |text| push_json_str(line, text));
-            }
-            EventKind::Resize | EventKind::Marker => {
-                push_json_str(line, &String::from_utf8_lossy(data));
-            }
-        }
-    }
-
-    /// Commits the open event, unless it is empty (all of it an incomplete character).
-    fn end(&mut self) -> io::Result<()> {
-        if self.line.len() == self.line_start {
-            return Ok(());
-        }
-        end_event(&mut self.line);
-        self.commit_line()
-    }
-
     /// Recording first, then the tags that cover it.
     fn flush(&mut self) -> io::Result<()> {
-        self.cast.flush()?;
+        self.data.flush()?;
         self.mac.write_all(self.pending_tags.as_bytes())?;
         self.pending_tags.clear();
         self.mac.flush()?;
         self.dirty = false;
         Ok(())
     }
+}
+
+struct Writer<E> {
+    files: Files,
+    encoding: E,
+    /// For a format whose units are not asciicast lines: the asciicast header a live
+    /// watcher is shown first.
+    watch_header: Option<Arc<str>>,
+    /// The time of the last event written.
+    last_at: Duration,
+    output_bytes: u64,
+    input_bytes: u64,
+}
+
+/// Tags held in memory before a flush is forced, so the integrity file keeps up under
+/// heavy output.
+const MAX_PENDING_TAGS: usize = 4096;
+
+impl<E: Encoding> Writer<E> {
+    fn event(&mut self, at: Duration, kind: EventKind, data: &[u8]) -> io::Result<()> {
+        self.begin(at, kind);
+        self.push(kind, data);
+        self.end()
+    }
+
+    /// Starts an event; [`Writer::push`] adds data, [`Writer::end`] commits it.
+    fn begin(&mut self, at: Duration, kind: EventKind) {
+        // The two directions stamp their events independently and may arrive a little out
+        // of order; players need times that never go backwards.
+        let at = at.max(self.last_at);
+        self.last_at = at;
+        self.encoding.begin(at, kind);
+    }
+
+    fn push(&mut self, kind: EventKind, data: &[u8]) {
+        match kind {
+            EventKind::Output | EventKind::ErrorOutput => self.output_bytes += data.len() as u64,
+            EventKind::Input => self.input_bytes += data.len() as u64,
+            EventKind::Resize | EventKind::Marker => {}
+        }
+        self.encoding.push(kind, data);
+    }
+
+    /// Commits the open event.
+    fn end(&mut self) -> io::Result<()> {
+        let files = &mut self.files;
+        self.encoding.end(&mut |unit| files.commit::<E>(unit))?;
+        if !E::LIVE
+            && self.files.live.receiver_count() > 0
+            && let Some(line) = self.encoding.live_line()
+        {
+            let _ = self.files.live.send(String::from_utf8_lossy(&line).into());
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.files.flush()
+    }
 
     fn finish(&mut self, at: Duration, reason: &str, id: &str, path: &Path) -> io::Result<Summary> {
-        for (kind, rest) in [
-            (EventKind::Output, self.output_carry.flush()),
-            (EventKind::Input, self.input_carry.flush()),
-        ] {
-            if !rest.is_empty() {
-                self.begin(at, kind);
-                push_json_str(&mut self.line, &rest);
-                self.end()?;
-            }
+        for (kind, rest) in self.encoding.leftovers() {
+            self.begin(at, kind);
+            self.encoding.push(kind, &rest);
+            self.end()?;
         }
         self.event(at, EventKind::Marker, format!("end: {reason}").as_bytes())?;
         self.flush()?;
-        let seal = hex::encode(self.chain.seal());
-        writeln!(self.mac, "end {seal}")?;
-        self.mac.flush()?;
-        self.cast.get_ref().sync_all()?;
-        self.mac.get_ref().sync_all()?;
+        let seal = hex::encode(self.files.chain.seal());
+        writeln!(self.files.mac, "end {seal}")?;
+        self.files.mac.flush()?;
+        self.files.data.get_ref().sync_all()?;
+        self.files.mac.get_ref().sync_all()?;
         Ok(Summary {
             id: id.to_owned(),
             path: path.to_owned(),
-            lines: self.lines,
+            lines: self.files.lines,
             output_bytes: self.output_bytes,
             input_bytes: self.input_bytes,
             seal,
@@ -576,8 +785,8 @@ impl Writer {
 }
 
 /// The writer thread: takes commands until the recording is finished or fails.
-fn run(
-    mut writer: Writer,
+fn run<E: Encoding>(
+    mut writer: Writer<E>,
     mut rx: mpsc::Receiver<Command>,
     failure: watch::Sender<Option<Arc<str>>>,
     options: RecordingOptions,
@@ -605,7 +814,7 @@ fn run(
             Some(command) => Some(command),
             None => rx.blocking_recv(),
         };
-        if writer.dirty
+        if writer.files.dirty
             && (matches!(command, Some(Command::Tick))
                 || flushed_at.elapsed() >= options.flush_interval)
         {
@@ -619,7 +828,7 @@ fn run(
             Some(Command::Tick) => Ok(()),
             Some(Command::Event {
                 at,
-                kind: kind @ (EventKind::Output | EventKind::Input),
+                kind: kind @ (EventKind::Output | EventKind::ErrorOutput | EventKind::Input),
                 data,
             }) => {
                 // Merge chunks of the same kind already waiting into one event.
@@ -660,8 +869,13 @@ fn run(
             Some(Command::Subscribe { reply }) => {
                 let subscription = writer.flush().map(|()| Subscription {
                     path: path.clone(),
-                    lines_on_disk: writer.lines,
-                    live: writer.live.subscribe(),
+                    first: writer.watch_header.clone(),
+                    lines_on_disk: if writer.watch_header.is_some() {
+                        0
+                    } else {
+                        writer.files.lines
+                    },
+                    live: writer.files.live.subscribe(),
                 });
                 let result = subscription.map_err(|e| RecordingError::Write {
                     path: path.clone(),

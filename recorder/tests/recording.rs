@@ -133,7 +133,7 @@ async fn every_kind_of_edit_is_detected() {
         ),
         (
             "appended line",
-            |l| l.push(r#"[9.0,"o","rm -rf"]"#.into()),
+            |l| l.push(r#"[9.0,"o","echo appended"]"#.into()),
             None,
         ),
     ];

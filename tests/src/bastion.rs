@@ -381,6 +381,25 @@ impl Bastion {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
+        let (status, body) = self.api_raw(token, method, path, body);
+        let json = serde_json::from_slice(&body).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
+        });
+        (status, json)
+    }
+
+    /// A GET through the admin API whose answer is bytes (a recording's stream).
+    pub fn api_bytes(&self, token: &str, path: &str) -> (u16, Vec<u8>) {
+        self.api_raw(token, "GET", path, None)
+    }
+
+    fn api_raw(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, Vec<u8>) {
         let (url, fingerprint) = self.api();
         let args = portcullis::cli::api::ApiArgs {
             url: Some(url),
@@ -397,10 +416,7 @@ impl Bastion {
         let (status, body) = runtime
             .block_on(client.request(method, path, body))
             .expect("an answer from the API");
-        let json = serde_json::from_slice(&body).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
-        });
-        (status.as_u16(), json)
+        (status.as_u16(), body.to_vec())
     }
 
     /// A known_hosts file pinning the bastion's host key.
@@ -479,14 +495,14 @@ impl Bastion {
         .unwrap_or_else(|| panic!("no {event} audit event; log:\n{:#?}", self.audit()))
     }
 
-    /// The .cast files, oldest first.
+    /// The recording files (terminals' .cast, other channels' .rec), oldest first.
     pub fn recordings(&self) -> Vec<PathBuf> {
         let mut casts: Vec<PathBuf> = std::fs::read_dir(self.data_dir().join("recordings"))
             .map(|entries| {
                 entries
                     .filter_map(Result::ok)
                     .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|e| e == "cast"))
+                    .filter(|p| p.extension().is_some_and(|e| e == "cast" || e == "rec"))
                     .collect()
             })
             .unwrap_or_default();

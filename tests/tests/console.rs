@@ -252,6 +252,32 @@ fn a_recording_replays_and_its_timeline_lists_the_commands_that_ran() {
 }
 
 #[test]
+fn a_recording_without_a_terminal_shows_its_streams_with_a_text_preview() {
+    let console = console();
+    let browser = &console.browser;
+    let ran = console
+        .world
+        .alice("alice+web01")
+        .exec("printf 'bytes-%s\\n' out; printf 'warned\\n' >&2");
+    assert_eq!(ran.stdout, "bytes-out\n", "{ran:?}");
+    let ended = console
+        .world
+        .bastion
+        .wait_for_audit("channel.end", |e| e["recording_seal"].as_str().is_some());
+    let id = ended["recording"].as_str().unwrap();
+    console.sign_in(READER);
+    console.open(&format!("#/recordings/{id}"));
+    let streams = browser.wait_for_text("#recording-streams", "bytes-out");
+    assert!(streams.contains("warned"), "{streams}");
+    assert!(streams.contains("stdin"), "{streams}");
+    browser.wait("#recording-streams button.download[data-stream=\"stdout\"]");
+    browser.wait_for_text("#recording-verdict", "intact");
+    browser.wait_for_text("#recording-facts", "exact bytes per stream");
+    browser.screenshot("streams");
+    console.no_console_problems();
+}
+
+#[test]
 fn a_request_approved_in_the_page_lets_the_waiting_login_through() {
     let console = console();
     let browser = &console.browser;

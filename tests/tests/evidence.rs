@@ -108,6 +108,24 @@ fn drop_last_lines(path: &Path, count: usize) {
     std::fs::write(path, kept).unwrap();
 }
 
+/// Cuts the last `count` units off a recording file: lines of a .cast, frames of a .rec.
+fn drop_last_units(path: &Path, count: usize) {
+    if path.extension().is_some_and(|e| e != "rec") {
+        return drop_last_lines(path, count);
+    }
+    use portcullis_recorder::framed::{Unit, UnitReader};
+    let bytes = std::fs::read(path).unwrap();
+    let mut reader = UnitReader::new(&bytes[..]);
+    let mut ends = Vec::new();
+    let mut at = 0;
+    while let Unit::Whole(unit) = reader.next_unit().unwrap() {
+        // The header line has its newline after it.
+        at += unit.len() + usize::from(ends.is_empty());
+        ends.push(at);
+    }
+    std::fs::write(path, &bytes[..ends[ends.len() - 1 - count]]).unwrap();
+}
+
 fn id_of(cast: &Path) -> String {
     cast.file_stem().unwrap().to_string_lossy().into_owned()
 }
@@ -116,7 +134,7 @@ fn id_of(cast: &Path) -> String {
 fn a_recording_cut_short_with_its_integrity_file_is_tampered_not_unfinished() {
     let (world, first, _) = recorded();
     // The end marker off the recording; its tag and the seal off the integrity file.
-    drop_last_lines(&first, 1);
+    drop_last_units(&first, 1);
     drop_last_lines(&mac_path(&first), 2);
     let ran = world
         .bastion
@@ -146,7 +164,11 @@ fn another_genuine_recording_put_in_a_recordings_place_is_caught() {
         &format!("hold recording {}, not {}", id_of(&second), id_of(&first)),
     );
     // Renaming the pair to match does not help: it is not the seal kept for that id.
-    let other = first.with_file_name(format!("{}.cast", id_of(&second)));
+    let other = first.with_file_name(format!(
+        "{}.{}",
+        id_of(&second),
+        first.extension().unwrap().to_string_lossy()
+    ));
     assert_eq!(other, second);
     let ran = world
         .bastion

@@ -567,8 +567,9 @@ fn the_cli_reads_the_audit_log_and_recordings_through_the_api() {
         .next()
         .unwrap()
         .to_owned();
-    let cast = world.bastion.api_cli(READER, &["recordings", "get", &id]);
-    assert!(cast.stdout.starts_with("{\"version\":2"), "{cast:?}");
+    // An exec channel is recorded as exact bytes (a framed .rec), got whole.
+    let got = world.bastion.api_cli(READER, &["recordings", "get", &id]);
+    assert!(got.stdout.starts_with("portcullis-bytes v1 {"), "{got:?}");
     let verified = world
         .bastion
         .api_cli(READER, &["recordings", "verify", &id]);

@@ -147,45 +147,6 @@ fn an_edited_recording_fails_verification() {
 }
 
 #[test]
-fn exec_channels_are_recorded_with_their_command() {
-    let world = World::start(|_, _, _| {});
-    let ran = world
-        .alice("alice+web01")
-        .exec("echo from-exec; echo also-stderr >&2");
-    assert_eq!(ran.code, Some(0));
-    let ended = world.bastion.wait_for_audit("channel.end", |_| true);
-    let cast = world
-        .bastion
-        .data_dir()
-        .join("recordings")
-        .join(format!("{}.cast", ended["recording"].as_str().unwrap()));
-    let played = asciinema_play(&cast);
-    assert!(
-        played.contains("from-exec") && played.contains("also-stderr"),
-        "{played}"
-    );
-    let header: serde_json::Value = serde_json::from_str(
-        std::fs::read_to_string(&cast)
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(
-        header["portcullis"]["command"],
-        "echo from-exec; echo also-stderr >&2"
-    );
-    assert_eq!(
-        world
-            .bastion
-            .cli(&["recordings", "verify", cast.to_str().unwrap()])
-            .code,
-        Some(0)
-    );
-}
-
-#[test]
 fn keystrokes_are_left_out_when_input_recording_is_off() {
     let world = World::start(|config, _, _| {
         config.raw("[recording]\ninput = false\n");

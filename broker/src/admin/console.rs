@@ -51,6 +51,7 @@ const ASSETS: &[Asset] = &[
     asset!("js/pages/session.js", JS),
     asset!("js/pages/recordings.js", JS),
     asset!("js/pages/replay.js", JS),
+    asset!("js/pages/streams.js", JS),
     asset!("js/pages/requests.js", JS),
     asset!("js/pages/locks.js", JS),
     asset!("js/pages/audit.js", JS),

@@ -11,8 +11,13 @@
 //! GET    /api/v1/sessions/{id}/live      WebSocket: asciicast lines           read
 //!        (or ?ticket=T from POST /api/v1/sessions/{id}/live-ticket, for browsers)
 //! GET    /api/v1/recordings              ?user=&target=&since=                read
-//! GET    /api/v1/recordings/{id}         the .cast file                       read
+//! GET    /api/v1/recordings/{id}         the .cast (or .rec) file             read
+//! GET    /api/v1/recordings/{id}/info    as listed (format: asciicast|bytes)  read
 //! GET    /api/v1/recordings/{id}/verify  integrity check                      read
+//! GET    /api/v1/recordings/{id}/streams          a .rec's streams: lengths,  read
+//!                                                 text previews, verdict
+//! GET    /api/v1/recordings/{id}/streams/{name}   stdout|stderr|stdin bytes   read
+//!        (refused unless the recording verifies; ?force=true: the part that does)
 //! GET    /api/v1/locks                   locked users                         read
 //! POST   /api/v1/locks                   {"user","reason","until"?}           operate
 //! DELETE /api/v1/locks/{user}                                                 operate
@@ -28,7 +33,8 @@
 //! ```
 //!
 //! * [`auth`]: tokens and scopes. [`error`]: statuses with plain messages.
-//! * [`routes`]: the handlers; [`access`]: those for just-in-time access.
+//! * [`routes`]: the handlers; [`access`]: those for just-in-time access; [`streams`]:
+//!   the exact bytes of recordings without a terminal.
 //! * [`tls`]: the certificate (self-signed unless configured).
 //! * [`console`]: the embedded web console; [`tickets`]: its WebSocket tickets.
 
@@ -37,6 +43,7 @@ pub mod auth;
 pub mod console;
 pub mod error;
 pub mod routes;
+pub mod streams;
 pub mod tickets;
 pub mod tls;
 
@@ -82,6 +89,12 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route(
             "/api/v1/recordings/{id}/verify",
             get(routes::verify_recording),
+        )
+        .route("/api/v1/recordings/{id}/info", get(routes::recording_info))
+        .route("/api/v1/recordings/{id}/streams", get(streams::streams))
+        .route(
+            "/api/v1/recordings/{id}/streams/{stream}",
+            get(streams::download),
         )
         .route(
             "/api/v1/locks",

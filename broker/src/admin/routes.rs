@@ -302,15 +302,14 @@ pub async fn list_recordings(
     Ok(Json(json!({ "recordings": recordings })))
 }
 
-fn recording_path(state: &AdminState, id: &str) -> ApiResult<std::path::PathBuf> {
-    let path = state.services.recordings.dir.join(format!("{id}.cast"));
-    if !catalog::is_recording_id(id) || !path.exists() {
-        return Err(ApiError::NotFound(format!("no recording {id}")));
-    }
-    Ok(path)
+/// The file of recording `id`, whichever its format.
+pub(super) fn recording_path(state: &AdminState, id: &str) -> ApiResult<std::path::PathBuf> {
+    catalog::path_of(&state.services.recordings.dir, id)
+        .ok_or_else(|| ApiError::NotFound(format!("no recording {id}")))
 }
 
-/// `GET /api/v1/recordings/{id}`: the .cast file.
+/// `GET /api/v1/recordings/{id}`: the recording file (.cast, or .rec for a channel without
+/// a terminal).
 pub async fn get_recording(
     caller: Caller,
     State(state): State<Arc<AdminState>>,
@@ -321,7 +320,24 @@ pub async fn get_recording(
     let body = tokio::fs::read(&path)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(([(header::CONTENT_TYPE, "application/x-asciicast")], body).into_response())
+    let kind = if portcullis_recorder::verify::is_framed(&path) {
+        "application/octet-stream"
+    } else {
+        "application/x-asciicast"
+    };
+    Ok(([(header::CONTENT_TYPE, kind)], body).into_response())
+}
+
+/// `GET /api/v1/recordings/{id}/info`: what the list shows of it (its format first of all:
+/// a terminal's plays, the others' streams download).
+pub async fn recording_info(
+    caller: Caller,
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Scope::Read)?;
+    let path = recording_path(&state, &id)?;
+    Ok(Json(catalog::Entry::of(path).to_json()))
 }
 
 /// `GET /api/v1/recordings/{id}/verify`
@@ -341,14 +357,11 @@ pub async fn verify_recording(
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
     .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let status = match &verdict {
-        portcullis_recorder::Verdict::Intact { .. } => "intact",
-        portcullis_recorder::Verdict::Unfinalized { .. } => "unfinalized",
-        portcullis_recorder::Verdict::Tampered { .. } => "tampered",
-    };
-    Ok(Json(
-        json!({ "id": id, "status": status, "detail": verdict.to_string() }),
-    ))
+    Ok(Json(json!({
+        "id": id,
+        "status": super::streams::status(&verdict),
+        "detail": verdict.to_string(),
+    })))
 }
 
 /// Body of a lock.

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand, ValueEnum};
 use portcullis_config::Secret;
-use portcullis_recorder::verify::read_header;
+use portcullis_recorder::extract::extract;
+use portcullis_recorder::framed::Stream;
 use portcullis_recorder::{ChainKey, Verdict};
 use russh::keys::ssh_key::PrivateKey;
 
@@ -84,6 +85,21 @@ pub enum RecordingsCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Write the exact bytes of one stream of a recording without a terminal (exec, sftp,
+    /// scp, rsync, git) to stdout. A recording that does not verify is refused; with --force,
+    /// what verifies is written and stderr says up to where (exit 1 tampered, 2 unfinalized).
+    Cat {
+        /// Recording id.
+        id: String,
+        /// Which stream.
+        #[arg(long, value_enum, default_value_t = StreamArg::Stdout)]
+        stream: StreamArg,
+        /// Write the part that verifies of a recording that does not.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Check a recording against its HMAC chain; exit 0 intact, 1 tampered, 2 unfinalized.
     Verify {
         /// A .cast file, or a recording id.
@@ -93,6 +109,27 @@ pub enum RecordingsCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+}
+
+/// A stream of a recording without a terminal.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StreamArg {
+    /// What the upstream sent.
+    Stdout,
+    /// What the upstream sent as standard error.
+    Stderr,
+    /// What the client sent (recorded with `[recording] input = true`).
+    Stdin,
+}
+
+impl StreamArg {
+    fn stream(self) -> Stream {
+        match self {
+            StreamArg::Stdout => Stream::Stdout,
+            StreamArg::Stderr => Stream::Stderr,
+            StreamArg::Stdin => Stream::Stdin,
+        }
+    }
 }
 
 /// `portcullis audit …`
@@ -392,6 +429,20 @@ pub fn recordings(command: RecordingsCommand) -> ExitCode {
                 Err(error) => fail(format!("cannot read {}: {error}", path.display())),
             }
         }
+        RecordingsCommand::Cat {
+            id,
+            stream,
+            force,
+            config,
+        } => {
+            let opened = match open(&config) {
+                Ok(opened) => opened,
+                Err(code) => return code,
+            };
+            let path = resolve_recording(opened.data.recordings(), &id);
+            let key = opened.vault.derived_key(RECORDING_KEY_LABEL);
+            cat_recording(&path, &key, &opened, stream.stream(), force)
+        }
         RecordingsCommand::Verify {
             recording, config, ..
         } => {
@@ -406,12 +457,60 @@ pub fn recordings(command: RecordingsCommand) -> ExitCode {
     }
 }
 
+/// A recording file given by path, or by id in `dir` (either format).
 fn resolve_recording(dir: &Path, given: &str) -> PathBuf {
     let path = PathBuf::from(given);
-    if path.exists() || given.contains('/') || given.ends_with(".cast") {
-        path
-    } else {
-        dir.join(format!("{given}.cast"))
+    if path.exists() || given.contains('/') {
+        return path;
+    }
+    crate::catalog::path_of(dir, given).unwrap_or_else(|| dir.join(format!("{given}.cast")))
+}
+
+/// `recordings cat`: checked like `verify` (integrity file, anchor, audit log) before a
+/// byte is written.
+fn cat_recording(
+    path: &Path,
+    key: &ChainKey,
+    opened: &Opened,
+    stream: Stream,
+    force: bool,
+) -> ExitCode {
+    let verdict = match crate::evidence::verify_recording(
+        path,
+        key,
+        opened.state.as_ref(),
+        &opened.data.audit_log(),
+    ) {
+        Ok(verdict) => verdict,
+        Err(error) => return fail(error),
+    };
+    if !verdict.is_intact() && !force {
+        return fail(format!(
+            "{}: {verdict}; nothing written (--force writes the part that verifies)",
+            path.display()
+        ));
+    }
+    let mut out = std::io::stdout().lock();
+    match extract(path, key, stream, true, &mut out) {
+        Ok(extracted) => match verdict {
+            Verdict::Intact { .. } => ExitCode::SUCCESS,
+            other => {
+                eprintln!(
+                    "portcullis: {}: {other}; wrote the {} bytes of {} in the {} frames that verify (up to {:.3} s into the recording)",
+                    path.display(),
+                    extracted.bytes,
+                    stream.name(),
+                    extracted.intact_frames,
+                    extracted.intact_until.as_secs_f64()
+                );
+                ExitCode::from(if matches!(other, Verdict::Unfinalized { .. }) {
+                    2
+                } else {
+                    1
+                })
+            }
+        },
+        Err(error) => fail(error),
     }
 }
 
@@ -435,46 +534,33 @@ fn verify_recording(
 }
 
 fn list_recordings(dir: &Path) -> ExitCode {
-    let entries = match std::fs::read_dir(dir) {
+    let entries = match crate::catalog::list(dir, &crate::catalog::Filter::default()) {
         Ok(entries) => entries,
         Err(error) => return fail(format!("cannot read {}: {error}", dir.display())),
     };
-    let mut casts: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "cast"))
-        .collect();
-    casts.sort();
     println!(
-        "{:<28} {:<20} {:<12} {:<12} {:<6} WHAT",
-        "ID", "STARTED", "USER", "TARGET", "KIND"
+        "{:<28} {:<20} {:<12} {:<12} {:<9} {:<9} WHAT",
+        "ID", "STARTED", "USER", "TARGET", "KIND", "FORMAT"
     );
-    for path in casts {
-        let id = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        match read_header(&path) {
-            Ok(header) => {
-                let started = humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(header.timestamp),
-                );
-                let facts = header.portcullis.unwrap_or_default();
-                let what = facts.command.unwrap_or_else(|| facts.kind.clone());
-                // Headers hold what clients sent (the command): escaped for the terminal.
-                let shown = |text: &str| crate::text::one_line(text).into_owned();
-                println!(
-                    "{:<28} {:<20} {:<12} {:<12} {:<6} {}",
-                    shown(&id),
-                    started.to_string(),
-                    shown(&facts.user),
-                    shown(&facts.target),
-                    shown(&facts.kind),
-                    shown(&what)
-                );
-            }
-            Err(error) => println!("{id:<28} (unreadable header: {error})"),
-        }
+    // Headers hold what clients sent (the command): escaped for the terminal.
+    let shown = |text: &str| crate::text::one_line(text).into_owned();
+    for entry in entries {
+        let Some(started) = entry.started() else {
+            println!("{:<28} (unreadable header)", shown(&entry.id));
+            continue;
+        };
+        let facts = entry.facts();
+        let what = facts.command.clone().unwrap_or_else(|| facts.kind.clone());
+        println!(
+            "{:<28} {:<20} {:<12} {:<12} {:<9} {:<9} {}",
+            shown(&entry.id),
+            humantime::format_rfc3339_seconds(started).to_string(),
+            shown(&facts.user),
+            shown(&facts.target),
+            shown(&facts.kind),
+            entry.format(),
+            shown(&what)
+        );
     }
     ExitCode::SUCCESS
 }

@@ -243,8 +243,9 @@ impl DownlinkTask {
                 && reason.is_imposed()
             {
                 let text = notice::message(&reason.to_string(), state.pty);
+                record(&mut state, text.ext, text.bytes.clone()).await;
                 if let Some(active) = &state.recording {
-                    let _ = active.output(text.bytes.clone()).await;
+                    let _ = active.flush_output(&mut state.batch).await;
                 }
                 let _ = match text.ext {
                     Some(ext) => self.client.extended_data_bytes(ext, text.bytes).await,
@@ -313,6 +314,20 @@ impl DownlinkTask {
     }
 }
 
+/// Records what the client is sent, on the stream it is sent on: output in batches, the
+/// rarer standard error as it comes (after the output batched before it).
+async fn record(state: &mut ChannelState, ext: Option<u32>, data: Bytes) {
+    let Some(active) = &state.recording else {
+        return;
+    };
+    if ext.is_none() {
+        let _ = active.buffer_output(&mut state.batch, data).await;
+    } else {
+        let _ = active.flush_output(&mut state.batch).await;
+        let _ = active.error_output(data).await;
+    }
+}
+
 /// Resolves when `recording` has failed.
 async fn failed(recording: Option<&RecordingHandle>) -> Arc<str> {
     match recording {
@@ -328,11 +343,9 @@ impl DownlinkTask {
         if let Some(screen) = &state.screen {
             screen.feed(&data);
         }
-        if let Some(active) = &state.recording {
-            // Waits when the recorder is behind, so output never outruns its recording by
-            // more than a batch and the writer's queue.
-            let _ = active.buffer_output(&mut state.batch, data.clone()).await;
-        }
+        // Waits when the recorder is behind, so output never outruns its recording by more
+        // than a batch and the writer's queue.
+        record(state, ext, data.clone()).await;
         self.session
             .bytes_to_client
             .fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -360,11 +373,7 @@ impl DownlinkTask {
         if let (Some(screen), None) = (&state.screen, text.ext) {
             screen.feed_own(&text.bytes);
         }
-        if let Some(active) = &state.recording {
-            let _ = active
-                .buffer_output(&mut state.batch, text.bytes.clone())
-                .await;
-        }
+        record(state, text.ext, text.bytes.clone()).await;
         let write = async {
             match text.ext {
                 Some(ext) => self.client.extended_data_bytes(ext, text.bytes).await,

@@ -346,19 +346,18 @@ impl ChannelRelay {
         if let Some(refused) = self.check_command(services, session, &start) {
             return refused;
         }
-        let recording = match &start {
-            // sftp is a binary file-transfer protocol, not a terminal: it is audited (start,
-            // end, bytes) but not recorded as asciicast.
+        // A subsystem (sftp) is a protocol, never a terminal: recorded as exact bytes even
+        // if the client asked for a pty.
+        let terminal = match &start {
             Start::Subsystem(_) => None,
-            Start::Shell | Start::Exec(_) => {
-                match start_recording(services, session, &start, self.pty.as_ref()).await {
-                    Ok(recording) => recording,
-                    Err(message) => return StartOutcome::Refused { message, status: 1 },
-                }
-            }
+            Start::Shell | Start::Exec(_) => self.pty.as_ref(),
+        };
+        let recording = match start_recording(services, session, &start, terminal).await {
+            Ok(recording) => recording,
+            Err(message) => return StartOutcome::Refused { message, status: 1 },
         };
         if let Some(recording) = &recording {
-            session.add_recording(recording.clone(), self.pty.is_some());
+            session.add_recording(recording.clone(), terminal.is_some());
             let _ = recording.marker(start_marker(session, &start)).await;
             let _ = self
                 .downlink

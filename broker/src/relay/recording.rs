@@ -1,10 +1,12 @@
 //! The recording of one channel: created when its shell or command starts, before anything
-//! runs, so nothing happens unrecorded.
+//! runs, so nothing happens unrecorded. A channel with a terminal is recorded as asciicast
+//! (it plays back); one without (exec, sftp, scp, rsync, git) as exact bytes per stream.
 
 use std::collections::BTreeMap;
 use std::time::UNIX_EPOCH;
 
 use portcullis_config::OnRecordingFailure;
+use portcullis_recorder::framed::FramedHeader;
 use portcullis_recorder::{Header, RecordingHandle, RecordingOptions, SessionFacts, TimeSource};
 
 use super::{PtyRequest, Start};
@@ -31,47 +33,54 @@ pub(super) async fn start_recording(
         Some(command) => format!("{user} → {login}@{target}: {command}"),
         None => format!("{user} → {login}@{target}"),
     };
-    let mut env = BTreeMap::new();
-    if let Some(pty) = pty {
-        env.insert("TERM".to_owned(), pty.term.clone());
-    }
-    let header = Header {
-        version: 2,
-        width: pty.map_or(80, |p| p.cols.max(1)),
-        height: pty.map_or(24, |p| p.rows.max(1)),
-        timestamp: services
-            .clock
-            .now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default(),
-        title: Some(title),
-        env,
-        portcullis: Some(SessionFacts {
-            recording: id.clone(),
-            session: session.id.clone(),
-            user,
-            target,
-            login,
-            kind: start.kind().to_owned(),
-            command,
-            client: session.client.to_string(),
-        }),
+    let timestamp = services
+        .clock
+        .now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let facts = SessionFacts {
+        recording: id.clone(),
+        session: session.id.clone(),
+        user,
+        target,
+        login,
+        kind: start.kind().to_owned(),
+        command,
+        client: session.client.to_string(),
     };
     let settings = &services.recordings;
-    match portcullis_recorder::start(
-        &settings.dir,
-        &id,
-        &header,
-        &settings.key,
-        RecordingOptions {
-            time: {
-                let clock = services.clock.clone();
-                TimeSource::new(move || clock.instant())
-            },
-            ..RecordingOptions::default()
+    let options = RecordingOptions {
+        time: {
+            let clock = services.clock.clone();
+            TimeSource::new(move || clock.instant())
         },
-    ) {
+        ..RecordingOptions::default()
+    };
+    let started = match pty {
+        // A terminal: asciicast, which plays back.
+        Some(pty) => {
+            let header = Header {
+                version: 2,
+                width: pty.cols.max(1),
+                height: pty.rows.max(1),
+                timestamp,
+                title: Some(title),
+                env: BTreeMap::from([("TERM".to_owned(), pty.term.clone())]),
+                portcullis: Some(facts),
+            };
+            portcullis_recorder::start(&settings.dir, &id, &header, &settings.key, options)
+        }
+        // No terminal: the exact bytes of each stream (see portcullis_recorder::framed).
+        None => portcullis_recorder::start_framed(
+            &settings.dir,
+            &id,
+            &FramedHeader::new(timestamp, facts),
+            &settings.key,
+            options,
+        ),
+    };
+    match started {
         Ok(recording) => {
             // From now on, this recording's files missing or unsealed is a finding.
             let opened = crate::anchors::Anchor {

@@ -4,6 +4,7 @@
 
 import { el, fill } from "../dom.js";
 import { clock } from "../format.js";
+import { showStreams } from "./streams.js";
 
 const SPEEDS = [0.5, 1, 2, 4, 8];
 
@@ -43,6 +44,14 @@ export function render(context, root, id) {
 
   async function load() {
     try {
+      // A channel without a terminal is recorded as exact bytes per stream: no player then.
+      const info = await context.api.get(`/api/v1/recordings/${id}/info`);
+      if (info.format === "bytes") {
+        const summary = await context.api.get(`/api/v1/recordings/${id}/streams`);
+        if (stopped) return;
+        showStreams(context, { header, verdict, holder: terminal, timeline }, id, summary);
+        return;
+      }
       cast = await context.api.text(`/api/v1/recordings/${id}`);
     } catch (error) {
       context.failed(error);
