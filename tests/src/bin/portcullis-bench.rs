@@ -5,7 +5,12 @@
 //! ```text
 //! cargo run --release -p portcullis-tests --bin portcullis-bench -- [--mib 1024] [--runs 5] [--setups 20]
 //! cargo run --release -p portcullis-tests --bin portcullis-bench -- --gate [--mib 256] [--runs 5]
+//! cargo run --release -p portcullis-tests --bin portcullis-bench -- --payloads [--mib 256] [--runs 3]
 //! ```
+//!
+//! `--payloads` compares the three routes on every kind of payload users send: text, random
+//! bytes and zeros as an exec's stdout (`cat FILE`, `head -c N /dev/zero`), and a file of
+//! random bytes through sftp, down (`get`) and up (`put`); with each kind's recording size.
 //!
 //! `--gate` compares portcullis with command control off (no rules, `[recording] commands =
 //! false`) and on (200 rules, commands followed) on a terminal channel (`ssh -tt … cat`),
@@ -33,6 +38,7 @@ struct Options {
     setups: usize,
     cipher: Option<String>,
     gate: bool,
+    payloads: bool,
 }
 
 fn options() -> Options {
@@ -42,6 +48,7 @@ fn options() -> Options {
         setups: 20,
         cipher: None,
         gate: false,
+        payloads: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -61,14 +68,23 @@ fn options() -> Options {
                 i += 1;
                 continue;
             }
+            "--payloads" => {
+                options.payloads = true;
+                i += 1;
+                continue;
+            }
             other => {
                 panic!(
-                    "unknown argument {other}; use --mib N --runs N --setups N --cipher NAME --gate"
+                    "unknown argument {other}; use --mib N --runs N --setups N --cipher NAME --gate --payloads"
                 )
             }
         }
         i += 2;
     }
+    assert!(
+        !(options.gate && options.payloads),
+        "--gate and --payloads are separate benchmarks: run one at a time"
+    );
     options
 }
 
@@ -112,7 +128,41 @@ struct Bench {
 
 impl Bench {
     fn ssh(&self, route: Route, remote: &str) -> Command {
-        let mut command = Command::new("ssh");
+        let mut command = self.client("ssh", route);
+        if self.pty && remote != "true" {
+            command.arg("-tt");
+        }
+        let (port, destination) = self.destination(route);
+        command.args(["-p", &port, &destination]);
+        command.arg(remote).stdin(Stdio::null());
+        command
+    }
+
+    /// `sftp` along `route`, reading its batch from stdin.
+    fn sftp(&self, route: Route) -> Command {
+        let mut command = self.client("sftp", route);
+        let (port, destination) = self.destination(route);
+        command.args(["-P", &port, "-b", "-", &destination]);
+        command
+    }
+
+    /// The port and user@host a route's client connects to.
+    fn destination(&self, route: Route) -> (String, String) {
+        match route {
+            Route::Direct | Route::ProxyJump => (
+                self.sshd.address().rsplit(':').next().unwrap().to_owned(),
+                "root@127.0.0.1".to_owned(),
+            ),
+            Route::Portcullis(i) => (
+                self.bastions[i].port.to_string(),
+                "bench+target@127.0.0.1".to_owned(),
+            ),
+        }
+    }
+
+    /// `program` (ssh or sftp) with the options every route shares and this route's own.
+    fn client(&self, program: &str, route: Route) -> Command {
+        let mut command = Command::new(program);
         command.args([
             "-F",
             "/dev/null",
@@ -126,9 +176,6 @@ impl Bench {
         command.arg("-i").arg(&self.key.private);
         if let Some(cipher) = &self.cipher {
             command.args(["-c", cipher]);
-        }
-        if self.pty && remote != "true" {
-            command.arg("-tt");
         }
         let sshd_port = self.sshd.address().rsplit(':').next().unwrap().to_owned();
         match route {
@@ -151,18 +198,14 @@ impl Bench {
                         self.sshd_known_hosts.display()
                     ));
                 }
-                command.args(["-p", &sshd_port, "root@127.0.0.1"]);
             }
             Route::Portcullis(i) => {
-                let bastion = &self.bastions[i];
                 command.arg("-o").arg(format!(
                     "UserKnownHostsFile={}",
-                    bastion.known_hosts.display()
+                    self.bastions[i].known_hosts.display()
                 ));
-                command.args(["-p", &bastion.port.to_string(), "bench+target@127.0.0.1"]);
             }
         }
-        command.arg(remote).stdin(Stdio::null());
         command
     }
 
@@ -186,6 +229,60 @@ impl Bench {
             route.name(self)
         );
         (elapsed, own_cpu_time().saturating_sub(cpu_before))
+    }
+
+    /// Runs an sftp batch along `route`: wall time and the bastion's CPU time meanwhile.
+    fn sftp_with_cpu(&self, route: Route, batch: &str) -> (Duration, Duration) {
+        use std::io::Write;
+        let cpu_before = own_cpu_time();
+        let started = Instant::now();
+        let mut child = self
+            .sftp(route)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("run sftp");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(batch.as_bytes())
+            .unwrap();
+        let status = child.wait().expect("sftp");
+        let elapsed = started.elapsed();
+        assert!(status.success(), "{} failed: {batch}", route.name(self));
+        (elapsed, own_cpu_time().saturating_sub(cpu_before))
+    }
+
+    /// Bytes of recording the bastions hold, once every recording is sealed (the client
+    /// may exit a moment before the bastion has written the end).
+    fn recorded_bytes(&self) -> u64 {
+        let sealed = |path: &Path| {
+            std::fs::read_to_string(path)
+                .is_ok_and(|text| text.lines().any(|l| l.starts_with("end ")))
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let macs: Vec<PathBuf> = self
+                .bastions
+                .iter()
+                .flat_map(|b| std::fs::read_dir(&b.recordings).into_iter().flatten())
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "hmac"))
+                .collect();
+            if !macs.is_empty() && macs.iter().all(|p| sealed(p)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.bastions
+            .iter()
+            .flat_map(|b| std::fs::read_dir(&b.recordings).into_iter().flatten())
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     fn clear_recordings(&self) {
@@ -304,6 +401,13 @@ fn main() {
     for route in &routes {
         bench.timed(*route, "true"); // warm-up, and a check that each route works
     }
+    if options.payloads {
+        payloads(&bench, &routes, &scratch, &options);
+        for bastion in &bench.bastions {
+            runtime.block_on(bastion.services.drain(Duration::from_secs(5)));
+        }
+        return;
+    }
 
     let payload = scratch.path().join("payload.txt");
     eprintln!("writing a {} MiB payload…", options.mib);
@@ -390,6 +494,109 @@ fn main() {
     for bastion in &bench.bastions {
         runtime.block_on(bastion.services.drain(Duration::from_secs(5)));
     }
+}
+
+/// Every kind of payload along every route, interleaved; one table.
+fn payloads(bench: &Bench, routes: &[Route], scratch: &tempfile::TempDir, options: &Options) {
+    let size = options.mib * 1024 * 1024;
+    let text = scratch.path().join("payload.txt");
+    eprintln!("writing {} MiB payloads…", options.mib);
+    write_payload(&text, options.mib);
+    let random = scratch.path().join("payload.bin");
+    let made = Command::new("head")
+        .args(["-c", &size.to_string(), "/dev/urandom"])
+        .stdout(std::fs::File::create(&random).unwrap())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let _ = Command::new("cat")
+        .arg(&random)
+        .stdout(Stdio::null())
+        .status();
+    let uploaded = scratch.path().join("uploaded.bin");
+    enum Run {
+        Exec(String),
+        Sftp(String),
+    }
+    let kinds: Vec<(&str, Run)> = vec![
+        (
+            "exec: text (cat)",
+            Run::Exec(format!("cat {}", text.display())),
+        ),
+        (
+            "exec: random (cat)",
+            Run::Exec(format!("cat {}", random.display())),
+        ),
+        (
+            "exec: zeros (head -c)",
+            Run::Exec(format!("head -c {size} /dev/zero")),
+        ),
+        (
+            "sftp get (random)",
+            Run::Sftp(format!("get {} /dev/null\n", random.display())),
+        ),
+        (
+            "sftp put (random)",
+            Run::Sftp(format!("put {} {}\n", random.display(), uploaded.display())),
+        ),
+    ];
+    // [kind][route] wall times; [kind] bastion CPU and recording size.
+    let mut walls = vec![vec![Vec::new(); routes.len()]; kinds.len()];
+    let mut cpu = vec![Vec::new(); kinds.len()];
+    let mut recorded = vec![0u64; kinds.len()];
+    for run in 1..=options.runs {
+        for (k, (name, how)) in kinds.iter().enumerate() {
+            for (r, route) in routes.iter().enumerate() {
+                bench.clear_recordings();
+                let (took, spent) = match how {
+                    Run::Exec(remote) => bench.timed_with_cpu(*route, remote),
+                    Run::Sftp(batch) => bench.sftp_with_cpu(*route, batch),
+                };
+                eprintln!(
+                    "run {run}: {name:<24} {:<28} {:>7.2} s",
+                    route.name(bench),
+                    took.as_secs_f64()
+                );
+                walls[k][r].push(took);
+                if matches!(route, Route::Portcullis(_)) {
+                    cpu[k].push(spent);
+                    recorded[k] = bench.recorded_bytes();
+                }
+            }
+        }
+    }
+    bench.clear_recordings();
+    println!(
+        "\n{} MiB per payload, median of {} interleaved runs; client cipher: {}:",
+        options.mib,
+        options.runs,
+        options.cipher.as_deref().unwrap_or("each client's default")
+    );
+    println!(
+        "{:<24} {:>10} {:>10} {:>11} {:>9} {:>9} {:>12} {:>13}",
+        "payload", "direct s", "jump s", "portcullis", "÷direct", "÷jump", "CPU s/GiB", "recording"
+    );
+    let gib = options.mib as f64 / 1024.0;
+    for (k, (name, _)) in kinds.iter().enumerate() {
+        let medians: Vec<f64> = walls[k]
+            .iter_mut()
+            .map(|s| median(s).as_secs_f64())
+            .collect();
+        println!(
+            "{:<24} {:>10.2} {:>10.2} {:>11.2} {:>8.2}x {:>8.2}x {:>12.2} {:>12.3}%",
+            name,
+            medians[0],
+            medians[1],
+            medians[2],
+            medians[0] / medians[2],
+            medians[1] / medians[2],
+            median(&mut cpu[k]).as_secs_f64() / gib,
+            recorded[k] as f64 * 100.0 / size as f64
+        );
+    }
+    println!(
+        "(÷direct, ÷jump: throughput through portcullis relative to that route; recording: its size against the payload's)"
+    );
 }
 
 /// A bastion in this process, on its production code path, in front of `sshd`.
