@@ -12,9 +12,10 @@
 //!   async runtime's workers: a slow disk stalls this recording's queue, not other sessions.
 //! * Both files are flushed at least every `flush_interval` (1 s): a small task on the
 //!   runtime sends the thread a tick (holding only a weak sender, so it never keeps the
-//!   recording open), and the thread also flushes when a busy queue kept ticks out. A crash
-//!   loses at most that much. Tags are written only after the lines they cover have been flushed, so after
-//!   a crash the integrity file is never ahead of the recording.
+//!   recording open), and the thread also flushes when a busy queue kept ticks out, and
+//!   after every 256 KiB written. A crash (or a full disk) leaves at most that much
+//!   unvouched for. Tags are written only after the units they cover have been flushed, so
+//!   after a crash the integrity file is never ahead of the recording.
 //! * Consecutive output chunks waiting in the queue are merged into one event (up to
 //!   `coalesce_bytes`), which keeps bulk output cheap without changing what plays back.
 //! * A write error stops the thread and is reported through [`RecordingHandle::failed`]; the
@@ -307,6 +308,7 @@ fn spawn<E: Encoding>(
             live: broadcast::channel(LIVE_BACKLOG).0,
             lines: 0,
             dirty: false,
+            unflushed: 0,
         },
         encoding,
         watch_header,
@@ -660,6 +662,8 @@ struct Files {
     /// Units written, header included.
     lines: u64,
     dirty: bool,
+    /// Bytes written to the data file since the last flush.
+    unflushed: usize,
 }
 
 impl Files {
@@ -685,7 +689,8 @@ impl Files {
         self.pending_tags.push('\n');
         self.lines += 1;
         self.dirty = true;
-        if self.pending_tags.len() >= MAX_PENDING_TAGS * 65 {
+        self.unflushed += unit.len() + separator.len();
+        if self.pending_tags.len() >= MAX_PENDING_TAGS * 65 || self.unflushed >= FLUSH_BYTES {
             self.flush()?;
         }
         Ok(())
@@ -698,6 +703,7 @@ impl Files {
         self.pending_tags.clear();
         self.mac.flush()?;
         self.dirty = false;
+        self.unflushed = 0;
         Ok(())
     }
 }
@@ -717,6 +723,10 @@ struct Writer<E> {
 /// Tags held in memory before a flush is forced, so the integrity file keeps up under
 /// heavy output.
 const MAX_PENDING_TAGS: usize = 4096;
+/// Data written before a flush is forced: under bulk output (a backup through an exec
+/// channel) a crash or a full disk leaves at most this much unvouched for, not a second's
+/// worth of it.
+const FLUSH_BYTES: usize = 256 * 1024;
 
 impl<E: Encoding> Writer<E> {
     fn event(&mut self, at: Duration, kind: EventKind, data: &[u8]) -> io::Result<()> {

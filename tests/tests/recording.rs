@@ -215,22 +215,24 @@ fn a_recording_that_fails_mid_session_ends_it_with_a_reason() {
             dir.display().to_string()
         ));
     });
-    // Far more output than fits on the disk.
-    let ran = world.alice("alice+web01").exec(
-        "for i in $(seq 1 200000); do echo line-$i-padding-padding-padding; done; echo finished",
+    // Far more output than fits on the disk (random bytes: compression does not help).
+    let output = portcullis_tests::util::run_with_timeout(
+        60,
+        &mut world
+            .alice("alice+web01")
+            .ssh_command(Some("head -c 6000000 /dev/urandom; echo finished")),
     );
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        !ran.stdout.contains("finished"),
+        !output.stdout.ends_with(b"finished\n"),
         "the session must not run to the end unrecorded"
     );
     assert!(
-        ran.stderr
-            .contains("portcullis: the session recording failed")
-            && ran.stderr.contains("sessions may not continue unrecorded"),
-        "{:?}",
-        ran.stderr
+        stderr.contains("portcullis: the session recording failed")
+            && stderr.contains("sessions may not continue unrecorded"),
+        "{stderr:?}"
     );
-    assert_ne!(ran.code, Some(0));
+    assert_ne!(output.status.code(), Some(0));
     let failed = world.bastion.wait_for_audit("recording.failed", |_| true);
     assert_eq!(failed["continuing_unrecorded"], false);
     assert!(
@@ -240,6 +242,21 @@ fn a_recording_that_fails_mid_session_ends_it_with_a_reason() {
     let end = world.bastion.wait_for_audit("session.end", |_| true);
     assert_eq!(end["reason"], "recording_failed");
     assert_eq!(end["side"], "recorder", "{end}");
+    // What was written before the disk filled is intact: it verifies as far as it goes
+    // (never sealed), and gives back a beginning of what the client received.
+    let id = failed["recording"].as_str().unwrap();
+    let verified = world.bastion.cli(&["recordings", "verify", id]);
+    assert_eq!(verified.code, Some(2), "{verified:?}");
+    let cat = portcullis_tests::util::run_with_timeout(
+        60,
+        world
+            .bastion
+            .command()
+            .args(["recordings", "cat", id, "--force"]),
+    );
+    assert_eq!(cat.status.code(), Some(2), "{cat:?}");
+    assert!(cat.stdout.len() > 100_000, "{} bytes", cat.stdout.len());
+    assert!(output.stdout.starts_with(&cat.stdout));
 
     // With the disk already full, a new session cannot even start: refused, not unrecorded.
     disk.fill();

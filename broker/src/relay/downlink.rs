@@ -132,7 +132,7 @@ impl DownlinkTask {
             if let Some(active) = &state.recording
                 && active.has_failed()
             {
-                self.recording_failed(&active.failed().await);
+                self.recording_failed(active.id(), &active.failed().await);
                 if self.services.recordings.on_failure == OnRecordingFailure::Continue {
                     state.recording = None;
                 }
@@ -392,12 +392,13 @@ impl DownlinkTask {
         }
     }
 
-    fn recording_failed(&self, failure: &str) {
+    fn recording_failed(&self, recording: &str, failure: &str) {
         let continuing = self.services.recordings.on_failure == OnRecordingFailure::Continue;
         self.services.audit.record(
             self.session
                 .audit("recording.failed")
                 .with("channel", self.id.to_string())
+                .with("recording", recording)
                 .with("error", failure)
                 .with("continuing_unrecorded", continuing),
         );
