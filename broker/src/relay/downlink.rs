@@ -70,6 +70,8 @@ struct ChannelState {
     screen: Option<Arc<Screen>>,
     /// Words from the bastion to show (the gate's), before the output that follows them.
     said: Vec<String>,
+    /// The file-transfer audit, on an sftp channel.
+    sftp: Option<Box<super::sftp::Direction>>,
 }
 
 impl ChannelState {
@@ -80,6 +82,7 @@ impl ChannelState {
             Downlink::Started(start) => self.started = Some(start),
             Downlink::Screen(screen) => self.screen = Some(screen),
             Downlink::Say(text) => self.said.push(text),
+            Downlink::Sftp(direction) => self.sftp = Some(direction),
         }
     }
 }
@@ -230,6 +233,9 @@ impl DownlinkTask {
     /// After the loop: release the uplink, say goodbye if the bastion ended the channel,
     /// seal the recording and audit the end. Every wait here is bounded.
     async fn finish(self, mut state: ChannelState, end: ChannelEnd) {
+        if let Some(sftp) = &state.sftp {
+            sftp.finish();
+        }
         if let Some(active) = &state.recording {
             let _ = active.flush_output(&mut state.batch).await;
         }
@@ -342,6 +348,11 @@ impl DownlinkTask {
     async fn forward(&self, ext: Option<u32>, data: Bytes, state: &mut ChannelState) -> bool {
         if let Some(screen) = &state.screen {
             screen.feed(&data);
+        }
+        if ext.is_none()
+            && let Some(sftp) = state.sftp.as_mut()
+        {
+            sftp.see(&data);
         }
         // Waits when the recorder is behind, so output never outruns its recording by more
         // than a batch and the writer's queue.

@@ -25,6 +25,7 @@ mod downlink;
 pub mod flow;
 mod gate;
 mod recording;
+pub mod sftp;
 mod uplink;
 
 use std::collections::VecDeque;
@@ -97,6 +98,8 @@ enum Uplink {
     Record(RecordingHandle),
     /// Command control for this terminal channel, from now on.
     Gate(Box<gate::Gate>),
+    /// The file-transfer audit of this sftp channel: the client's direction.
+    Sftp(Box<sftp::Direction>),
 }
 
 enum Request {
@@ -123,6 +126,8 @@ enum Downlink {
     Screen(Arc<gate::screen::Screen>),
     /// Show the bastion's words on the client's terminal, in order with the output.
     Say(String),
+    /// The file-transfer audit of this sftp channel: the server's direction.
+    Sftp(Box<sftp::Direction>),
 }
 
 type Replies = Arc<Mutex<VecDeque<oneshot::Sender<bool>>>>;
@@ -366,6 +371,14 @@ impl ChannelRelay {
                 })
                 .await;
             let _ = self.uplink.send(Uplink::Record(recording.clone()));
+        }
+        if let Start::Subsystem(name) = &start
+            && name == "sftp"
+        {
+            let (client, server) =
+                sftp::SftpAudit::start(services.clone(), session.clone(), self.id.to_string());
+            let _ = self.downlink.send(Downlink::Sftp(Box::new(server))).await;
+            let _ = self.uplink.send(Uplink::Sftp(Box::new(client)));
         }
         if let Some(pty) = &self.pty
             && !matches!(start, Start::Subsystem(_))

@@ -46,6 +46,7 @@ pub(super) async fn uplink(task: UplinkTask) {
     let _release = ReleaseOnExit(flow.clone());
     let mut recording: Option<RecordingHandle> = None;
     let mut gate: Option<Box<Gate>> = None;
+    let mut sftp: Option<Box<super::sftp::Direction>> = None;
     // Messages the gate took off the queue while it waited, to handle next.
     let mut deferred: VecDeque<Uplink> = VecDeque::new();
     loop {
@@ -95,6 +96,9 @@ pub(super) async fn uplink(task: UplinkTask) {
                 if record_input && let Some(active) = &recording {
                     let _ = active.input(data.clone()).await;
                 }
+                if let Some(sftp) = sftp.as_mut() {
+                    sftp.see(&data);
+                }
                 tokio::select! {
                     result = upstream.data_bytes(data) => result,
                     () = session.control.ended() => Ok(()),
@@ -134,6 +138,10 @@ pub(super) async fn uplink(task: UplinkTask) {
             Uplink::Env { name, value } => {
                 flow.drained(CONTROL_COST);
                 upstream.set_env(false, name, value).await
+            }
+            Uplink::Sftp(direction) => {
+                sftp = Some(direction);
+                Ok(())
             }
             Uplink::Record(handle) => {
                 recording = Some(handle);

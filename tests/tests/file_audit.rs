@@ -1,0 +1,167 @@
+//! Every file operation that passes through an sftp channel — OpenSSH's sftp, and scp, which
+//! speaks SFTP — is audited one by one: which file, read or written, how many bytes, and the
+//! content's sha256 when the whole file went one way.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::Value;
+
+use portcullis_tests::World;
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
+}
+
+fn events(world: &World, name: &str) -> Vec<Value> {
+    world.bastion.audit_events(name)
+}
+
+/// Waits for the sftp channel to end, so every event is written.
+fn channel_ended(world: &World, count: usize) {
+    let ended = portcullis_tests::util::wait_for(std::time::Duration::from_secs(20), || {
+        (world.bastion.audit_events("channel.end").len() >= count).then_some(())
+    });
+    assert!(ended.is_some());
+}
+
+fn content(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 11) as u8)
+        .collect()
+}
+
+#[test]
+fn sftp_operations_are_audited_with_paths_sizes_and_sha256() {
+    let world = World::start(|_, _, _| {});
+    let local = world.path("local.bin");
+    let data = content(1_500_000, 1);
+    std::fs::write(&local, &data).unwrap();
+    let dir = world.path("remote-dir");
+    let up = format!("{}/up.bin", dir.display());
+    let renamed = format!("{}/renamed.bin", dir.display());
+    let down = world.path("down.bin");
+    let link = format!("{}/link", dir.display());
+    let batch = format!(
+        "mkdir {dir}\nput {local} {up}\nchmod 600 {up}\nrename {up} {renamed}\nget {renamed} {down}\nsymlink {renamed} {link}\nrm {link}\nrm {renamed}\nrmdir {dir}\n",
+        dir = dir.display(),
+        local = local.display(),
+        down = down.display(),
+    );
+    let ran = world.alice("alice+web01").sftp(&batch);
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert_eq!(std::fs::read(&down).unwrap(), data);
+    channel_ended(&world, 1);
+
+    let dir = dir.display().to_string();
+    let ok = |e: &Value| e["outcome"] == "ok";
+    let mkdir = events(&world, "sftp.mkdir");
+    assert!(
+        mkdir.iter().any(|e| e["path"] == dir && ok(e)),
+        "{mkdir:#?}"
+    );
+    let opens = events(&world, "sftp.open");
+    assert!(
+        opens.iter().any(|e| e["path"] == up
+            && e["mode"].as_str().unwrap().contains("write")
+            && e["mode"].as_str().unwrap().contains("create")
+            && ok(e)),
+        "{opens:#?}"
+    );
+    assert!(
+        opens
+            .iter()
+            .any(|e| e["path"] == renamed && e["mode"] == "read" && ok(e)),
+        "{opens:#?}"
+    );
+    let closes = events(&world, "sftp.close");
+    let written = closes.iter().find(|e| e["path"] == up).unwrap();
+    assert_eq!(written["bytes_written"], data.len());
+    assert_eq!(written["sha256"], sha256(&data), "{written}");
+    let read = closes.iter().find(|e| e["path"] == renamed).unwrap();
+    assert_eq!(read["bytes_read"], data.len());
+    assert_eq!(read["sha256"], sha256(&data), "{read}");
+    let renames = events(&world, "sftp.rename");
+    assert!(
+        renames
+            .iter()
+            .any(|e| e["from"] == up && e["to"] == renamed && ok(e)),
+        "{renames:#?}"
+    );
+    let setstat = events(&world, "sftp.setstat");
+    assert!(
+        setstat
+            .iter()
+            .any(|e| e["path"] == up && e["attributes"] == "mode=0600"),
+        "{setstat:#?}"
+    );
+    let symlinks = events(&world, "sftp.symlink");
+    assert!(
+        symlinks
+            .iter()
+            .any(|e| e["path"] == link && e["target"] == renamed),
+        "{symlinks:#?}"
+    );
+    let removes = events(&world, "sftp.remove");
+    assert!(removes.iter().any(|e| e["path"] == renamed && ok(e)));
+    assert!(removes.iter().any(|e| e["path"] == link && ok(e)));
+    let rmdirs = events(&world, "sftp.rmdir");
+    assert!(rmdirs.iter().any(|e| e["path"] == dir && ok(e)));
+    // Each names who and where.
+    for event in opens.iter().chain(&closes).chain(&removes) {
+        assert_eq!(event["user"], "alice");
+        assert_eq!(event["target"], "web01");
+        assert!(event["session"].as_str().is_some());
+    }
+    // A failure is audited as one.
+    let ran = world
+        .alice("alice+web01")
+        .sftp(&format!("-rm {dir}/never-there\n"));
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    channel_ended(&world, 2);
+    let removes = events(&world, "sftp.remove");
+    let failed = removes
+        .iter()
+        .find(|e| e["path"] == format!("{dir}/never-there"))
+        .unwrap();
+    assert_eq!(failed["outcome"], "failed");
+    assert!(
+        failed["error"].as_str().unwrap().contains("no such file"),
+        "{failed}"
+    );
+}
+
+#[test]
+fn scp_uploads_and_downloads_are_audited_with_their_sha256() {
+    let world = World::start(|_, _, _| {});
+    let local = world.path("scp-local.bin");
+    let data = content(700_000, 2);
+    std::fs::write(&local, &data).unwrap();
+    let remote = world.path("scp-remote.bin");
+    let back = world.path("scp-back.bin");
+    let client = world.alice("alice+web01");
+    let up = client.scp(
+        &local.display().to_string(),
+        &format!(":{}", remote.display()),
+        false,
+    );
+    assert_eq!(up.code, Some(0), "{up:?}");
+    let down = client.scp(
+        &format!(":{}", remote.display()),
+        &back.display().to_string(),
+        false,
+    );
+    assert_eq!(down.code, Some(0), "{down:?}");
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    channel_ended(&world, 2);
+    let closes = events(&world, "sftp.close");
+    let remote = remote.display().to_string();
+    let wrote = closes
+        .iter()
+        .find(|e| e["path"] == remote && e["bytes_written"] == data.len())
+        .unwrap_or_else(|| panic!("{closes:#?}"));
+    assert_eq!(wrote["sha256"], sha256(&data));
+    let read = closes
+        .iter()
+        .find(|e| e["path"] == remote && e["bytes_read"] == data.len())
+        .unwrap_or_else(|| panic!("{closes:#?}"));
+    assert_eq!(read["sha256"], sha256(&data));
+}
