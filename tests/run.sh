@@ -12,6 +12,7 @@ packages=(
     asciinema                      # proves recordings play
     sudo passwd util-linux         # a real sudo prompt, useradd/chpasswd, mount
     curl                           # admin API calls from a chosen source address
+    putty-tools python3-paramiko   # SFTP clients with their own SFTP code (the file audit)
     chromium chromium-driver fonts-dejavu-core  # the web console tests
 )
 missing=()

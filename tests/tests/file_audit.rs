@@ -165,3 +165,133 @@ fn scp_uploads_and_downloads_are_audited_with_their_sha256() {
         .unwrap_or_else(|| panic!("{closes:#?}"));
     assert_eq!(read["sha256"], sha256(&data));
 }
+
+/// The SHA256 fingerprint of the bastion's host key, as PuTTY's `-hostkey` takes it.
+fn host_fingerprint(world: &World) -> String {
+    let listed = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(world.bastion.known_hosts())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&listed.stdout).into_owned();
+    text.split_whitespace()
+        .find(|word| word.starts_with("SHA256:"))
+        .unwrap_or_else(|| panic!("no fingerprint in {text}"))
+        .to_owned()
+}
+
+/// A put and a get of `data` with `client` (which names the remote file it used), then the
+/// audit holds both transfers with the content's sha256.
+fn assert_transfers_audited(world: &World, data: &[u8], remote: &str, channels: usize) {
+    channel_ended(world, channels);
+    let closes = events(world, "sftp.close");
+    let wrote = closes
+        .iter()
+        .find(|e| e["path"] == remote && e["bytes_written"] == data.len())
+        .unwrap_or_else(|| panic!("no upload of {remote}: {closes:#?}"));
+    assert_eq!(wrote["sha256"], sha256(data), "{wrote}");
+    let read = closes
+        .iter()
+        .find(|e| e["path"] == remote && e["bytes_read"] == data.len())
+        .unwrap_or_else(|| panic!("no download of {remote}: {closes:#?}"));
+    assert_eq!(read["sha256"], sha256(data), "{read}");
+}
+
+#[test]
+fn putty_psftp_is_audited_like_openssh() {
+    let world = World::start(|_, _, _| {});
+    let data = content(400_000, 3);
+    let local = world.path("putty-up.bin");
+    std::fs::write(&local, &data).unwrap();
+    let remote = world.path("putty-remote.bin").display().to_string();
+    let back = world.path("putty-back.bin");
+    let ppk = world.path("alice.ppk");
+    let converted = std::process::Command::new("puttygen")
+        .arg(&world.alice.private)
+        .args(["-O", "private", "-o"])
+        .arg(&ppk)
+        .output()
+        .unwrap();
+    assert!(converted.status.success(), "{converted:?}");
+    let batch = world.path("psftp-batch");
+    std::fs::write(
+        &batch,
+        format!(
+            "put {} {remote}\nget {remote} {}\n",
+            local.display(),
+            back.display()
+        ),
+    )
+    .unwrap();
+    let ran = portcullis_tests::util::run_with_timeout(
+        120,
+        std::process::Command::new("psftp")
+            .args(["-batch", "-i"])
+            .arg(&ppk)
+            .args(["-P", &world.bastion.address().port().to_string()])
+            .args(["-hostkey", &host_fingerprint(&world)])
+            .arg("-b")
+            .arg(&batch)
+            .arg("alice+web01@127.0.0.1"),
+    );
+    assert!(ran.status.success(), "{ran:?}");
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    assert_transfers_audited(&world, &data, &remote, 1);
+}
+
+#[test]
+fn python_paramiko_is_audited_like_openssh() {
+    // paramiko 2.12 (Debian 12) has no AES-GCM: it needs a CTR cipher offered.
+    let world = World::start(|config, _, _| {
+        config.server("ciphers = [\"aes256-gcm@openssh.com\", \"aes256-ctr\"]\n");
+    });
+    let data = content(400_000, 4);
+    let local = world.path("paramiko-up.bin");
+    std::fs::write(&local, &data).unwrap();
+    let remote = world.path("paramiko-remote.bin").display().to_string();
+    let back = world.path("paramiko-back.bin");
+    let script = r#"
+import sys, paramiko
+host, port, key, known, local, remote, back = sys.argv[1:]
+client = paramiko.SSHClient()
+client.load_host_keys(known)
+client.set_missing_host_key_policy(paramiko.RejectPolicy())
+client.connect(host, int(port), username="alice+web01", key_filename=key,
+               look_for_keys=False, allow_agent=False)
+sftp = client.open_sftp()
+sftp.put(local, remote)
+sftp.get(remote, back)
+sftp.rename(remote, remote + ".moved")
+sftp.remove(remote + ".moved")
+sftp.close()
+client.close()
+"#;
+    // Debian's python3, where python3-paramiko is installed.
+    let ran = portcullis_tests::util::run_with_timeout(
+        120,
+        std::process::Command::new("/usr/bin/python3")
+            .args(["-c", script, "127.0.0.1"])
+            .arg(world.bastion.address().port().to_string())
+            .arg(&world.alice.private)
+            .arg(world.bastion.known_hosts())
+            .arg(&local)
+            .arg(&remote)
+            .arg(&back),
+    );
+    assert!(ran.status.success(), "{ran:?}");
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    assert_transfers_audited(&world, &data, &remote, 1);
+    let renames = events(&world, "sftp.rename");
+    assert!(
+        renames
+            .iter()
+            .any(|e| e["from"] == remote && e["to"] == format!("{remote}.moved")),
+        "{renames:#?}"
+    );
+    let removes = events(&world, "sftp.remove");
+    assert!(
+        removes
+            .iter()
+            .any(|e| e["path"] == format!("{remote}.moved"))
+    );
+}
