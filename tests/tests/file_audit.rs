@@ -295,3 +295,45 @@ client.close()
             .any(|e| e["path"] == format!("{remote}.moved"))
     );
 }
+
+#[test]
+fn legacy_scp_uploads_and_downloads_are_audited_with_names_sizes_and_sha256() {
+    let world = World::start(|_, _, _| {});
+    let local = world.path("legacy-local.bin");
+    let data = content(333_333, 5);
+    std::fs::write(&local, &data).unwrap();
+    let remote = world.path("legacy-remote.bin");
+    let back = world.path("legacy-back.bin");
+    let client = world.alice("alice+web01");
+    let up = client.scp(
+        &local.display().to_string(),
+        &format!(":{}", remote.display()),
+        true,
+    );
+    assert_eq!(up.code, Some(0), "{up:?}");
+    let down = client.scp(
+        &format!(":{}", remote.display()),
+        &back.display().to_string(),
+        true,
+    );
+    assert_eq!(down.code, Some(0), "{down:?}");
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    channel_ended(&world, 2);
+    let files = events(&world, "scp.file");
+    let remote = remote.display().to_string();
+    for (direction, name) in [
+        ("upload", "legacy-local.bin"),
+        ("download", "legacy-remote.bin"),
+    ] {
+        let file = files
+            .iter()
+            .find(|e| e["direction"] == direction)
+            .unwrap_or_else(|| panic!("no {direction}: {files:#?}"));
+        assert_eq!(file["path"], remote, "{file}");
+        assert_eq!(file["name"], name, "{file}");
+        assert_eq!(file["size"], data.len(), "{file}");
+        assert_eq!(file["mode"], "0644", "{file}");
+        assert_eq!(file["sha256"], sha256(&data), "{file}");
+        assert_eq!(file["user"], "alice");
+    }
+}

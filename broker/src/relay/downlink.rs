@@ -70,8 +70,8 @@ struct ChannelState {
     screen: Option<Arc<Screen>>,
     /// Words from the bastion to show (the gate's), before the output that follows them.
     said: Vec<String>,
-    /// The file-transfer audit, on an sftp channel.
-    sftp: Option<Box<super::sftp::Direction>>,
+    /// The file-transfer audit (sftp, legacy scp).
+    watch: Option<Box<dyn super::Watch>>,
 }
 
 impl ChannelState {
@@ -82,7 +82,7 @@ impl ChannelState {
             Downlink::Started(start) => self.started = Some(start),
             Downlink::Screen(screen) => self.screen = Some(screen),
             Downlink::Say(text) => self.said.push(text),
-            Downlink::Sftp(direction) => self.sftp = Some(direction),
+            Downlink::Watch(watch) => self.watch = Some(watch),
         }
     }
 }
@@ -233,8 +233,8 @@ impl DownlinkTask {
     /// After the loop: release the uplink, say goodbye if the bastion ended the channel,
     /// seal the recording and audit the end. Every wait here is bounded.
     async fn finish(self, mut state: ChannelState, end: ChannelEnd) {
-        if let Some(sftp) = &state.sftp {
-            sftp.finish();
+        if let Some(watch) = &state.watch {
+            watch.finish();
         }
         if let Some(active) = &state.recording {
             let _ = active.flush_output(&mut state.batch).await;
@@ -350,9 +350,9 @@ impl DownlinkTask {
             screen.feed(&data);
         }
         if ext.is_none()
-            && let Some(sftp) = state.sftp.as_mut()
+            && let Some(watch) = state.watch.as_mut()
         {
-            sftp.see(&data);
+            watch.see(&data);
         }
         // Waits when the recorder is behind, so output never outruns its recording by more
         // than a batch and the writer's queue.

@@ -25,6 +25,7 @@ mod downlink;
 pub mod flow;
 mod gate;
 mod recording;
+pub mod scp;
 pub mod sftp;
 mod uplink;
 
@@ -98,8 +99,8 @@ enum Uplink {
     Record(RecordingHandle),
     /// Command control for this terminal channel, from now on.
     Gate(Box<gate::Gate>),
-    /// The file-transfer audit of this sftp channel: the client's direction.
-    Sftp(Box<sftp::Direction>),
+    /// The file-transfer audit of this channel: what the client sends.
+    Watch(Box<dyn Watch>),
 }
 
 enum Request {
@@ -126,8 +127,17 @@ enum Downlink {
     Screen(Arc<gate::screen::Screen>),
     /// Show the bastion's words on the client's terminal, in order with the output.
     Say(String),
-    /// The file-transfer audit of this sftp channel: the server's direction.
-    Sftp(Box<sftp::Direction>),
+    /// The file-transfer audit of this channel: what the server sends.
+    Watch(Box<dyn Watch>),
+}
+
+/// Watches one direction of a channel's bytes as they pass (the file-transfer audits of
+/// sftp and legacy scp): it sees everything, changes nothing.
+pub trait Watch: Send + Sync {
+    /// Bytes passing this way.
+    fn see(&mut self, data: &[u8]);
+    /// The channel ended.
+    fn finish(&self);
 }
 
 type Replies = Arc<Mutex<VecDeque<oneshot::Sender<bool>>>>;
@@ -377,8 +387,26 @@ impl ChannelRelay {
         {
             let (client, server) =
                 sftp::SftpAudit::start(services.clone(), session.clone(), self.id.to_string());
-            let _ = self.downlink.send(Downlink::Sftp(Box::new(server))).await;
-            let _ = self.uplink.send(Uplink::Sftp(Box::new(client)));
+            let _ = self.downlink.send(Downlink::Watch(Box::new(server))).await;
+            let _ = self.uplink.send(Uplink::Watch(Box::new(client)));
+        }
+        if let Start::Exec(command) = &start
+            && let Some((way, path)) = scp::parse_command(command)
+        {
+            let watch = Box::new(scp::ScpWatch {
+                source: scp::ScpSource::new(way, path),
+                services: services.clone(),
+                session: session.clone(),
+                channel: self.id.to_string(),
+            });
+            match way {
+                scp::Way::Upload => {
+                    let _ = self.uplink.send(Uplink::Watch(watch));
+                }
+                scp::Way::Download => {
+                    let _ = self.downlink.send(Downlink::Watch(watch)).await;
+                }
+            }
         }
         if let Some(pty) = &self.pty
             && !matches!(start, Start::Subsystem(_))

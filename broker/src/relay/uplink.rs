@@ -46,7 +46,7 @@ pub(super) async fn uplink(task: UplinkTask) {
     let _release = ReleaseOnExit(flow.clone());
     let mut recording: Option<RecordingHandle> = None;
     let mut gate: Option<Box<Gate>> = None;
-    let mut sftp: Option<Box<super::sftp::Direction>> = None;
+    let mut watch: Option<Box<dyn super::Watch>> = None;
     // Messages the gate took off the queue while it waited, to handle next.
     let mut deferred: VecDeque<Uplink> = VecDeque::new();
     loop {
@@ -96,8 +96,8 @@ pub(super) async fn uplink(task: UplinkTask) {
                 if record_input && let Some(active) = &recording {
                     let _ = active.input(data.clone()).await;
                 }
-                if let Some(sftp) = sftp.as_mut() {
-                    sftp.see(&data);
+                if let Some(watch) = watch.as_mut() {
+                    watch.see(&data);
                 }
                 tokio::select! {
                     result = upstream.data_bytes(data) => result,
@@ -139,8 +139,8 @@ pub(super) async fn uplink(task: UplinkTask) {
                 flow.drained(CONTROL_COST);
                 upstream.set_env(false, name, value).await
             }
-            Uplink::Sftp(direction) => {
-                sftp = Some(direction);
+            Uplink::Watch(installed) => {
+                watch = Some(installed);
                 Ok(())
             }
             Uplink::Record(handle) => {

@@ -62,16 +62,18 @@ impl SftpAudit {
     }
 
     fn record(&self, events: Vec<SftpEvent>) {
-        for event in events {
-            let mut audit = self
-                .session
-                .audit(event.name)
-                .with("channel", &self.channel);
-            for (key, value) in event.fields {
-                audit = audit.with(key, value);
-            }
-            self.services.audit.record(audit);
+        record(&self.services, &self.session, &self.channel, events);
+    }
+}
+
+/// Writes file-transfer events to the audit log, each naming the session and channel.
+pub fn record(services: &Services, session: &SessionShared, channel: &str, events: Vec<SftpEvent>) {
+    for event in events {
+        let mut audit = session.audit(event.name).with("channel", channel);
+        for (key, value) in event.fields {
+            audit = audit.with(key, value);
         }
+        services.audit.record(audit);
     }
 }
 
@@ -82,9 +84,8 @@ pub struct Direction {
     from_client: bool,
 }
 
-impl Direction {
-    /// Bytes passing this way.
-    pub fn see(&mut self, data: &[u8]) {
+impl super::Watch for Direction {
+    fn see(&mut self, data: &[u8]) {
         let cuts = self.packets.push(data);
         if cuts.is_empty() {
             return;
@@ -106,8 +107,7 @@ impl Direction {
         self.audit.record(events);
     }
 
-    /// The channel ended: files still open are audited as closed with it.
-    pub fn finish(&self) {
+    fn finish(&self) {
         let events = self.audit.tracker().finish();
         self.audit.record(events);
     }

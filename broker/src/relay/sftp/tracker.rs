@@ -85,15 +85,28 @@ impl OpenFile {
         }
     }
 
+    /// Data the server sent for a read at `offset`. Clients that read ahead in parallel
+    /// (paramiko's prefetch) may ask for a range twice: what was already read is not read
+    /// again. A gap (a range skipped, to come later) means the content cannot be hashed in
+    /// order, and from then on bytes are counted as they come.
     fn read(&mut self, offset: u64, data: &[u8]) {
-        if self.written > 0 || offset != self.next_read {
+        let end = offset.saturating_add(data.len() as u64);
+        // Out of order (or after writes): bytes are counted as they come.
+        if self.hash.is_none() || self.written > 0 || offset > self.next_read {
             self.hash = None;
+            self.read += data.len() as u64;
+            self.next_read = self.next_read.max(end);
+            return;
         }
+        if end <= self.next_read {
+            return;
+        }
+        let fresh = &data[(self.next_read - offset) as usize..];
         if let Some(hash) = &mut self.hash {
-            hash.update(data);
+            hash.update(fresh);
         }
-        self.read += data.len() as u64;
-        self.next_read = offset.saturating_add(data.len() as u64);
+        self.read += fresh.len() as u64;
+        self.next_read = end;
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
@@ -485,6 +498,53 @@ mod tests {
         }
         assert_eq!(tracker.pending.len(), MAX_PENDING);
         assert_eq!(tracker.untracked, 500);
+    }
+
+    #[test]
+    fn a_range_read_twice_counts_once_and_keeps_the_sha256() {
+        let mut tracker = Tracker::default();
+        tracker.request(
+            3,
+            &request(
+                1,
+                &[&string(b"/srv/b"), &1u32.to_be_bytes(), &0u32.to_be_bytes()],
+            ),
+        );
+        tracker.response(102, &request(1, &[&string(b"h")]));
+        // 0..4, then 0..4 again (a prefetch racing the reader), then 2..8 overlapping.
+        for (id, offset, data) in [
+            (2u32, 0u64, &b"abcd"[..]),
+            (3, 0, b"abcd"),
+            (4, 2, b"cdefgh"),
+        ] {
+            tracker.request(
+                5,
+                &request(
+                    id,
+                    &[&string(b"h"), &offset.to_be_bytes(), &8u32.to_be_bytes()],
+                ),
+            );
+            tracker.response(103, &request(id, &[&string(data)]));
+        }
+        tracker.request(
+            5,
+            &request(
+                5,
+                &[&string(b"h"), &8u64.to_be_bytes(), &8u32.to_be_bytes()],
+            ),
+        );
+        tracker.response(101, &request(5, &[&1u32.to_be_bytes(), &string(b"eof")]));
+        tracker.request(4, &request(6, &[&string(b"h")]));
+        let events = tracker.response(101, &request(6, &[&0u32.to_be_bytes(), &string(b"")]));
+        let expected = hex::encode(digest::digest(&digest::SHA256, b"abcdefgh"));
+        assert!(
+            events[0].fields.contains(&("bytes_read", json!(8))),
+            "{events:?}"
+        );
+        assert!(
+            events[0].fields.contains(&("sha256", json!(expected))),
+            "{events:?}"
+        );
     }
 
     #[test]
