@@ -454,9 +454,10 @@ fn full_screen_programs_and_no_echo_prompts_are_left_alone_and_secrets_redacted(
 
     // A secret typed at a prompt that does not echo (like sudo or passwd). Echo is off
     // before the prompt shows (`read -s` may print its prompt first, and typing then would
-    // race the terminal mode).
+    // race the terminal mode); the prompt is not in the command line, so seeing it means
+    // the command has got that far.
     tmux.line(
-        "stty -echo; printf 'Password: '; read secret; stty echo; echo; echo got-${#secret}-chars",
+        "stty -echo; printf '%sword: ' Pass; read secret; stty echo; echo; echo got-${#secret}-chars",
     );
     tmux.wait_for_text("Password:", Duration::from_secs(10));
     tmux.type_text("hunter2-sekrit");
