@@ -170,6 +170,11 @@ pub fn encode_frame(kind: FrameKind, at: Duration, raw: &[u8], out: &mut Vec<u8>
     let len_at = out.len();
     out.extend_from_slice(&0u32.to_le_bytes());
     let body = out.len();
+    if !worth_compressing(raw) {
+        out.extend_from_slice(raw);
+        out[len_at..len_at + 4].copy_from_slice(&(raw.len() as u32).to_le_bytes());
+        return;
+    }
     out.resize(
         body + lz4_flex::block::get_maximum_output_size(raw.len()),
         0,
@@ -186,6 +191,24 @@ pub fn encode_frame(kind: FrameKind, at: Duration, raw: &[u8], out: &mut Vec<u8>
     };
     out.truncate(body + stored);
     out[len_at..len_at + 4].copy_from_slice(&(stored as u32).to_le_bytes());
+}
+
+/// Bytes compressed first, as a sample, before a large piece is compressed whole.
+const SAMPLE: usize = 4096;
+
+/// Whether compressing `raw` is likely to pay: a large piece whose first 4 KiB does not
+/// shrink by a twentieth (random data, or data already compressed: gzip, encrypted
+/// backups) is stored as it is without spending the time to find out for all of it.
+fn worth_compressing(raw: &[u8]) -> bool {
+    if raw.len() < 4 * SAMPLE {
+        return true;
+    }
+    // lz4_flex wants room for its worst case (a tenth more, and a little) to compress into.
+    let mut probe = [0u8; 2 * SAMPLE];
+    match lz4_flex::block::compress_into(&raw[..SAMPLE], &mut probe) {
+        Ok(size) => size * 20 < SAMPLE * 19,
+        Err(_) => false,
+    }
 }
 
 /// A frame read back.
@@ -383,6 +406,34 @@ mod tests {
             &mut out,
         );
         assert!(out.len() < FRAME_RAW_MAX / 100, "{}", out.len());
+    }
+
+    #[test]
+    fn only_what_shrinks_in_a_sample_is_compressed() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let random: Vec<u8> = (0..64 * 1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect();
+        assert!(!worth_compressing(&random));
+        assert!(worth_compressing(&vec![0u8; 64 * 1024]));
+        assert!(
+            worth_compressing(&random[..100]),
+            "small pieces are simply tried"
+        );
+        let mut out = Vec::new();
+        encode_frame(
+            FrameKind::Data(Stream::Stdout),
+            Duration::ZERO,
+            &random,
+            &mut out,
+        );
+        assert_eq!(out[1], 0, "stored as it is");
+        assert_eq!(decode_frame(&out).unwrap().data, random);
     }
 
     #[test]

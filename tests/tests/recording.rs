@@ -256,7 +256,14 @@ fn a_recording_that_fails_mid_session_ends_it_with_a_reason() {
     );
     assert_eq!(cat.status.code(), Some(2), "{cat:?}");
     assert!(cat.stdout.len() > 100_000, "{} bytes", cat.stdout.len());
-    assert!(output.stdout.starts_with(&cat.stdout));
+    // Output is recorded before it is relayed, so the recording may hold a little the client
+    // never got (the session ended before it was delivered), and the client may have got a
+    // little the recording cannot vouch for yet: up to the shorter, they are the same bytes.
+    let common = cat.stdout.len().min(output.stdout.len());
+    assert!(
+        cat.stdout[..common] == output.stdout[..common],
+        "the recording differs from what the client received within the first {common} bytes"
+    );
 
     // With the disk already full, a new session cannot even start: refused, not unrecorded.
     disk.fill();

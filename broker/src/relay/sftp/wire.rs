@@ -5,7 +5,7 @@
 //! packet larger than any client or server sends is not buffered (the direction is given
 //! up as unparseable instead), and nothing panics.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 /// The largest packet kept whole. OpenSSH sends at most 256 KiB of data per packet, and
 /// refuses packets over 256 KiB; other implementations stay below that.
@@ -23,7 +23,7 @@ pub struct Packets {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Cut {
     /// A whole packet: its type and payload.
-    Packet(u8, Vec<u8>),
+    Packet(u8, Bytes),
     /// The stream cannot be followed any more (the bytes still pass; this is said once).
     Lost(String),
 }
@@ -55,8 +55,9 @@ impl Packets {
                 break;
             }
             self.buffer.advance(4);
-            let packet = self.buffer.split_to(length);
-            cuts.push(Cut::Packet(packet[0], packet[1..].to_vec()));
+            // Split off, not copied: a 256 KiB write is copied once, into the buffer.
+            let packet = self.buffer.split_to(length).freeze();
+            cuts.push(Cut::Packet(packet[0], packet.slice(1..)));
         }
         cuts
     }
@@ -182,8 +183,8 @@ mod tests {
             assert_eq!(
                 cuts,
                 [
-                    Cut::Packet(1, 3u32.to_be_bytes().to_vec()),
-                    Cut::Packet(17, b"abc".to_vec())
+                    Cut::Packet(1, Bytes::copy_from_slice(&3u32.to_be_bytes())),
+                    Cut::Packet(17, Bytes::from_static(b"abc"))
                 ]
             );
         }
