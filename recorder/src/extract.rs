@@ -2,14 +2,13 @@
 //! (`portcullis recordings cat`): only from a file that verifies, or — when asked to
 //! anyway — only the part of it that does.
 
-use std::fs;
-use std::io::{self, BufReader, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::chain::ChainKey;
-use crate::framed::{self, FrameKind, Stream, Unit, UnitReader};
-use crate::verify::{Verdict, VerifyError, check_file, is_framed};
+use crate::framed::{self, FrameKind, Stream};
+use crate::verify::{Verdict, VerifyError, check_file, check_file_visiting, is_framed};
 
 /// What was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,8 +128,9 @@ pub fn survey(path: &Path, key: &ChainKey, preview: usize) -> Result<Survey, Ext
     })
 }
 
-/// Verifies the framed recording at `path`, then hands each frame that verified to `visit`,
-/// in order. Refused when it does not verify, unless `force`.
+/// Hands each frame of the framed recording at `path` that verifies to `visit`, in order, as
+/// it is checked (one pass). Refused when the recording does not verify, unless `force`:
+/// only then is it checked first, so that nothing is visited of a recording that is refused.
 fn each_verified_frame(
     path: &Path,
     key: &ChainKey,
@@ -140,38 +140,42 @@ fn each_verified_frame(
     if !is_framed(path) {
         return Err(ExtractError::NotFramed(path.to_owned()));
     }
-    let (verdict, units) = check_file(path, key)?;
-    if !verdict.is_intact() && !force {
-        return Err(ExtractError::NotIntact(verdict));
+    if !force {
+        let (verdict, _) = check_file(path, key)?;
+        if !verdict.is_intact() {
+            return Err(ExtractError::NotIntact(verdict));
+        }
     }
-    let read_error = |source| {
-        ExtractError::Read(VerifyError::Read {
-            path: path.to_owned(),
-            source,
-        })
+    let mut failure = None;
+    let mut index = 0;
+    let mut intact_until = Duration::ZERO;
+    let mut stop = |error: ExtractError| {
+        failure = Some(error);
+        io::Error::other("stopped")
     };
-    let file = fs::File::open(path).map_err(read_error)?;
-    let mut reader = UnitReader::new(BufReader::with_capacity(256 * 1024, file));
-    let mut extracted = Extracted {
+    let checked = check_file_visiting(path, key, &mut |unit| {
+        index += 1;
+        // The header line is the first unit.
+        if index == 1 {
+            return Ok(());
+        }
+        let frame = framed::decode_frame(unit).map_err(|error| {
+            stop(ExtractError::Frame {
+                frame: index - 1,
+                error,
+            })
+        })?;
+        intact_until = frame.at;
+        visit(&frame).map_err(&mut stop)
+    });
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    let (verdict, units) = checked?;
+    Ok(Extracted {
         verdict,
         bytes: 0,
         intact_frames: units.saturating_sub(1),
-        intact_until: Duration::ZERO,
-    };
-    // The header, then the frames that verified.
-    for index in 0..units {
-        let Unit::Whole(unit) = reader.next_unit().map_err(read_error)? else {
-            break;
-        };
-        if index == 0 {
-            continue;
-        }
-        let frame = framed::decode_frame(&unit).map_err(|error| ExtractError::Frame {
-            frame: index,
-            error,
-        })?;
-        extracted.intact_until = frame.at;
-        visit(&frame)?;
-    }
-    Ok(extracted)
+        intact_until,
+    })
 }

@@ -81,6 +81,17 @@ pub fn verify_file(cast: &Path, key: &ChainKey) -> Result<Verdict, VerifyError> 
 
 /// [`verify_file`], and how many units (header included) are vouched for.
 pub(crate) fn check_file(cast: &Path, key: &ChainKey) -> Result<(Verdict, usize), VerifyError> {
+    check_file_visiting(cast, key, &mut |_| Ok(()))
+}
+
+/// [`check_file`], handing each unit that checks out to `visit` as it is read (in the same
+/// pass: what is visited is what was verified). A visitor error stops the check and comes
+/// back as a read error.
+pub(crate) fn check_file_visiting(
+    cast: &Path,
+    key: &ChainKey,
+    visit: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> Result<(Verdict, usize), VerifyError> {
     let read_error = |source| VerifyError::Read {
         path: cast.to_owned(),
         source,
@@ -97,6 +108,18 @@ pub(crate) fn check_file(cast: &Path, key: &ChainKey) -> Result<(Verdict, usize)
             });
         }
     };
+    // Units of a recording put in another's place are not handed out (the verdict says so).
+    let named = cast.file_stem().map(|stem| stem.to_string_lossy());
+    let recorded = mac_text
+        .lines()
+        .next()
+        .and_then(|first| first.strip_prefix(MAC_MAGIC))
+        .map(str::trim);
+    let misplaced =
+        matches!((&named, recorded), (Some(named), Some(recorded)) if named != recorded);
+    let mut no_visit = |_: &[u8]| Ok(());
+    let visit: &mut dyn FnMut(&[u8]) -> io::Result<()> =
+        if misplaced { &mut no_visit } else { visit };
     let (verdict, units) = if is_framed(cast) {
         let file = fs::File::open(cast).map_err(read_error)?;
         let mut units = framed::UnitReader::new(io::BufReader::with_capacity(256 * 1024, file));
@@ -106,20 +129,13 @@ pub(crate) fn check_file(cast: &Path, key: &ChainKey) -> Result<(Verdict, usize)
             Ok(framed::Unit::End) => None,
             Err(e) => Some(Err(e)),
         });
-        check_units(units, &mac_text, key, Noun::Frame).map_err(read_error)?
+        check_units(units, &mac_text, key, Noun::Frame, visit).map_err(read_error)?
     } else {
         let bytes = fs::read(cast).map_err(read_error)?;
         check_lines(&bytes, &mac_text, key)
     };
-    let named = cast.file_stem().map(|stem| stem.to_string_lossy());
-    let recorded = mac_text
-        .lines()
-        .next()
-        .and_then(|first| first.strip_prefix(MAC_MAGIC))
-        .map(str::trim);
-    if let (Some(named), Some(recorded)) = (named, recorded)
+    if let (true, Some(named), Some(recorded)) = (misplaced, named, recorded)
         && !matches!(verdict, Verdict::Tampered { .. })
-        && named != recorded
     {
         return Ok((
             tampered(
@@ -183,21 +199,22 @@ fn check_lines(cast: &[u8], mac: &str, key: &ChainKey) -> (Verdict, usize) {
         .into_iter()
         .map(|line| Ok(Piece::Unit(line.to_vec())))
         .chain(fragment.map(|_| Ok(Piece::Fragment)));
-    match check_units(pieces, mac, key, Noun::Line) {
+    match check_units(pieces, mac, key, Noun::Line, &mut |_| Ok(())) {
         Ok(checked) => checked,
         // The pieces come from memory: reading them cannot fail.
         Err(e) => (tampered(0, e.to_string()), 0),
     }
 }
 
-/// Checks the units of a recording against its integrity file's text. Returns the verdict
-/// and how many units (header included) are vouched for: everything before the first that
-/// differs, or that has no tag yet.
+/// Checks the units of a recording against its integrity file's text, handing each one that
+/// checks out to `visit`. Returns the verdict and how many units (header included) are
+/// vouched for: everything before the first that differs, or that has no tag yet.
 pub(crate) fn check_units(
     pieces: impl Iterator<Item = io::Result<Piece>>,
     mac: &str,
     key: &ChainKey,
     noun: Noun,
+    visit: &mut dyn FnMut(&[u8]) -> io::Result<()>,
 ) -> io::Result<(Verdict, usize)> {
     let mut mac_lines = mac.lines();
     let Some(id) = mac_lines
@@ -264,6 +281,7 @@ pub(crate) fn check_units(
         if units == 0 && header_names(&unit).is_some_and(|named| named != id) {
             return Ok((tampered(1, "the header names a different recording"), 0));
         }
+        visit(&unit)?;
         units += 1;
     }
     if tags.len() > units {

@@ -132,38 +132,28 @@ fn sftp_operations_are_audited_with_paths_sizes_and_sha256() {
 #[test]
 fn scp_uploads_and_downloads_are_audited_with_their_sha256() {
     let world = World::start(|_, _, _| {});
-    let local = world.path("scp-local.bin");
-    let data = content(700_000, 2);
+    let (data, remote) = scp_round_trip(&world, "scp", 700_000, false);
+    assert_transfers_audited(&world, &data, &remote, 2);
+}
+
+/// Copies a file up to web01 and back with scp (`legacy`: `scp -O`); the content and the
+/// remote path it went through.
+fn scp_round_trip(world: &World, name: &str, len: usize, legacy: bool) -> (Vec<u8>, String) {
+    let local = world.path(&format!("{name}-local.bin"));
+    let data = content(len, len as u32);
     std::fs::write(&local, &data).unwrap();
-    let remote = world.path("scp-remote.bin");
-    let back = world.path("scp-back.bin");
+    let remote = world
+        .path(&format!("{name}-remote.bin"))
+        .display()
+        .to_string();
+    let back = world.path(&format!("{name}-back.bin"));
     let client = world.alice("alice+web01");
-    let up = client.scp(
-        &local.display().to_string(),
-        &format!(":{}", remote.display()),
-        false,
-    );
+    let up = client.scp(&local.display().to_string(), &format!(":{remote}"), legacy);
     assert_eq!(up.code, Some(0), "{up:?}");
-    let down = client.scp(
-        &format!(":{}", remote.display()),
-        &back.display().to_string(),
-        false,
-    );
+    let down = client.scp(&format!(":{remote}"), &back.display().to_string(), legacy);
     assert_eq!(down.code, Some(0), "{down:?}");
     assert_eq!(std::fs::read(&back).unwrap(), data);
-    channel_ended(&world, 2);
-    let closes = events(&world, "sftp.close");
-    let remote = remote.display().to_string();
-    let wrote = closes
-        .iter()
-        .find(|e| e["path"] == remote && e["bytes_written"] == data.len())
-        .unwrap_or_else(|| panic!("{closes:#?}"));
-    assert_eq!(wrote["sha256"], sha256(&data));
-    let read = closes
-        .iter()
-        .find(|e| e["path"] == remote && e["bytes_read"] == data.len())
-        .unwrap_or_else(|| panic!("{closes:#?}"));
-    assert_eq!(read["sha256"], sha256(&data));
+    (data, remote)
 }
 
 /// The SHA256 fingerprint of the bastion's host key, as PuTTY's `-hostkey` takes it.
@@ -299,28 +289,9 @@ client.close()
 #[test]
 fn legacy_scp_uploads_and_downloads_are_audited_with_names_sizes_and_sha256() {
     let world = World::start(|_, _, _| {});
-    let local = world.path("legacy-local.bin");
-    let data = content(333_333, 5);
-    std::fs::write(&local, &data).unwrap();
-    let remote = world.path("legacy-remote.bin");
-    let back = world.path("legacy-back.bin");
-    let client = world.alice("alice+web01");
-    let up = client.scp(
-        &local.display().to_string(),
-        &format!(":{}", remote.display()),
-        true,
-    );
-    assert_eq!(up.code, Some(0), "{up:?}");
-    let down = client.scp(
-        &format!(":{}", remote.display()),
-        &back.display().to_string(),
-        true,
-    );
-    assert_eq!(down.code, Some(0), "{down:?}");
-    assert_eq!(std::fs::read(&back).unwrap(), data);
+    let (data, remote) = scp_round_trip(&world, "legacy", 333_333, true);
     channel_ended(&world, 2);
     let files = events(&world, "scp.file");
-    let remote = remote.display().to_string();
     for (direction, name) in [
         ("upload", "legacy-local.bin"),
         ("download", "legacy-remote.bin"),

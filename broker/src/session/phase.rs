@@ -53,14 +53,6 @@ pub struct Closing {
 }
 
 impl Phase {
-    /// The client's handle, once logged in (not while closing).
-    pub fn handle(&self) -> Option<&Handle> {
-        match self {
-            Phase::Authorized { handle, .. } | Phase::Relaying { handle, .. } => Some(handle),
-            Phase::Authenticating | Phase::Closing(_) => None,
-        }
-    }
-
     /// The upstream connection the session holds, whichever way it was made: relayed, just
     /// connected for a target, or made by an activation on one of the channels.
     pub fn upstream(&self) -> Option<Arc<Upstream>> {
