@@ -549,6 +549,11 @@ name = "broken"
 roles = ["web admins"]
 pattern = ""
 approvers = ["ghosts"]
+[[command_rules]]
+name = "ask-before-writing"
+kind = "sftp"
+pattern = "^write "
+action = "warn"
 "#;
         let rendered = match from_toml_str(&format!("{GOOD}{bad}")) {
             Err(ConfigError::Invalid { problems, .. }) => {
@@ -573,6 +578,10 @@ approvers = ["ghosts"]
         assert!(has("command_rules[2].pattern: is missing"), "{rendered:#?}");
         assert!(
             has("command_rules[2].approvers[0]: no role named \"ghosts\""),
+            "{rendered:#?}"
+        );
+        assert!(
+            has("command_rules[3].action: \"warn\" cannot apply to file operations"),
             "{rendered:#?}"
         );
         let good = r#"

@@ -339,7 +339,10 @@ pub struct CommandRuleConfig {
     pub roles: Vec<String>,
     /// Target names or globs it applies to; empty (the default) means all.
     pub targets: Vec<String>,
-    /// A regular expression searched in the whole command line.
+    /// What the rule looks at: command lines (the default) or file operations.
+    pub kind: RuleKind,
+    /// A regular expression searched in the whole command line (for `kind = "sftp"`, the
+    /// line `"<op> <path>"`, e.g. `write /etc/sudoers`).
     pub pattern: String,
     /// What happens to a matching line.
     pub action: CommandAction,
@@ -348,6 +351,29 @@ pub struct CommandRuleConfig {
     /// For `review`: roles whose members may approve the line; default: the session role's
     /// approvers.
     pub approvers: Vec<String>,
+}
+
+/// `command_rules[].kind`: what a rule's pattern is matched against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleKind {
+    /// Command lines: typed at a terminal, or an exec request.
+    #[default]
+    Command,
+    /// File operations over SFTP (and so OpenSSH's scp): `read PATH`, `write PATH`,
+    /// `remove PATH`, `rename PATH`, `mkdir PATH`, `rmdir PATH`, `setstat PATH`,
+    /// `symlink PATH`, `list PATH`.
+    Sftp,
+}
+
+impl RuleKind {
+    /// The config word.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RuleKind::Command => "command",
+            RuleKind::Sftp => "sftp",
+        }
+    }
 }
 
 /// `command_rules[].action`, from the mildest to the most severe.

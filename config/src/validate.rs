@@ -105,6 +105,20 @@ impl Config {
                     ));
                 }
             }
+            if rule.kind == crate::schema::RuleKind::Sftp
+                && matches!(
+                    rule.action,
+                    crate::schema::CommandAction::Warn | crate::schema::CommandAction::Review
+                )
+            {
+                problems.push(Problem::new(
+                    at.key("action"),
+                    format!(
+                        "{:?} cannot apply to file operations (it asks the user at a terminal, which an sftp session has none of): use allow, log, deny or terminate",
+                        rule.action.as_str()
+                    ),
+                ));
+            }
             if rule.action == crate::schema::CommandAction::Review && rule.approvers.is_empty() {
                 let covered = |role: &str| {
                     rule.roles.is_empty()

@@ -4,7 +4,7 @@
 //! compiled into one [`RegexSet`], so a line is scanned once however many rules there are;
 //! the role and target globs are only consulted for the patterns that matched.
 
-use portcullis_config::{CommandAction, Config};
+use portcullis_config::{CommandAction, Config, RuleKind};
 use regex::RegexSet;
 
 use crate::access::PolicyError;
@@ -21,16 +21,18 @@ pub struct CommandRule {
     pub message: Option<String>,
     /// For `review`: who approves (empty: the session role's approvers).
     pub approvers: Vec<String>,
+    /// What it looks at: command lines or file operations.
+    pub kind: RuleKind,
     roles: Vec<String>,
     targets: Vec<String>,
 }
 
 impl CommandRule {
-    fn applies(&self, role: &str, target: &str) -> bool {
+    fn applies(&self, kind: RuleKind, role: &str, target: &str) -> bool {
         let covers = |patterns: &[String], name: &str| {
             patterns.is_empty() || patterns.iter().any(|p| glob::matches(p, name))
         };
-        covers(&self.roles, role) && covers(&self.targets, target)
+        self.kind == kind && covers(&self.roles, role) && covers(&self.targets, target)
     }
 
     /// `blocked by rule NAME: MESSAGE` (or without the message).
@@ -82,6 +84,7 @@ impl CommandRules {
                 action: rule.action,
                 message: rule.message.clone(),
                 approvers: rule.approvers.clone(),
+                kind: rule.kind,
                 roles: rule.roles.clone(),
                 targets: rule.targets.clone(),
             })
@@ -89,15 +92,31 @@ impl CommandRules {
         Ok(Self { rules, patterns })
     }
 
-    /// Whether any rule applies to sessions of `role` on `target` (if none, lines need not
-    /// be watched for rules, only audited).
+    /// Whether any command-line rule applies to sessions of `role` on `target` (if none,
+    /// lines need not be watched for rules, only audited).
     pub fn any_for(&self, role: &str, target: &str) -> bool {
-        self.rules.iter().any(|r| r.applies(role, target))
+        self.any_of_kind_for(RuleKind::Command, role, target)
     }
 
-    /// The rule `line` meets in a `role` session on `target`: the first in config order whose
-    /// pattern matches and which applies there. `None`: no rule, the line runs.
+    /// Whether any rule of `kind` applies to sessions of `role` on `target`.
+    pub fn any_of_kind_for(&self, kind: RuleKind, role: &str, target: &str) -> bool {
+        self.rules.iter().any(|r| r.applies(kind, role, target))
+    }
+
+    /// The rule a command `line` meets in a `role` session on `target`: the first in config
+    /// order whose pattern matches and which applies there. `None`: no rule, the line runs.
     pub fn evaluate(&self, role: &str, target: &str, line: &str) -> Option<&CommandRule> {
+        self.evaluate_kind(RuleKind::Command, role, target, line)
+    }
+
+    /// The rule a line of `kind` meets (for file operations: `"<op> <path>"`).
+    pub fn evaluate_kind(
+        &self,
+        kind: RuleKind,
+        role: &str,
+        target: &str,
+        line: &str,
+    ) -> Option<&CommandRule> {
         if self.rules.is_empty() {
             return None;
         }
@@ -105,20 +124,24 @@ impl CommandRules {
             .matches(line)
             .into_iter()
             .map(|index| &self.rules[index])
-            .find(|rule| rule.applies(role, target))
+            .find(|rule| rule.applies(kind, role, target))
     }
 
     /// For several readings of one line (what the screen shows, what was typed): the most
     /// severe rule any of them meets, with the (first) reading that met it.
     pub fn evaluate_readings<'a, 'l>(
         &'a self,
+        kind: RuleKind,
         role: &str,
         target: &str,
         readings: impl IntoIterator<Item = &'l str>,
     ) -> Option<(&'a CommandRule, &'l str)> {
         readings
             .into_iter()
-            .filter_map(|line| self.evaluate(role, target, line).map(|rule| (rule, line)))
+            .filter_map(|line| {
+                self.evaluate_kind(kind, role, target, line)
+                    .map(|rule| (rule, line))
+            })
             .fold(None, |best, (rule, line)| match best {
                 Some((kept, _)) if kept.action >= rule.action => best,
                 _ => Some((rule, line)),
@@ -219,6 +242,7 @@ action = "terminate"
         let r = rules(RULES);
         let (rule, line) = r
             .evaluate_readings(
+                RuleKind::Command,
                 "ops",
                 "db-prod",
                 ["systemctl restart x", "ls", "forbidden-terminate"],
@@ -227,9 +251,41 @@ action = "terminate"
         assert_eq!(rule.name, "bye");
         assert_eq!(line, "forbidden-terminate");
         assert!(
-            r.evaluate_readings("ops", "db-prod", ["ls", "pwd"])
+            r.evaluate_readings(RuleKind::Command, "ops", "db-prod", ["ls", "pwd"])
                 .is_none()
         );
+    }
+
+    #[test]
+    fn file_rules_see_only_file_operations_and_command_rules_only_commands() {
+        let r = rules(
+            r#"
+[[command_rules]]
+name = "sudoers"
+kind = "sftp"
+pattern = '^write /etc/sudoers$'
+action = "deny"
+[[command_rules]]
+name = "no-write-word"
+pattern = '^write '
+action = "deny"
+"#,
+        );
+        let file = |line| {
+            r.evaluate_kind(RuleKind::Sftp, "ops", "web01", line)
+                .map(|x| x.name.as_str())
+        };
+        assert_eq!(file("write /etc/sudoers"), Some("sudoers"));
+        assert_eq!(file("read /etc/sudoers"), None);
+        // The command rule `^write ` does not look at file operations, and vice versa.
+        assert_eq!(file("write /tmp/x"), None);
+        assert_eq!(
+            r.evaluate("ops", "web01", "write /etc/sudoers")
+                .map(|x| x.name.as_str()),
+            Some("no-write-word")
+        );
+        assert!(r.any_of_kind_for(RuleKind::Sftp, "ops", "web01"));
+        assert!(!rules("").any_of_kind_for(RuleKind::Sftp, "ops", "web01"));
     }
 
     #[test]

@@ -147,9 +147,15 @@ impl SshCommand {
 
     /// `sftp -b -` with a batch of commands.
     pub fn sftp(&self, batch: &str) -> Ran {
+        self.sftp_with(&[], batch)
+    }
+
+    /// `sftp -b -` with more options (`-s /usr/lib/openssh/sftp-server`…).
+    pub fn sftp_with(&self, options: &[&str], batch: &str) -> Ran {
         use std::io::Write;
         let mut child = Command::new("timeout")
             .args(["-k", "5", "120", "sftp"])
+            .args(options)
             .args(self.common_args())
             .arg("-P")
             .arg(self.address.port().to_string())

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::flow::Flow;
 use super::gate::screen::Screen;
-use super::{Downlink, Replies, Start, lock};
+use super::{Downlink, Insertions, Replies, Start, lock};
 use crate::bastion::notice;
 use crate::live::{EndReason, Notice, SessionShared};
 use crate::services::Services;
@@ -72,6 +72,9 @@ struct ChannelState {
     said: Vec<String>,
     /// The file-transfer audit (sftp, legacy scp).
     watch: Option<Box<dyn super::Watch>>,
+    /// The bastion's own answers for the client (sftp refusals), written between the
+    /// server's packets.
+    insertions: Option<Arc<Insertions>>,
 }
 
 impl ChannelState {
@@ -83,7 +86,22 @@ impl ChannelState {
             Downlink::Screen(screen) => self.screen = Some(screen),
             Downlink::Say(text) => self.said.push(text),
             Downlink::Watch(watch) => self.watch = Some(watch),
+            Downlink::Insertions(insertions) => self.insertions = Some(insertions),
         }
+    }
+
+    /// The answers to write now, if any wait: in the output just seen, after its last
+    /// whole packet (`seen` bytes long; 0 when nothing was), so never inside a packet.
+    /// `Some(at)`: where in those bytes they go.
+    fn insertions_due(&self, seen: usize) -> Option<(usize, Vec<Bytes>)> {
+        let insertions = self.insertions.as_ref()?;
+        let partial = self.watch.as_ref().map_or(0, |watch| watch.partial());
+        if partial > seen {
+            // The server is inside a packet that began before these bytes.
+            return None;
+        }
+        let answers = insertions.take();
+        (!answers.is_empty()).then_some((seen - partial, answers))
     }
 }
 
@@ -158,6 +176,16 @@ impl DownlinkTask {
                             {
                                 notices_shown = notice.seq;
                                 self.show_notice(&notice.text, state).await;
+                            }
+                            continue;
+                        }
+                        () = queued(state.insertions.as_ref()) => {
+                            if let Some((_, answers)) = state.insertions_due(0)
+                                && !self.send_all(answers, state).await
+                            {
+                                return ChannelEnd::Session(
+                                    self.ending_reason(EndReason::ClientClosed),
+                                );
                             }
                             continue;
                         }
@@ -334,6 +362,14 @@ async fn record(state: &mut ChannelState, ext: Option<u32>, data: Bytes) {
     }
 }
 
+/// Resolves when answers of the bastion's are queued for the client.
+async fn queued(insertions: Option<&Arc<Insertions>>) {
+    match insertions {
+        Some(insertions) => insertions.queued().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves when `recording` has failed.
 async fn failed(recording: Option<&RecordingHandle>) -> Arc<str> {
     match recording {
@@ -343,16 +379,41 @@ async fn failed(recording: Option<&RecordingHandle>) -> Arc<str> {
 }
 
 impl DownlinkTask {
-    /// Records and sends upstream output to the client. False when the client is gone or
-    /// the session is ending.
+    /// Records and sends upstream output to the client, with any answers of the
+    /// bastion's that are due (see [`ChannelState::insertions_due`]). False when the client
+    /// is gone or the session is ending.
     async fn forward(&self, ext: Option<u32>, data: Bytes, state: &mut ChannelState) -> bool {
         if let Some(screen) = &state.screen {
             screen.feed(&data);
         }
-        if ext.is_none()
-            && let Some(watch) = state.watch.as_mut()
-        {
-            watch.see(&data);
+        if ext.is_none() {
+            if let Some(watch) = state.watch.as_mut() {
+                watch.see(&data);
+            }
+            if let Some((at, answers)) = state.insertions_due(data.len()) {
+                let tail = data.slice(at..);
+                return self.send(None, data.slice(..at), state).await
+                    && self.send_all(answers, state).await
+                    && self.send(None, tail, state).await;
+            }
+        }
+        self.send(ext, data, state).await
+    }
+
+    /// Sends the bastion's answers, in order, as output.
+    async fn send_all(&self, answers: Vec<Bytes>, state: &mut ChannelState) -> bool {
+        for answer in answers {
+            if !self.send(None, answer, state).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Records and sends bytes to the client.
+    async fn send(&self, ext: Option<u32>, data: Bytes, state: &mut ChannelState) -> bool {
+        if data.is_empty() {
+            return true;
         }
         // Waits when the recorder is behind, so output never outruns its recording by more
         // than a batch and the writer's queue.

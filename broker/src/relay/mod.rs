@@ -24,6 +24,7 @@
 mod downlink;
 pub mod flow;
 mod gate;
+pub mod insertions;
 mod recording;
 pub mod scp;
 pub mod sftp;
@@ -45,6 +46,7 @@ use crate::live::{EndReason, SessionShared};
 use crate::services::Services;
 use downlink::{DownlinkTask, downlink};
 use flow::Flow;
+pub use insertions::Insertions;
 use recording::start_recording;
 use uplink::{UplinkTask, uplink};
 
@@ -129,13 +131,27 @@ enum Downlink {
     Say(String),
     /// The file-transfer audit of this channel: what the server sends.
     Watch(Box<dyn Watch>),
+    /// The bastion's own answers to put into what the client is sent (sftp refusals).
+    Insertions(Arc<Insertions>),
 }
 
 /// Watches one direction of a channel's bytes as they pass (the file-transfer audits of
-/// sftp and legacy scp): it sees everything, changes nothing.
+/// sftp and legacy scp). It sees everything; only file rules make it hold anything back.
 pub trait Watch: Send + Sync {
     /// Bytes passing this way.
     fn see(&mut self, data: &[u8]);
+    /// The client's bytes on their way upstream: what goes on, which is all of them
+    /// unless rules cut a refused request out. `Err` (why) ends the channel: what must be
+    /// checked cannot be.
+    fn pass(&mut self, data: Bytes) -> Result<Vec<Bytes>, String> {
+        self.see(&data);
+        Ok(vec![data])
+    }
+    /// Bytes of this direction's current message seen but not complete: the bastion's
+    /// own answers go in only between messages.
+    fn partial(&self) -> usize {
+        0
+    }
     /// The channel ended.
     fn finish(&self);
 }
@@ -382,11 +398,15 @@ impl ChannelRelay {
                 .await;
             let _ = self.uplink.send(Uplink::Record(recording.clone()));
         }
-        if let Start::Subsystem(name) = &start
-            && name == "sftp"
-        {
-            let (client, server) =
-                sftp::SftpAudit::start(services.clone(), session.clone(), self.id.to_string());
+        if speaks_sftp(&start) {
+            let insertions = Arc::new(Insertions::default());
+            let (client, server) = sftp::SftpAudit::start(
+                services.clone(),
+                session.clone(),
+                self.id.to_string(),
+                insertions.clone(),
+            );
+            let _ = self.downlink.send(Downlink::Insertions(insertions)).await;
             let _ = self.downlink.send(Downlink::Watch(Box::new(server))).await;
             let _ = self.uplink.send(Uplink::Watch(Box::new(client)));
         }
@@ -515,6 +535,14 @@ impl ChannelRelay {
             )),
             _ => None,
         };
+        // A transfer the file rules cannot check is refused, whatever the command rules say.
+        let (refusal, action) = match refusal {
+            None => match self.escapes_file_rules(services, session, start) {
+                Some(why) => (Some(why), CommandAction::Deny),
+                None => (None, action),
+            },
+            refused => (refused, action),
+        };
         let outcome = match (&refusal, action) {
             (None, _) => "ran",
             (Some(_), CommandAction::Terminate) => "terminated",
@@ -545,6 +573,35 @@ impl ChannelRelay {
             message,
             status: BLOCKED_STATUS,
         })
+    }
+
+    /// Where file rules apply, a file transfer they could not check: legacy scp (its own
+    /// protocol, not SFTP) and an sftp server on a terminal (where the command gate, not
+    /// the SFTP reader, would see the bytes). `Some`: why it is refused.
+    fn escapes_file_rules(
+        &self,
+        services: &Services,
+        session: &SessionShared,
+        start: &Start,
+    ) -> Option<String> {
+        let ruled = services.command_rules.any_of_kind_for(
+            portcullis_config::RuleKind::Sftp,
+            session.role().unwrap_or_default(),
+            session.target().unwrap_or_default(),
+        );
+        if !ruled {
+            return None;
+        }
+        match start {
+            Start::Exec(command) if scp::parse_command(command).is_some() => Some(
+                "legacy scp (scp -O) cannot be checked against the file rules here: use scp without -O, or sftp".to_owned(),
+            ),
+            _ if speaks_sftp(start) && self.pty.is_some() => Some(
+                "an sftp server on a terminal cannot be checked against the file rules: run it without -t"
+                    .to_owned(),
+            ),
+            _ => None,
+        }
     }
 
     /// Client keystrokes or stdin. Waits while too much is queued for the upstream (see
@@ -592,6 +649,21 @@ impl ChannelRelay {
     /// A signal for the remote process.
     pub async fn signal(&self, signal: Sig) {
         self.control(Uplink::Signal(signal)).await;
+    }
+}
+
+/// Whether the channel speaks SFTP: the sftp subsystem, or an sftp server run as a command
+/// (`ssh host /usr/lib/openssh/sftp-server`, what `sftp -s` does), which must not escape the
+/// file audit and rules.
+fn speaks_sftp(start: &Start) -> bool {
+    match start {
+        Start::Subsystem(name) => name == "sftp",
+        Start::Exec(command) => command
+            .split_whitespace()
+            .next()
+            .and_then(|program| program.rsplit('/').next())
+            .is_some_and(|name| name == "sftp-server"),
+        Start::Shell => false,
     }
 }
 

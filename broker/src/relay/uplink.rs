@@ -49,6 +49,8 @@ pub(super) async fn uplink(task: UplinkTask) {
     let mut watch: Option<Box<dyn super::Watch>> = None;
     // Messages the gate took off the queue while it waited, to handle next.
     let mut deferred: VecDeque<Uplink> = VecDeque::new();
+    // What the client sends can no longer be checked: it is dropped, not forwarded.
+    let mut cut_off = false;
     loop {
         let message = match deferred.pop_front() {
             Some(message) => Some(message),
@@ -66,6 +68,9 @@ pub(super) async fn uplink(task: UplinkTask) {
         let sent = match message {
             Uplink::Data(data) => {
                 flow.drained(data.len());
+                if cut_off {
+                    continue;
+                }
                 session.touch_input();
                 if let Some(active) = &recording
                     && active.has_failed()
@@ -96,14 +101,42 @@ pub(super) async fn uplink(task: UplinkTask) {
                 if record_input && let Some(active) = &recording {
                     let _ = active.input(data.clone()).await;
                 }
-                if let Some(watch) = watch.as_mut() {
-                    watch.see(&data);
+                let Some(watch) = watch.as_mut() else {
+                    let sent = tokio::select! {
+                        result = upstream.data_bytes(data) => result,
+                        () = session.control.ended() => Ok(()),
+                        () = closed.cancelled() => return,
+                    };
+                    if sent.is_err() {
+                        // The upstream channel is gone; the downlink sees it close.
+                        return;
+                    }
+                    continue;
+                };
+                let pieces = match watch.pass(data) {
+                    Ok(pieces) => pieces,
+                    Err(why) => {
+                        // Nothing more goes up: the server sees the end of its input and
+                        // ends the channel the usual way (a close sent from here would
+                        // leave the upstream's own close and exit status undelivered).
+                        tracing::warn!(parent: &session.span, %why, "ALERT: nothing more of this channel goes upstream");
+                        cut_off = true;
+                        let _ = upstream.eof().await;
+                        continue;
+                    }
+                };
+                let mut sent = Ok(());
+                for piece in pieces {
+                    sent = tokio::select! {
+                        result = upstream.data_bytes(piece) => result,
+                        () = session.control.ended() => Ok(()),
+                        () = closed.cancelled() => return,
+                    };
+                    if sent.is_err() {
+                        break;
+                    }
                 }
-                tokio::select! {
-                    result = upstream.data_bytes(data) => result,
-                    () = session.control.ended() => Ok(()),
-                    () = closed.cancelled() => return,
-                }
+                sent
             }
             Uplink::Eof => upstream.eof().await,
             Uplink::Close => {

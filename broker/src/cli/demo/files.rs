@@ -103,6 +103,15 @@ pattern = '^\s*(sudo\s+)?systemctl\s+(restart|stop)\s'
 action = "warn"
 message = "restarting a service interrupts its users"
 
+# File rules: sftp and scp. Try `sftp -F portcullis-demo/ssh_config alice+demo`, then
+# `put portcullis-demo/ssh_config forbidden.txt`: permission denied.
+[[command_rules]]
+name = "demo-forbidden-file"
+kind = "sftp"
+pattern = '^(write|remove|rename) .*/forbidden[^/]*$'
+action = "deny"
+message = "the demo's harmless example of a blocked file operation"
+
 [[command_rules]]
 name = "second-person"
 pattern = '^\s*(sudo\s+)?crontab\s+-r\b'
@@ -221,6 +230,22 @@ mod tests {
         );
         assert_eq!(action("crontab -r"), Some(("second-person".into(), Review)));
         assert_eq!(action("ls -la"), None);
+        let file = |line: &str| {
+            rules
+                .evaluate_kind(
+                    portcullis_config::RuleKind::Sftp,
+                    "demo-admins",
+                    "demo",
+                    line,
+                )
+                .map(|r| r.name.clone())
+        };
+        assert_eq!(
+            file("write /home/x/forbidden.txt").as_deref(),
+            Some("demo-forbidden-file")
+        );
+        assert_eq!(file("read /home/x/forbidden.txt"), None);
+        assert_eq!(file("write /home/x/notes.txt"), None);
     }
 
     #[test]

@@ -282,6 +282,7 @@ impl Gate {
         self.settle().await;
         let readings = self.screen_readings();
         let Some((rule, met)) = self.services.command_rules.evaluate_readings(
+            portcullis_config::RuleKind::Command,
             &self.role,
             &self.target,
             readings.iter().map(String::as_str),
@@ -578,6 +579,7 @@ impl Gate {
         }
         let rules = &self.services.command_rules;
         let matched = rules.evaluate_readings(
+            portcullis_config::RuleKind::Command,
             &self.role,
             &self.target,
             reading.candidates.iter().map(String::as_str),

@@ -1,23 +1,33 @@
-//! The file-transfer audit of an sftp channel (and so of OpenSSH's scp, which speaks SFTP):
-//! both directions' bytes are cut into packets as they pass ([`wire`]), and the
-//! conversation is followed ([`tracker`]) into one audit event per file operation. It only
-//! watches: every byte is relayed as it came, whether it parses or not.
+//! The file-transfer audit of an sftp channel (and so of OpenSSH's scp, which speaks SFTP),
+//! and its file rules: both directions' bytes are cut into packets as they pass ([`wire`]),
+//! the conversation is followed ([`tracker`]) into one audit event per file operation, and
+//! where `kind = "sftp"` rules apply, each request is checked ([`rules`]) before it goes on.
 //!
 //! ```text
-//! uplink ── client bytes ──▶ Direction(client) ─┐
-//!                                               ├─▶ Tracker ─▶ audit: sftp.open, sftp.close, …
-//! downlink ── server bytes ─▶ Direction(server) ┘
+//! uplink ── client bytes ──▶ Direction(client) ─┬─▶ Tracker ─▶ audit: sftp.open, sftp.close, …
+//!               refused request: not forwarded ─┤
+//!                   its PERMISSION_DENIED answer └─▶ Insertions ─▶ downlink, between packets
+//! downlink ── server bytes ─▶ Direction(server) ──▶ Tracker
 //! ```
+//!
+//! Without file rules it only watches: every byte is relayed as it came, whether it parses
+//! or not. With them, the client's bytes go on as whole packets (a refused one cut out),
+//! and a request whose path cannot be known is refused, since it cannot be checked.
 
+pub mod rules;
 pub mod tracker;
 pub mod wire;
 
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
+use portcullis_config::{CommandAction, RuleKind};
+use serde_json::json;
 use tracker::{SftpEvent, Tracker};
-use wire::{Cut, Packets};
+use wire::Packets;
 
-use crate::live::SessionShared;
+use super::Insertions;
+use crate::live::{EndReason, SessionShared};
 use crate::services::Services;
 
 /// One sftp channel's audit, shared by its two directions.
@@ -30,11 +40,19 @@ pub struct SftpAudit {
 
 impl SftpAudit {
     /// The audit of channel `channel`, and its two directions: the client's, the server's.
+    /// Where file rules apply to the session, the client's direction checks each request,
+    /// and answers a refused one through `insertions`.
     pub fn start(
         services: Arc<Services>,
         session: Arc<SessionShared>,
         channel: String,
+        insertions: Arc<Insertions>,
     ) -> (Direction, Direction) {
+        let ruled = services.command_rules.any_of_kind_for(
+            RuleKind::Sftp,
+            session.role().unwrap_or_default(),
+            session.target().unwrap_or_default(),
+        );
         let audit = Arc::new(Self {
             services,
             session,
@@ -46,11 +64,13 @@ impl SftpAudit {
                 audit: audit.clone(),
                 packets: Packets::default(),
                 from_client: true,
+                rules: ruled.then_some(insertions),
             },
             Direction {
                 audit,
                 packets: Packets::default(),
                 from_client: false,
+                rules: None,
             },
         )
     }
@@ -63,6 +83,70 @@ impl SftpAudit {
 
     fn record(&self, events: Vec<SftpEvent>) {
         record(&self.services, &self.session, &self.channel, events);
+    }
+
+    /// Checks a client request against the file rules: `None` lets it go on; `Some` is
+    /// the answer it gets instead (and the rule may end the session).
+    fn check(&self, tracker: &Tracker, kind: u8, payload: &[u8]) -> Option<Bytes> {
+        let reading = rules::read_request(kind, payload, tracker.home(), |handle| {
+            tracker.handle_path(handle)
+        });
+        let role = self.session.role().unwrap_or_default();
+        let target = self.session.target().unwrap_or_default();
+        let (id, line, rule, refusal) = match reading {
+            rules::Reading::Unchecked => return None,
+            rules::Reading::Unreadable { id, op, why } => (
+                id,
+                format!("{op} ?"),
+                None,
+                Some(format!(
+                    "portcullis: refused: {why}, so the file rules cannot be checked"
+                )),
+            ),
+            rules::Reading::Lines { id, lines } => {
+                let (rule, line) = match self.services.command_rules.evaluate_readings(
+                    RuleKind::Sftp,
+                    role,
+                    target,
+                    lines.iter().map(String::as_str),
+                ) {
+                    Some((rule, line)) => (rule, line.to_owned()),
+                    // No rule: the sftp.* events audit it.
+                    None => return None,
+                };
+                let refusal = (rule.action >= CommandAction::Warn)
+                    .then(|| format!("portcullis: blocked by {}", rule.describe()));
+                (id, line, Some(rule), refusal)
+            }
+        };
+        let action = rule.map_or(CommandAction::Deny, |r| r.action);
+        let outcome = match (&refusal, action) {
+            (None, _) => "ran",
+            (Some(_), CommandAction::Terminate) => "terminated",
+            (Some(_), _) => "blocked",
+        };
+        self.services.audit.record(
+            self.session
+                .audit("command")
+                .with("channel", self.channel.as_str())
+                .with("role", role)
+                .with("kind", "sftp")
+                .with("line", line.as_str())
+                .with("rule", rule.map(|r| r.name.as_str()))
+                .with("action", action.as_str())
+                .with("outcome", outcome)
+                .with("uncertain", rule.is_none()),
+        );
+        let message = refusal?;
+        crate::metrics::Metrics::count(&self.services.metrics.commands_blocked_total);
+        tracing::warn!(parent: &self.session.span, line = %crate::text::Shown(&line), rule = rule.map(|r| r.name.as_str()), "ALERT: file operation stopped by a rule");
+        if let (Some(rule), CommandAction::Terminate) = (rule, action) {
+            self.session.control.end(EndReason::CommandRule {
+                rule: rule.name.clone(),
+                message: rule.message.clone().unwrap_or_default(),
+            });
+        }
+        Some(rules::status(id, rules::PERMISSION_DENIED, &message))
     }
 }
 
@@ -82,29 +166,89 @@ pub struct Direction {
     audit: Arc<SftpAudit>,
     packets: Packets,
     from_client: bool,
+    /// File rules apply (client direction only): refusals are answered through these.
+    rules: Option<Arc<Insertions>>,
+}
+
+impl Direction {
+    fn from(&self) -> &'static str {
+        if self.from_client { "client" } else { "server" }
+    }
+
+    /// Cuts `data` into packets, follows them, and — with rules — checks the client's.
+    fn cut(&mut self, data: &[u8]) -> wire::Cutting {
+        let mut events = Vec::new();
+        let mut refusals = Vec::new();
+        let cutting = {
+            let audit = &self.audit;
+            let mut tracker = audit.tracker();
+            let from_client = self.from_client;
+            let ruled = self.rules.is_some();
+            self.packets.cut(data, ruled, |kind, payload| {
+                if !from_client {
+                    events.extend(tracker.response(kind, payload));
+                    return true;
+                }
+                if ruled && let Some(refusal) = audit.check(&tracker, kind, payload) {
+                    refusals.push(refusal);
+                    return false;
+                }
+                events.extend(tracker.request(kind, payload));
+                true
+            })
+        };
+        if let Some(why) = &cutting.lost {
+            events.extend(self.audit.tracker().lost(self.from(), why));
+        }
+        self.audit.record(events);
+        if let Some(insertions) = &self.rules {
+            for refusal in refusals {
+                insertions.push(refusal);
+            }
+        }
+        cutting
+    }
 }
 
 impl super::Watch for Direction {
     fn see(&mut self, data: &[u8]) {
-        let cuts = self.packets.push(data);
-        if cuts.is_empty() {
-            return;
+        self.cut(data);
+    }
+
+    fn pass(&mut self, data: Bytes) -> Result<Vec<Bytes>, String> {
+        if self.rules.is_none() {
+            self.cut(&data);
+            return Ok(vec![data]);
         }
-        let events: Vec<SftpEvent> = {
-            let mut tracker = self.audit.tracker();
-            cuts.into_iter()
-                .flat_map(|cut| match cut {
-                    Cut::Packet(kind, payload) if self.from_client => {
-                        tracker.request(kind, &payload)
-                    }
-                    Cut::Packet(kind, payload) => tracker.response(kind, &payload),
-                    Cut::Lost(why) => {
-                        tracker.lost(if self.from_client { "client" } else { "server" }, &why)
-                    }
-                })
-                .collect()
-        };
-        self.audit.record(events);
+        let cutting = self.cut(&data);
+        match cutting.lost {
+            // What cannot be cut into packets cannot be checked: the channel ends.
+            Some(why) => {
+                self.audit.services.audit.record(
+                    self.audit
+                        .session
+                        .audit("command")
+                        .with("channel", self.audit.channel.as_str())
+                        .with("kind", "sftp")
+                        .with("line", json!(null))
+                        .with("action", "deny")
+                        .with("outcome", "blocked")
+                        .with("uncertain", true)
+                        .with(
+                            "reason",
+                            format!("the client's stream cannot be followed: {why}"),
+                        ),
+                );
+                Err(format!(
+                    "the client's sftp stream cannot be followed ({why}), so the file rules cannot be checked"
+                ))
+            }
+            None => Ok(cutting.kept),
+        }
+    }
+
+    fn partial(&self) -> usize {
+        self.packets.partial()
     }
 
     fn finish(&self) {

@@ -51,6 +51,8 @@ enum Pending {
     },
     /// An operation on a path, audited when its status comes.
     Op(SftpEvent),
+    /// The real path of `.`: the answer names the directory relative paths start from.
+    Home,
     /// Nothing to audit (stat, realpath, directory listing…).
     Other,
 }
@@ -169,11 +171,24 @@ fn open_mode(flags: u32) -> String {
 pub struct Tracker {
     pending: HashMap<u32, Pending>,
     handles: HashMap<Vec<u8>, OpenFile>,
+    /// Where the server resolves relative paths from, once it has said.
+    home: Option<String>,
     unparseable: u32,
     untracked: u64,
 }
 
 impl Tracker {
+    /// The directory relative paths start from, once the server has said (clients ask for
+    /// the real path of `.` first).
+    pub fn home(&self) -> Option<&str> {
+        self.home.as_deref()
+    }
+
+    /// The path an open handle was opened with.
+    pub fn handle_path(&self, handle: &[u8]) -> Option<&str> {
+        self.handles.get(handle).map(|file| file.path.as_str())
+    }
+
     /// A packet from the client.
     pub fn request(&mut self, kind: u8, payload: &[u8]) -> Vec<SftpEvent> {
         if kind == 1 {
@@ -280,7 +295,11 @@ impl Tracker {
                     _ => Pending::Other,
                 }
             }
-            7 | 8 | 11 | 12 | 16 | 17 | 19 => Pending::Other,
+            16 => match f.bytes()? {
+                b"." | b"" => Pending::Home,
+                _ => Pending::Other,
+            },
+            7 | 8 | 11 | 12 | 17 | 19 => Pending::Other,
             _ => return None,
         };
         Some((id, pending))
@@ -370,6 +389,17 @@ impl Tracker {
                     }
                 }
                 vec![event]
+            }
+            Pending::Home => {
+                // NAME: a count, then the first name (a string), its long name, attributes.
+                if kind == 104
+                    && f.u32().is_some_and(|count| count >= 1)
+                    && let Some(path) = f.text()
+                    && path.starts_with('/')
+                {
+                    self.home = Some(path);
+                }
+                Vec::new()
             }
             Pending::Other => Vec::new(),
         }
@@ -488,6 +518,33 @@ mod tests {
         let last = tracker.finish();
         assert!(tracker.unparseable > MAX_UNPARSEABLE);
         assert!(last.iter().any(|e| e.name == "sftp.unparseable"));
+    }
+
+    #[test]
+    fn the_home_directory_is_learned_from_the_real_path_of_dot_only() {
+        let mut tracker = Tracker::default();
+        let name = |path: &[u8]| {
+            request(
+                7,
+                &[
+                    &1u32.to_be_bytes(),
+                    &string(path),
+                    &string(b""),
+                    &0u32.to_be_bytes(),
+                ],
+            )
+        };
+        // The real path of something else says nothing about where relative paths start.
+        tracker.request(16, &request(7, &[&string(b"/srv")]));
+        tracker.response(104, &name(b"/srv"));
+        assert_eq!(tracker.home(), None);
+        // A relative answer is not a home.
+        tracker.request(16, &request(7, &[&string(b".")]));
+        tracker.response(104, &name(b"srv"));
+        assert_eq!(tracker.home(), None);
+        tracker.request(16, &request(7, &[&string(b".")]));
+        tracker.response(104, &name(b"/root"));
+        assert_eq!(tracker.home(), Some("/root"));
     }
 
     #[test]

@@ -19,47 +19,80 @@ pub struct Packets {
     lost: bool,
 }
 
-/// What [`Packets::push`] found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Cut {
-    /// A whole packet: its type and payload.
-    Packet(u8, Bytes),
-    /// The stream cannot be followed any more (the bytes still pass; this is said once).
-    Lost(String),
+/// What [`Packets::cut`] did with the bytes it was given.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Cutting {
+    /// The packets kept, as raw bytes (length prefix included), consecutive ones in one
+    /// piece; complete packets only, in order.
+    pub kept: Vec<Bytes>,
+    /// The stream cannot be followed any more, and why (said once; nothing after the
+    /// packet that lost it is kept, then or later).
+    pub lost: Option<String>,
 }
 
 impl Packets {
-    /// Adds bytes; returns the packets they complete.
-    pub fn push(&mut self, data: &[u8]) -> Vec<Cut> {
-        let mut cuts = Vec::new();
+    /// Adds bytes and hands each packet they complete to `visit` (its type and payload),
+    /// which says whether to keep it. With `keep_bytes`, the kept packets' bytes are
+    /// returned (to forward them); without, only `visit` sees them.
+    pub fn cut(
+        &mut self,
+        data: &[u8],
+        keep_bytes: bool,
+        mut visit: impl FnMut(u8, &[u8]) -> bool,
+    ) -> Cutting {
+        let mut cutting = Cutting::default();
         if self.lost {
-            return cuts;
+            return cutting;
         }
         self.buffer.extend_from_slice(data);
-        while self.buffer.len() >= 4 {
-            let length = u32::from_be_bytes([
-                self.buffer[0],
-                self.buffer[1],
-                self.buffer[2],
-                self.buffer[3],
-            ]) as usize;
+        // Bytes at the front of the buffer that are whole packets, kept, not yet split off:
+        // consecutive kept packets leave in one piece.
+        let mut run = 0;
+        while self.buffer.len() - run >= 4 {
+            let at = &self.buffer[run..];
+            let length = u32::from_be_bytes([at[0], at[1], at[2], at[3]]) as usize;
             if length == 0 || length > MAX_PACKET {
+                // The whole packets before it are kept; nothing after it can be.
+                self.take(run, keep_bytes, &mut cutting);
                 self.lost = true;
                 self.buffer = BytesMut::new();
-                cuts.push(Cut::Lost(format!(
+                cutting.lost = Some(format!(
                     "a packet of {length} bytes (at most {MAX_PACKET} are expected)"
-                )));
-                return cuts;
+                ));
+                return cutting;
             }
-            if self.buffer.len() < 4 + length {
+            if at.len() < 4 + length {
                 break;
             }
-            self.buffer.advance(4);
-            // Split off, not copied: a 256 KiB write is copied once, into the buffer.
-            let packet = self.buffer.split_to(length).freeze();
-            cuts.push(Cut::Packet(packet[0], packet.slice(1..)));
+            if visit(at[4], &at[5..4 + length]) {
+                run += 4 + length;
+            } else {
+                self.take(run, keep_bytes, &mut cutting);
+                self.buffer.advance(4 + length);
+                run = 0;
+            }
         }
-        cuts
+        self.take(run, keep_bytes, &mut cutting);
+        cutting
+    }
+
+    /// Takes the first `run` bytes off the buffer, into `cutting` if they are kept.
+    fn take(&mut self, run: usize, keep_bytes: bool, cutting: &mut Cutting) {
+        if run == 0 {
+            return;
+        }
+        if keep_bytes {
+            // Split off, not copied: the bytes were copied once, into the buffer.
+            cutting.kept.push(self.buffer.split_to(run).freeze());
+        } else {
+            self.buffer.advance(run);
+        }
+    }
+
+    /// Bytes of a packet begun but not yet complete (0: the stream is between packets, or
+    /// cannot be followed).
+    pub fn partial(&self) -> usize {
+        self.buffer.len()
     }
 }
 
@@ -172,32 +205,80 @@ mod tests {
         out
     }
 
+    /// Packets as `visit` saw them (type, payload), and the bytes kept.
+    type Seen = (Vec<(u8, Vec<u8>)>, Vec<u8>);
+
+    /// Cuts `stream` in two at every point; returns what `visit` saw and what was kept.
+    fn cut_everywhere(stream: &[u8], keep: impl Fn(u8) -> bool) -> Vec<Seen> {
+        (0..stream.len())
+            .map(|split| {
+                let mut packets = Packets::default();
+                let mut seen = Vec::new();
+                let mut kept = Vec::new();
+                for part in [&stream[..split], &stream[split..]] {
+                    let cutting = packets.cut(part, true, |kind, payload| {
+                        seen.push((kind, payload.to_vec()));
+                        keep(kind)
+                    });
+                    assert_eq!(cutting.lost, None);
+                    kept.extend(cutting.kept.iter().flat_map(|b| b.to_vec()));
+                }
+                assert_eq!(packets.partial(), 0);
+                (seen, kept)
+            })
+            .collect()
+    }
+
     #[test]
     fn packets_are_cut_whatever_the_chunks() {
         let mut stream = packet(1, &3u32.to_be_bytes());
         stream.extend(packet(17, b"abc"));
-        for split in 0..stream.len() {
-            let mut packets = Packets::default();
-            let mut cuts = packets.push(&stream[..split]);
-            cuts.extend(packets.push(&stream[split..]));
+        for (seen, kept) in cut_everywhere(&stream, |_| true) {
             assert_eq!(
-                cuts,
-                [
-                    Cut::Packet(1, Bytes::copy_from_slice(&3u32.to_be_bytes())),
-                    Cut::Packet(17, Bytes::from_static(b"abc"))
-                ]
+                seen,
+                [(1, 3u32.to_be_bytes().to_vec()), (17, b"abc".to_vec())]
             );
+            assert_eq!(kept, stream);
         }
+    }
+
+    #[test]
+    fn a_packet_not_kept_is_cut_out_and_the_rest_goes_on_unchanged() {
+        let first = packet(3, b"open-this");
+        let refused = packet(13, b"remove-that");
+        let last = packet(4, b"close");
+        let stream = [first.clone(), refused, last.clone()].concat();
+        for (seen, kept) in cut_everywhere(&stream, |kind| kind != 13) {
+            assert_eq!(seen.len(), 3);
+            assert_eq!(kept, [first.clone(), last.clone()].concat());
+        }
+    }
+
+    #[test]
+    fn a_partial_packet_is_held_and_counted() {
+        let whole = packet(3, b"abc");
+        let mut packets = Packets::default();
+        let cutting = packets.cut(&whole[..5], true, |_, _| true);
+        assert!(cutting.kept.is_empty());
+        assert_eq!(packets.partial(), 5);
+        let cutting = packets.cut(&whole[5..], true, |_, _| true);
+        assert_eq!(cutting.kept, [Bytes::from(whole)]);
+        assert_eq!(packets.partial(), 0);
     }
 
     #[test]
     fn a_huge_or_empty_length_is_given_up_once_and_never_buffered() {
         for length in [u32::MAX, (MAX_PACKET + 1) as u32, 0] {
             let mut packets = Packets::default();
-            let cuts = packets.push(&length.to_be_bytes());
-            assert!(matches!(cuts.as_slice(), [Cut::Lost(_)]), "{length}");
-            assert!(packets.push(&[0u8; 4096]).is_empty());
+            let mut stream = packet(4, b"fine");
+            stream.extend(length.to_be_bytes());
+            let cutting = packets.cut(&stream, true, |_, _| true);
+            assert!(cutting.lost.is_some(), "{length}");
+            assert_eq!(cutting.kept, [Bytes::from(packet(4, b"fine"))]);
+            let cutting = packets.cut(&[0u8; 4096], true, |_, _| true);
+            assert_eq!(cutting, Cutting::default());
             assert!(packets.buffer.is_empty());
+            assert_eq!(packets.partial(), 0);
         }
     }
 
