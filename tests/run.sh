@@ -13,6 +13,7 @@ packages=(
     sudo passwd util-linux         # a real sudo prompt, useradd/chpasswd, mount
     curl                           # admin API calls from a chosen source address
     putty-tools python3-paramiko   # SFTP clients with their own SFTP code (the file audit)
+    git ansible-core               # tools admins drive over ssh, proven through the bastion
     chromium chromium-driver fonts-dejavu-core  # the web console tests
 )
 missing=()
