@@ -44,6 +44,7 @@ pub mod admin;
 pub mod anchors;
 pub mod app;
 pub mod audit;
+pub mod audit_query;
 pub mod authorized;
 pub mod bastion;
 pub mod catalog;

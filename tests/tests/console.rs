@@ -1,7 +1,8 @@
 //! The web console in a real headless Chromium, against a real bastion and sshd, with the
 //! stock ssh client in tmux on the other side: sign in, see a live session appear, watch
 //! what is typed, kill it, lock and unlock a user, replay a recording and jump through its
-//! commands, approve a waiting request, and a read-only token that can do none of that.
+//! commands, see a session's file transfers, approve a waiting request, and a read-only
+//! token that can do none of that.
 //! A screenshot of each page is kept in `target/console-screenshots/`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -274,6 +275,40 @@ fn a_recording_without_a_terminal_shows_its_streams_with_a_text_preview() {
     browser.wait_for_text("#recording-verdict", "intact");
     browser.wait_for_text("#recording-facts", "exact bytes per stream");
     browser.screenshot("streams");
+    console.no_console_problems();
+}
+
+#[test]
+fn a_session_page_lists_its_file_transfers_operation_by_operation() {
+    let console = console();
+    let browser = &console.browser;
+    let world = &console.world;
+    let local = world.path("console-up.txt");
+    std::fs::write(&local, "shown in the console\n").unwrap();
+    let remote = world.path("console-remote.txt").display().to_string();
+    let moved = format!("{remote}.moved");
+    let ran = world.alice("alice+web01").sftp(&format!(
+        "put {} {remote}\nrename {remote} {moved}\nrm {moved}\n",
+        local.display()
+    ));
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    let removed = world
+        .bastion
+        .wait_for_audit("sftp.remove", |e| e["path"] == moved.as_str());
+    let session = removed["session"].as_str().unwrap();
+    console.sign_in(READER);
+    console.open(&format!("#/sessions/{session}"));
+    let shown = browser.wait_for_text("#session-transfers", "rename");
+    for expected in [
+        remote.as_str(),
+        moved.as_str(),
+        "write,create,truncate",
+        "sha256 ",
+    ] {
+        assert!(shown.contains(expected), "{expected:?} not in {shown}");
+    }
+    browser.wait("#session-transfers tr[data-event=\"sftp.remove\"]");
+    browser.screenshot("session-transfers");
     console.no_console_problems();
 }
 

@@ -7,6 +7,8 @@ use serde_json::Value;
 
 use portcullis_tests::World;
 
+const READER: &str = "reader-token-0123456789";
+
 fn sha256(bytes: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }
@@ -31,7 +33,9 @@ fn content(len: usize, seed: u32) -> Vec<u8> {
 
 #[test]
 fn sftp_operations_are_audited_with_paths_sizes_and_sha256() {
-    let world = World::start(|_, _, _| {});
+    let world = World::start(|config, _, _| {
+        config.admin(&[("auditor", READER, &["read"])]);
+    });
     let local = world.path("local.bin");
     let data = content(1_500_000, 1);
     std::fs::write(&local, &data).unwrap();
@@ -97,7 +101,7 @@ fn sftp_operations_are_audited_with_paths_sizes_and_sha256() {
     assert!(
         symlinks
             .iter()
-            .any(|e| e["path"] == link && e["target"] == renamed),
+            .any(|e| e["path"] == link && e["points_to"] == renamed && e["target"] == "web01"),
         "{symlinks:#?}"
     );
     let removes = events(&world, "sftp.remove");
@@ -111,6 +115,61 @@ fn sftp_operations_are_audited_with_paths_sizes_and_sha256() {
         assert_eq!(event["target"], "web01");
         assert!(event["session"].as_str().is_some());
     }
+    // They are found by path: in `audit search --files` and the API, for one session.
+    let found = world
+        .bastion
+        .cli(&["audit", "search", "--files", r"renamed\.bin$"]);
+    assert_eq!(found.code, Some(0), "{found:?}");
+    let rename_row = found
+        .stdout
+        .lines()
+        .find(|l| l.contains("sftp.rename"))
+        .unwrap_or_else(|| panic!("{found:?}"));
+    assert!(
+        rename_row.contains(&format!("{up} -> {renamed}")),
+        "{rename_row}"
+    );
+    assert!(
+        found
+            .stdout
+            .contains(&format!("sha256={}", &sha256(&data)[..16])),
+        "{found:?}"
+    );
+    assert!(!found.stdout.contains("sftp.mkdir"), "{found:?}");
+    let session = opens[0]["session"].as_str().unwrap().to_owned();
+    let (status, answer) = world.bastion.api_request(
+        READER,
+        "GET",
+        &format!("/api/v1/transfers?q=renamed&session={session}"),
+        None,
+    );
+    assert_eq!(status, 200, "{answer}");
+    let names: Vec<&str> = answer["transfers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"sftp.rename") && names.contains(&"sftp.close"),
+        "{names:?}"
+    );
+    let (status, answer) = world.bastion.api_request(
+        READER,
+        "GET",
+        &format!("/api/v1/audit?event=sftp.*&session={session}"),
+        None,
+    );
+    assert_eq!(status, 200, "{answer}");
+    let listed = answer["events"].as_array().unwrap();
+    assert!(listed.len() >= 9, "{listed:#?}");
+    assert!(
+        listed
+            .iter()
+            .all(|e| e["event"].as_str().unwrap().starts_with("sftp.")
+                && e["session"] == session.as_str())
+    );
+
     // A failure is audited as one.
     let ran = world
         .alice("alice+web01")

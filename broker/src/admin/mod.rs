@@ -21,8 +21,11 @@
 //! GET    /api/v1/locks                   locked users                         read
 //! POST   /api/v1/locks                   {"user","reason","until"?}           operate
 //! DELETE /api/v1/locks/{user}                                                 operate
-//! GET    /api/v1/audit                   ?since=&event=&user=&limit=          read
+//! GET    /api/v1/audit                   ?since=&event=&user=&session=&limit= read
+//!        (event: a name, or a prefix and `*`: `sftp.*`)
 //! GET    /api/v1/commands                ?q=REGEX&user=&target=&since=&limit= read
+//! GET    /api/v1/transfers               file operations (sftp.*, scp.*)      read
+//!        ?q=REGEX (on their paths)&user=&target=&session=&since=&limit=
 //! GET    /api/v1/requests                open requests (?all=true)            read
 //! POST   /api/v1/requests/{id}/approve   {"comment"?}                         operate
 //! POST   /api/v1/requests/{id}/deny      {"reason"}                           operate
@@ -103,6 +106,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/locks/{user}", delete(routes::unlock_user))
         .route("/api/v1/audit", get(routes::audit))
         .route("/api/v1/commands", get(routes::commands))
+        .route("/api/v1/transfers", get(routes::transfers))
         .route("/api/v1/requests", get(access::list_requests))
         .route(
             "/api/v1/requests/{id}/approve",

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::AdminState;
 use super::auth::Caller;
 use super::error::ApiError;
-use crate::audit::AuditFilter;
+use crate::audit_query::AuditFilter;
 use crate::catalog;
 use crate::live::SessionShared;
 use crate::ops;
@@ -49,7 +49,7 @@ fn live_session(state: &AdminState, id: &str) -> ApiResult<Arc<SessionShared>> {
 /// Events of the audit log that pass `filter`, read off the runtime's threads.
 async fn search_audit(state: &AdminState, filter: AuditFilter) -> ApiResult<Vec<Value>> {
     let path = state.services.audit.path().to_owned();
-    tokio::task::spawn_blocking(move || crate::audit::query(&path, &filter))
+    tokio::task::spawn_blocking(move || crate::audit_query::query(&path, &filter))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::Internal(e.to_string()))
@@ -456,6 +456,18 @@ pub struct AuditQuery {
     since: Option<String>,
     event: Option<String>,
     user: Option<String>,
+    session: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Query of a file-transfer search.
+#[derive(Debug, Deserialize)]
+pub struct TransferQuery {
+    q: Option<String>,
+    user: Option<String>,
+    target: Option<String>,
+    session: Option<String>,
+    since: Option<String>,
     limit: Option<usize>,
 }
 
@@ -486,9 +498,33 @@ pub async fn commands(
         target: query.target,
         command: Some(pattern),
         limit: audit_limit(query.limit),
+        ..AuditFilter::default()
     };
     let events = search_audit(&state, filter).await?;
     Ok(Json(json!({ "commands": events })))
+}
+
+/// `GET /api/v1/transfers?q=REGEX&user=&target=&session=&since=&limit=`: file-transfer events
+/// (`sftp.*`, `scp.*`) naming a path the pattern finds, oldest first.
+pub async fn transfers(
+    caller: Caller,
+    State(state): State<Arc<AdminState>>,
+    Query(query): Query<TransferQuery>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Scope::Read)?;
+    let pattern = regex::Regex::new(query.q.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::BadRequest(format!("q is not a valid regular expression: {e}")))?;
+    let filter = AuditFilter {
+        since: since(query.since.as_deref())?,
+        user: query.user,
+        target: query.target,
+        session: query.session,
+        files: Some(pattern),
+        limit: audit_limit(query.limit),
+        ..AuditFilter::default()
+    };
+    let events = search_audit(&state, filter).await?;
+    Ok(Json(json!({ "transfers": events })))
 }
 
 /// `GET /api/v1/audit`
@@ -502,6 +538,7 @@ pub async fn audit(
         since: since(query.since.as_deref())?,
         event: query.event,
         user: query.user,
+        session: query.session,
         limit: audit_limit(query.limit),
         ..AuditFilter::default()
     };

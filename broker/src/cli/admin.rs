@@ -137,17 +137,26 @@ impl StreamArg {
 pub enum AuditCommand {
     /// Check the audit log's HMAC chain; exit 0 intact, 1 tampered.
     Verify(ConfigArg),
-    /// Command lines from the audit log (run, blocked, confirmed, held for review).
+    /// Command lines (run, blocked, confirmed, held for review) or file operations (sftp,
+    /// scp) from the audit log.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["command", "files"])))]
     Search {
         /// A regular expression the command line must contain a match of.
         #[arg(long)]
-        command: String,
+        command: Option<String>,
+        /// File operations instead: a regular expression a path they name must contain a
+        /// match of ('' for all).
+        #[arg(long)]
+        files: Option<String>,
         /// Only this user's.
         #[arg(long)]
         user: Option<String>,
         /// Only on this target.
         #[arg(long)]
         target: Option<String>,
+        /// Only in this session.
+        #[arg(long)]
+        session: Option<String>,
         /// Only since this time (RFC 3339, e.g. 2026-11-22T06:00:00Z).
         #[arg(long)]
         since: Option<String>,
@@ -201,6 +210,57 @@ fn print_commands(events: &[serde_json::Value], json: bool) {
             text("outcome"),
             text("rule"),
             text("line")
+        );
+    }
+}
+
+/// File operations as a table: time, who, where, which operation on which path, and what
+/// came of it (bytes, the content's sha256 abbreviated).
+fn print_transfers(events: &[serde_json::Value], json: bool) {
+    if json {
+        for event in events {
+            println!("{event}");
+        }
+        return;
+    }
+    println!(
+        "{:<24} {:<10} {:<10} {:<14} {:<8} PATH  DETAILS",
+        "TIME", "USER", "TARGET", "EVENT", "OUTCOME"
+    );
+    for event in events {
+        let text =
+            |key: &str| crate::text::one_line(event[key].as_str().unwrap_or("-")).into_owned();
+        let path = match (event["from"].as_str(), event["to"].as_str()) {
+            (Some(from), Some(to)) => format!("{from} -> {to}"),
+            _ => text("path"),
+        };
+        let mut details = Vec::new();
+        for key in [
+            "mode",
+            "bytes_read",
+            "bytes_written",
+            "size",
+            "points_to",
+            "attributes",
+        ] {
+            match &event[key] {
+                serde_json::Value::Null => {}
+                serde_json::Value::String(value) => details.push(format!("{key}={value}")),
+                value => details.push(format!("{key}={value}")),
+            }
+        }
+        if let Some(sha) = event["sha256"].as_str() {
+            details.push(format!("sha256={}", &sha[..sha.len().min(16)]));
+        }
+        println!(
+            "{:<24} {:<10} {:<10} {:<14} {:<8} {}  {}",
+            text("time"),
+            text("user"),
+            text("target"),
+            text("event"),
+            text("outcome"),
+            crate::text::one_line(&path),
+            crate::text::one_line(&details.join(" "))
         );
     }
 }
@@ -577,19 +637,24 @@ pub fn audit(command: AuditCommand) -> ExitCode {
         } => super::ops::audit_tail(follow, event, user, lines, api),
         AuditCommand::Search {
             command,
+            files,
             user,
             target,
+            session,
             since,
             limit,
             json,
             config,
         } => {
-            let pattern = match regex::Regex::new(&command) {
+            let (flag, text) = match (&command, &files) {
+                (Some(command), _) => ("--command", command),
+                (None, Some(files)) => ("--files", files),
+                (None, None) => return fail("give --command REGEX or --files REGEX"),
+            };
+            let pattern = match regex::Regex::new(text) {
                 Ok(pattern) => pattern,
                 Err(error) => {
-                    return fail(format!(
-                        "--command is not a valid regular expression: {error}"
-                    ));
+                    return fail(format!("{flag} is not a valid regular expression: {error}"));
                 }
             };
             let since = match since
@@ -607,15 +672,22 @@ pub fn audit(command: AuditCommand) -> ExitCode {
                 Err(code) => return code,
             };
             let path = DataDir::from_config(&loaded.config).audit_log();
-            let filter = crate::audit::AuditFilter {
+            let on_files = command.is_none();
+            let filter = crate::audit_query::AuditFilter {
                 since,
-                event: Some("command".to_owned()),
+                event: (!on_files).then(|| "command".to_owned()),
                 user,
                 target,
-                command: Some(pattern),
+                session,
+                command: (!on_files).then(|| pattern.clone()),
+                files: on_files.then_some(pattern),
                 limit,
             };
-            match crate::audit::query(&path, &filter) {
+            match crate::audit_query::query(&path, &filter) {
+                Ok(events) if on_files => {
+                    print_transfers(&events, json);
+                    ExitCode::SUCCESS
+                }
                 Ok(events) => {
                     print_commands(&events, json);
                     ExitCode::SUCCESS

@@ -1,7 +1,7 @@
-// One live session: its facts, its terminal as it happens, and (operate scope) a kill
-// button that asks for a reason.
+// One live session: its facts, its terminal as it happens, its file transfers (sftp, scp)
+// operation by operation, and (operate scope) a kill button that asks for a reason.
 
-import { el, fill, flash } from "../dom.js";
+import { el, fill, flash, table } from "../dom.js";
 import { bytes, duration, when } from "../format.js";
 
 const REFRESH_MS = 2000;
@@ -16,13 +16,26 @@ export function render(context, root, id) {
     facts,
   );
   if (context.canOperate) root.append(killForm(context, id));
-  root.append(el("h2", {}, "Live terminal"), state, terminal);
+  const transfers = el("div", { id: "session-transfers" });
+  root.append(el("h2", {}, "Live terminal"), state, terminal,
+    el("h2", {}, "File transfers"), transfers);
 
   let player = null;
+  let connected = false;
   let stopped = false;
   let timer = null;
 
+  async function showTransfers() {
+    try {
+      const result = await context.api.get("/api/v1/transfers", { session: id, limit: 500 });
+      if (!stopped) fill(transfers, transferTable(result.transfers));
+    } catch (error) {
+      if (!stopped) context.failed(error);
+    }
+  }
+
   async function refresh() {
+    showTransfers();
     try {
       const s = await context.api.get(`/api/v1/sessions/${id}`);
       if (stopped) return;
@@ -33,6 +46,11 @@ export function render(context, root, id) {
         return;
       }
       showFacts(facts, s);
+      // Watch only what is live: an ended session has no terminal to connect to.
+      if (!connected) {
+        connected = true;
+        connect();
+      }
     } catch (error) {
       if (stopped) return;
       if (error.status === 404) {
@@ -71,7 +89,6 @@ export function render(context, root, id) {
   }
 
   refresh();
-  connect();
   return () => {
     stopped = true;
     clearTimeout(timer);
@@ -93,6 +110,33 @@ function showFacts(node, s) {
     ["Recordings", (s.recordings || []).map((r) => el("a", { href: `#/recordings/${r}` }, r))],
   ];
   fill(node, pairs.map(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
+}
+
+/** File operations, newest first: what was done to which path, and what came of it. */
+function transferTable(events) {
+  return table([
+    ["Time", (e) => when(e.time)],
+    ["Operation", (e) => e.event.replace(/^(sftp|scp)\./, "")],
+    ["Path", (e) => el("code", {}, e.from && e.to ? `${e.from} → ${e.to}` : e.path || "")],
+    ["Details", (e) => transferDetails(e)],
+    ["Outcome", (e) => e.outcome || (e.event === "scp.file" ? "sent" : "")],
+  ], events.slice().reverse(), {
+    empty: "No file transfers in this session.",
+    rowAttributes: (e) => ({ "data-event": e.event }),
+  });
+}
+
+function transferDetails(e) {
+  const parts = [];
+  if (e.mode) parts.push(e.mode);
+  if (e.bytes_read) parts.push(`read ${bytes(e.bytes_read)}`);
+  if (e.bytes_written) parts.push(`wrote ${bytes(e.bytes_written)}`);
+  if (e.size !== undefined && e.size !== null) parts.push(bytes(e.size));
+  if (e.points_to) parts.push(`→ ${e.points_to}`);
+  if (e.attributes) parts.push(e.attributes);
+  if (e.sha256) parts.push(el("code", { title: e.sha256 }, `sha256 ${e.sha256.slice(0, 16)}…`));
+  if (e.error) parts.push(e.error);
+  return el("span", {}, ...parts.flatMap((part, i) => (i ? [", ", part] : [part])));
 }
 
 function killForm(context, id) {

@@ -272,7 +272,7 @@ impl Tracker {
                 let link = f.text()?;
                 op(
                     "sftp.symlink",
-                    vec![("path", json!(link)), ("target", json!(target))],
+                    vec![("path", json!(link)), ("points_to", json!(target))],
                 )
             }
             200 => {
@@ -289,7 +289,7 @@ impl Tracker {
                         let link = f.text()?;
                         op(
                             "sftp.link",
-                            vec![("path", json!(link)), ("target", json!(target))],
+                            vec![("path", json!(link)), ("points_to", json!(target))],
                         )
                     }
                     _ => Pending::Other,
