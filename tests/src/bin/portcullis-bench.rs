@@ -210,32 +210,30 @@ impl Bench {
     }
 
     fn timed(&self, route: Route, remote: &str) -> Duration {
-        self.timed_with_cpu(route, remote).0
+        self.timed_with_cpu(route, remote).wall
     }
 
-    /// Wall time, and the CPU time this process (the bastion) spent meanwhile.
-    fn timed_with_cpu(&self, route: Route, remote: &str) -> (Duration, Duration) {
-        let cpu_before = own_cpu_time();
-        let started = Instant::now();
+    /// Wall time, and the CPU time this process (the bastion) and the whole machine spent
+    /// meanwhile.
+    fn timed_with_cpu(&self, route: Route, remote: &str) -> Measured {
+        let meter = Meter::start();
         let status = self
             .ssh(route, remote)
             .stdout(Stdio::null())
             .status()
             .expect("run ssh");
-        let elapsed = started.elapsed();
         assert!(
             status.success(),
             "{} failed running {remote}",
             route.name(self)
         );
-        (elapsed, own_cpu_time().saturating_sub(cpu_before))
+        meter.stop()
     }
 
-    /// Runs an sftp batch along `route`: wall time and the bastion's CPU time meanwhile.
-    fn sftp_with_cpu(&self, route: Route, batch: &str) -> (Duration, Duration) {
+    /// Runs an sftp batch along `route`: wall time and CPU time meanwhile.
+    fn sftp_with_cpu(&self, route: Route, batch: &str) -> Measured {
         use std::io::Write;
-        let cpu_before = own_cpu_time();
-        let started = Instant::now();
+        let meter = Meter::start();
         let mut child = self
             .sftp(route)
             .stdin(Stdio::piped())
@@ -249,9 +247,8 @@ impl Bench {
             .write_all(batch.as_bytes())
             .unwrap();
         let status = child.wait().expect("sftp");
-        let elapsed = started.elapsed();
         assert!(status.success(), "{} failed: {batch}", route.name(self));
-        (elapsed, own_cpu_time().saturating_sub(cpu_before))
+        meter.stop()
     }
 
     /// Bytes of recording the bastions hold, once every recording is sealed (the client
@@ -313,6 +310,57 @@ fn write_payload(path: &Path, mib: u64) {
     file.flush().unwrap();
     // Warm the page cache so every run reads from memory.
     let _ = Command::new("cat").arg(path).stdout(Stdio::null()).status();
+}
+
+/// What one run cost.
+struct Measured {
+    wall: Duration,
+    /// CPU time of this process: the bastion (the clients and sshd are other processes).
+    bastion: Duration,
+    /// CPU time of the whole machine: every process on every core, the kernel included.
+    machine: Duration,
+}
+
+/// Takes the wall clock and CPU counters at the start of a run.
+struct Meter {
+    started: Instant,
+    bastion: Duration,
+    machine: Duration,
+}
+
+impl Meter {
+    fn start() -> Self {
+        Self {
+            started: Instant::now(),
+            bastion: own_cpu_time(),
+            machine: machine_cpu_time(),
+        }
+    }
+
+    fn stop(self) -> Measured {
+        Measured {
+            wall: self.started.elapsed(),
+            bastion: own_cpu_time().saturating_sub(self.bastion),
+            machine: machine_cpu_time().saturating_sub(self.machine),
+        }
+    }
+}
+
+/// Busy CPU time of the whole machine so far, all cores (from /proc/stat: everything but
+/// idle and iowait).
+fn machine_cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .filter_map(|(_, f)| f.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
 }
 
 /// User + system CPU time of this process so far (from /proc/self/stat, in clock ticks).
@@ -419,7 +467,11 @@ fn main() {
     for run in 1..=options.runs {
         for (i, route) in routes.iter().enumerate() {
             bench.clear_recordings();
-            let (took, cpu) = bench.timed_with_cpu(*route, &cat);
+            let Measured {
+                wall: took,
+                bastion: cpu,
+                ..
+            } = bench.timed_with_cpu(*route, &cat);
             eprintln!(
                 "run {run}: {:<28} {:>7.2} s",
                 route.name(&bench),
@@ -540,26 +592,28 @@ fn payloads(bench: &Bench, routes: &[Route], scratch: &tempfile::TempDir, option
             Run::Sftp(format!("put {} {}\n", random.display(), uploaded.display())),
         ),
     ];
-    // [kind][route] wall times; [kind] bastion CPU and recording size.
+    // [kind][route] wall and machine CPU times; [kind] bastion CPU and recording size.
     let mut walls = vec![vec![Vec::new(); routes.len()]; kinds.len()];
+    let mut machine = vec![vec![Vec::new(); routes.len()]; kinds.len()];
     let mut cpu = vec![Vec::new(); kinds.len()];
     let mut recorded = vec![0u64; kinds.len()];
     for run in 1..=options.runs {
         for (k, (name, how)) in kinds.iter().enumerate() {
             for (r, route) in routes.iter().enumerate() {
                 bench.clear_recordings();
-                let (took, spent) = match how {
+                let measured = match how {
                     Run::Exec(remote) => bench.timed_with_cpu(*route, remote),
                     Run::Sftp(batch) => bench.sftp_with_cpu(*route, batch),
                 };
                 eprintln!(
                     "run {run}: {name:<24} {:<28} {:>7.2} s",
                     route.name(bench),
-                    took.as_secs_f64()
+                    measured.wall.as_secs_f64()
                 );
-                walls[k][r].push(took);
+                walls[k][r].push(measured.wall);
+                machine[k][r].push(measured.machine);
                 if matches!(route, Route::Portcullis(_)) {
-                    cpu[k].push(spent);
+                    cpu[k].push(measured.bastion);
                     recorded[k] = bench.recorded_bytes();
                 }
             }
@@ -573,8 +627,16 @@ fn payloads(bench: &Bench, routes: &[Route], scratch: &tempfile::TempDir, option
         options.cipher.as_deref().unwrap_or("each client's default")
     );
     println!(
-        "{:<24} {:>10} {:>10} {:>11} {:>9} {:>9} {:>12} {:>13}",
-        "payload", "direct s", "jump s", "portcullis", "÷direct", "÷jump", "CPU s/GiB", "recording"
+        "{:<24} {:>10} {:>10} {:>11} {:>9} {:>9} {:>12} {:>13} {:>22}",
+        "payload",
+        "direct s",
+        "jump s",
+        "portcullis",
+        "÷direct",
+        "÷jump",
+        "CPU s/GiB",
+        "recording",
+        "machine CPU s/GiB d/j/p"
     );
     let gib = options.mib as f64 / 1024.0;
     for (k, (name, _)) in kinds.iter().enumerate() {
@@ -582,8 +644,12 @@ fn payloads(bench: &Bench, routes: &[Route], scratch: &tempfile::TempDir, option
             .iter_mut()
             .map(|s| median(s).as_secs_f64())
             .collect();
+        let busy: Vec<f64> = machine[k]
+            .iter_mut()
+            .map(|s| median(s).as_secs_f64() / gib)
+            .collect();
         println!(
-            "{:<24} {:>10.2} {:>10.2} {:>11.2} {:>8.2}x {:>8.2}x {:>12.2} {:>12.3}%",
+            "{:<24} {:>10.2} {:>10.2} {:>11.2} {:>8.2}x {:>8.2}x {:>12.2} {:>12.3}% {:>8.1}/{:.1}/{:.1}",
             name,
             medians[0],
             medians[1],
@@ -591,11 +657,15 @@ fn payloads(bench: &Bench, routes: &[Route], scratch: &tempfile::TempDir, option
             medians[0] / medians[2],
             medians[1] / medians[2],
             median(&mut cpu[k]).as_secs_f64() / gib,
-            recorded[k] as f64 * 100.0 / size as f64
+            recorded[k] as f64 * 100.0 / size as f64,
+            busy[0],
+            busy[1],
+            busy[2]
         );
     }
     println!(
-        "(÷direct, ÷jump: throughput through portcullis relative to that route; recording: its size against the payload's)"
+        "(÷direct, ÷jump: throughput through portcullis relative to that route; CPU: the bastion's; recording: its size against the payload's;\n \
+         machine CPU: every process and the kernel, direct/jump/portcullis — on a machine with N cores a route needs at least machine CPU ÷ N of wall time)"
     );
 }
 
