@@ -247,7 +247,7 @@ fn assert_transfers_audited(world: &World, data: &[u8], remote: &str, channels: 
 }
 
 #[test]
-fn putty_psftp_is_audited_like_openssh() {
+fn putty_psftp_and_pscp_are_audited_like_openssh() {
     let world = World::start(|_, _, _| {});
     let data = content(400_000, 3);
     let local = world.path("putty-up.bin");
@@ -286,6 +286,48 @@ fn putty_psftp_is_audited_like_openssh() {
     assert!(ran.status.success(), "{ran:?}");
     assert_eq!(std::fs::read(&back).unwrap(), data);
     assert_transfers_audited(&world, &data, &remote, 1);
+
+    // pscp: over SFTP (its default where the server has it), and over legacy SCP (-scp).
+    let pscp = |args: &[&str]| {
+        let ran = portcullis_tests::util::run_with_timeout(
+            120,
+            std::process::Command::new("pscp")
+                .args(["-batch", "-q", "-i"])
+                .arg(&ppk)
+                .args(["-P", &world.bastion.address().port().to_string()])
+                .args(["-hostkey", &host_fingerprint(&world)])
+                .args(args),
+        );
+        assert!(ran.status.success(), "{args:?}: {ran:?}");
+    };
+    let remote2 = world.path("pscp-remote.bin").display().to_string();
+    let back2 = world.path("pscp-back.bin");
+    pscp(&[
+        "-sftp",
+        local.to_str().unwrap(),
+        &format!("alice+web01@127.0.0.1:{remote2}"),
+    ]);
+    pscp(&[
+        "-sftp",
+        &format!("alice+web01@127.0.0.1:{remote2}"),
+        back2.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&back2).unwrap(), data);
+    assert_transfers_audited(&world, &data, &remote2, 3);
+    let remote3 = world.path("pscp-legacy.bin").display().to_string();
+    pscp(&[
+        "-scp",
+        local.to_str().unwrap(),
+        &format!("alice+web01@127.0.0.1:{remote3}"),
+    ]);
+    channel_ended(&world, 4);
+    let files = events(&world, "scp.file");
+    let sent = files
+        .iter()
+        .find(|e| e["direction"] == "upload")
+        .unwrap_or_else(|| panic!("{files:#?}"));
+    assert_eq!(sent["size"], data.len(), "{sent}");
+    assert_eq!(sent["sha256"], sha256(&data), "{sent}");
 }
 
 #[test]

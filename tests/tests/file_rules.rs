@@ -230,6 +230,16 @@ fn file_rules_hold_for_scp_and_an_sftp_server_run_as_a_command_and_refuse_legacy
         std::fs::read_to_string(world.path("via-exec.txt")).unwrap(),
         "payload\n"
     );
+    // On a terminal, the command gate and not the SFTP reader would see the bytes: refused.
+    let ran = world
+        .alice("alice+web01")
+        .flags(&["-tt"])
+        .exec("/usr/lib/openssh/sftp-server");
+    assert_eq!(ran.code, Some(126), "{ran:?}");
+    assert!(
+        (ran.stdout.clone() + &ran.stderr).contains("an sftp server on a terminal"),
+        "{ran:?}"
+    );
     // Legacy scp is its own protocol, which the rules cannot check: refused, saying so.
     let ran = world.alice("alice+web01").scp(
         local.to_str().unwrap(),
@@ -422,6 +432,48 @@ fn a_custom_client_cannot_slip_a_file_operation_past_the_rules() {
             .contains("cannot be followed"),
         "{lost}"
     );
+}
+
+#[test]
+fn a_flood_of_refused_requests_is_answered_in_order_and_held_back_not_piled_up() {
+    let s = setup();
+    let world = &s.world;
+    let sentinel = s.etc_sentinel.display().to_string();
+    let made = world.path("after-the-flood");
+    // Far more answers than the bastion queues (64 KiB), sent before any is read: the
+    // client's requests wait for its answers to be read, and none is lost or reordered.
+    let count = 3000u32;
+    runtime().block_on(async {
+        let mut ssh = world.bastion.raw().await;
+        assert!(ssh.login_key("alice+web01", &world.alice).await);
+        let mut sftp = Sftp::open(&ssh).await;
+        let flood: Vec<u8> = (0..count)
+            .flat_map(|id| packet(13, &[&id.to_be_bytes(), &string(sentinel.as_bytes())]))
+            .collect();
+        let writer = sftp.channel.make_writer();
+        let sending = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut writer = writer;
+            writer.write_all(&flood).await.unwrap();
+            writer.flush().await.unwrap();
+        });
+        for expected in 0..count {
+            let (kind, payload) = sftp.answer().await.expect("an answer");
+            assert_eq!(kind, 101);
+            let id = u32::from_be_bytes(payload[..4].try_into().unwrap());
+            let code = u32::from_be_bytes(payload[4..8].try_into().unwrap());
+            assert_eq!((id, code), (expected, 3));
+        }
+        sending.await.unwrap();
+        let path = made.display().to_string();
+        let (_, code, message) = sftp
+            .status(&packet(14, &[ID, &string(path.as_bytes()), &[0; 4]]))
+            .await;
+        assert_eq!(code, 0, "{message}");
+    });
+    assert!(made.is_dir());
+    s.assert_untouched();
+    assert_eq!(s.refusals().len(), count as usize);
 }
 
 #[test]

@@ -13,6 +13,9 @@
 //! * [`recording`]: the channel's recording, started before its shell or command.
 //! * [`gate`]: command control on terminal channels (and [`ChannelRelay::start`] checks
 //!   exec commands against the rules before they reach the upstream).
+//! * [`sftp`], [`scp`]: the file-transfer audits (and sftp's file rules), watching the
+//!   bytes as they pass; [`transfer`]: the events they write; [`insertions`]: the
+//!   bastion's own answers (an sftp refusal) put into what the client is sent.
 //!
 //! A slow reader on either side slows its sender instead of growing memory: the downlink
 //! waits for the client's window, and the uplink queue is bounded by [`flow`].
@@ -28,6 +31,7 @@ pub mod insertions;
 mod recording;
 pub mod scp;
 pub mod sftp;
+pub mod transfer;
 mod uplink;
 
 use std::collections::VecDeque;
@@ -103,6 +107,9 @@ enum Uplink {
     Gate(Box<gate::Gate>),
     /// The file-transfer audit of this channel: what the client sends.
     Watch(Box<dyn Watch>),
+    /// Where the bastion's own answers wait (sftp refusals): the uplink waits while too
+    /// many do.
+    Insertions(Arc<Insertions>),
 }
 
 enum Request {
@@ -399,14 +406,15 @@ impl ChannelRelay {
             let _ = self.uplink.send(Uplink::Record(recording.clone()));
         }
         if speaks_sftp(&start) {
-            let insertions = Arc::new(Insertions::default());
-            let (client, server) = sftp::SftpAudit::start(
-                services.clone(),
-                session.clone(),
-                self.id.to_string(),
-                insertions.clone(),
-            );
-            let _ = self.downlink.send(Downlink::Insertions(insertions)).await;
+            let (client, server, insertions) =
+                sftp::SftpAudit::start(services.clone(), session.clone(), self.id.to_string());
+            if let Some(insertions) = insertions {
+                let _ = self
+                    .downlink
+                    .send(Downlink::Insertions(insertions.clone()))
+                    .await;
+                let _ = self.uplink.send(Uplink::Insertions(insertions));
+            }
             let _ = self.downlink.send(Downlink::Watch(Box::new(server))).await;
             let _ = self.uplink.send(Uplink::Watch(Box::new(client)));
         }

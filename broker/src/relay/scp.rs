@@ -11,7 +11,7 @@ use std::sync::Arc;
 use ring::digest;
 use serde_json::json;
 
-use super::sftp::tracker::SftpEvent;
+use super::transfer::{self, TransferEvent};
 use crate::live::SessionShared;
 use crate::services::Services;
 
@@ -94,7 +94,7 @@ impl ScpSource {
     }
 
     /// Bytes the sending side wrote; the files they complete.
-    pub fn see(&mut self, mut data: &[u8]) -> Vec<SftpEvent> {
+    pub fn see(&mut self, mut data: &[u8]) -> Vec<TransferEvent> {
         let mut events = Vec::new();
         while !data.is_empty() {
             match &mut self.state {
@@ -131,7 +131,7 @@ impl ScpSource {
     }
 
     /// A complete record line.
-    fn record(&mut self, line: &[u8]) -> Vec<SftpEvent> {
+    fn record(&mut self, line: &[u8]) -> Vec<TransferEvent> {
         let text = String::from_utf8_lossy(line);
         let Some(kind) = text.chars().next() else {
             return Vec::new();
@@ -183,7 +183,7 @@ impl ScpSource {
         }
     }
 
-    fn file_done(&mut self) -> SftpEvent {
+    fn file_done(&mut self) -> TransferEvent {
         let state = std::mem::replace(&mut self.state, State::Line(Vec::new()));
         let State::Data(file) = state else {
             return self.lost_event("internal: no file in progress");
@@ -195,7 +195,7 @@ impl ScpSource {
             hash,
             ..
         } = *file;
-        SftpEvent {
+        TransferEvent {
             name: "scp.file",
             fields: vec![
                 (
@@ -214,13 +214,13 @@ impl ScpSource {
         }
     }
 
-    fn lost(&mut self, why: &str) -> Vec<SftpEvent> {
+    fn lost(&mut self, why: &str) -> Vec<TransferEvent> {
         vec![self.lost_event(why)]
     }
 
-    fn lost_event(&mut self, why: &str) -> SftpEvent {
+    fn lost_event(&mut self, why: &str) -> TransferEvent {
         self.state = State::Lost;
-        SftpEvent {
+        TransferEvent {
             name: "scp.unparseable",
             fields: vec![("reason", json!(why)), ("path", json!(self.path))],
         }
@@ -239,7 +239,7 @@ impl super::Watch for ScpWatch {
     fn see(&mut self, data: &[u8]) {
         let events = self.source.see(data);
         if !events.is_empty() {
-            super::sftp::record(&self.services, &self.session, &self.channel, events);
+            transfer::record(&self.services, &self.session, &self.channel, events);
         }
     }
 

@@ -47,6 +47,7 @@ pub(super) async fn uplink(task: UplinkTask) {
     let mut recording: Option<RecordingHandle> = None;
     let mut gate: Option<Box<Gate>> = None;
     let mut watch: Option<Box<dyn super::Watch>> = None;
+    let mut insertions: Option<Arc<super::Insertions>> = None;
     // Messages the gate took off the queue while it waited, to handle next.
     let mut deferred: VecDeque<Uplink> = VecDeque::new();
     // What the client sends can no longer be checked: it is dropped, not forwarded.
@@ -136,6 +137,14 @@ pub(super) async fn uplink(task: UplinkTask) {
                         break;
                     }
                 }
+                // Answers the client has not read yet hold its next requests back.
+                if let Some(insertions) = &insertions {
+                    tokio::select! {
+                        () = insertions.room() => {}
+                        () = session.control.ended() => {}
+                        () = closed.cancelled() => return,
+                    }
+                }
                 sent
             }
             Uplink::Eof => upstream.eof().await,
@@ -174,6 +183,10 @@ pub(super) async fn uplink(task: UplinkTask) {
             }
             Uplink::Watch(installed) => {
                 watch = Some(installed);
+                Ok(())
+            }
+            Uplink::Insertions(installed) => {
+                insertions = Some(installed);
                 Ok(())
             }
             Uplink::Record(handle) => {

@@ -23,10 +23,11 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use portcullis_config::{CommandAction, RuleKind};
 use serde_json::json;
-use tracker::{SftpEvent, Tracker};
+use tracker::Tracker;
 use wire::Packets;
 
 use super::Insertions;
+use super::transfer::{self, TransferEvent};
 use crate::live::{EndReason, SessionShared};
 use crate::services::Services;
 
@@ -41,18 +42,18 @@ pub struct SftpAudit {
 impl SftpAudit {
     /// The audit of channel `channel`, and its two directions: the client's, the server's.
     /// Where file rules apply to the session, the client's direction checks each request,
-    /// and answers a refused one through `insertions`.
+    /// and answers a refused one through the insertions returned (for both relay tasks).
     pub fn start(
         services: Arc<Services>,
         session: Arc<SessionShared>,
         channel: String,
-        insertions: Arc<Insertions>,
-    ) -> (Direction, Direction) {
+    ) -> (Direction, Direction, Option<Arc<Insertions>>) {
         let ruled = services.command_rules.any_of_kind_for(
             RuleKind::Sftp,
             session.role().unwrap_or_default(),
             session.target().unwrap_or_default(),
         );
+        let insertions = ruled.then(|| Arc::new(Insertions::default()));
         let audit = Arc::new(Self {
             services,
             session,
@@ -64,7 +65,7 @@ impl SftpAudit {
                 audit: audit.clone(),
                 packets: Packets::default(),
                 from_client: true,
-                rules: ruled.then_some(insertions),
+                rules: insertions.clone(),
             },
             Direction {
                 audit,
@@ -72,6 +73,7 @@ impl SftpAudit {
                 from_client: false,
                 rules: None,
             },
+            insertions,
         )
     }
 
@@ -81,8 +83,8 @@ impl SftpAudit {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn record(&self, events: Vec<SftpEvent>) {
-        record(&self.services, &self.session, &self.channel, events);
+    fn record(&self, events: Vec<TransferEvent>) {
+        transfer::record(&self.services, &self.session, &self.channel, events);
     }
 
     /// Checks a client request against the file rules: `None` lets it go on; `Some` is
@@ -147,17 +149,6 @@ impl SftpAudit {
             });
         }
         Some(rules::status(id, rules::PERMISSION_DENIED, &message))
-    }
-}
-
-/// Writes file-transfer events to the audit log, each naming the session and channel.
-pub fn record(services: &Services, session: &SessionShared, channel: &str, events: Vec<SftpEvent>) {
-    for event in events {
-        let mut audit = session.audit(event.name).with("channel", channel);
-        for (key, value) in event.fields {
-            audit = audit.with(key, value);
-        }
-        services.audit.record(audit);
     }
 }
 

@@ -15,6 +15,7 @@ use ring::digest;
 use serde_json::{Value, json};
 
 use super::wire::{Attributes, Fields};
+use crate::relay::transfer::TransferEvent;
 
 /// Requests awaiting an answer that are followed at most (OpenSSH keeps 64 in flight).
 const MAX_PENDING: usize = 4096;
@@ -22,15 +23,6 @@ const MAX_PENDING: usize = 4096;
 const MAX_HANDLES: usize = 1024;
 /// `sftp.unparseable` events per channel at most; the rest are counted in the last one.
 const MAX_UNPARSEABLE: u32 = 10;
-
-/// One audit event: its name and fields.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SftpEvent {
-    /// `sftp.open`, `sftp.close`, …
-    pub name: &'static str,
-    /// Its fields.
-    pub fields: Vec<(&'static str, Value)>,
-}
 
 /// A request the answer to which is awaited.
 #[derive(Debug)]
@@ -50,7 +42,7 @@ enum Pending {
         handle: Vec<u8>,
     },
     /// An operation on a path, audited when its status comes.
-    Op(SftpEvent),
+    Op(TransferEvent),
     /// The real path of `.`: the answer names the directory relative paths start from.
     Home,
     /// Nothing to audit (stat, realpath, directory listing…).
@@ -123,7 +115,7 @@ impl OpenFile {
     }
 
     /// `sftp.close`; `how` says how it ended when it was not by the client's close.
-    fn closed(self, outcome: &str) -> SftpEvent {
+    fn closed(self, outcome: &str) -> TransferEvent {
         // Whole: every byte read up to the end, or written from the start (a write is the
         // file's whole content when it was created or truncated).
         let whole = (self.read > 0 && self.read_to_end)
@@ -134,7 +126,7 @@ impl OpenFile {
             .hash
             .filter(|_| whole)
             .map(|hash| hex::encode(hash.finish()));
-        SftpEvent {
+        TransferEvent {
             name: "sftp.close",
             fields: vec![
                 ("path", json!(self.path)),
@@ -190,7 +182,7 @@ impl Tracker {
     }
 
     /// A packet from the client.
-    pub fn request(&mut self, kind: u8, payload: &[u8]) -> Vec<SftpEvent> {
+    pub fn request(&mut self, kind: u8, payload: &[u8]) -> Vec<TransferEvent> {
         if kind == 1 {
             // INIT: the version, no id.
             return Vec::new();
@@ -212,7 +204,7 @@ impl Tracker {
         let mut f = Fields::new(payload);
         let id = f.u32()?;
         let op = |name: &'static str, fields: Vec<(&'static str, Value)>| {
-            Pending::Op(SftpEvent { name, fields })
+            Pending::Op(TransferEvent { name, fields })
         };
         let pending = match kind {
             3 => {
@@ -306,7 +298,7 @@ impl Tracker {
     }
 
     /// A packet from the server.
-    pub fn response(&mut self, kind: u8, payload: &[u8]) -> Vec<SftpEvent> {
+    pub fn response(&mut self, kind: u8, payload: &[u8]) -> Vec<TransferEvent> {
         if kind == 2 {
             // VERSION: no id.
             return Vec::new();
@@ -332,7 +324,7 @@ impl Tracker {
             .map(|(code, message)| status_text(*code, message));
         match pending {
             Pending::Open { path, mode } => {
-                let mut event = SftpEvent {
+                let mut event = TransferEvent {
                     name: "sftp.open",
                     fields: vec![("path", json!(path)), ("mode", json!(mode))],
                 };
@@ -407,14 +399,14 @@ impl Tracker {
 
     /// The channel ended: files still open are closed as far as the audit goes, and what
     /// could not be followed is counted.
-    pub fn finish(&mut self) -> Vec<SftpEvent> {
-        let mut events: Vec<SftpEvent> = self
+    pub fn finish(&mut self) -> Vec<TransferEvent> {
+        let mut events: Vec<TransferEvent> = self
             .handles
             .drain()
             .map(|(_, file)| file.closed("channel ended"))
             .collect();
         if self.unparseable > MAX_UNPARSEABLE || self.untracked > 0 {
-            events.push(SftpEvent {
+            events.push(TransferEvent {
                 name: "sftp.unparseable",
                 fields: vec![
                     ("packets", json!(self.unparseable)),
@@ -425,20 +417,20 @@ impl Tracker {
         events
     }
 
-    fn unparseable(&mut self, from: &str, kind: u8) -> Vec<SftpEvent> {
+    fn unparseable(&mut self, from: &str, kind: u8) -> Vec<TransferEvent> {
         self.unparseable += 1;
         if self.unparseable > MAX_UNPARSEABLE {
             return Vec::new();
         }
-        vec![SftpEvent {
+        vec![TransferEvent {
             name: "sftp.unparseable",
             fields: vec![("from", json!(from)), ("type", json!(kind))],
         }]
     }
 
     /// A direction stopped being parseable (see [`super::wire::Cut::Lost`]).
-    pub fn lost(&mut self, from: &str, why: &str) -> Vec<SftpEvent> {
-        vec![SftpEvent {
+    pub fn lost(&mut self, from: &str, why: &str) -> Vec<TransferEvent> {
+        vec![TransferEvent {
             name: "sftp.unparseable",
             fields: vec![
                 ("from", json!(from)),
@@ -450,7 +442,7 @@ impl Tracker {
 }
 
 fn rename(from: String, to: String) -> Pending {
-    Pending::Op(SftpEvent {
+    Pending::Op(TransferEvent {
         name: "sftp.rename",
         fields: vec![("from", json!(from)), ("to", json!(to))],
     })
