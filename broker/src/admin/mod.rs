@@ -70,6 +70,14 @@ pub struct AdminState {
     pub tickets: tickets::Tickets,
 }
 
+impl AdminState {
+    /// The file of recording `id`, or 404.
+    fn recording_path(&self, id: &str) -> Result<std::path::PathBuf, error::ApiError> {
+        crate::catalog::path_of(&self.services.recordings.dir, id)
+            .ok_or_else(|| error::ApiError::NotFound(format!("no recording {id}")))
+    }
+}
+
 /// The API's routes.
 pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()

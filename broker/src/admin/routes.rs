@@ -303,11 +303,6 @@ pub async fn list_recordings(
 }
 
 /// The file of recording `id`, whichever its format.
-pub(super) fn recording_path(state: &AdminState, id: &str) -> ApiResult<std::path::PathBuf> {
-    catalog::path_of(&state.services.recordings.dir, id)
-        .ok_or_else(|| ApiError::NotFound(format!("no recording {id}")))
-}
-
 /// `GET /api/v1/recordings/{id}`: the recording file (.cast, or .rec for a channel without
 /// a terminal).
 pub async fn get_recording(
@@ -316,7 +311,7 @@ pub async fn get_recording(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     caller.require(Scope::Read)?;
-    let path = recording_path(&state, &id)?;
+    let path = state.recording_path(&id)?;
     let body = tokio::fs::read(&path)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -336,7 +331,7 @@ pub async fn recording_info(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
-    let path = recording_path(&state, &id)?;
+    let path = state.recording_path(&id)?;
     Ok(Json(catalog::Entry::of(path).to_json()))
 }
 
@@ -347,7 +342,7 @@ pub async fn verify_recording(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
-    let path = recording_path(&state, &id)?;
+    let path = state.recording_path(&id)?;
     let key = state.services.vault.derived_key(RECORDING_KEY_LABEL);
     let store = state.services.state.clone();
     let audit_log = state.services.audit.path().to_owned();

@@ -23,7 +23,6 @@ use tokio::sync::mpsc;
 use super::AdminState;
 use super::auth::Caller;
 use super::error::ApiError;
-use super::routes::recording_path;
 use crate::services::RECORDING_KEY_LABEL;
 
 /// How much of each stream the summary shows.
@@ -68,7 +67,7 @@ pub async fn streams(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::Read)?;
-    let path = recording_path(&state, &id)?;
+    let path = state.recording_path(&id)?;
     not_a_terminal(&id, &path)?;
     let verdict = verdict(&state, path.clone()).await?;
     let mut answer = crate::catalog::Entry::of(path.clone()).to_json();
@@ -141,7 +140,7 @@ pub async fn download(
             "no stream {name:?}: a recording has stdout, stderr and stdin"
         ))
     })?;
-    let path = recording_path(&state, &id)?;
+    let path = state.recording_path(&id)?;
     let verdict = verdict(&state, path.clone()).await?;
     if !verdict.is_intact() && !query.force {
         return Err(ApiError::Conflict(format!(
