@@ -476,6 +476,12 @@ pub struct CommandQuery {
     limit: Option<usize>,
 }
 
+/// The `q` parameter of a search: a regular expression (none: everything).
+fn query_pattern(q: Option<&str>) -> ApiResult<regex::Regex> {
+    regex::Regex::new(q.unwrap_or(""))
+        .map_err(|e| ApiError::BadRequest(format!("q is not a valid regular expression: {e}")))
+}
+
 /// `GET /api/v1/commands?q=REGEX&user=&target=&since=&limit=`: command lines from the audit
 /// log (run, blocked, confirmed, held), oldest first.
 pub async fn commands(
@@ -484,8 +490,7 @@ pub async fn commands(
     Query(query): Query<CommandQuery>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
-    let pattern = regex::Regex::new(query.q.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::BadRequest(format!("q is not a valid regular expression: {e}")))?;
+    let pattern = query_pattern(query.q.as_deref())?;
     let filter = AuditFilter {
         since: since(query.since.as_deref())?,
         event: Some("command".to_owned()),
@@ -507,8 +512,7 @@ pub async fn transfers(
     Query(query): Query<TransferQuery>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
-    let pattern = regex::Regex::new(query.q.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::BadRequest(format!("q is not a valid regular expression: {e}")))?;
+    let pattern = query_pattern(query.q.as_deref())?;
     let filter = AuditFilter {
         since: since(query.since.as_deref())?,
         user: query.user,

@@ -189,10 +189,7 @@ pub enum AuditCommand {
 }
 
 fn print_commands(events: &[serde_json::Value], json: bool) {
-    if json {
-        for event in events {
-            println!("{event}");
-        }
+    if print_json(events, json) {
         return;
     }
     println!(
@@ -214,13 +211,20 @@ fn print_commands(events: &[serde_json::Value], json: bool) {
     }
 }
 
-/// File operations as a table: time, who, where, which operation on which path, and what
-/// came of it (bytes, the content's sha256 abbreviated).
-fn print_transfers(events: &[serde_json::Value], json: bool) {
+/// With `json`, prints the events as JSON lines and says so.
+fn print_json(events: &[serde_json::Value], json: bool) -> bool {
     if json {
         for event in events {
             println!("{event}");
         }
+    }
+    json
+}
+
+/// File operations as a table: time, who, where, which operation on which path, and what
+/// came of it (bytes, the content's sha256 abbreviated).
+fn print_transfers(events: &[serde_json::Value], json: bool) {
+    if print_json(events, json) {
         return;
     }
     println!(

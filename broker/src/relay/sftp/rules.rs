@@ -241,19 +241,7 @@ mod tests {
     use super::*;
     use crate::relay::sftp::wire::Packets;
 
-    fn string(text: &[u8]) -> Vec<u8> {
-        let mut out = (text.len() as u32).to_be_bytes().to_vec();
-        out.extend_from_slice(text);
-        out
-    }
-
-    fn payload(id: u32, parts: &[&[u8]]) -> Vec<u8> {
-        let mut out = id.to_be_bytes().to_vec();
-        for part in parts {
-            out.extend_from_slice(part);
-        }
-        out
-    }
+    use crate::relay::sftp::wire::encode::{string, with_id as payload};
 
     fn lines(kind: u8, payload: &[u8], home: Option<&str>) -> Reading {
         read_request(kind, payload, home, |handle| {

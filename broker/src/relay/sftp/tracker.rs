@@ -477,19 +477,7 @@ fn status_text(code: u32, message: &str) -> String {
 mod tests {
     use super::*;
 
-    fn string(text: &[u8]) -> Vec<u8> {
-        let mut out = (text.len() as u32).to_be_bytes().to_vec();
-        out.extend_from_slice(text);
-        out
-    }
-
-    fn request(id: u32, parts: &[&[u8]]) -> Vec<u8> {
-        let mut out = id.to_be_bytes().to_vec();
-        for part in parts {
-            out.extend_from_slice(part);
-        }
-        out
-    }
+    use crate::relay::sftp::wire::encode::{string, with_id as request};
 
     #[test]
     fn garbage_of_every_type_never_panics_and_is_counted() {

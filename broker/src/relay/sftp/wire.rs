@@ -194,6 +194,26 @@ impl Attributes {
     }
 }
 
+/// Encoders for tests: what a client or server would put on the wire.
+#[cfg(test)]
+pub mod encode {
+    /// A `string`: length, then the bytes.
+    pub fn string(text: &[u8]) -> Vec<u8> {
+        let mut out = (text.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(text);
+        out
+    }
+
+    /// A request's payload: its id, then the fields.
+    pub fn with_id(id: u32, parts: &[&[u8]]) -> Vec<u8> {
+        let mut out = id.to_be_bytes().to_vec();
+        for part in parts {
+            out.extend_from_slice(part);
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
