@@ -282,6 +282,7 @@ impl Demo {
     fn print_instructions(&self, fingerprint: &str) {
         let shown = self.shown_dir.display();
         let ssh = format!("ssh -F {shown}/ssh_config");
+        let sftp = format!("sftp -F {shown}/ssh_config");
         let account = match &self.account.origin {
             AccountOrigin::Invoker => format!(
                 "as you ({}; the demo has no rights you do not have)",
@@ -306,6 +307,8 @@ impl Demo {
              Things to try, all harmless:\n  \
              on the target:  touch forbidden      stopped by the rule demo-forbidden before it runs\n  \
              {blank}  systemctl restart x  the rule service-restart asks you to confirm first\n  \
+             files:          {sftp} alice+demo, then put {shown}/ssh_config forbidden.txt\n  \
+             {blank}  permission denied by the rule demo-forbidden-file; other puts work\n  \
              just in time:   {ssh} alice+demo-jit\n  \
              bastion menu:   {ssh} alice\n\n\
              Recordings: {shown}/data/recordings (asciinema play FILE)\n\
