@@ -365,6 +365,27 @@ mod tests {
     }
 
     #[test]
+    fn garbage_of_every_type_never_panics() {
+        let mut x: u32 = 99;
+        let mut next = || {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 16) as u8
+        };
+        for kind in 0..=255u8 {
+            for len in [0usize, 3, 4, 5, 8, 9, 13, 40, 300] {
+                let mut body: Vec<u8> = (0..len).map(|_| next()).collect();
+                // Some with a plausible string length right after the id.
+                if len >= 8 && kind % 2 == 0 {
+                    body[4..8].copy_from_slice(&((len - 8) as u32).to_be_bytes());
+                }
+                for home in [None, Some("/root")] {
+                    let _ = read_request(kind, &body, home, |_| Some("/x"));
+                }
+            }
+        }
+    }
+
+    #[test]
     fn the_refusal_is_a_status_packet_a_client_reads() {
         let packet = status(42, PERMISSION_DENIED, "blocked by rule sudoers");
         let mut packets = Packets::default();
