@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --release -p portcullis-tests --bin portcullis-bench -- [--mib 1024] [--runs 5] [--setups 20]
 //! cargo run --release -p portcullis-tests --bin portcullis-bench -- --gate [--mib 256] [--runs 5]
-//! cargo run --release -p portcullis-tests --bin portcullis-bench -- --payloads [--mib 256] [--runs 3]
+//! cargo run --release -p portcullis-tests --bin portcullis-bench -- --payloads [--mib 256] [--runs 3] [--only "sftp get"]
 //! ```
 //!
 //! `--payloads` compares the three routes on every kind of payload users send: text, random
@@ -39,6 +39,8 @@ struct Options {
     cipher: Option<String>,
     gate: bool,
     payloads: bool,
+    /// With --payloads: only the kinds whose name contains this (for profiling one).
+    only: Option<String>,
 }
 
 fn options() -> Options {
@@ -49,6 +51,7 @@ fn options() -> Options {
         cipher: None,
         gate: false,
         payloads: false,
+        only: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -63,6 +66,7 @@ fn options() -> Options {
             "--runs" => options.runs = value(),
             "--setups" => options.setups = value(),
             "--cipher" => options.cipher = args.get(i + 1).cloned(),
+            "--only" => options.only = args.get(i + 1).cloned(),
             "--gate" => {
                 options.gate = true;
                 i += 1;
@@ -75,7 +79,7 @@ fn options() -> Options {
             }
             other => {
                 panic!(
-                    "unknown argument {other}; use --mib N --runs N --setups N --cipher NAME --gate --payloads"
+                    "unknown argument {other}; use --mib N --runs N --setups N --cipher NAME --gate --payloads [--only KIND]"
                 )
             }
         }
@@ -592,6 +596,16 @@ fn payloads(bench: &Bench, routes: &[Route], scratch: &tempfile::TempDir, option
             Run::Sftp(format!("put {} {}\n", random.display(), uploaded.display())),
         ),
     ];
+    let kinds: Vec<(&str, Run)> = kinds
+        .into_iter()
+        .filter(|(name, _)| {
+            options
+                .only
+                .as_deref()
+                .is_none_or(|only| name.contains(only))
+        })
+        .collect();
+    assert!(!kinds.is_empty(), "--only matches no payload kind");
     // [kind][route] wall and machine CPU times; [kind] bastion CPU and recording size.
     let mut walls = vec![vec![Vec::new(); routes.len()]; kinds.len()];
     let mut machine = vec![vec![Vec::new(); routes.len()]; kinds.len()];
