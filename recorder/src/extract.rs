@@ -96,7 +96,15 @@ pub struct Survey {
     pub streams: Vec<StreamSurvey>,
     /// The time of the last frame read, since the recording started.
     pub length: Duration,
+    /// Marker frames (what started and ended the channel, the file operations of an sftp
+    /// channel…), in order: their times and text; at most [`MAX_MARKERS`].
+    pub markers: Vec<(Duration, String)>,
+    /// Markers past [`MAX_MARKERS`], counted.
+    pub more_markers: u64,
 }
+
+/// Markers a [`Survey`] lists at most.
+pub const MAX_MARKERS: usize = 10_000;
 
 /// Reads the part of a framed recording that verifies, and says how long each stream is,
 /// with its first `preview` bytes.
@@ -109,7 +117,16 @@ pub fn survey(path: &Path, key: &ChainKey, preview: usize) -> Result<Survey, Ext
             head: Vec::new(),
         })
         .collect();
+    let mut markers = Vec::new();
+    let mut more_markers = 0;
     let extracted = each_verified_frame(path, key, true, |frame| {
+        if frame.kind == FrameKind::Marker {
+            if markers.len() < MAX_MARKERS {
+                markers.push((frame.at, String::from_utf8_lossy(&frame.data).into_owned()));
+            } else {
+                more_markers += 1;
+            }
+        }
         if let FrameKind::Data(stream) = frame.kind
             && let Some(survey) = streams.iter_mut().find(|s| s.stream == stream)
         {
@@ -125,6 +142,8 @@ pub fn survey(path: &Path, key: &ChainKey, preview: usize) -> Result<Survey, Ext
         verdict: extracted.verdict,
         streams,
         length: extracted.intact_until,
+        markers,
+        more_markers,
     })
 }
 

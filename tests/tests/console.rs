@@ -274,6 +274,9 @@ fn a_recording_without_a_terminal_shows_its_streams_with_a_text_preview() {
     browser.wait("#recording-streams button.download[data-stream=\"stdout\"]");
     browser.wait_for_text("#recording-verdict", "intact");
     browser.wait_for_text("#recording-facts", "exact bytes per stream");
+    // Its timeline: the markers of how the channel started and ended.
+    browser.wait_for_text("#timeline", "start: exec");
+    browser.wait_for_text("#timeline", "end: exit status 0");
     browser.screenshot("streams");
     console.no_console_problems();
 }

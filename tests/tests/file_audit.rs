@@ -170,6 +170,42 @@ fn sftp_operations_are_audited_with_paths_sizes_and_sha256() {
                 && e["session"] == session.as_str())
     );
 
+    // The channel's recording carries the same timeline as markers, chained with its bytes.
+    let ended = world
+        .bastion
+        .wait_for_audit("channel.end", |e| e["recording_seal"].as_str().is_some());
+    let recording = ended["recording"].as_str().unwrap();
+    let (status, survey) = world.bastion.api_request(
+        READER,
+        "GET",
+        &format!("/api/v1/recordings/{recording}/streams"),
+        None,
+    );
+    assert_eq!(status, 200, "{survey}");
+    let markers: Vec<&str> = survey["markers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert!(
+        markers.iter().any(
+            |m| m.starts_with(&format!("sftp.mkdir path={dir} ")) && m.ends_with(" outcome=ok")
+        ),
+        "{markers:#?}"
+    );
+    assert!(
+        markers
+            .iter()
+            .any(|m| m.starts_with(&format!("sftp.close path={up} "))
+                && m.contains(&format!("sha256={}", sha256(&data)))),
+        "{markers:#?}"
+    );
+    assert!(
+        markers.iter().any(|m| m.starts_with("end: ")),
+        "{markers:#?}"
+    );
+
     // A failure is audited as one.
     let ran = world
         .alice("alice+web01")

@@ -45,6 +45,8 @@ action = "log"
     )
 }
 
+const READER: &str = "reader-token-0123456789";
+
 struct Setup {
     world: World,
     /// Files the rules protect: `keep.txt`, `notes.txt`.
@@ -57,7 +59,9 @@ fn setup() -> Setup {
     let mut protected = None;
     let world = World::start(|config, _, scratch| {
         let dir = scratch.path().join("protected");
-        config.raw(&rules(&dir));
+        config
+            .raw(&rules(&dir))
+            .admin(&[("auditor", READER, &["read"])]);
         protected = Some(dir);
     });
     let protected = protected.unwrap();
@@ -185,6 +189,33 @@ fn a_denied_file_operation_gets_permission_denied_and_the_session_goes_on() {
             ),
         ]
     );
+    // The channel's recording marks each refusal where it happened.
+    let ended = world
+        .bastion
+        .wait_for_audit("channel.end", |e| e["recording_seal"].as_str().is_some());
+    let (status, survey) = world.bastion.api_request(
+        READER,
+        "GET",
+        &format!(
+            "/api/v1/recordings/{}/streams",
+            ended["recording"].as_str().unwrap()
+        ),
+        None,
+    );
+    assert_eq!(status, 200, "{survey}");
+    let refused: Vec<&str> = survey["markers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .filter(|m| m.starts_with("sftp refused: "))
+        .collect();
+    assert_eq!(
+        refused.first().copied(),
+        Some(format!("sftp refused: write {sentinel} (rule etc-is-read-only)").as_str()),
+        "{refused:#?}"
+    );
+    assert_eq!(refused.len(), 5, "{refused:#?}");
     // A refused operation never reached the server, so it has no sftp.* event; the
     // allowed ones have theirs.
     let opens = world.bastion.audit_events("sftp.open");

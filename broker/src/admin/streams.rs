@@ -102,6 +102,17 @@ pub async fn streams(
         ("detail", json!(verdict.to_string())),
         ("length_s", json!(survey.length.as_secs_f64())),
         ("streams", json!(streams)),
+        (
+            "markers",
+            json!(
+                survey
+                    .markers
+                    .iter()
+                    .map(|(at, text)| json!({ "at_s": at.as_secs_f64(), "text": text }))
+                    .collect::<Vec<_>>()
+            ),
+        ),
+        ("more_markers", json!(survey.more_markers)),
     ] {
         answer[key] = value;
     }

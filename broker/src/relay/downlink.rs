@@ -261,9 +261,10 @@ impl DownlinkTask {
     /// After the loop: release the uplink, say goodbye if the bastion ended the channel,
     /// seal the recording and audit the end. Every wait here is bounded.
     async fn finish(self, mut state: ChannelState, end: ChannelEnd) {
-        if let Some(watch) = &state.watch {
+        if let Some(watch) = state.watch.as_mut() {
             watch.finish();
         }
+        note_transfers(&mut state).await;
         if let Some(active) = &state.recording {
             let _ = active.flush_output(&mut state.batch).await;
         }
@@ -362,6 +363,24 @@ async fn record(state: &mut ChannelState, ext: Option<u32>, data: Bytes) {
     }
 }
 
+/// Writes what the file-transfer watch found into the recording, as markers after the
+/// output before them.
+async fn note_transfers(state: &mut ChannelState) {
+    let Some(watch) = state.watch.as_mut() else {
+        return;
+    };
+    let notes = watch.take_notes();
+    if notes.is_empty() {
+        return;
+    }
+    if let Some(active) = &state.recording {
+        let _ = active.flush_output(&mut state.batch).await;
+        for note in notes {
+            let _ = active.marker(note).await;
+        }
+    }
+}
+
 /// Resolves when answers of the bastion's are queued for the client.
 async fn queued(insertions: Option<&Arc<Insertions>>) {
     match insertions {
@@ -390,6 +409,7 @@ impl DownlinkTask {
             if let Some(watch) = state.watch.as_mut() {
                 watch.see(&data);
             }
+            note_transfers(state).await;
             if let Some((at, answers)) = state.insertions_due(data.len()) {
                 let tail = data.slice(at..);
                 return self.send(None, data.slice(..at), state).await

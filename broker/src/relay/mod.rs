@@ -159,8 +159,13 @@ pub trait Watch: Send + Sync {
     fn partial(&self) -> usize {
         0
     }
-    /// The channel ended.
-    fn finish(&self);
+    /// What it found since last asked, one line per file operation (or refusal), for the
+    /// channel's recording: its markers carry the transfer's timeline with the bytes.
+    fn take_notes(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+    /// The channel ended (what it finds then is in the next [`Watch::take_notes`]).
+    fn finish(&mut self);
 }
 
 type Replies = Arc<Mutex<VecDeque<oneshot::Sender<bool>>>>;
@@ -426,6 +431,7 @@ impl ChannelRelay {
                 services: services.clone(),
                 session: session.clone(),
                 channel: self.id.to_string(),
+                notes: Vec::new(),
             });
             match way {
                 scp::Way::Upload => {

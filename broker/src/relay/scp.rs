@@ -233,17 +233,25 @@ pub struct ScpWatch {
     pub(super) services: Arc<Services>,
     pub(super) session: Arc<SessionShared>,
     pub(super) channel: String,
+    /// Lines for the recording not yet taken.
+    pub(super) notes: Vec<String>,
 }
 
 impl super::Watch for ScpWatch {
     fn see(&mut self, data: &[u8]) {
         let events = self.source.see(data);
         if !events.is_empty() {
+            self.notes
+                .extend(events.iter().map(TransferEvent::describe));
             transfer::record(&self.services, &self.session, &self.channel, events);
         }
     }
 
-    fn finish(&self) {}
+    fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
+    fn finish(&mut self) {}
 }
 
 #[cfg(test)]

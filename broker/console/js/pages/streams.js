@@ -1,5 +1,5 @@
 // A recording of a channel without a terminal (exec, sftp, scp, rsync): its facts, whether it
-// verifies, and each stream (stdout, stderr, stdin) with its length, a download of its exact
+// verifies, its timeline of markers (start, end, each sftp file operation), and each stream (stdout, stderr, stdin) with its length, a download of its exact
 // bytes, and a preview when the bytes are text.
 
 import { el, fill } from "../dom.js";
@@ -18,7 +18,15 @@ export function showStreams(context, parts, id, summary) {
   ];
   fill(parts.header, pairs.map(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
   fill(parts.verdict, `Integrity: ${summary.detail}`);
-  fill(parts.timeline, el("li", { class: "muted" }, "No terminal: nothing to replay."));
+  // The channel's own timeline: how it started and ended, and (sftp) each file operation.
+  const markers = (summary.markers || []).map((m) =>
+    el("li", { class: "marker" }, el("span", { class: "muted" }, `${clock(m.at_s)} `), m.text));
+  if (summary.more_markers) {
+    markers.push(el("li", { class: "muted" }, `… and ${summary.more_markers} more`));
+  }
+  fill(parts.timeline, markers.length
+    ? markers
+    : el("li", { class: "muted" }, "No terminal: nothing to replay."));
   const intact = summary.status === "intact";
   fill(parts.holder, el("div", { class: "streams", id: "recording-streams" },
     summary.streams.map((stream) => el("section", { class: "stream", "data-stream": stream.name },

@@ -66,12 +66,14 @@ impl SftpAudit {
                 packets: Packets::default(),
                 from_client: true,
                 rules: insertions.clone(),
+                notes: Vec::new(),
             },
             Direction {
                 audit,
                 packets: Packets::default(),
                 from_client: false,
                 rules: None,
+                notes: Vec::new(),
             },
             insertions,
         )
@@ -88,8 +90,9 @@ impl SftpAudit {
     }
 
     /// Checks a client request against the file rules: `None` lets it go on; `Some` is
-    /// the answer it gets instead (and the rule may end the session).
-    fn check(&self, tracker: &Tracker, kind: u8, payload: &[u8]) -> Option<Bytes> {
+    /// the answer it gets instead, with a line for the recording (and the rule may end the
+    /// session).
+    fn check(&self, tracker: &Tracker, kind: u8, payload: &[u8]) -> Option<(Bytes, String)> {
         let reading = rules::read_request(kind, payload, tracker.home(), |handle| {
             tracker.handle_path(handle)
         });
@@ -148,7 +151,11 @@ impl SftpAudit {
                 message: rule.message.clone().unwrap_or_default(),
             });
         }
-        Some(rules::status(id, rules::PERMISSION_DENIED, &message))
+        let note = format!(
+            "sftp refused: {line} ({})",
+            rule.map_or_else(|| message.clone(), |r| format!("rule {}", r.name))
+        );
+        Some((rules::status(id, rules::PERMISSION_DENIED, &message), note))
     }
 }
 
@@ -159,6 +166,8 @@ pub struct Direction {
     from_client: bool,
     /// File rules apply (client direction only): refusals are answered through these.
     rules: Option<Arc<Insertions>>,
+    /// Lines for the recording not yet taken (see [`super::Watch::take_notes`]).
+    notes: Vec<String>,
 }
 
 impl Direction {
@@ -191,10 +200,13 @@ impl Direction {
         if let Some(why) = &cutting.lost {
             events.extend(self.audit.tracker().lost(self.from(), why));
         }
+        self.notes
+            .extend(events.iter().map(TransferEvent::describe));
         self.audit.record(events);
         if let Some(insertions) = &self.rules {
-            for refusal in refusals {
-                insertions.push(refusal);
+            for (answer, note) in refusals {
+                insertions.push(answer);
+                self.notes.push(note);
             }
         }
         cutting
@@ -242,8 +254,14 @@ impl super::Watch for Direction {
         self.packets.partial()
     }
 
-    fn finish(&self) {
+    fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
+    fn finish(&mut self) {
         let events = self.audit.tracker().finish();
+        self.notes
+            .extend(events.iter().map(TransferEvent::describe));
         self.audit.record(events);
     }
 }
