@@ -388,6 +388,26 @@ impl Bastion {
         (status, json)
     }
 
+    /// The markers of the first sealed recording of a channel without a terminal (start,
+    /// end, file operations), as the API lists them, read with `token`.
+    pub fn sealed_recording_markers(&self, token: &str) -> Vec<String> {
+        let ended = self.wait_for_audit("channel.end", |e| e["recording_seal"].as_str().is_some());
+        let recording = ended["recording"].as_str().expect("a recording id");
+        let (status, survey) = self.api_request(
+            token,
+            "GET",
+            &format!("/api/v1/recordings/{recording}/streams"),
+            None,
+        );
+        assert_eq!(status, 200, "{survey}");
+        survey["markers"]
+            .as_array()
+            .expect("markers")
+            .iter()
+            .map(|m| m["text"].as_str().expect("a marker's text").to_owned())
+            .collect()
+    }
+
     /// A GET through the admin API whose answer is bytes (a recording's stream).
     pub fn api_bytes(&self, token: &str, path: &str) -> (u16, Vec<u8>) {
         self.api_raw(token, "GET", path, None)

@@ -88,10 +88,14 @@ impl From<Output> for Ran {
     }
 }
 
+/// SHA-256 of bytes, hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
+}
+
 /// SHA-256 of a file, hex.
 pub fn sha256_file(path: &std::path::Path) -> String {
-    let bytes = std::fs::read(path).expect("read file for checksum");
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes))
+    sha256(&std::fs::read(path).expect("read file for checksum"))
 }
 
 /// A file of `len` pseudo-random bytes (deterministic per seed).

@@ -10,12 +10,9 @@ use std::process::{Output, Stdio};
 
 use portcullis_tests::World;
 use portcullis_tests::util::run_with_timeout;
+use portcullis_tests::util::sha256;
 
 const READER: &str = "reader-token-0123456789";
-
-fn sha256(bytes: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
-}
 
 /// Runs `command` on web01 through the bastion, with `stdin`; the raw output.
 fn exec_bytes(world: &World, command: &str, stdin: &[u8]) -> Output {
@@ -75,17 +72,12 @@ fn cat(world: &World, id: &str, stream: &str, force: bool) -> (Option<i32>, Vec<
 
 /// A directory of files that do not compress, on this machine (the upstream is local).
 fn random_tree(dir: &Path) {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for n in 0..4 {
-        let bytes: Vec<u8> = (0..(700_000 + n * 123_457))
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 32) as u8
-            })
-            .collect();
-        std::fs::write(dir.join(format!("file-{n}.bin")), bytes).unwrap();
+        portcullis_tests::util::random_file(
+            &dir.join(format!("file-{n}.bin")),
+            700_000 + n * 123_457,
+            n as u8,
+        );
     }
 }
 

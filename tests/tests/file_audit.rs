@@ -6,12 +6,9 @@
 use serde_json::Value;
 
 use portcullis_tests::World;
+use portcullis_tests::util::sha256;
 
 const READER: &str = "reader-token-0123456789";
-
-fn sha256(bytes: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
-}
 
 fn events(world: &World, name: &str) -> Vec<Value> {
     world.bastion.audit_events(name)
@@ -171,23 +168,7 @@ fn sftp_operations_are_audited_with_paths_sizes_and_sha256() {
     );
 
     // The channel's recording carries the same timeline as markers, chained with its bytes.
-    let ended = world
-        .bastion
-        .wait_for_audit("channel.end", |e| e["recording_seal"].as_str().is_some());
-    let recording = ended["recording"].as_str().unwrap();
-    let (status, survey) = world.bastion.api_request(
-        READER,
-        "GET",
-        &format!("/api/v1/recordings/{recording}/streams"),
-        None,
-    );
-    assert_eq!(status, 200, "{survey}");
-    let markers: Vec<&str> = survey["markers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap())
-        .collect();
+    let markers = world.bastion.sealed_recording_markers(READER);
     assert!(
         markers.iter().any(
             |m| m.starts_with(&format!("sftp.mkdir path={dir} ")) && m.ends_with(" outcome=ok")

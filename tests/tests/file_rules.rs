@@ -190,24 +190,10 @@ fn a_denied_file_operation_gets_permission_denied_and_the_session_goes_on() {
         ]
     );
     // The channel's recording marks each refusal where it happened.
-    let ended = world
-        .bastion
-        .wait_for_audit("channel.end", |e| e["recording_seal"].as_str().is_some());
-    let (status, survey) = world.bastion.api_request(
-        READER,
-        "GET",
-        &format!(
-            "/api/v1/recordings/{}/streams",
-            ended["recording"].as_str().unwrap()
-        ),
-        None,
-    );
-    assert_eq!(status, 200, "{survey}");
-    let refused: Vec<&str> = survey["markers"]
-        .as_array()
-        .unwrap()
+    let markers = world.bastion.sealed_recording_markers(READER);
+    let refused: Vec<&str> = markers
         .iter()
-        .map(|m| m["text"].as_str().unwrap())
+        .map(String::as_str)
         .filter(|m| m.starts_with("sftp refused: "))
         .collect();
     assert_eq!(

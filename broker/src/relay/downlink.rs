@@ -363,21 +363,15 @@ async fn record(state: &mut ChannelState, ext: Option<u32>, data: Bytes) {
     }
 }
 
-/// Writes what the file-transfer watch found into the recording, as markers after the
-/// output before them.
+/// Writes what the file-transfer watch found into the recording, after the output before it.
 async fn note_transfers(state: &mut ChannelState) {
-    let Some(watch) = state.watch.as_mut() else {
-        return;
-    };
-    let notes = watch.take_notes();
-    if notes.is_empty() {
-        return;
-    }
-    if let Some(active) = &state.recording {
-        let _ = active.flush_output(&mut state.batch).await;
-        for note in notes {
-            let _ = active.marker(note).await;
-        }
+    if let Some(watch) = state.watch.as_mut() {
+        super::write_notes(
+            watch.as_mut(),
+            state.recording.as_ref(),
+            Some(&mut state.batch),
+        )
+        .await;
     }
 }
 

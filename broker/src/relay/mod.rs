@@ -33,6 +33,7 @@ pub mod scp;
 pub mod sftp;
 pub mod transfer;
 mod uplink;
+mod verdict;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -46,7 +47,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::live::{EndReason, SessionShared};
+use crate::live::SessionShared;
 use crate::services::Services;
 use downlink::{DownlinkTask, downlink};
 use flow::Flow;
@@ -166,6 +167,28 @@ pub trait Watch: Send + Sync {
     }
     /// The channel ended (what it finds then is in the next [`Watch::take_notes`]).
     fn finish(&mut self);
+}
+
+/// Writes what a file-transfer watch found into the channel's recording, as markers: after
+/// `batch`, the output held back before them, when the direction batches its output.
+async fn write_notes(
+    watch: &mut dyn Watch,
+    recording: Option<&RecordingHandle>,
+    batch: Option<&mut portcullis_recorder::OutputBatch>,
+) {
+    let notes = watch.take_notes();
+    let Some(active) = recording else {
+        return;
+    };
+    if notes.is_empty() {
+        return;
+    }
+    if let Some(batch) = batch {
+        let _ = active.flush_output(batch).await;
+    }
+    for note in notes {
+        let _ = active.marker(note).await;
+    }
 }
 
 type Replies = Arc<Mutex<VecDeque<oneshot::Sender<bool>>>>;
@@ -411,8 +434,12 @@ impl ChannelRelay {
             let _ = self.uplink.send(Uplink::Record(recording.clone()));
         }
         if speaks_sftp(&start) {
-            let (client, server, insertions) =
-                sftp::SftpAudit::start(services.clone(), session.clone(), self.id.to_string());
+            let (client, server, insertions) = sftp::SftpAudit::start(
+                services.clone(),
+                session.clone(),
+                self.id.to_string(),
+                file_rules_apply(services, session),
+            );
             if let Some(insertions) = insertions {
                 let _ = self
                     .downlink
@@ -557,32 +584,18 @@ impl ChannelRelay {
             },
             refused => (refused, action),
         };
-        let outcome = match (&refusal, action) {
-            (None, _) => "ran",
-            (Some(_), CommandAction::Terminate) => "terminated",
-            (Some(_), _) => "blocked",
-        };
-        services.audit.record(
-            session
-                .audit("command")
-                .with("channel", self.id.to_string())
-                .with("role", role)
-                .with("kind", start.kind())
-                .with("line", line)
-                .with("rule", rule.map(|r| r.name.as_str()))
-                .with("action", action.as_str())
-                .with("outcome", outcome)
-                .with("uncertain", false),
-        );
-        let message = refusal?;
-        crate::metrics::Metrics::count(&services.metrics.commands_blocked_total);
-        tracing::warn!(parent: &session.span, line = %crate::text::Shown(line), rule = rule.map(|r| r.name.as_str()), "ALERT: command stopped by a rule");
-        if let (Some(rule), CommandAction::Terminate) = (rule, action) {
-            session.control.end(EndReason::CommandRule {
-                rule: rule.name.clone(),
-                message: rule.message.clone().unwrap_or_default(),
-            });
+        verdict::Verdict {
+            channel: &self.id.to_string(),
+            kind: start.kind(),
+            line,
+            rule,
+            action,
+            stopped: refusal.is_some(),
+            uncertain: false,
+            what: "command",
         }
+        .carry_out(services, session);
+        let message = refusal?;
         Some(StartOutcome::Refused {
             message,
             status: BLOCKED_STATUS,
@@ -598,12 +611,7 @@ impl ChannelRelay {
         session: &SessionShared,
         start: &Start,
     ) -> Option<String> {
-        let ruled = services.command_rules.any_of_kind_for(
-            portcullis_config::RuleKind::Sftp,
-            session.role().unwrap_or_default(),
-            session.target().unwrap_or_default(),
-        );
-        if !ruled {
+        if !file_rules_apply(services, session) {
             return None;
         }
         match start {
@@ -679,6 +687,15 @@ fn speaks_sftp(start: &Start) -> bool {
             .is_some_and(|name| name == "sftp-server"),
         Start::Shell => false,
     }
+}
+
+/// Whether file rules (`kind = "sftp"`) apply to this session's role and target.
+fn file_rules_apply(services: &Services, session: &SessionShared) -> bool {
+    services.command_rules.any_of_kind_for(
+        portcullis_config::RuleKind::Sftp,
+        session.role().unwrap_or_default(),
+        session.target().unwrap_or_default(),
+    )
 }
 
 /// Whether command lines on this session's terminals are read: to enforce rules, or to

@@ -122,7 +122,7 @@ pub(super) async fn uplink(task: UplinkTask) {
                         // leave the upstream's own close and exit status undelivered).
                         tracing::warn!(parent: &session.span, %why, "ALERT: nothing more of this channel goes upstream");
                         cut_off = true;
-                        note_transfers(watch.as_mut(), recording.as_ref()).await;
+                        super::write_notes(watch.as_mut(), recording.as_ref(), None).await;
                         let _ = upstream.eof().await;
                         continue;
                     }
@@ -138,7 +138,7 @@ pub(super) async fn uplink(task: UplinkTask) {
                         break;
                     }
                 }
-                note_transfers(watch.as_mut(), recording.as_ref()).await;
+                super::write_notes(watch.as_mut(), recording.as_ref(), None).await;
                 // Answers the client has not read yet hold its next requests back.
                 if let Some(insertions) = &insertions {
                     tokio::select! {
@@ -229,16 +229,6 @@ pub(super) async fn uplink(task: UplinkTask) {
         if sent.is_err() {
             // The upstream channel is gone; the downlink sees it close and ends the channel.
             return;
-        }
-    }
-}
-
-/// Writes what the file-transfer watch found into the recording, as markers.
-async fn note_transfers(watch: &mut dyn super::Watch, recording: Option<&RecordingHandle>) {
-    let notes = watch.take_notes();
-    if let Some(active) = recording {
-        for note in notes {
-            let _ = active.marker(note).await;
         }
     }
 }

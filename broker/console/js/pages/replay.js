@@ -4,7 +4,7 @@
 
 import { el, fill } from "../dom.js";
 import { clock } from "../format.js";
-import { showStreams } from "./streams.js";
+import { sessionFacts, showStreams } from "./streams.js";
 
 const SPEEDS = [0.5, 1, 2, 4, 8];
 
@@ -116,12 +116,7 @@ function showHeader(node, head, events) {
   const facts = head.portcullis || {};
   const last = events.length ? events[events.length - 1][0] : 0;
   const pairs = [
-    ["User", facts.user],
-    ["Target", facts.target],
-    ["Login", facts.login],
-    ["Kind", facts.command ? `${facts.kind}: ${facts.command}` : facts.kind],
-    ["From", facts.client],
-    ["Session", facts.session ? el("code", {}, facts.session) : ""],
+    ...sessionFacts(facts),
     ["Started", head.timestamp ? new Date(head.timestamp * 1000).toISOString() : ""],
     ["Length", clock(last)],
     ["Terminal", `${head.width}×${head.height}`],

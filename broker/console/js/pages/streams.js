@@ -5,14 +5,21 @@
 import { el, fill } from "../dom.js";
 import { bytes, clock } from "../format.js";
 
+/** Who, where and what of a recording (its header's session facts), as term/value pairs. */
+export function sessionFacts(facts) {
+  return [
+    ["User", facts.user],
+    ["Target", facts.target],
+    ["Login", facts.login],
+    ["Kind", facts.command ? `${facts.kind}: ${facts.command}` : facts.kind],
+    ["From", facts.client],
+    ["Session", facts.session ? el("code", {}, facts.session) : ""],
+  ];
+}
+
 export function showStreams(context, parts, id, summary) {
   const pairs = [
-    ["User", summary.user],
-    ["Target", summary.target],
-    ["Login", summary.login],
-    ["Kind", summary.command ? `${summary.kind}: ${summary.command}` : summary.kind],
-    ["From", summary.client],
-    ["Session", summary.session ? el("code", {}, summary.session) : ""],
+    ...sessionFacts(summary),
     ["Length", clock(summary.length_s)],
     ["Recorded as", "exact bytes per stream (no terminal)"],
   ];

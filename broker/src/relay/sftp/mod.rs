@@ -28,7 +28,7 @@ use wire::Packets;
 
 use super::Insertions;
 use super::transfer::{self, TransferEvent};
-use crate::live::{EndReason, SessionShared};
+use crate::live::SessionShared;
 use crate::services::Services;
 
 /// One sftp channel's audit, shared by its two directions.
@@ -41,18 +41,15 @@ pub struct SftpAudit {
 
 impl SftpAudit {
     /// The audit of channel `channel`, and its two directions: the client's, the server's.
-    /// Where file rules apply to the session, the client's direction checks each request,
-    /// and answers a refused one through the insertions returned (for both relay tasks).
+    /// Where file rules apply to the session (`ruled`), the client's direction checks each
+    /// request, and answers a refused one through the insertions returned (for both relay
+    /// tasks).
     pub fn start(
         services: Arc<Services>,
         session: Arc<SessionShared>,
         channel: String,
+        ruled: bool,
     ) -> (Direction, Direction, Option<Arc<Insertions>>) {
-        let ruled = services.command_rules.any_of_kind_for(
-            RuleKind::Sftp,
-            session.role().unwrap_or_default(),
-            session.target().unwrap_or_default(),
-        );
         let insertions = ruled.then(|| Arc::new(Insertions::default()));
         let audit = Arc::new(Self {
             services,
@@ -125,32 +122,18 @@ impl SftpAudit {
             }
         };
         let action = rule.map_or(CommandAction::Deny, |r| r.action);
-        let outcome = match (&refusal, action) {
-            (None, _) => "ran",
-            (Some(_), CommandAction::Terminate) => "terminated",
-            (Some(_), _) => "blocked",
-        };
-        self.services.audit.record(
-            self.session
-                .audit("command")
-                .with("channel", self.channel.as_str())
-                .with("role", role)
-                .with("kind", "sftp")
-                .with("line", line.as_str())
-                .with("rule", rule.map(|r| r.name.as_str()))
-                .with("action", action.as_str())
-                .with("outcome", outcome)
-                .with("uncertain", rule.is_none()),
-        );
-        let message = refusal?;
-        crate::metrics::Metrics::count(&self.services.metrics.commands_blocked_total);
-        tracing::warn!(parent: &self.session.span, line = %crate::text::Shown(&line), rule = rule.map(|r| r.name.as_str()), "ALERT: file operation stopped by a rule");
-        if let (Some(rule), CommandAction::Terminate) = (rule, action) {
-            self.session.control.end(EndReason::CommandRule {
-                rule: rule.name.clone(),
-                message: rule.message.clone().unwrap_or_default(),
-            });
+        super::verdict::Verdict {
+            channel: &self.channel,
+            kind: "sftp",
+            line: &line,
+            rule,
+            action,
+            stopped: refusal.is_some(),
+            uncertain: rule.is_none(),
+            what: "file operation",
         }
+        .carry_out(&self.services, &self.session);
+        let message = refusal?;
         let note = format!(
             "sftp refused: {line} ({})",
             rule.map_or_else(|| message.clone(), |r| format!("rule {}", r.name))

@@ -537,17 +537,22 @@ mod tests {
         assert_eq!(tracker.untracked, 500);
     }
 
-    #[test]
-    fn a_range_read_twice_counts_once_and_keeps_the_sha256() {
-        let mut tracker = Tracker::default();
+    /// Opens `path` for reading (request 1), answered with `handle`.
+    fn open_for_reading(tracker: &mut Tracker, path: &[u8], handle: &[u8]) {
         tracker.request(
             3,
             &request(
                 1,
-                &[&string(b"/srv/b"), &1u32.to_be_bytes(), &0u32.to_be_bytes()],
+                &[&string(path), &1u32.to_be_bytes(), &0u32.to_be_bytes()],
             ),
         );
-        tracker.response(102, &request(1, &[&string(b"h")]));
+        tracker.response(102, &request(1, &[&string(handle)]));
+    }
+
+    #[test]
+    fn a_range_read_twice_counts_once_and_keeps_the_sha256() {
+        let mut tracker = Tracker::default();
+        open_for_reading(&mut tracker, b"/srv/b", b"h");
         // 0..4, then 0..4 again (a prefetch racing the reader), then 2..8 overlapping.
         for (id, offset, data) in [
             (2u32, 0u64, &b"abcd"[..]),
@@ -587,14 +592,7 @@ mod tests {
     #[test]
     fn a_file_read_out_of_order_has_no_sha256() {
         let mut tracker = Tracker::default();
-        tracker.request(
-            3,
-            &request(
-                1,
-                &[&string(b"/srv/a"), &1u32.to_be_bytes(), &0u32.to_be_bytes()],
-            ),
-        );
-        tracker.response(102, &request(1, &[&string(b"h1")]));
+        open_for_reading(&mut tracker, b"/srv/a", b"h1");
         for (id, offset) in [(2u32, 4u64), (3, 0)] {
             tracker.request(
                 5,
