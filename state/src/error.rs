@@ -24,17 +24,62 @@ pub enum StateError {
     },
     /// The database was written by a newer portcullis.
     #[error(
-        "state database {path} has schema version {found}, newer than this portcullis understands ({known}); upgrade portcullis"
+        "{location} has schema version {found}, newer than this portcullis understands ({known}); upgrade portcullis"
     )]
     TooNew {
-        /// The database file.
-        path: PathBuf,
+        /// The database, in words ("state database /var/lib/…/state.db").
+        location: String,
         /// Its version.
         found: i64,
         /// The newest this build knows.
         known: i64,
     },
+    /// A PostgreSQL statement failed.
+    #[error("{location}: {source}")]
+    Postgres {
+        /// The database (its URL without a password).
+        location: String,
+        /// What the server or the client library said.
+        source: tokio_postgres::Error,
+    },
+    /// The database cannot be reached (refused, timed out, down).
+    #[error("{location} cannot be reached: {detail}")]
+    Unreachable {
+        /// The database.
+        location: String,
+        /// Why.
+        detail: String,
+    },
+    /// The database answered and refused us: wrong password, no such database or role, a
+    /// TLS certificate that does not check out.
+    #[error("{location} refused the connection: {detail}")]
+    Rejected {
+        /// The database.
+        location: String,
+        /// Why.
+        detail: String,
+    },
+    /// The settings cannot work (a URL with a password in it, an unknown sslmode, …).
+    #[error("{0}")]
+    Settings(String),
     /// The store's worker is gone (the process is shutting down, or it panicked).
     #[error("the state store has stopped")]
     Stopped,
+}
+
+impl StateError {
+    /// The database could not be reached: the caller may try again later (sysexits'
+    /// EX_UNAVAILABLE at start).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unreachable { .. } | Self::Stopped)
+    }
+
+    /// Something an operator must change: settings, credentials, or the binary (sysexits'
+    /// EX_USAGE at start, like any configuration problem).
+    pub fn needs_operator(&self) -> bool {
+        matches!(
+            self,
+            Self::Rejected { .. } | Self::Settings(_) | Self::TooNew { .. }
+        )
+    }
 }

@@ -7,21 +7,25 @@
 //!            │ async calls                         ▲ Change (after each commit)
 //!            ▼                                     │
 //!       dyn StateStore ──▶ SqliteStore: one thread owns the connection (state.db)
-//!                          (PostgreSQL, for several nodes, comes next behind the same trait)
+//!                      └─▶ PostgresStore: a pool on a runtime of its own; shared by every
+//!                          node, changes logged and followed (LISTEN/NOTIFY + re-read)
 //! ```
 //!
 //! * [`records`]: what is stored, in the policy crate's vocabulary where it has one
 //!   (`Lock`, `Request`, `Grant`) and in this crate's otherwise.
 //! * [`feed`]: [`Change`], what sessions and waiting logins subscribe to instead of polling.
 //! * [`sqlite`]: the embedded backend; versioned migrations; times are Unix milliseconds.
+//! * [`postgres`]: the shared backend, for several nodes; the same contract.
 //! * [`StateError`]: what failed, for logs (never for API answers).
 //!
 //! Every method returns a boxed future so the store can be shared as `Arc<dyn StateStore>`.
-//! The SQLite store does not need a tokio runtime to make progress (its own thread runs the
-//! statements), so synchronous code can wait for it with `futures::executor::block_on`.
+//! Neither store needs the caller's tokio runtime to make progress (SQLite's own thread, and
+//! PostgreSQL's own runtime, run the statements), so synchronous code can wait for either
+//! with `futures::executor::block_on`.
 
 pub mod error;
 pub mod feed;
+pub mod postgres;
 pub mod records;
 pub mod sqlite;
 
@@ -33,6 +37,7 @@ use tokio::sync::broadcast;
 
 pub use error::StateError;
 pub use feed::Change;
+pub use postgres::{PostgresSettings, PostgresStore, SslMode};
 pub use records::{Anchor, CredentialRow, GrantRecord, NewGrant, SessionEnd, SessionRecord, Usage};
 pub use sqlite::SqliteStore;
 

@@ -136,7 +136,7 @@ pub(super) fn apply(connection: &mut Connection, path: &Path) -> Result<(), Stat
     let known = MIGRATIONS.len() as i64;
     if version > known {
         return Err(StateError::TooNew {
-            path: path.to_owned(),
+            location: format!("state database {}", path.display()),
             found: version,
             known,
         });

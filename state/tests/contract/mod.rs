@@ -1,5 +1,5 @@
 //! The state store's contract, written once: every backend runs these (SQLite in
-//! `sqlite.rs`; PostgreSQL joins with the cluster work). Each test gets a way to open the
+//! `sqlite.rs`; PostgreSQL, on a real server, in the tests crate's `state_postgres.rs`). Each test gets a way to open the
 //! same store again, as a restart would.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 

@@ -1,0 +1,211 @@
+//! The store contract against the PostgreSQL backend (a real server, started per test), plus
+//! what only a shared store has: changes written through one store reach the others, two
+//! nodes migrating at once agree, and an operator is told plainly what is wrong with the
+//! database settings.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../state/tests/contract/mod.rs"]
+mod contract;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_state::{Change, PostgresSettings, PostgresStore, StateError, StateStore};
+use portcullis_tests::Postgres;
+
+/// Settings for `database` on `postgres`, as node `node`.
+fn settings(postgres: &Postgres, database: &str, node: &str) -> PostgresSettings {
+    let mut settings = PostgresSettings::new(postgres.url(database), node);
+    settings.password = Some(postgres.password().to_owned());
+    settings
+}
+
+/// Opens a store from synchronous code (the contract's `Open`): on a thread of its own, as
+/// a tokio runtime must not be blocked on from inside another.
+fn open_blocking(settings: PostgresSettings) -> Result<PostgresStore, StateError> {
+    std::thread::spawn(move || futures::executor::block_on(PostgresStore::open(settings)))
+        .join()
+        .unwrap()
+}
+
+/// A server with an empty database, and a way to open (again) a store on it.
+fn fresh() -> (Postgres, Box<contract::Open>) {
+    let postgres = Postgres::start();
+    let created = postgres.psql("postgres", "CREATE DATABASE state");
+    assert_eq!(created.code, Some(0), "{created:?}");
+    let settings = settings(&postgres, "state", "a");
+    let open =
+        move || -> Arc<dyn StateStore> { Arc::new(open_blocking(settings.clone()).unwrap()) };
+    (postgres, Box::new(open))
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let (_postgres, open) = fresh();
+            contract::$name(&*open).await;
+        }
+    )*};
+}
+
+contract!(
+    locks_hold_until_their_time_survive_a_restart_and_are_announced,
+    requests_keep_their_approvals_and_are_decided_once,
+    grants_end_once_whoever_ends_them,
+    the_vault_keeps_one_data_key_and_sealed_rows,
+    totp_steps_and_anchors_persist,
+    racing_writers_agree,
+    guesses_are_limited_per_key_given_back_on_success_and_forgotten_in_time,
+    sessions_are_indexed_from_start_to_end_and_outlive_the_process,
+);
+
+/// The next change on `feed` that is not one of the store's own kind filter, waiting up to
+/// a generous bound (the condition, not the time, is what is asserted).
+async fn next(feed: &mut tokio::sync::broadcast::Receiver<Change>) -> Change {
+    tokio::time::timeout(Duration::from_secs(30), feed.recv())
+        .await
+        .expect("no change arrived")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_change_written_through_one_node_reaches_the_others_once_and_in_order() {
+    let (postgres, _) = fresh();
+    let a = PostgresStore::open(settings(&postgres, "state", "a"))
+        .await
+        .unwrap();
+    let b = PostgresStore::open(settings(&postgres, "state", "b"))
+        .await
+        .unwrap();
+    let mut on_a = a.changes();
+    let mut on_b = b.changes();
+    a.place_lock(portcullis_policy::Lock {
+        user: "alice".into(),
+        reason: "INC-7".into(),
+        by: "secops".into(),
+        since: std::time::SystemTime::now(),
+        until: None,
+    })
+    .await
+    .unwrap();
+    b.request_kill("s-1", "secops", "suspicious").await.unwrap();
+    let kill = Change::KillRequested {
+        session: "s-1".into(),
+        by: "secops".into(),
+        reason: "suspicious".into(),
+    };
+    let lock = Change::LockPlaced {
+        user: "alice".into(),
+    };
+    // Each store announces its own change at once and the other's when it reads the log:
+    // both, once each, whatever the interleaving.
+    for feed in [&mut on_a, &mut on_b] {
+        let mut seen = vec![next(feed).await, next(feed).await];
+        seen.sort_by_key(|change| format!("{change:?}"));
+        assert_eq!(seen, vec![kill.clone(), lock.clone()]);
+    }
+    let id = a
+        .insert_grant(portcullis_state::NewGrant {
+            user: "alice".into(),
+            target: "db01".into(),
+            role: "dba".into(),
+            reason: "r".into(),
+            starts_at: std::time::SystemTime::now(),
+            duration: Duration::from_secs(60),
+            request: None,
+            break_glass: false,
+        })
+        .await
+        .unwrap()
+        .grant
+        .id;
+    assert!(
+        b.revoke_grant(id, "secops", "done", std::time::SystemTime::now())
+            .await
+            .unwrap()
+    );
+    // Written one after the other, so read in that order on the node that wrote neither
+    // first (b revoked only after a's grant was committed).
+    for feed in [&mut on_a, &mut on_b] {
+        assert_eq!(
+            next(feed).await,
+            Change::GrantActivated {
+                id,
+                user: "alice".into()
+            }
+        );
+        assert_eq!(
+            next(feed).await,
+            Change::GrantEnded {
+                id,
+                user: "alice".into(),
+                revoked: true
+            }
+        );
+    }
+    assert!(on_a.try_recv().is_err() && on_b.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn nodes_starting_together_migrate_once_and_a_newer_schema_is_refused() {
+    let (postgres, _) = fresh();
+    let opens: Vec<_> = (0..4)
+        .map(|n| {
+            let settings = settings(&postgres, "state", &format!("n{n}"));
+            std::thread::spawn(move || open_blocking(settings))
+        })
+        .collect();
+    for open in opens {
+        open.join().unwrap().unwrap();
+    }
+    let applied = postgres.psql(
+        "state",
+        "SELECT count(*), count(DISTINCT version) FROM schema_migrations",
+    );
+    let (count, distinct) = applied.stdout.trim().split_once('|').unwrap();
+    assert_eq!(count, distinct, "{applied:?}");
+    let raised = postgres.psql(
+        "state",
+        "INSERT INTO schema_migrations (version, applied_at, applied_by) VALUES (999, 0, 'future')",
+    );
+    assert_eq!(raised.code, Some(0), "{raised:?}");
+    let error = PostgresStore::open(settings(&postgres, "state", "a"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StateError::TooNew { found: 999, .. }),
+        "{error}"
+    );
+    assert!(error.needs_operator());
+    assert!(error.to_string().contains("upgrade portcullis"), "{error}");
+}
+
+#[tokio::test]
+async fn wrong_credentials_a_missing_database_and_no_server_are_told_apart() {
+    let (postgres, _) = fresh();
+    let mut wrong = settings(&postgres, "state", "a");
+    wrong.password = Some("not-the-password".into());
+    let error = PostgresStore::open(wrong).await.unwrap_err();
+    assert!(matches!(error, StateError::Rejected { .. }), "{error}");
+    assert!(
+        error.to_string().contains("password authentication failed"),
+        "{error}"
+    );
+    let error = PostgresStore::open(settings(&postgres, "no_such_db", "a"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StateError::Rejected { .. }), "{error}");
+    assert!(error.to_string().contains("does not exist"), "{error}");
+    let port = portcullis_tests::util::free_port();
+    let mut nobody =
+        PostgresSettings::new(format!("postgres://portcullis@127.0.0.1:{port}/state"), "a");
+    nobody.password = Some("x".into());
+    let error = PostgresStore::open(nobody).await.unwrap_err();
+    assert!(error.is_unavailable(), "{error}");
+    assert!(error.to_string().contains("cannot be reached"), "{error}");
+    // A failed open leaves nothing behind: the right settings still work.
+    PostgresStore::open(settings(&postgres, "state", "a"))
+        .await
+        .unwrap();
+}
