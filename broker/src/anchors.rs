@@ -2,7 +2,7 @@
 //! outside those files (in the state store), so cutting the end off a file — and its
 //! integrity chain with it — or swapping in another genuine file shows.
 //!
-//! * `audit`: how many lines the audit log holds and the chain tag of the last one,
+//! * `audit` (`audit:<node>` on a shared store): how many lines the audit log holds and the chain tag of the last one,
 //!   updated with every line written.
 //! * `recording:<id>`: a recording exists (`sealed = false`) from its creation; at its end,
 //!   its line count and seal (`sealed = true`).
@@ -15,8 +15,14 @@ use portcullis_state::{StateError, StateStore};
 
 pub use portcullis_state::Anchor;
 
-/// The audit log's anchor.
-pub const AUDIT: &str = "audit";
+/// The audit log's anchor: `audit`, or `audit:<node>` when nodes share the store (each
+/// keeps a log of its own).
+pub fn audit(state: &dyn StateStore) -> String {
+    match state.node() {
+        Some(node) => format!("audit:{node}"),
+        None => "audit".to_owned(),
+    }
+}
 
 /// The anchor name of recording `id`.
 pub fn recording(id: &str) -> String {

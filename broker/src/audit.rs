@@ -167,7 +167,7 @@ impl Anchorer {
                 (slot.newest.take(), slot.closing)
             };
             if let Some(anchor) = newest
-                && let Err(error) = anchors::set(state, anchors::AUDIT, anchor)
+                && let Err(error) = anchors::set(state, &anchors::audit(state), anchor)
             {
                 tracing::error!(%error, "cannot anchor the audit log");
             }
@@ -230,7 +230,7 @@ impl AuditLog {
             source,
         };
         let anchor = match &state {
-            Some(state) => anchors::get(state.as_ref(), anchors::AUDIT)?,
+            Some(state) => anchors::get(state.as_ref(), &anchors::audit(state.as_ref()))?,
             None => None,
         };
         let scan = scan(path, anchor.as_ref().map(|a| a.count)).map_err(error)?;
@@ -636,7 +636,7 @@ mod tests {
             log.record(AuditEvent::new("session.start").with("n", n));
         }
         drop(log);
-        let anchor = anchors::get(state.as_ref(), anchors::AUDIT)
+        let anchor = anchors::get(state.as_ref(), &anchors::audit(state.as_ref()))
             .unwrap()
             .unwrap();
         assert_eq!(anchor.count, 4);
@@ -661,7 +661,7 @@ mod tests {
         let log = AuditLog::open(&path, key(), Some(state.clone()), SystemClock::shared()).unwrap();
         log.record(AuditEvent::new("session.start"));
         drop(log);
-        let anchor = anchors::get(state.as_ref(), anchors::AUDIT)
+        let anchor = anchors::get(state.as_ref(), &anchors::audit(state.as_ref()))
             .unwrap()
             .unwrap();
         assert_eq!(anchor.count, 4);
@@ -690,7 +690,7 @@ mod tests {
         log.record(AuditEvent::new("server.stop"));
         drop(log);
         std::fs::copy(&other, &path).unwrap();
-        let anchor = anchors::get(state.as_ref(), anchors::AUDIT)
+        let anchor = anchors::get(state.as_ref(), &anchors::audit(state.as_ref()))
             .unwrap()
             .unwrap();
         let verdict = verify_log(&path, &key(), Some(&anchor)).unwrap();

@@ -64,6 +64,7 @@ pub mod relay;
 pub mod services;
 pub mod session;
 pub mod ssh;
+pub mod state_backend;
 pub mod text;
 pub mod upstream;
 pub mod vault;

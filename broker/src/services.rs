@@ -14,7 +14,7 @@ use std::time::Duration;
 use portcullis_config::{Config, OnRecordingFailure};
 use portcullis_policy::{Clock, CommandRules, Policy};
 use portcullis_recorder::ChainKey;
-use portcullis_state::{SqliteStore, StateError, StateStore};
+use portcullis_state::{StateError, StateStore};
 use russh::keys::PrivateKey;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -149,7 +149,7 @@ impl Services {
         for warning in data.warnings(master_key_env.is_some()) {
             tracing::warn!("{warning}");
         }
-        let state: Arc<dyn StateStore> = Arc::new(SqliteStore::open(&data.state_db())?);
+        let state = crate::state_backend::open(&config, &data).await?;
         let vault = Vault::open(state.clone(), data.master_key_file(), master_key_env).await?;
         let audit = AuditLog::open(
             &data.audit_log(),

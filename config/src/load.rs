@@ -595,4 +595,62 @@ message = "never"
         assert_eq!(config.command_rules[0].action, crate::CommandAction::Deny);
         assert!(config.recording.commands);
     }
+
+    #[test]
+    fn the_postgres_backend_needs_a_url_without_a_password_and_a_node_name() {
+        let rendered = |extra: &str| -> Vec<String> {
+            problems_of(&format!("{GOOD}{extra}"))
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        let bare = rendered("[state]\nbackend = \"postgres\"\n");
+        assert!(
+            bare.iter().any(|p| p.contains("state.url: is required")),
+            "{bare:#?}"
+        );
+        assert!(
+            bare.iter().any(|p| p.contains("cluster.node: is required")),
+            "{bare:#?}"
+        );
+        let bad = rendered(
+            "[state]\nbackend = \"postgres\"\nurl = \"postgres://p:hunter2@db/s\"\nsslmode = \"allow\"\n\
+             client_cert_file = \"c.pem\"\n[cluster]\nnode = \"a b\"\n",
+        );
+        for expected in [
+            "state.url: holds a password",
+            "state.sslmode: \"allow\" is not one of",
+            "state.client_cert_file: client_cert_file and client_key_file go together",
+            "cluster.node: \"a b\" is not a valid name",
+        ] {
+            assert!(
+                bad.iter().any(|p| p.contains(expected)),
+                "{expected}: {bad:#?}"
+            );
+        }
+        let query = rendered(
+            "[state]\nbackend = \"postgres\"\nurl = \"postgres://p@db/s?password=x\"\n[cluster]\nnode = \"a\"\n",
+        );
+        assert!(
+            query
+                .iter()
+                .any(|p| p.contains("state.url: holds a password")),
+            "{query:#?}"
+        );
+        let sqlite_url = rendered("[state]\nurl = \"postgres://p@db/s\"\n");
+        assert!(
+            sqlite_url
+                .iter()
+                .any(|p| p.contains("state.url: is only used")),
+            "{sqlite_url:#?}"
+        );
+        let config = from_toml_str(&format!(
+            "{GOOD}[state]\nbackend = \"postgres\"\nurl = \"postgres://portcullis@db:5432/state?sslmode=verify-full\"\n\
+             root_cert_file = \"/etc/portcullis/db-ca.pem\"\n[cluster]\nnode = \"bastion-a\"\n"
+        ))
+        .expect("valid");
+        assert_eq!(config.state.backend, crate::StateBackend::Postgres);
+        assert_eq!(config.cluster.node.as_deref(), Some("bastion-a"));
+        assert_eq!(config.state.pool_size, 16);
+    }
 }

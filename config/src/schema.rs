@@ -37,6 +37,10 @@ pub struct Config {
     pub roles: Vec<RoleConfig>,
     /// What may be typed or run there: evaluated in order, the first match decides.
     pub command_rules: Vec<CommandRuleConfig>,
+    /// Where locks, grants, throttles and the session index live.
+    pub state: StateConfig,
+    /// This node among several sharing one PostgreSQL state store.
+    pub cluster: ClusterConfig,
 }
 
 /// `[server]`: the SSH listener, the data directory and connection limits.
@@ -164,6 +168,70 @@ pub enum OnRecordingFailure {
     Terminate,
     /// Keep the session going unrecorded, with an audit event saying so.
     Continue,
+}
+
+/// `[state]`: the state store's backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct StateConfig {
+    /// `sqlite` (embedded, `<data_dir>/state.db`; one node) or `postgres` (shared by nodes).
+    pub backend: StateBackend,
+    /// `postgres://USER@HOST:PORT/DATABASE`, optionally with libpq's TLS parameters
+    /// (`?sslmode=verify-full&sslrootcert=/etc/…/ca.pem`); never with a password.
+    pub url: Option<String>,
+    /// File holding the role's password; `PORTCULLIS_STATE_PASSWORD` takes precedence.
+    pub password_file: Option<PathBuf>,
+    /// libpq's `sslmode`: disable, prefer (the default), require, verify-ca, verify-full.
+    pub sslmode: Option<String>,
+    /// PEM CA certificate the server's certificate must chain to (verify-ca, verify-full).
+    pub root_cert_file: Option<PathBuf>,
+    /// PEM client certificate, for servers that ask for one; with `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file`.
+    pub client_key_file: Option<PathBuf>,
+    /// Connections kept open to the database.
+    pub pool_size: usize,
+    /// How long connecting (or waiting for a free connection) may take.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            backend: StateBackend::Sqlite,
+            url: None,
+            password_file: None,
+            sslmode: None,
+            root_cert_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateBackend {
+    /// The embedded default.
+    Sqlite,
+    /// Shared by several nodes.
+    Postgres,
+}
+
+/// libpq's `sslmode` words.
+pub const SSL_MODES: &[&str] = &["disable", "prefer", "require", "verify-ca", "verify-full"];
+
+/// `[cluster]`: this node's place among several.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ClusterConfig {
+    /// This node's name, unique among the nodes sharing the state store (the session
+    /// list, the audit log and the console name it). Required with the postgres backend.
+    pub node: Option<String>,
 }
 
 /// `[vault]`: the master key that wraps the vault's data key.

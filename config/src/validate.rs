@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::problem::{KeyPath, Problem};
-use crate::schema::Config;
+use crate::schema::{Config, SSL_MODES, StateBackend};
 
 /// Characters allowed in user, target and role names. `+` separates user from target in a
 /// login, `@` separates login from host, so neither may appear in a name.
@@ -57,7 +57,67 @@ impl Config {
         self.validate_roles(&root.key("roles"), &users, &targets, &mut problems);
         self.validate_admin(&root.key("admin"), &mut problems);
         self.validate_command_rules(&root.key("command_rules"), &mut problems);
+        self.validate_state(&root, &mut problems);
         problems
+    }
+
+    fn validate_state(&self, root: &KeyPath, problems: &mut Vec<Problem>) {
+        let state = &self.state;
+        let path = root.key("state");
+        if let Some(node) = &self.cluster.node
+            && !is_valid_name(node)
+        {
+            problems.push(Problem::new(
+                root.key("cluster").key("node"),
+                format!("{node:?} is not a valid name (letters, digits, '.', '_' and '-')"),
+            ));
+        }
+        if let Some(mode) = &state.sslmode
+            && !SSL_MODES.contains(&mode.as_str())
+        {
+            problems.push(Problem::new(
+                path.key("sslmode"),
+                format!("{mode:?} is not one of {}", SSL_MODES.join(", ")),
+            ));
+        }
+        if state.client_cert_file.is_some() != state.client_key_file.is_some() {
+            problems.push(Problem::new(
+                path.key("client_cert_file"),
+                "client_cert_file and client_key_file go together",
+            ));
+        }
+        if state.backend == StateBackend::Sqlite {
+            if state.url.is_some() {
+                problems.push(Problem::new(
+                    path.key("url"),
+                    "is only used with backend = \"postgres\"",
+                ));
+            }
+            return;
+        }
+        if state.pool_size < 2 {
+            problems.push(Problem::new(path.key("pool_size"), "must be at least 2"));
+        }
+        match &state.url {
+            None => problems.push(Problem::new(
+                path.key("url"),
+                "is required with backend = \"postgres\" (postgres://USER@HOST:PORT/DATABASE)",
+            )),
+            Some(url) if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) => {
+                problems.push(Problem::new(path.key("url"), "must start with postgres://"));
+            }
+            Some(url) if url_has_password(url) => problems.push(Problem::new(
+                path.key("url"),
+                "holds a password: put it in password_file or PORTCULLIS_STATE_PASSWORD, not in the config",
+            )),
+            Some(_) => {}
+        }
+        if self.cluster.node.is_none() {
+            problems.push(Problem::new(
+                root.key("cluster").key("node"),
+                "is required with backend = \"postgres\": a name unique to this node",
+            ));
+        }
     }
 
     fn validate_command_rules(&self, path: &KeyPath, problems: &mut Vec<Problem>) {
@@ -518,6 +578,19 @@ fn validate_names<'a>(
         }
     }
     seen
+}
+
+/// A password in `postgres://user:password@host/db` or `?password=`.
+fn url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let in_authority = authority
+        .rsplit_once('@')
+        .is_some_and(|(user, _)| user.contains(':'));
+    let in_query = url
+        .split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("password=")));
+    in_authority || in_query
 }
 
 /// `host:port`, `host` (port 22), `[v6]:port` or `[v6]`.

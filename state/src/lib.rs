@@ -52,6 +52,12 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// Where the state lives, in words, for messages ("state database /var/lib/…/state.db").
     fn location(&self) -> String;
 
+    /// The node this store speaks for when several share it; `None` for a store only one
+    /// node uses.
+    fn node(&self) -> Option<&str> {
+        None
+    }
+
     // --- locks ---------------------------------------------------------------------------
     /// Places (or replaces) a lock. Publishes [`Change::LockPlaced`].
     fn place_lock(&self, lock: Lock) -> StateFuture<'_, ()>;

@@ -7,6 +7,7 @@
 //! * [`tmux::Tmux`]: interactive terminals.
 //! * [`keys`]: keys and certificates via `ssh-keygen`.
 //! * [`raw::RawSsh`]: a custom SSH client for what OpenSSH never sends.
+//! * [`cluster::Cluster`]: several nodes sharing a real PostgreSQL ([`postgres::Postgres`]).
 //! * [`browser::Browser`]: headless Chromium through ChromeDriver, for the web console.
 //!
 //! Scenarios live in `tests/`, one file per user story. Tests that check something is
@@ -16,6 +17,7 @@
 pub mod bastion;
 pub mod browser;
 pub mod client;
+pub mod cluster;
 pub mod in_process;
 pub mod keys;
 pub mod postgres;
@@ -27,6 +29,7 @@ pub mod util;
 pub use bastion::{Bastion, ConfigText, World};
 pub use browser::Browser;
 pub use client::SshCommand;
+pub use cluster::Cluster;
 pub use keys::Keypair;
 pub use postgres::Postgres;
 pub use sshd::{LocalUser, Sshd};

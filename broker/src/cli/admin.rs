@@ -19,7 +19,7 @@ use crate::audit::{AuditVerdict, verify_log};
 use crate::datadir::DataDir;
 use crate::services::{AUDIT_KEY_LABEL, RECORDING_KEY_LABEL};
 use crate::vault::{CredentialInfo, Vault, generate_ed25519};
-use portcullis_state::{SqliteStore, StateStore};
+use portcullis_state::StateStore;
 
 /// `portcullis vault …`
 #[derive(Debug, Subcommand)]
@@ -298,7 +298,9 @@ fn open(config: &ConfigArg) -> Result<Opened, ExitCode> {
         .enable_all()
         .build()
         .map_err(fail)?;
-    let state: Arc<dyn StateStore> = Arc::new(SqliteStore::open(&data.state_db()).map_err(fail)?);
+    let state = runtime
+        .block_on(crate::state_backend::open(&loaded.config, &data))
+        .map_err(|error| super::fail_state(&error))?;
     let vault = runtime
         .block_on(Vault::open(
             state.clone(),
@@ -706,7 +708,10 @@ pub fn audit(command: AuditCommand) -> ExitCode {
             };
             let path = opened.data.audit_log();
             // The anchor first: a bastion writing meanwhile only makes the file longer.
-            let anchor = match crate::anchors::get(opened.state.as_ref(), crate::anchors::AUDIT) {
+            let anchor = match crate::anchors::get(
+                opened.state.as_ref(),
+                &crate::anchors::audit(opened.state.as_ref()),
+            ) {
                 Ok(anchor) => anchor,
                 Err(error) => return fail(error),
             };

@@ -28,6 +28,10 @@ use crate::directory::Directory;
 /// Exit status for configuration problems (sysexits' EX_USAGE).
 pub const EXIT_CONFIG: u8 = 64;
 
+/// Exit status when something the bastion needs is down, e.g. its database (sysexits'
+/// EX_UNAVAILABLE): trying again later may work.
+pub const EXIT_UNAVAILABLE: u8 = 69;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "portcullis",
@@ -159,6 +163,27 @@ pub fn load(path: &Path) -> Result<(LoadedConfig, Directory), ExitCode> {
 pub fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("portcullis: {message}");
     ExitCode::FAILURE
+}
+
+/// A state store failure at start: 69 when the database is unavailable, 64 when an operator
+/// must change something (credentials, TLS, settings, the binary), 1 otherwise.
+pub fn fail_state(error: &portcullis_state::StateError) -> ExitCode {
+    eprintln!("portcullis: {error}");
+    if error.is_unavailable() {
+        ExitCode::from(EXIT_UNAVAILABLE)
+    } else if error.needs_operator() {
+        ExitCode::from(EXIT_CONFIG)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// A start failure, with [`fail_state`]'s exit codes for the state store's.
+pub fn fail_start(error: &crate::services::StartError) -> ExitCode {
+    match error {
+        crate::services::StartError::State(state) => fail_state(state),
+        other => fail(other),
+    }
 }
 
 /// The value of `PORTCULLIS_MASTER_KEY`, if set.

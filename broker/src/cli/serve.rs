@@ -42,7 +42,7 @@ pub fn run(config_path: &Path) -> ExitCode {
         .await
         {
             Ok(services) => Arc::new(services),
-            Err(error) => return super::fail(error),
+            Err(error) => return super::fail_start(&error),
         };
         match serve(services).await {
             Ok(()) => ExitCode::SUCCESS,

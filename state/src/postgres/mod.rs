@@ -262,11 +262,6 @@ impl PostgresStore {
         })
     }
 
-    /// This node's name.
-    pub fn node(&self) -> &str {
-        &self.node
-    }
-
     /// Runs `work` with a pooled connection on the store's runtime. The work starts now;
     /// the future only waits for its answer (dropping it does not undo the work).
     pub(crate) fn call<T, F, Fut>(
@@ -327,6 +322,10 @@ impl StateStore for PostgresStore {
 
     fn location(&self) -> String {
         format!("state database {}", self.location)
+    }
+
+    fn node(&self) -> Option<&str> {
+        Some(&self.node)
     }
 
     fn place_lock(&self, lock: Lock) -> StateFuture<'_, ()> {

@@ -172,7 +172,7 @@ impl Demo {
             .await
             {
                 Ok(services) => Arc::new(services),
-                Err(error) => return fail(error),
+                Err(error) => return super::fail_start(&error),
             };
             let credential_key = match demo_credential(&services).await {
                 Ok(public) => public,

@@ -1,0 +1,266 @@
+//! Two bastion nodes sharing a real PostgreSQL: what one node is told, the other acts on —
+//! a kill, a lock, a revocation, an approval — and what one counts, the other counts too
+//! (failed logins, used TOTP codes). Each scenario waits for the condition (a screen, an
+//! audit line), and says how long it took.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use portcullis::credentials::{password, totp};
+use portcullis_tests::client::Askpass;
+use portcullis_tests::{Bastion, Cluster, Keypair, Ran, SshCommand, Tmux};
+
+const SECOPS: &str = "secops-token-0123456789";
+const READER: &str = "reader-token-0123456789";
+const TOTP_SECRET: [u8; 20] = *b"portcullis-node-test";
+
+/// Nodes a and b; bob is in secops (approvers); alice is eligible for db01 (`settings`);
+/// carol logs in with a password, dave with a password and a TOTP code.
+fn cluster(settings: &str) -> (Cluster, Keypair) {
+    let mut bob = None;
+    let carol = password::hash("carols-password").unwrap();
+    let dave = password::hash("daves-password").unwrap();
+    let secret = portcullis_config::base32::encode(&TOTP_SECRET);
+    let cluster = Cluster::start(&["a", "b"], |config, sshd, scratch| {
+        let key = Keypair::generate(scratch.path(), "bob");
+        config
+            .server("auth_max_failures = 5\nauth_failure_window = \"10m\"")
+            .user("bob", &[&key.public])
+            .target("db01", sshd, "root", "web01")
+            .eligible("db-admins", &["alice"], &["db*"], settings)
+            .role("secops", &["bob"], &["web01"])
+            .raw(&format!(
+                "[[users]]\nname = \"carol\"\npassword_hash = {carol:?}\n\n\
+                 [[users]]\nname = \"dave\"\npassword_hash = {dave:?}\ntotp_secret = {secret:?}\n\n\
+                 [[roles]]\nname = \"password-people\"\nmembers = [\"carol\", \"dave\"]\ntargets = [\"web01\"]\n"
+            ))
+            .admin(&[
+                ("secops", SECOPS, &["read", "operate"]),
+                ("auditor", READER, &["read"]),
+            ]);
+        bob = Some(key);
+    });
+    (cluster, bob.unwrap())
+}
+
+/// An interactive shell for alice on `node`, ready (the remote shell has answered).
+fn shell(cluster: &Cluster, node: &Bastion, target: &str) -> Tmux {
+    let tmux = Tmux::start(
+        &node
+            .ssh(&cluster.alice, &format!("alice+{target}"))
+            .shell_line(&["-tt"]),
+        110,
+        30,
+    );
+    tmux.line("echo ready-$((40+2))");
+    tmux.wait_for_text("ready-42", Duration::from_secs(20));
+    tmux
+}
+
+/// The id of alice's live session on `node`, from its audit log.
+fn session_on(node: &Bastion, target: &str) -> String {
+    node.wait_for_audit("session.start", |e| {
+        e["user"] == "alice" && e["target"] == target
+    })["session"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Waits for `text` on the screen and returns how long that took from `since`.
+fn seen_after(tmux: &Tmux, text: &str, since: Instant) -> Duration {
+    tmux.wait_for_text(text, Duration::from_secs(20));
+    since.elapsed()
+}
+
+#[test]
+fn a_kill_a_lock_and_a_revocation_through_one_node_end_sessions_on_the_other() {
+    let (cluster, _) = cluster(
+        "max_duration = \"4h\"\ndefault_duration = \"1h\"\nrequire_reason = true\napprovals = 0",
+    );
+    let (a, b) = (cluster.node(0), cluster.node(1));
+
+    // Kill: the session runs on a; the operator uses b.
+    let tmux = shell(&cluster, a, "web01");
+    let id = session_on(a, "web01");
+    let asked = Instant::now();
+    let killed = b.api_cli(
+        SECOPS,
+        &["sessions", "kill", &id, "--reason", "INC-1 suspicious"],
+    );
+    assert_eq!(killed.code, Some(0), "{killed:?}");
+    let took = seen_after(
+        &tmux,
+        "portcullis: session terminated by secops: INC-1 suspicious",
+        asked,
+    );
+    assert!(tmux.wait_exit(Duration::from_secs(10)).is_some());
+    eprintln!("kill through b ended the session on a after {took:?}");
+    let end = a.wait_for_audit("session.end", |e| e["session"] == id.as_str());
+    assert_eq!(end["reason"], "killed", "{end}");
+    let audited = b.wait_for_audit("session.killed", |_| true);
+    assert_eq!(audited["session"], id.as_str(), "{audited}");
+
+    // Lock: placed through b, alice's session on a ends and both nodes refuse her.
+    let tmux = shell(&cluster, a, "web01");
+    let asked = Instant::now();
+    let locked = b.api_cli(SECOPS, &["lock", "alice", "--reason", "laptop stolen"]);
+    assert_eq!(locked.code, Some(0), "{locked:?}");
+    let took = seen_after(&tmux, "laptop stolen", asked);
+    assert!(tmux.wait_exit(Duration::from_secs(10)).is_some());
+    eprintln!("lock through b ended the session on a after {took:?}");
+    for node in [a, b] {
+        let refused = node.ssh(&cluster.alice, "alice+web01").exec("true");
+        assert_eq!(
+            refused.stderr, "portcullis: your account is locked by secops: laptop stolen\n",
+            "{refused:?}"
+        );
+    }
+    let unlocked = a.api_cli(SECOPS, &["unlock", "alice"]);
+    assert_eq!(unlocked.code, Some(0), "{unlocked:?}");
+    let ran = b
+        .ssh(&cluster.alice, "alice+web01")
+        .exec("echo back-$((1+1))");
+    assert_eq!(ran.stdout, "back-2\n", "{ran:?}");
+
+    // Revocation: the grant is activated through b, used on a, revoked through b.
+    let granted = b
+        .ssh(&cluster.alice, "alice")
+        .exec("request db01 --for 1h --reason INC-12");
+    assert_eq!(granted.code, Some(0), "{granted:?}");
+    let tmux = shell(&cluster, a, "db01");
+    let asked = Instant::now();
+    let revoked = b.api_cli(
+        SECOPS,
+        &["grants", "revoke", "1", "--reason", "incident closed"],
+    );
+    assert_eq!(revoked.code, Some(0), "{revoked:?}");
+    let took = seen_after(
+        &tmux,
+        "portcullis: your access was revoked by secops (grant #1): incident closed",
+        asked,
+    );
+    assert!(tmux.wait_exit(Duration::from_secs(10)).is_some());
+    eprintln!("revocation through b ended the session on a after {took:?}");
+    let end = a.wait_for_audit("session.end", |e| e["target"] == "db01");
+    assert_eq!(end["reason"], "grant_revoked", "{end}");
+    let refused = a.ssh(&cluster.alice, "alice+db01").exec("true");
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+}
+
+#[test]
+fn an_approval_given_on_one_node_releases_the_login_waiting_on_the_other() {
+    let (cluster, bob) = cluster(
+        "max_duration = \"4h\"\ndefault_duration = \"1h\"\nrequire_reason = true\napprovals = 1\napprovers = [\"secops\"]",
+    );
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let tmux = Tmux::start(
+        &a.ssh(&cluster.alice, "alice+db01").shell_line(&["-tt"]),
+        120,
+        40,
+    );
+    tmux.wait_for_text("Reason", Duration::from_secs(20));
+    tmux.line("INC-9 replication lag");
+    tmux.wait_for_text("Duration [", Duration::from_secs(10));
+    tmux.line("");
+    tmux.wait_for_text(
+        "waiting for approval of request #1 by secops…",
+        Duration::from_secs(10),
+    );
+    let pending = b.ssh(&bob, "bob").exec("requests");
+    assert!(
+        pending
+            .stdout
+            .contains("#1    alice → db01 for 1h (role db-admins)"),
+        "b lists a's request: {pending:?}"
+    );
+    let asked = Instant::now();
+    let approved = b.ssh(&bob, "bob").exec("approve 1 --comment 'go ahead'");
+    assert_eq!(approved.code, Some(0), "{approved:?}");
+    let took = seen_after(&tmux, "request #1 approved; access granted until", asked);
+    eprintln!("approval on b released the login on a after {took:?}");
+    tmux.line("echo remote-$((6*7))");
+    tmux.wait_for_text("remote-42", Duration::from_secs(20));
+    // The approver's node activates the grant; the waiting login's node lets it through.
+    let activated = b.wait_for_audit("grant.activated", |_| true);
+    assert_eq!(activated["request"], 1, "{activated}");
+    assert_eq!(activated["via"], "approval", "{activated}");
+    let start = a.wait_for_audit("session.start", |e| e["target"] == "db01");
+    assert_eq!(start["user"], "alice", "{start}");
+    let approval = b.wait_for_audit("request.approved", |_| true);
+    assert_eq!(approval["by"], "bob", "{approval}");
+}
+
+fn password_login(node: &Bastion, askpass: &Askpass, login: &str) -> Ran {
+    password_login_from(node, askpass, login, "127.0.0.1")
+}
+
+fn password_login_from(node: &Bastion, askpass: &Askpass, login: &str, source: &str) -> Ran {
+    let mut command = SshCommand::new(node.address(), &node.known_hosts(), None, login)
+        .interactive_auth()
+        .option(&format!("BindAddress={source}"))
+        .option("PreferredAuthentications=keyboard-interactive,password")
+        .option("NumberOfPasswordPrompts=1")
+        .ssh_command(Some("echo logged-in"));
+    askpass.apply(&mut command);
+    command.output().unwrap().into()
+}
+
+fn code_now() -> String {
+    let step = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 30;
+    format!("{:06}", totp::code_at(&TOTP_SECRET, step))
+}
+
+#[test]
+fn failed_logins_and_used_codes_count_on_every_node() {
+    let (cluster, _) = cluster("max_duration = \"1h\"\napprovals = 0");
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let askpass = Askpass::new();
+
+    // Five wrong passwords for carol, three through a and two through b, each from an
+    // address of its own (so only the count per user can add up to five)…
+    askpass.answer("not-carols-password", "");
+    for (node, source) in [
+        (a, "127.0.0.2"),
+        (a, "127.0.0.3"),
+        (a, "127.0.0.4"),
+        (b, "127.0.0.5"),
+        (b, "127.0.0.6"),
+    ] {
+        let ran = password_login_from(node, &askpass, "carol+web01", source);
+        assert_ne!(ran.stdout, "logged-in\n", "{ran:?}");
+    }
+    // …and the right one is refused on either, from yet another address.
+    askpass.answer("carols-password", "");
+    for (node, source) in [(a, "127.0.0.7"), (b, "127.0.0.8")] {
+        let ran = password_login_from(node, &askpass, "carol+web01", source);
+        assert_ne!(ran.stdout, "logged-in\n", "the 6th try gets in: {ran:?}");
+        let throttled = node.wait_for_audit("auth.throttled", |e| e["user"] == "carol");
+        assert!(
+            throttled["throttled"]
+                .as_str()
+                .is_some_and(|key| key.contains("carol")),
+            "{throttled}"
+        );
+    }
+
+    // A TOTP code used through a is refused through b.
+    askpass.answer("daves-password", &code_now());
+    let mut first = password_login(a, &askpass, "dave+web01");
+    if first.stdout != "logged-in\n" {
+        // The code's 30 s step turned between reading it and using it: take the next one.
+        askpass.answer("daves-password", &code_now());
+        first = password_login(a, &askpass, "dave+web01");
+    }
+    assert_eq!(first.stdout, "logged-in\n", "{first:?}");
+    let replay = password_login(b, &askpass, "dave+web01");
+    assert_ne!(
+        replay.stdout, "logged-in\n",
+        "the same code twice: {replay:?}"
+    );
+    b.wait_for_audit("auth.failure", |e| e["reason"] == "TOTP code already used");
+}
