@@ -174,6 +174,7 @@ pub async fn serve(
         },
     };
     if let Some((address, fingerprint)) = &listening.admin {
+        let _ = services.admin_listening.set(*address);
         eprintln!("portcullis: admin API on https://{address} (certificate {fingerprint})");
     }
     eprintln!(
@@ -187,6 +188,7 @@ pub async fn serve(
     ready(&listening);
     let accepting = tokio::spawn(server.run());
     let janitor = tokio::spawn(crate::access::jit::expire_periodically(services.clone()));
+    let heartbeat = tokio::spawn(crate::cluster::keep_alive(services.clone()));
     let api = admin.map(|admin| {
         tokio::spawn(async move {
             if let Err(error) = admin.run().await {
@@ -207,6 +209,7 @@ pub async fn serve(
     };
     let _ = accepting.await;
     let _ = janitor.await;
+    let _ = heartbeat.await;
     if let Some(api) = api {
         let _ = api.await;
     }

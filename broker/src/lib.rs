@@ -49,6 +49,7 @@ pub mod authorized;
 pub mod bastion;
 pub mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod credentials;
 pub mod datadir;
 pub mod directory;

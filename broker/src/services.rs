@@ -117,6 +117,8 @@ pub struct Services {
     pub sessions: TaskTracker,
     /// The address the front door actually listens on, once bound.
     pub listening: std::sync::OnceLock<SocketAddr>,
+    /// Where the admin API listens, once bound (other nodes are told, to reach it).
+    pub admin_listening: std::sync::OnceLock<SocketAddr>,
     /// Where time comes from (the system's, or a test's manual clock).
     pub clock: Arc<dyn Clock>,
     host_key: PrivateKey,
@@ -181,6 +183,7 @@ impl Services {
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
             listening: std::sync::OnceLock::new(),
+            admin_listening: std::sync::OnceLock::new(),
             clock,
             directory,
             vault,

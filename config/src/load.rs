@@ -637,6 +637,13 @@ message = "never"
                 .any(|p| p.contains("state.url: holds a password")),
             "{query:#?}"
         );
+        let lease = rendered("[cluster]\nheartbeat = \"10s\"\nlease = \"15s\"\n");
+        assert!(
+            lease
+                .iter()
+                .any(|p| p.contains("cluster.lease: must be at least two heartbeats (20s)")),
+            "{lease:#?}"
+        );
         let sqlite_url = rendered("[state]\nurl = \"postgres://p@db/s\"\n");
         assert!(
             sqlite_url

@@ -226,12 +226,29 @@ pub enum StateBackend {
 pub const SSL_MODES: &[&str] = &["disable", "prefer", "require", "verify-ca", "verify-full"];
 
 /// `[cluster]`: this node's place among several.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct ClusterConfig {
     /// This node's name, unique among the nodes sharing the state store (the session
     /// list, the audit log and the console name it). Required with the postgres backend.
     pub node: Option<String>,
+    /// How often this node tells the others it is alive.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// How long without a heartbeat before the other nodes take a node for lost and end
+    /// its sessions (`node_lost`).
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            node: None,
+            heartbeat: Duration::from_secs(5),
+            lease: Duration::from_secs(20),
+        }
+    }
 }
 
 /// `[vault]`: the master key that wraps the vault's data key.

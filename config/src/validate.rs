@@ -72,6 +72,20 @@ impl Config {
                 format!("{node:?} is not a valid name (letters, digits, '.', '_' and '-')"),
             ));
         }
+        if self.cluster.heartbeat.is_zero() {
+            problems.push(Problem::new(
+                root.key("cluster").key("heartbeat"),
+                "must be longer than zero",
+            ));
+        } else if self.cluster.lease < self.cluster.heartbeat * 2 {
+            problems.push(Problem::new(
+                root.key("cluster").key("lease"),
+                format!(
+                    "must be at least two heartbeats ({}), or a node that is only slow is taken for lost",
+                    humantime::format_duration(self.cluster.heartbeat * 2)
+                ),
+            ));
+        }
         if let Some(mode) = &state.sslmode
             && !SSL_MODES.contains(&mode.as_str())
         {

@@ -31,6 +31,7 @@ pub mod sqlite;
 
 use std::time::SystemTime;
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use portcullis_policy::{Lock, Request, RequestState};
 use tokio::sync::broadcast;
@@ -38,7 +39,10 @@ use tokio::sync::broadcast;
 pub use error::StateError;
 pub use feed::Change;
 pub use postgres::{PostgresSettings, PostgresStore, SslMode};
-pub use records::{Anchor, CredentialRow, GrantRecord, NewGrant, SessionEnd, SessionRecord, Usage};
+pub use records::{
+    Anchor, CredentialRow, GrantRecord, LostNode, NewGrant, NodeBeat, NodeRecord, SessionEnd,
+    SessionRecord, Usage,
+};
 pub use sqlite::SqliteStore;
 
 /// What every store method returns.
@@ -185,9 +189,30 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// stored: a session that is not running has nothing to end).
     fn request_kill(&self, session: &str, by: &str, reason: &str) -> StateFuture<'_, ()>;
 
+    // --- nodes ----------------------------------------------------------------------------
+    /// Says this node is alive (and how far its sessions have got). A store only one node
+    /// uses has nobody to tell.
+    fn heartbeat(&self, beat: NodeBeat) -> StateFuture<'_, ()> {
+        let _ = beat;
+        futures::future::ready(Ok(())).boxed()
+    }
+    /// Finds the other nodes whose last heartbeat is older than `lease` (by the store's
+    /// clock) and ends their open sessions as `node_lost` — once: of nodes asking together,
+    /// one gets each lost node.
+    fn claim_lost_nodes(&self, lease: std::time::Duration) -> StateFuture<'_, Vec<LostNode>> {
+        let _ = lease;
+        futures::future::ready(Ok(Vec::new())).boxed()
+    }
+    /// The nodes sharing the store, by name.
+    fn nodes(&self) -> StateFuture<'_, Vec<NodeRecord>> {
+        futures::future::ready(Ok(Vec::new())).boxed()
+    }
+
     // --- evidence anchors ---------------------------------------------------------------
     /// The anchor called `name`.
     fn anchor(&self, name: &str) -> StateFuture<'_, Option<Anchor>>;
     /// Sets (or moves) the anchor called `name`.
     fn set_anchor(&self, name: &str, anchor: Anchor) -> StateFuture<'_, ()>;
+    /// The anchors whose names start with `prefix` (taken literally), by name.
+    fn anchors_named(&self, prefix: &str) -> StateFuture<'_, Vec<(String, Anchor)>>;
 }

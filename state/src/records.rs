@@ -112,6 +112,9 @@ pub struct SessionRecord {
     pub started_at: SystemTime,
     /// How it ended, once it has.
     pub ended: Option<SessionEnd>,
+    /// The node running it, on a store nodes share (ignored when opening: the store
+    /// records its own node).
+    pub node: Option<String>,
 }
 
 /// The end of an indexed session.
@@ -125,4 +128,40 @@ pub struct SessionEnd {
     pub bytes_from_client: u64,
     /// Bytes to the client.
     pub bytes_to_client: u64,
+}
+
+/// What a node tells the others, every heartbeat: it is alive, where its admin API is, and
+/// how far its live sessions have got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeBeat {
+    /// The admin API's address (`host:port`), if it has one.
+    pub admin: Option<String>,
+    /// Bytes so far of each live session: (id, from the client, to the client).
+    pub sessions: Vec<(String, u64, u64)>,
+}
+
+/// A node as the others see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// Its name.
+    pub name: String,
+    /// Its first heartbeat.
+    pub started_at: SystemTime,
+    /// Its latest heartbeat (the database's clock).
+    pub seen_at: SystemTime,
+    /// Its admin API's address.
+    pub admin: Option<String>,
+    /// When another node found it gone (no heartbeat within the lease), until it beats again.
+    pub lost_at: Option<SystemTime>,
+}
+
+/// A node found gone, with the sessions its loss ended (as the index now records them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LostNode {
+    /// Its name.
+    pub node: String,
+    /// Its last heartbeat.
+    pub seen_at: SystemTime,
+    /// The sessions it was running, ended as `node_lost`.
+    pub sessions: Vec<SessionRecord>,
 }

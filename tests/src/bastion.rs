@@ -478,6 +478,13 @@ impl Bastion {
         }
     }
 
+    /// Sends SIGKILL (no chance to clean up) and waits for the process to be gone.
+    pub fn kill_hard(&mut self) {
+        let mut child = self.child.take().expect("a running bastion");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child

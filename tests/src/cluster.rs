@@ -78,10 +78,12 @@ impl Cluster {
     }
 }
 
-/// What makes a node one of the cluster: the shared store and its name.
+/// What makes a node one of the cluster: the shared store and its name. Heartbeats are
+/// frequent and the lease short, so a lost node is found within seconds.
 pub fn node_section(postgres: &Postgres, name: &str) -> String {
     format!(
-        "[state]\nbackend = \"postgres\"\nurl = \"{}\"\nsslmode = \"disable\"\n\n[cluster]\nnode = \"{name}\"\n",
+        "[state]\nbackend = \"postgres\"\nurl = \"{}\"\nsslmode = \"disable\"\n\n\
+         [cluster]\nnode = \"{name}\"\nheartbeat = \"1s\"\nlease = \"3s\"\n",
         postgres.url(DATABASE)
     )
 }

@@ -264,3 +264,59 @@ fn failed_logins_and_used_codes_count_on_every_node() {
     );
     b.wait_for_audit("auth.failure", |e| e["reason"] == "TOTP code already used");
 }
+
+#[test]
+fn a_node_killed_outright_is_found_lost_and_its_sessions_ended_by_the_survivor() {
+    let (mut cluster, _) = cluster("max_duration = \"1h\"\napprovals = 0");
+    // A session on a survives b restarting: a node ends only what it ran itself.
+    let on_a = shell(&cluster, cluster.node(0), "web01");
+    let id = session_on(cluster.node(0), "web01");
+    assert_eq!(cluster.nodes[1].terminate(), Some(0));
+    cluster.nodes[1].start();
+    on_a.line("echo still-$((2+2))");
+    on_a.wait_for_text("still-4", Duration::from_secs(20));
+
+    // a is killed with its session live: b finds it lost within the lease and ends it.
+    let killed = Instant::now();
+    cluster.nodes[0].kill_hard();
+    let b = cluster.node(1);
+    let end = b.wait_for_audit("session.end", |e| e["session"] == id.as_str());
+    eprintln!(
+        "b recorded a's session as ended {:?} after a was killed",
+        killed.elapsed()
+    );
+    assert_eq!(end["reason"], "node_lost", "{end}");
+    assert_eq!(end["node"], "a", "{end}");
+    assert_eq!(end["user"], "alice", "{end}");
+    assert!(end["bytes_to_client"].as_u64().is_some(), "{end}");
+    let lost = b.wait_for_audit("node.lost", |e| e["node"] == "a");
+    assert_eq!(lost["sessions"], 1, "{lost}");
+    let unsealed = b.wait_for_audit("recording.unsealed", |e| e["session"] == id.as_str());
+    assert!(
+        unsealed["recording"].as_str().unwrap().starts_with(&id),
+        "{unsealed}"
+    );
+    let (status, body) = b.api_request(READER, "GET", &format!("/api/v1/sessions/{id}"), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ended"]["reason"], "node_lost", "{body}");
+    // alice reconnects through b.
+    let ran = b
+        .ssh(&cluster.alice, "alice+web01")
+        .exec("echo via-b-$((3+4))");
+    assert_eq!(ran.stdout, "via-b-7\n", "{ran:?}");
+    // a comes back: its session was ended already, so it is not ended twice.
+    cluster.nodes[0].start();
+    let a = cluster.node(0);
+    let ran = a
+        .ssh(&cluster.alice, "alice+web01")
+        .exec("echo via-a-$((4+4))");
+    assert_eq!(ran.stdout, "via-a-8\n", "{ran:?}");
+    assert!(
+        a.audit_events("session.end")
+            .iter()
+            .all(|e| e["session"] != id.as_str()),
+        "{:#?}",
+        a.audit_events("session.end")
+    );
+    drop(on_a);
+}

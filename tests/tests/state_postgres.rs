@@ -209,3 +209,90 @@ async fn wrong_credentials_a_missing_database_and_no_server_are_told_apart() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_node_whose_heartbeats_stop_is_claimed_once_and_its_sessions_end_as_node_lost() {
+    let (postgres, _) = fresh();
+    let a = PostgresStore::open(settings(&postgres, "state", "a"))
+        .await
+        .unwrap();
+    let b = PostgresStore::open(settings(&postgres, "state", "b"))
+        .await
+        .unwrap();
+    let session = |id: &str| portcullis_state::SessionRecord {
+        id: id.into(),
+        user: "alice".into(),
+        target: Some("web01".into()),
+        client: "127.0.0.1:50000".into(),
+        started_at: std::time::SystemTime::now(),
+        ended: None,
+        node: None,
+    };
+    a.open_session(session("on-a")).await.unwrap();
+    b.open_session(session("on-b")).await.unwrap();
+    let beat = |sessions: Vec<(String, u64, u64)>| portcullis_state::NodeBeat {
+        admin: Some("127.0.0.1:9443".into()),
+        sessions,
+    };
+    a.heartbeat(beat(vec![("on-a".into(), 10, 2_000)]))
+        .await
+        .unwrap();
+    b.heartbeat(beat(Vec::new())).await.unwrap();
+    let live = b.open_sessions().await.unwrap();
+    assert_eq!(live.len(), 2);
+    assert_eq!(live[0].node.as_deref(), Some("a"));
+    let nodes = b.nodes().await.unwrap();
+    assert_eq!(
+        nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    // Within a long lease nobody is lost.
+    assert!(
+        b.claim_lost_nodes(Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // With a lease shorter than the time since a's beat, b claims a (never itself), once.
+    let mut lost = Vec::new();
+    for _ in 0..1000 {
+        lost = b.claim_lost_nodes(Duration::from_millis(1)).await.unwrap();
+        if !lost.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(lost[0].node, "a");
+    let ended = &lost[0].sessions;
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0].id, "on-a");
+    let end = ended[0].ended.as_ref().unwrap();
+    assert_eq!(end.reason, "node_lost");
+    assert_eq!((end.bytes_from_client, end.bytes_to_client), (10, 2_000));
+    assert!(
+        b.claim_lost_nodes(Duration::from_millis(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        a.claim_lost_nodes(Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        b.open_sessions()
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect::<Vec<_>>(),
+        ["on-b"]
+    );
+    let nodes = b.nodes().await.unwrap();
+    assert!(nodes[0].lost_at.is_some(), "{nodes:?}");
+    // A node that beats again is back.
+    a.heartbeat(beat(Vec::new())).await.unwrap();
+    assert!(b.nodes().await.unwrap()[0].lost_at.is_none());
+}

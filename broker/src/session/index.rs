@@ -23,6 +23,7 @@ pub async fn opened(services: &Services, session: &SessionShared) {
         client: session.client.to_string(),
         started_at: session.started_at,
         ended: None,
+        node: None,
     };
     if let Err(error) = services.state.open_session(record).await {
         tracing::error!(parent: &session.span, %error, "cannot index the session");
@@ -49,8 +50,8 @@ pub async fn closed(
 }
 
 /// Ends, in the index and the audit log, the sessions a previous run left open. Runs before
-/// this run accepts anything, so no session of its own can be among them. (One node owns
-/// the index today; with several, each ends only the sessions it ran.)
+/// this run accepts anything, so no session of its own can be among them. With several
+/// nodes sharing the index, a node ends only the sessions it ran: the others' are live.
 pub async fn end_left_open(services: &Services) {
     let left = match services.state.open_sessions().await {
         Ok(left) => left,
@@ -59,7 +60,11 @@ pub async fn end_left_open(services: &Services) {
             return;
         }
     };
+    let own_node = services.state.node().map(str::to_owned);
     for record in left {
+        if record.node.is_some() && record.node != own_node {
+            continue;
+        }
         let end = SessionEnd {
             at: services.clock.now(),
             reason: BASTION_STOPPED.to_owned(),

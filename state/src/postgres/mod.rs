@@ -16,6 +16,7 @@
 mod access;
 mod changes;
 mod guesses;
+mod nodes;
 mod schema;
 mod sessions;
 pub mod settings;
@@ -37,8 +38,8 @@ pub use settings::{PostgresSettings, SslMode};
 
 use crate::feed::FEED_CAPACITY;
 use crate::{
-    Anchor, Change, CredentialRow, GrantRecord, NewGrant, SessionEnd, SessionRecord, StateError,
-    StateFuture, StateStore, Usage,
+    Anchor, Change, CredentialRow, GrantRecord, LostNode, NewGrant, NodeBeat, NodeRecord,
+    SessionEnd, SessionRecord, StateError, StateFuture, StateStore, Usage,
 };
 
 /// A time as the database keeps it: milliseconds since the epoch.
@@ -80,6 +81,8 @@ pub struct PostgresStore {
     origin: Arc<str>,
     node: String,
     location: String,
+    /// Whether this store has sent a heartbeat yet (the first says when the node started).
+    beaten: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for PostgresStore {
@@ -259,6 +262,7 @@ impl PostgresStore {
             origin,
             node: settings.node,
             location,
+            beaten: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -500,6 +504,16 @@ impl StateStore for PostgresStore {
         .boxed()
     }
 
+    fn heartbeat(&self, beat: NodeBeat) -> StateFuture<'_, ()> {
+        self.heartbeat_(beat).boxed()
+    }
+    fn claim_lost_nodes(&self, lease: Duration) -> StateFuture<'_, Vec<LostNode>> {
+        self.claim_lost_nodes_(lease).boxed()
+    }
+    fn nodes(&self) -> StateFuture<'_, Vec<NodeRecord>> {
+        self.nodes_().boxed()
+    }
+
     fn anchor(&self, name: &str) -> StateFuture<'_, Option<Anchor>> {
         let name = name.to_owned();
         self.call(move |db| async move {
@@ -511,6 +525,32 @@ impl StateStore for PostgresStore {
                 tag: row.get(1),
                 sealed: row.get(2),
             }))
+        })
+        .boxed()
+    }
+
+    fn anchors_named(&self, prefix: &str) -> StateFuture<'_, Vec<(String, Anchor)>> {
+        let prefix = prefix.to_owned();
+        self.call(move |db| async move {
+            Ok(db
+                .query(
+                    "SELECT name, count, tag, sealed FROM anchors
+                     WHERE starts_with(name, $1) ORDER BY name",
+                    &[&prefix],
+                )
+                .await?
+                .iter()
+                .map(|row| {
+                    (
+                        row.get(0),
+                        Anchor {
+                            count: id_of(row.get(1)),
+                            tag: row.get(2),
+                            sealed: row.get(3),
+                        },
+                    )
+                })
+                .collect())
         })
         .boxed()
     }

@@ -135,6 +135,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
          flag BOOLEAN
      );
      CREATE INDEX changes_by_time ON changes(at);",
+    // 2: the nodes, each with its latest heartbeat (by the database's clock, so nodes'
+    // clocks need not agree), and the bytes of live sessions as of their node's heartbeat.
+    "CREATE TABLE nodes (
+         name TEXT PRIMARY KEY,
+         started_at BIGINT NOT NULL,
+         seen_at BIGINT NOT NULL,
+         admin TEXT,
+         lost_at BIGINT
+     );
+     CREATE INDEX sessions_by_node ON sessions(node, ended_at);",
 ];
 
 /// Brings the database to the newest schema; refuses one written by a newer build.

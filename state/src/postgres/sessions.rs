@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use super::{PostgresStore, from_ms, to_ms};
 use crate::{SessionEnd, SessionRecord, StateError};
 
-fn from_row(row: &Row) -> SessionRecord {
+pub(super) fn from_row(row: &Row) -> SessionRecord {
     let bytes =
         |column| u64::try_from(row.get::<_, Option<i64>>(column).unwrap_or_default()).unwrap_or(0);
     let ended = row.get::<_, Option<i64>>("ended_at").map(|at| SessionEnd {
@@ -25,10 +25,11 @@ fn from_row(row: &Row) -> SessionRecord {
         client: row.get("client"),
         started_at: from_ms(row.get("started_at")),
         ended,
+        node: Some(row.get("node")),
     }
 }
 
-fn stored(bytes: u64) -> i64 {
+pub(super) fn stored(bytes: u64) -> i64 {
     i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 

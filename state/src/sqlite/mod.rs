@@ -396,6 +396,29 @@ impl StateStore for SqliteStore {
         .boxed()
     }
 
+    fn anchors_named(&self, prefix: &str) -> StateFuture<'_, Vec<(String, Anchor)>> {
+        let prefix = prefix.to_owned();
+        self.call(move |db| {
+            let mut statement = db.prepare_cached(
+                "SELECT name, count, tag, sealed FROM anchors
+                 WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name",
+            )?;
+            statement
+                .query_map([prefix], |row| {
+                    Ok((
+                        row.get(0)?,
+                        Anchor {
+                            count: u64::try_from(row.get::<_, i64>(1)?).unwrap_or_default(),
+                            tag: row.get(2)?,
+                            sealed: row.get::<_, i64>(3)? != 0,
+                        },
+                    ))
+                })?
+                .collect()
+        })
+        .boxed()
+    }
+
     fn set_anchor(&self, name: &str, anchor: Anchor) -> StateFuture<'_, ()> {
         let name = name.to_owned();
         self.call(move |db| {

@@ -31,6 +31,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
         client: row.get(3)?,
         started_at: from_ms(row.get(4)?),
         ended,
+        node: None,
     })
 }
 

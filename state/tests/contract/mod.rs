@@ -361,8 +361,37 @@ pub async fn totp_steps_and_anchors_persist(open: &Open) {
     let store = open();
     assert!(!store.accept_totp_step("alice", 10).await.unwrap());
     assert!(store.accept_totp_step("alice", 11).await.unwrap());
-    assert_eq!(store.anchor("recording:r1").await.unwrap(), Some(anchor));
+    assert_eq!(
+        store.anchor("recording:r1").await.unwrap(),
+        Some(anchor.clone())
+    );
     assert_eq!(store.anchor("audit").await.unwrap(), None);
+    // A session's recordings, by the prefix of their names (and nothing that merely
+    // resembles it: `_` and `%` are not wildcards).
+    let open_one = Anchor {
+        count: 0,
+        tag: String::new(),
+        sealed: false,
+    };
+    for name in [
+        "recording:s1-1",
+        "recording:s1-2",
+        "recording:s10-1",
+        "recording:s1_x",
+    ] {
+        store.set_anchor(name, open_one.clone()).await.unwrap();
+    }
+    assert_eq!(
+        store.anchors_named("recording:s1-").await.unwrap(),
+        vec![
+            ("recording:s1-1".to_owned(), open_one.clone()),
+            ("recording:s1-2".to_owned(), open_one.clone()),
+        ]
+    );
+    assert_eq!(
+        store.anchors_named("recording:s1%").await.unwrap(),
+        Vec::new()
+    );
 }
 
 pub async fn racing_writers_agree(open: &Open) {
@@ -498,6 +527,8 @@ pub async fn guesses_are_limited_per_key_given_back_on_success_and_forgotten_in_
 
 pub async fn sessions_are_indexed_from_start_to_end_and_outlive_the_process(open: &Open) {
     let store = open();
+    // The store records its own node (none for a store only one node uses).
+    let node = store.node().map(str::to_owned);
     let session = |id: &str, started: u64| SessionRecord {
         id: id.into(),
         user: "alice".into(),
@@ -505,6 +536,7 @@ pub async fn sessions_are_indexed_from_start_to_end_and_outlive_the_process(open
         client: "127.0.0.1:50000".into(),
         started_at: at(started),
         ended: None,
+        node: node.clone(),
     };
     store.open_session(session("s2", 1_005)).await.unwrap();
     store.open_session(session("s1", 1_000)).await.unwrap();
