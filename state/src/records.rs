@@ -115,6 +115,9 @@ pub struct SessionRecord {
     /// The node running it, on a store nodes share (ignored when opening: the store
     /// records its own node).
     pub node: Option<String>,
+    /// While it runs on a store nodes share: bytes (from, to the client) as of its node's
+    /// latest heartbeat.
+    pub progress: Option<(u64, u64)>,
 }
 
 /// The end of an indexed session.

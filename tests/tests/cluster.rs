@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use portcullis::credentials::{password, totp};
 use portcullis_tests::client::Askpass;
+use portcullis_tests::util::wait_for;
 use portcullis_tests::{Bastion, Cluster, Keypair, Ran, SshCommand, Tmux};
 
 const SECOPS: &str = "secops-token-0123456789";
@@ -83,6 +84,29 @@ fn a_kill_a_lock_and_a_revocation_through_one_node_end_sessions_on_the_other() {
     // Kill: the session runs on a; the operator uses b.
     let tmux = shell(&cluster, a, "web01");
     let id = session_on(a, "web01");
+    // Both nodes list it, named by the node that runs it; b shows its bytes as of a's
+    // latest heartbeat.
+    let listed = |node: &Bastion| -> Option<serde_json::Value> {
+        let (status, body) = node.api_request(READER, "GET", "/api/v1/sessions", None);
+        assert_eq!(status, 200, "{body}");
+        body["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id.as_str())
+            .cloned()
+    };
+    assert_eq!(listed(a).unwrap()["node"], "a");
+    let remote = wait_for(Duration::from_secs(20), || {
+        listed(b).filter(|s| s["bytes_to_client"].as_u64() > Some(0))
+    })
+    .expect("b lists a's session with its bytes");
+    assert_eq!(remote["node"], "a", "{remote}");
+    assert_eq!(remote["user"], "alice", "{remote}");
+    assert_eq!(remote["target"], "web01", "{remote}");
+    let table = b.api_cli(READER, &["sessions", "list"]);
+    let row = table.stdout.lines().find(|l| l.starts_with(&id)).unwrap_or_default();
+    assert!(row.contains("alice") && row.trim_end().ends_with(" a"), "{table:?}");
     let asked = Instant::now();
     let killed = b.api_cli(
         SECOPS,

@@ -227,6 +227,7 @@ async fn a_node_whose_heartbeats_stop_is_claimed_once_and_its_sessions_end_as_no
         started_at: std::time::SystemTime::now(),
         ended: None,
         node: None,
+        progress: None,
     };
     a.open_session(session("on-a")).await.unwrap();
     b.open_session(session("on-b")).await.unwrap();
@@ -241,6 +242,8 @@ async fn a_node_whose_heartbeats_stop_is_claimed_once_and_its_sessions_end_as_no
     let live = b.open_sessions().await.unwrap();
     assert_eq!(live.len(), 2);
     assert_eq!(live[0].node.as_deref(), Some("a"));
+    assert_eq!(live[0].progress, Some((10, 2_000)));
+    assert_eq!(live[1].progress, None);
     let nodes = b.nodes().await.unwrap();
     assert_eq!(
         nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),

@@ -118,14 +118,50 @@ pub async fn list_sessions(
     State(state): State<Arc<AdminState>>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
-    let sessions: Vec<Value> = state
-        .services
-        .registry
-        .list()
+    let services = &state.services;
+    let here = crate::state_backend::node_name(&services.config);
+    let local = services.registry.list();
+    let mut sessions: Vec<Value> = local
         .iter()
-        .map(|s| session_json(s))
+        .map(|s| {
+            let mut json = session_json(s);
+            json["node"] = json!(here);
+            json
+        })
         .collect();
+    // With several nodes, the index has the others' live sessions too.
+    if services.state.node().is_some() {
+        let open = services
+            .state
+            .open_sessions()
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let now = services.clock.now();
+        for record in open {
+            if record.node.as_deref() == Some(here) || local.iter().any(|s| s.id == record.id) {
+                continue;
+            }
+            sessions.push(remote_session_json(&record, now));
+        }
+    }
     Ok(Json(json!({ "sessions": sessions })))
+}
+
+/// A live session on another node, as the shared index knows it (bytes as of that node's
+/// latest heartbeat).
+fn remote_session_json(record: &portcullis_state::SessionRecord, now: std::time::SystemTime) -> Value {
+    let (from, to) = record.progress.unwrap_or_default();
+    json!({
+        "id": record.id,
+        "node": record.node,
+        "user": record.user,
+        "target": record.target,
+        "client": record.client,
+        "started_at": rfc3339(record.started_at),
+        "duration_s": now.duration_since(record.started_at).unwrap_or_default().as_secs(),
+        "bytes_from_client": from,
+        "bytes_to_client": to,
+    })
 }
 
 /// `GET /api/v1/sessions/{id}`
@@ -150,6 +186,7 @@ pub async fn show_session(
         .ok_or(error)?;
     Ok(Json(json!({
         "id": record.id,
+        "node": record.node,
         "user": record.user,
         "target": record.target,
         "client": record.client,

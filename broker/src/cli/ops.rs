@@ -119,14 +119,14 @@ pub fn sessions(command: SessionsCommand) -> ExitCode {
 
 fn print_sessions(sessions: &Value) {
     println!(
-        "{:<24} {:<12} {:<12} {:<10} {:<21} {:>8} {:>10} {:>10}",
-        "ID", "USER", "TARGET", "LOGIN", "CLIENT", "AGE", "IN", "OUT"
+        "{:<24} {:<12} {:<12} {:<10} {:<21} {:>8} {:>10} {:>10}  {}",
+        "ID", "USER", "TARGET", "LOGIN", "CLIENT", "AGE", "IN", "OUT", "NODE"
     );
     for s in sessions.as_array().into_iter().flatten() {
         let text = |key: &str| crate::text::one_line(s[key].as_str().unwrap_or("-")).into_owned();
         let number = |key: &str| s[key].as_u64().unwrap_or_default();
         println!(
-            "{:<24} {:<12} {:<12} {:<10} {:<21} {:>8} {:>10} {:>10}",
+            "{:<24} {:<12} {:<12} {:<10} {:<21} {:>8} {:>10} {:>10}  {}",
             text("id"),
             text("user"),
             text("target"),
@@ -135,6 +135,7 @@ fn print_sessions(sessions: &Value) {
             humantime::format_duration(Duration::from_secs(number("duration_s"))).to_string(),
             number("bytes_from_client"),
             number("bytes_to_client"),
+            text("node"),
         );
     }
 }

@@ -24,6 +24,7 @@ pub async fn opened(services: &Services, session: &SessionShared) {
         started_at: session.started_at,
         ended: None,
         node: None,
+        progress: None,
     };
     if let Err(error) = services.state.open_session(record).await {
         tracing::error!(parent: &session.span, %error, "cannot index the session");

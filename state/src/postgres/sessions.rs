@@ -10,6 +10,13 @@ use crate::{SessionEnd, SessionRecord, StateError};
 pub(super) fn from_row(row: &Row) -> SessionRecord {
     let bytes =
         |column| u64::try_from(row.get::<_, Option<i64>>(column).unwrap_or_default()).unwrap_or(0);
+    let progress = match (
+        row.get::<_, Option<i64>>("ended_at"),
+        row.get::<_, Option<i64>>("bytes_from_client"),
+    ) {
+        (None, Some(_)) => Some((bytes("bytes_from_client"), bytes("bytes_to_client"))),
+        _ => None,
+    };
     let ended = row.get::<_, Option<i64>>("ended_at").map(|at| SessionEnd {
         at: from_ms(at),
         reason: row
@@ -26,6 +33,7 @@ pub(super) fn from_row(row: &Row) -> SessionRecord {
         started_at: from_ms(row.get("started_at")),
         ended,
         node: Some(row.get("node")),
+        progress,
     }
 }
 

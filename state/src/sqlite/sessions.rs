@@ -32,6 +32,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
         started_at: from_ms(row.get(4)?),
         ended,
         node: None,
+        progress: None,
     })
 }
 

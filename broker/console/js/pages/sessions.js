@@ -16,15 +16,20 @@ export function render(context, root) {
     try {
       const { sessions } = await context.api.get("/api/v1/sessions");
       if (stopped) return;
+      // Several nodes: say which runs each session.
+      const nodes = sessions.some((s) => s.node && s.node !== "local")
+        ? [["Node", (s) => s.node]]
+        : [];
       fill(holder, table([
         ["Session", (s) => el("a", { href: `#/sessions/${s.id}`, class: "session-link" }, s.id.slice(0, 12))],
+        ...nodes,
         ["User", (s) => s.user],
         ["Target", (s) => s.target || "(bastion)"],
-        ["Login", (s) => s.login],
+        ["Login", (s) => s.login || ""],
         ["From", (s) => s.client],
         ["Started", (s) => when(s.started_at)],
         ["For", (s) => duration(s.duration_s)],
-        ["Last activity", (s) => when(s.last_activity)],
+        ["Last activity", (s) => (s.last_activity ? when(s.last_activity) : "")],
         ["In / out", (s) => `${bytes(s.bytes_from_client)} / ${bytes(s.bytes_to_client)}`],
       ], sessions, {
         empty: "No live sessions.",
