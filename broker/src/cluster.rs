@@ -5,6 +5,10 @@
 //! `node_lost` and audited here, and its recordings that were never sealed are flagged —
 //! by whichever survivor claims it first, once.
 //!
+//! A node that cannot reach the database refuses new logins (see the SSH handler's
+//! banner) and keeps its live sessions for `[cluster] database_grace`, then ends them: past
+//! that, a lock or a revocation placed meanwhile would go unheard for too long.
+//!
 //! With the SQLite backend there is one node, and nothing to do.
 
 use std::sync::Arc;
@@ -24,12 +28,15 @@ pub async fn keep_alive(services: Arc<Services>) {
     }
     let mut tick = tokio::time::interval(services.config.cluster.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let heartbeat = services.config.cluster.heartbeat;
     let mut failing = false;
+    let mut outage = Outage::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = services.shutdown.cancelled() => return,
         }
+        outage.check(&services);
         let beat = NodeBeat {
             admin: services.admin_listening.get().map(ToString::to_string),
             sessions: services
@@ -46,22 +53,31 @@ pub async fn keep_alive(services: Arc<Services>) {
                 })
                 .collect(),
         };
-        let beaten = services.state.heartbeat(beat).await;
-        let claimed = match beaten {
-            Ok(()) => {
-                services
-                    .state
-                    .claim_lost_nodes(services.config.cluster.lease)
-                    .await
-            }
-            Err(error) => Err(error),
-        };
+        // A database that does not answer must not hold up the outage's clock.
+        let claimed = tokio::time::timeout(heartbeat, async {
+            services.state.heartbeat(beat).await?;
+            services
+                .state
+                .claim_lost_nodes(services.config.cluster.lease)
+                .await
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(portcullis_state::StateError::Unreachable {
+                location: services.state.location(),
+                detail: format!(
+                    "no answer to a heartbeat within {}",
+                    humantime::format_duration(heartbeat)
+                ),
+            })
+        });
         match claimed {
             Ok(lost) => {
                 if failing {
                     tracing::info!("the state database answers heartbeats again");
                     failing = false;
                 }
+                outage.over();
                 for node in lost {
                     node_lost(&services, node).await;
                 }
@@ -71,7 +87,57 @@ pub async fn keep_alive(services: Arc<Services>) {
                     tracing::error!(%error, "cannot send this node's heartbeat");
                     failing = true;
                 }
+                outage.failed(&services);
             }
+        }
+    }
+}
+
+/// How long the database has been out of reach, and whether this node's sessions were
+/// ended for it.
+#[derive(Default)]
+struct Outage {
+    since: Option<std::time::Instant>,
+    sessions_ended: bool,
+}
+
+impl Outage {
+    /// A heartbeat failed (or the store says its connection is down).
+    fn failed(&mut self, services: &Services) {
+        if self.since.is_none() {
+            self.since = Some(services.clock.instant());
+        }
+    }
+
+    /// The database answered.
+    fn over(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Ends the live sessions once the outage has lasted the grace.
+    fn check(&mut self, services: &Services) {
+        if !services.state.reachable() {
+            self.failed(services);
+        }
+        let grace = services.config.cluster.database_grace;
+        let Some(since) = self.since else { return };
+        if self.sessions_ended || services.clock.instant().duration_since(since) < grace {
+            return;
+        }
+        self.sessions_ended = true;
+        let why = format!(
+            "its state database has been unreachable for {}",
+            humantime::format_duration(grace)
+        );
+        let live = services.registry.list();
+        tracing::error!(
+            sessions = live.len(),
+            "ALERT: {why}; ending this node's live sessions"
+        );
+        for session in live {
+            session
+                .control
+                .end(crate::live::EndReason::StateFailed(why.clone()));
         }
     }
 }

@@ -239,6 +239,11 @@ pub struct ClusterConfig {
     /// its sessions (`node_lost`).
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
+    /// How long live sessions go on while the state database is out of reach (nothing
+    /// can be re-checked meanwhile: a lock or a revocation placed then is not heard of).
+    /// New logins are refused at once.
+    #[serde(with = "humantime_serde")]
+    pub database_grace: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -247,6 +252,7 @@ impl Default for ClusterConfig {
             node: None,
             heartbeat: Duration::from_secs(5),
             lease: Duration::from_secs(20),
+            database_grace: Duration::from_secs(300),
         }
     }
 }

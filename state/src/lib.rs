@@ -56,6 +56,12 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// Where the state lives, in words, for messages ("state database /var/lib/…/state.db").
     fn location(&self) -> String;
 
+    /// Whether the store was reachable when last tried (a database's connection up); a
+    /// store in this process always is.
+    fn reachable(&self) -> bool {
+        true
+    }
+
     /// The node this store speaks for when several share it; `None` for a store only one
     /// node uses.
     fn node(&self) -> Option<&str> {

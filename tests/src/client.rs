@@ -18,6 +18,8 @@ pub struct SshCommand {
     options: Vec<String>,
     flags: Vec<String>,
     batch: bool,
+    /// ssh's LogLevel: ERROR keeps test output clean; INFO shows the server's banner.
+    log_level: &'static str,
 }
 
 impl SshCommand {
@@ -36,6 +38,7 @@ impl SshCommand {
             options: Vec::new(),
             flags: Vec::new(),
             batch: true,
+            log_level: "ERROR",
         }
     }
 
@@ -48,6 +51,12 @@ impl SshCommand {
     /// Adds raw ssh flags (e.g. `-R 0:host:22`), placed before the destination.
     pub fn flags(mut self, flags: &[&str]) -> Self {
         self.flags.extend(flags.iter().map(|f| (*f).to_owned()));
+        self
+    }
+
+    /// Shows what the server says before login (LogLevel INFO, as ssh's default is).
+    pub fn showing_banners(mut self) -> Self {
+        self.log_level = "INFO";
         self
     }
 
@@ -69,7 +78,7 @@ impl SshCommand {
             "-o".into(),
             "ConnectTimeout=20".into(),
             "-o".into(),
-            "LogLevel=ERROR".into(),
+            format!("LogLevel={}", self.log_level),
         ];
         if self.batch {
             args.extend(["-o".into(), "BatchMode=yes".into()]);

@@ -31,6 +31,15 @@ impl Cluster {
     /// Starts PostgreSQL, then nodes called `names` with the same config plus what `extra`
     /// adds; the vault credential for web01 is put through the first node.
     pub fn start(names: &[&str], extra: impl FnOnce(&mut ConfigText, &Sshd, &TempDir)) -> Self {
+        Self::start_with(names, "", extra)
+    }
+
+    /// [`Cluster::start`] with more `[cluster]` settings for every node.
+    pub fn start_with(
+        names: &[&str],
+        cluster_settings: &str,
+        extra: impl FnOnce(&mut ConfigText, &Sshd, &TempDir),
+    ) -> Self {
         let postgres = Postgres::start();
         let created = postgres.psql("postgres", &format!("CREATE DATABASE {DATABASE}"));
         assert_eq!(created.code, Some(0), "{created:?}");
@@ -52,6 +61,7 @@ impl Cluster {
             .map(|name| {
                 let mut node_config = config.clone();
                 node_config.raw(&node_section(&postgres, name));
+                node_config.raw(cluster_settings);
                 let mut node = Bastion::new(&node_config);
                 node.env("PORTCULLIS_STATE_PASSWORD", postgres.password())
                     .env("PORTCULLIS_MASTER_KEY", &master_key);

@@ -58,17 +58,25 @@ impl Postgres {
             port,
             password,
         };
+        server.resume();
+        server
+    }
+
+    /// Starts the server (again, after [`Postgres::pause`]) on its port, waiting until it
+    /// accepts connections.
+    pub fn resume(&self) {
         let started = as_account(
             Command::new(Path::new(BIN).join("pg_ctl"))
                 .arg("-D")
-                .arg(&data)
+                .arg(self.dir.path().join("data"))
                 .arg("-l")
-                .arg(server.log_path())
+                .arg(self.log_path())
                 .args(["-w", "-t", "60", "-o"])
                 .arg(format!(
-                    "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off \
+                    "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off \
                      -c full_page_writes=off -c synchronous_commit=off",
-                    server.dir.path().display()
+                    self.port,
+                    self.dir.path().display()
                 ))
                 .arg("start"),
         );
@@ -76,9 +84,20 @@ impl Postgres {
             started.code,
             Some(0),
             "pg_ctl start failed: {started:?}\n{}",
-            server.log()
+            self.log()
         );
-        server
+    }
+
+    /// Stops the server (its clients' connections drop), keeping its data for
+    /// [`Postgres::resume`].
+    pub fn pause(&self) {
+        let stopped = as_account(
+            Command::new(Path::new(BIN).join("pg_ctl"))
+                .arg("-D")
+                .arg(self.dir.path().join("data"))
+                .args(["-w", "-t", "60", "stop", "-m", "fast"]),
+        );
+        assert_eq!(stopped.code, Some(0), "pg_ctl stop failed: {stopped:?}");
     }
 
     /// Its port on 127.0.0.1.

@@ -18,11 +18,16 @@ const TOTP_SECRET: [u8; 20] = *b"portcullis-node-test";
 /// Nodes a and b; bob is in secops (approvers); alice is eligible for db01 (`settings`);
 /// carol logs in with a password, dave with a password and a TOTP code.
 fn cluster(settings: &str) -> (Cluster, Keypair) {
+    cluster_with(settings, "")
+}
+
+/// [`cluster`] with more `[cluster]` settings.
+fn cluster_with(settings: &str, cluster_settings: &str) -> (Cluster, Keypair) {
     let mut bob = None;
     let carol = password::hash("carols-password").unwrap();
     let dave = password::hash("daves-password").unwrap();
     let secret = portcullis_config::base32::encode(&TOTP_SECRET);
-    let cluster = Cluster::start(&["a", "b"], |config, sshd, scratch| {
+    let cluster = Cluster::start_with(&["a", "b"], cluster_settings, |config, sshd, scratch| {
         let key = Keypair::generate(scratch.path(), "bob");
         config
             .server("auth_max_failures = 5\nauth_failure_window = \"10m\"")
@@ -105,8 +110,15 @@ fn a_kill_a_lock_and_a_revocation_through_one_node_end_sessions_on_the_other() {
     assert_eq!(remote["user"], "alice", "{remote}");
     assert_eq!(remote["target"], "web01", "{remote}");
     let table = b.api_cli(READER, &["sessions", "list"]);
-    let row = table.stdout.lines().find(|l| l.starts_with(&id)).unwrap_or_default();
-    assert!(row.contains("alice") && row.trim_end().ends_with(" a"), "{table:?}");
+    let row = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .unwrap_or_default();
+    assert!(
+        row.contains("alice") && row.trim_end().ends_with(" a"),
+        "{table:?}"
+    );
     let asked = Instant::now();
     let killed = b.api_cli(
         SECOPS,
@@ -343,4 +355,117 @@ fn a_node_killed_outright_is_found_lost_and_its_sessions_ended_by_the_survivor()
         a.audit_events("session.end")
     );
     drop(on_a);
+}
+
+#[test]
+fn a_database_restart_keeps_live_sessions_refuses_logins_meanwhile_and_recovers_by_itself() {
+    let (cluster, _) = cluster("max_duration = \"1h\"\napprovals = 0");
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let tmux = shell(&cluster, a, "web01");
+    let id = session_on(a, "web01");
+    cluster.postgres.pause();
+    // The live session goes on.
+    tmux.line("echo during-$((5+5))");
+    tmux.wait_for_text("during-10", Duration::from_secs(20));
+    // A new login is refused, and (once the node has noticed the database is gone) told why.
+    let told = wait_for(Duration::from_secs(20), || {
+        let refused = a
+            .ssh(&cluster.alice, "alice+web01")
+            .showing_banners()
+            .exec("echo should-not-run");
+        assert_eq!(refused.code, Some(255), "{refused:?}");
+        refused.stderr.contains(
+            "portcullis: the bastion cannot reach its state database; logins are refused until it is back"
+        ).then_some(refused)
+    });
+    assert!(told.is_some(), "no reason given:\n{}", a.log());
+    cluster.postgres.resume();
+    // Logins work again on both nodes, without a restart.
+    for node in [a, b] {
+        let ran = wait_for(Duration::from_secs(30), || {
+            let ran = node
+                .ssh(&cluster.alice, "alice+web01")
+                .exec("echo back-$((1+1))");
+            (ran.stdout == "back-2\n").then_some(ran)
+        });
+        assert!(
+            ran.is_some(),
+            "no login after the database came back:\n{}",
+            node.log()
+        );
+    }
+    // And a kill through b reaches a again (a follows the change log again).
+    let killed = b.api_cli(
+        SECOPS,
+        &["sessions", "kill", &id, "--reason", "after the outage"],
+    );
+    assert_eq!(killed.code, Some(0), "{killed:?}");
+    tmux.wait_for_text(
+        "portcullis: session terminated by secops: after the outage",
+        Duration::from_secs(20),
+    );
+}
+
+#[test]
+fn past_the_database_grace_live_sessions_end_with_the_reason() {
+    let (cluster, _) = cluster_with(
+        "max_duration = \"1h\"\napprovals = 0",
+        "database_grace = \"2s\"",
+    );
+    let a = cluster.node(0);
+    let tmux = shell(&cluster, a, "web01");
+    let id = session_on(a, "web01");
+    cluster.postgres.pause();
+    tmux.wait_for_text(
+        "the bastion could not check your access: its state database has been unreachable for 2s",
+        Duration::from_secs(30),
+    );
+    assert!(tmux.wait_exit(Duration::from_secs(10)).is_some());
+    let end = a.wait_for_audit("session.end", |e| e["session"] == id.as_str());
+    assert_eq!(end["reason"], "state_failed", "{end}");
+    cluster.postgres.resume();
+}
+
+#[test]
+fn a_node_that_cannot_use_its_database_says_why_and_exits_64_or_69() {
+    let postgres = portcullis_tests::Postgres::start();
+    let created = postgres.psql("postgres", "CREATE DATABASE portcullis");
+    assert_eq!(created.code, Some(0), "{created:?}");
+    let node = |section: &str, password: &str| {
+        let mut config = portcullis_tests::ConfigText::default();
+        config.raw(section);
+        let mut node = Bastion::new(&config);
+        node.env("PORTCULLIS_STATE_PASSWORD", password);
+        node
+    };
+    let section = portcullis_tests::cluster::node_section(&postgres, "a");
+    let serve = |node: &Bastion| -> Ran { node.cli(&["serve"]) };
+
+    let wrong = serve(&node(&section, "not-the-password"));
+    assert_eq!(wrong.code, Some(64), "{wrong:?}");
+    assert!(
+        wrong
+            .stderr
+            .contains("refused the connection: password authentication failed"),
+        "{wrong:?}"
+    );
+
+    let port = portcullis_tests::util::free_port();
+    let nowhere = section.replace(&format!(":{}/", postgres.port()), &format!(":{port}/"));
+    let down = serve(&node(&nowhere, postgres.password()));
+    assert_eq!(down.code, Some(69), "{down:?}");
+    assert!(down.stderr.contains("cannot be reached"), "{down:?}");
+
+    // A schema from a newer portcullis: migrate first (a CLI command does), then pretend.
+    let current = node(&section, postgres.password());
+    let listed = current.cli(&["vault", "list"]);
+    assert_eq!(listed.code, Some(0), "{listed:?}");
+    let raised = postgres.psql(
+        "portcullis",
+        "INSERT INTO schema_migrations (version, applied_at, applied_by) VALUES (999, 0, 'future')",
+    );
+    assert_eq!(raised.code, Some(0), "{raised:?}");
+    let newer = serve(&current);
+    assert_eq!(newer.code, Some(64), "{newer:?}");
+    assert!(newer.stderr.contains("upgrade portcullis"), "{newer:?}");
 }

@@ -149,7 +149,10 @@ pub async fn list_sessions(
 
 /// A live session on another node, as the shared index knows it (bytes as of that node's
 /// latest heartbeat).
-fn remote_session_json(record: &portcullis_state::SessionRecord, now: std::time::SystemTime) -> Value {
+fn remote_session_json(
+    record: &portcullis_state::SessionRecord,
+    now: std::time::SystemTime,
+) -> Value {
     let (from, to) = record.progress.unwrap_or_default();
     json!({
         "id": record.id,

@@ -176,6 +176,14 @@ impl FrontHandler {
 impl server::Handler for FrontHandler {
     type Error = russh::Error;
 
+    /// Shown before the login when the state store is out of reach: every check needs it,
+    /// so logins are refused, and the client is told why instead of a bare "denied".
+    async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
+        Ok((!self.services.state.reachable()).then(|| {
+            "portcullis: the bastion cannot reach its state database; logins are refused until it is back (sessions already open go on)\r\n".to_owned()
+        }))
+    }
+
     async fn auth_publickey_offered(
         &mut self,
         user: &str,

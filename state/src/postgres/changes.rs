@@ -10,6 +10,7 @@
 //! order and "after the last id seen" never skips a row that commits late.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use portcullis_policy::RequestState;
@@ -200,6 +201,8 @@ pub(super) async fn newest(db: &impl GenericClient) -> Result<i64, tokio_postgre
 
 /// What the follower needs.
 pub(super) struct Follower {
+    /// Up while the follower's connection is (read by [`crate::StateStore::reachable`]).
+    pub connected: Arc<std::sync::atomic::AtomicBool>,
     pub config: tokio_postgres::Config,
     pub tls: Tls,
     pub origin: Arc<str>,
@@ -218,13 +221,17 @@ pub(super) async fn follow(mut follower: Follower) {
         let wake = Arc::new(Notify::new());
         match listen(&follower, wake.clone()).await {
             Ok(client) => {
+                follower.connected.store(true, Ordering::Relaxed);
                 if failing {
                     tracing::info!(database = %follower.location, "following other nodes' changes again");
                     failing = false;
                 }
                 follow_on(&mut follower, &client, &wake).await;
+                follower.connected.store(false, Ordering::Relaxed);
+                tracing::warn!(database = %follower.location, "lost the connection following other nodes' changes; reconnecting");
             }
             Err(error) => {
+                follower.connected.store(false, Ordering::Relaxed);
                 if !failing {
                     tracing::warn!(
                         database = %follower.location,

@@ -81,6 +81,8 @@ pub struct PostgresStore {
     origin: Arc<str>,
     node: String,
     location: String,
+    /// Whether the follower's connection is up: the first to know the database is gone.
+    connected: Arc<std::sync::atomic::AtomicBool>,
     /// Whether this store has sent a heartbeat yet (the first says when the node started).
     beaten: std::sync::atomic::AtomicBool,
 }
@@ -245,7 +247,9 @@ impl PostgresStore {
                 return Err(StateError::Stopped);
             }
         };
+        let connected = Arc::new(std::sync::atomic::AtomicBool::new(true));
         handle.spawn(changes::follow(changes::Follower {
+            connected: connected.clone(),
             config,
             tls,
             origin: origin.clone(),
@@ -263,6 +267,7 @@ impl PostgresStore {
             node: settings.node,
             location,
             beaten: std::sync::atomic::AtomicBool::new(false),
+            connected,
         })
     }
 
@@ -279,9 +284,22 @@ impl PostgresStore {
     {
         let pool = self.pool.clone();
         let location = self.location.clone();
+        let connected = self.connected.clone();
         let task = self.handle.spawn(async move {
-            let db = pool.get().await.map_err(|e| pool_error(&location, e))?;
-            work(db).await.map_err(|e| query_error(&location, e))
+            let db = pool.get().await.map_err(|e| pool_error(&location, e));
+            let answer = match db {
+                Ok(db) => work(db).await.map_err(|e| query_error(&location, e)),
+                Err(error) => Err(error),
+            };
+            // Known at once, not only when the follower notices.
+            match &answer {
+                Err(error) if error.is_unavailable() => {
+                    connected.store(false, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(_) => connected.store(true, std::sync::atomic::Ordering::Relaxed),
+                Err(_) => {}
+            }
+            answer
         });
         async move { task.await.map_err(|_| StateError::Stopped)? }
     }
@@ -330,6 +348,10 @@ impl StateStore for PostgresStore {
 
     fn node(&self) -> Option<&str> {
         Some(&self.node)
+    }
+
+    fn reachable(&self) -> bool {
+        self.connected.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn place_lock(&self, lock: Lock) -> StateFuture<'_, ()> {
