@@ -119,8 +119,8 @@ pub fn sessions(command: SessionsCommand) -> ExitCode {
 
 fn print_sessions(sessions: &Value) {
     println!(
-        "{:<24} {:<12} {:<12} {:<10} {:<21} {:>8} {:>10} {:>10}  {}",
-        "ID", "USER", "TARGET", "LOGIN", "CLIENT", "AGE", "IN", "OUT", "NODE"
+        "{:<24} {:<12} {:<12} {:<10} {:<21} {:>8} {:>10} {:>10}  NODE",
+        "ID", "USER", "TARGET", "LOGIN", "CLIENT", "AGE", "IN", "OUT"
     );
     for s in sessions.as_array().into_iter().flatten() {
         let text = |key: &str| crate::text::one_line(s[key].as_str().unwrap_or("-")).into_owned();
