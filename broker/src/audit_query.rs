@@ -1,5 +1,7 @@
 //! Searching the audit log: the events matching a filter, read line by line so a large log
 //! never has to fit in memory. Command lines and file transfers have their own filters.
+//! With several nodes, [`query_shared`] searches every node's events in the shared store
+//! (each found event names the node that logged it, `logged_by`).
 
 use std::fs::File;
 use std::io::{self, BufRead};
@@ -73,6 +75,67 @@ impl AuditFilter {
     }
 }
 
+/// How many events a search returns when not told.
+const DEFAULT_LIMIT: usize = 1000;
+
+/// Every node's events matching `filter` from the shared store, oldest first, ordered by
+/// time across nodes; only the newest `limit` matches are kept. Column filters run in the
+/// store; the rest here, page by page.
+pub async fn query_shared(
+    state: &dyn portcullis_state::StateStore,
+    filter: &AuditFilter,
+) -> Result<Vec<Value>, portcullis_state::StateError> {
+    const PAGE: usize = 1000;
+    let since = filter
+        .since
+        .map(|t| humantime::format_rfc3339_millis(t).to_string());
+    let limit = if filter.limit == 0 {
+        DEFAULT_LIMIT
+    } else {
+        filter.limit
+    };
+    let (event, event_prefix) = match filter.event.as_deref() {
+        Some(event) => match event.strip_suffix('*') {
+            Some(prefix) => (Some(prefix.to_owned()), true),
+            None => (Some(event.to_owned()), false),
+        },
+        None => (None, false),
+    };
+    let mut page = portcullis_state::AuditPage {
+        since: since.clone(),
+        event,
+        event_prefix,
+        user: filter.user.clone(),
+        target: filter.target.clone(),
+        session: filter.session.clone(),
+        before: None,
+        limit: PAGE,
+    };
+    let mut found = Vec::new();
+    'pages: loop {
+        let lines = state.audit_page(page.clone()).await?;
+        let full = lines.len() == PAGE;
+        for line in lines {
+            page.before = Some((line.time.clone(), line.node.clone(), line.seq));
+            let Ok(mut event) = serde_json::from_str::<Value>(&line.body) else {
+                continue;
+            };
+            if filter.matches(&event, since.as_deref()) {
+                event["logged_by"] = Value::String(line.node);
+                found.push(event);
+                if found.len() == limit {
+                    break 'pages;
+                }
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    found.reverse();
+    Ok(found)
+}
+
 /// Events from the log matching `filter`, oldest first; only the newest `limit` matches
 /// are kept.
 pub fn query(path: &Path, filter: &AuditFilter) -> io::Result<Vec<Value>> {
@@ -85,7 +148,7 @@ pub fn query(path: &Path, filter: &AuditFilter) -> io::Result<Vec<Value>> {
         .since
         .map(|t| humantime::format_rfc3339_millis(t).to_string());
     let limit = if filter.limit == 0 {
-        1000
+        DEFAULT_LIMIT
     } else {
         filter.limit
     };

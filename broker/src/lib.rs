@@ -45,6 +45,7 @@ pub mod anchors;
 pub mod app;
 pub mod audit;
 pub mod audit_query;
+pub mod audit_ship;
 pub mod authorized;
 pub mod bastion;
 pub mod catalog;

@@ -40,8 +40,8 @@ pub use error::StateError;
 pub use feed::Change;
 pub use postgres::{PostgresSettings, PostgresStore, SslMode};
 pub use records::{
-    Anchor, CredentialRow, GrantRecord, LostNode, NewGrant, NodeBeat, NodeRecord, SessionEnd,
-    SessionRecord, Usage,
+    Anchor, AuditLine, AuditPage, CredentialRow, GrantRecord, LostNode, NewGrant, NodeBeat,
+    NodeRecord, SessionEnd, SessionRecord, SharedAuditLine, Usage,
 };
 pub use sqlite::SqliteStore;
 
@@ -211,6 +211,23 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     }
     /// The nodes sharing the store, by name.
     fn nodes(&self) -> StateFuture<'_, Vec<NodeRecord>> {
+        futures::future::ready(Ok(Vec::new())).boxed()
+    }
+
+    // --- the shared audit copy -------------------------------------------------------------
+    /// How many lines of this node's audit log the store holds (a store only one node uses
+    /// keeps none: its log is searched where it is).
+    fn audit_lines_held(&self) -> StateFuture<'_, u64> {
+        futures::future::ready(Ok(0)).boxed()
+    }
+    /// Copies lines of this node's audit log in (lines held already are left as they are).
+    fn hold_audit_lines(&self, lines: Vec<AuditLine>) -> StateFuture<'_, ()> {
+        let _ = lines;
+        futures::future::ready(Ok(())).boxed()
+    }
+    /// Every node's lines that pass `page`'s filters, newest first.
+    fn audit_page(&self, page: AuditPage) -> StateFuture<'_, Vec<SharedAuditLine>> {
+        let _ = page;
         futures::future::ready(Ok(Vec::new())).boxed()
     }
 

@@ -168,3 +168,58 @@ pub struct LostNode {
     /// The sessions it was running, ended as `node_lost`.
     pub sessions: Vec<SessionRecord>,
 }
+
+/// One line of a node's audit log, as copied into a store nodes share (for searches that
+/// see the whole cluster; each node's own file, hash-chained and anchored, stays the proof).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditLine {
+    /// Its line number in its node's log, from 1.
+    pub seq: u64,
+    /// Its `time` (RFC 3339, as written: such times sort as text).
+    pub time: String,
+    /// Its `event`.
+    pub event: String,
+    /// Its `user`, `target` and `session`, where it has them (what searches filter on).
+    pub user: Option<String>,
+    /// See `user`.
+    pub target: Option<String>,
+    /// See `user`.
+    pub session: Option<String>,
+    /// The whole line (JSON, with its mac).
+    pub body: String,
+}
+
+/// Which audit lines to read back: the newest first, older than `before` (time, node, seq)
+/// if given, at most `limit`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditPage {
+    /// Only at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Only this event, or events starting with this prefix when `event_prefix`.
+    pub event: Option<String>,
+    /// Whether `event` is a prefix.
+    pub event_prefix: bool,
+    /// Only about this user.
+    pub user: Option<String>,
+    /// Only about this target.
+    pub target: Option<String>,
+    /// Only of this session.
+    pub session: Option<String>,
+    /// Where the previous page ended.
+    pub before: Option<(String, String, u64)>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// A line read back: which node wrote it, its number there, and the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedAuditLine {
+    /// The node.
+    pub node: String,
+    /// Its line number there.
+    pub seq: u64,
+    /// Its time.
+    pub time: String,
+    /// The line.
+    pub body: String,
+}

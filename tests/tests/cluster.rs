@@ -469,3 +469,67 @@ fn a_node_that_cannot_use_its_database_says_why_and_exits_64_or_69() {
     assert_eq!(newer.code, Some(64), "{newer:?}");
     assert!(newer.stderr.contains("upgrade portcullis"), "{newer:?}");
 }
+
+#[test]
+fn any_node_searches_every_nodes_audit_events_in_time_order_with_the_node_named() {
+    let (cluster, _) = cluster("max_duration = \"1h\"\napprovals = 0");
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let first = a
+        .ssh(&cluster.alice, "alice+web01")
+        .exec("echo first-$((1+1))");
+    assert_eq!(first.stdout, "first-2\n", "{first:?}");
+    let second = b
+        .ssh(&cluster.alice, "alice+web01")
+        .exec("echo second-$((2+2))");
+    assert_eq!(second.stdout, "second-4\n", "{second:?}");
+    for node in [a, b] {
+        // Each node's copy arrives a moment after its line is written: wait for both.
+        let commands = wait_for(Duration::from_secs(20), || {
+            let (status, body) =
+                node.api_request(READER, "GET", "/api/v1/commands?q=echo&user=alice", None);
+            assert_eq!(status, 200, "{body}");
+            let found: Vec<(String, String)> = body["commands"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e["line"].as_str().unwrap_or_default().to_owned(),
+                        e["logged_by"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect();
+            (found.len() == 2).then_some(found)
+        })
+        .unwrap_or_else(|| panic!("both nodes' commands were not found:\n{}", node.log()));
+        assert_eq!(
+            commands,
+            [
+                ("echo first-$((1+1))".to_owned(), "a".to_owned()),
+                ("echo second-$((2+2))".to_owned(), "b".to_owned())
+            ]
+        );
+    }
+    // The CLI's search too, and the audit API by event prefix.
+    let searched = b.cli(&["audit", "search", "--command", "second", "--json"]);
+    assert_eq!(searched.code, Some(0), "{searched:?}");
+    assert!(
+        searched.stdout.contains("\"logged_by\":\"b\"") && searched.stdout.contains("second-"),
+        "{searched:?}"
+    );
+    let (status, body) = a.api_request(READER, "GET", "/api/v1/audit?event=session.*", None);
+    assert_eq!(status, 200, "{body}");
+    let starts: Vec<&str> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "session.start")
+        .map(|e| e["logged_by"].as_str().unwrap())
+        .collect();
+    assert!(starts.contains(&"a") && starts.contains(&"b"), "{body}");
+    // Each node's own log still verifies (the copy changes nothing in it).
+    for node in [a, b] {
+        let verified = node.cli(&["audit", "verify"]);
+        assert_eq!(verified.code, Some(0), "{verified:?}");
+    }
+}

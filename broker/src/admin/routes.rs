@@ -46,8 +46,14 @@ fn live_session(state: &AdminState, id: &str) -> ApiResult<Arc<SessionShared>> {
         .ok_or_else(|| ApiError::NotFound(format!("no live session {id}")))
 }
 
-/// Events of the audit log that pass `filter`, read off the runtime's threads.
+/// Events of the audit log that pass `filter`, read off the runtime's threads; with
+/// several nodes, every node's, from the shared store.
 async fn search_audit(state: &AdminState, filter: AuditFilter) -> ApiResult<Vec<Value>> {
+    if state.services.state.node().is_some() {
+        return crate::audit_query::query_shared(state.services.state.as_ref(), &filter)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()));
+    }
     let path = state.services.audit.path().to_owned();
     tokio::task::spawn_blocking(move || crate::audit_query::query(&path, &filter))
         .await

@@ -316,6 +316,26 @@ fn open(config: &ConfigArg) -> Result<Opened, ExitCode> {
     })
 }
 
+/// [`crate::audit_query::query_shared`] from the command line.
+fn search_shared(
+    config: &portcullis_config::Config,
+    filter: &crate::audit_query::AuditFilter,
+) -> Result<Vec<serde_json::Value>, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let data = DataDir::from_config(config);
+        let state = crate::state_backend::open(config, &data)
+            .await
+            .map_err(|e| e.to_string())?;
+        crate::audit_query::query_shared(state.as_ref(), filter)
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
 /// `portcullis hash-password`
 pub fn hash_password() -> ExitCode {
     let password = match read_stdin_line() {
@@ -689,7 +709,15 @@ pub fn audit(command: AuditCommand) -> ExitCode {
                 files: on_files.then_some(pattern),
                 limit,
             };
-            match crate::audit_query::query(&path, &filter) {
+            let found = if loaded.config.state.backend == portcullis_config::StateBackend::Postgres
+            {
+                // Several nodes: every node's events, from the shared store.
+                search_shared(&loaded.config, &filter)
+            } else {
+                crate::audit_query::query(&path, &filter)
+                    .map_err(|error| format!("cannot read {}: {error}", path.display()))
+            };
+            match found {
                 Ok(events) if on_files => {
                     print_transfers(&events, json);
                     ExitCode::SUCCESS
@@ -698,7 +726,7 @@ pub fn audit(command: AuditCommand) -> ExitCode {
                     print_commands(&events, json);
                     ExitCode::SUCCESS
                 }
-                Err(error) => fail(format!("cannot read {}: {error}", path.display())),
+                Err(error) => fail(error),
             }
         }
         AuditCommand::Verify(config) => {

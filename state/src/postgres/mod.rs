@@ -14,6 +14,7 @@
 //!   `ON CONFLICT` and advisory locks here.
 
 mod access;
+mod audit;
 mod changes;
 mod guesses;
 mod nodes;
@@ -38,8 +39,9 @@ pub use settings::{PostgresSettings, SslMode};
 
 use crate::feed::FEED_CAPACITY;
 use crate::{
-    Anchor, Change, CredentialRow, GrantRecord, LostNode, NewGrant, NodeBeat, NodeRecord,
-    SessionEnd, SessionRecord, StateError, StateFuture, StateStore, Usage,
+    Anchor, AuditLine, AuditPage, Change, CredentialRow, GrantRecord, LostNode, NewGrant, NodeBeat,
+    NodeRecord, SessionEnd, SessionRecord, SharedAuditLine, StateError, StateFuture, StateStore,
+    Usage,
 };
 
 /// A time as the database keeps it: milliseconds since the epoch.
@@ -524,6 +526,16 @@ impl StateStore for PostgresStore {
             Ok(((), Some(change)))
         })
         .boxed()
+    }
+
+    fn audit_lines_held(&self) -> StateFuture<'_, u64> {
+        self.audit_lines_held_().boxed()
+    }
+    fn hold_audit_lines(&self, lines: Vec<AuditLine>) -> StateFuture<'_, ()> {
+        self.hold_audit_lines_(lines).boxed()
+    }
+    fn audit_page(&self, page: AuditPage) -> StateFuture<'_, Vec<SharedAuditLine>> {
+        self.audit_page_(page).boxed()
     }
 
     fn heartbeat(&self, beat: NodeBeat) -> StateFuture<'_, ()> {

@@ -145,6 +145,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
          lost_at BIGINT
      );
      CREATE INDEX sessions_by_node ON sessions(node, ended_at);",
+    // 3: a copy of every node's audit log, for searches that see the whole cluster.
+    "CREATE TABLE audit_lines (
+         node TEXT NOT NULL,
+         seq BIGINT NOT NULL,
+         time TEXT NOT NULL,
+         event TEXT NOT NULL,
+         user_name TEXT,
+         target TEXT,
+         session TEXT,
+         body TEXT NOT NULL,
+         PRIMARY KEY (node, seq)
+     );
+     CREATE INDEX audit_lines_by_time ON audit_lines(time DESC, node DESC, seq DESC);
+     CREATE INDEX audit_lines_by_session ON audit_lines(session);",
 ];
 
 /// Brings the database to the newest schema; refuses one written by a newer build.
