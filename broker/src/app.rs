@@ -174,7 +174,9 @@ pub async fn serve(
         },
     };
     if let Some((address, fingerprint)) = &listening.admin {
-        let _ = services.admin_listening.set(*address);
+        let _ = services
+            .admin_listening
+            .set((*address, fingerprint.clone()));
         eprintln!("portcullis: admin API on https://{address} (certificate {fingerprint})");
     }
     eprintln!(

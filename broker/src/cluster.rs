@@ -38,7 +38,10 @@ pub async fn keep_alive(services: Arc<Services>) {
         }
         outage.check(&services);
         let beat = NodeBeat {
-            admin: services.admin_listening.get().map(ToString::to_string),
+            admin: services
+                .admin_listening
+                .get()
+                .map(|(address, fingerprint)| format!("{address} {fingerprint}")),
             sessions: services
                 .registry
                 .list()

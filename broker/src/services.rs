@@ -70,6 +70,14 @@ pub enum StartError {
     /// The host key could not be loaded or created.
     #[error(transparent)]
     HostKey(#[from] HostKeyError),
+    /// The cluster secret could not be read, or is too short.
+    #[error("[cluster] secret_file {}: {why}", path.display())]
+    ClusterSecret {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
     /// The roles could not be turned into rules.
     #[error(transparent)]
     Policy(#[from] portcullis_policy::PolicyError),
@@ -117,8 +125,11 @@ pub struct Services {
     pub sessions: TaskTracker,
     /// The address the front door actually listens on, once bound.
     pub listening: std::sync::OnceLock<SocketAddr>,
-    /// Where the admin API listens, once bound (other nodes are told, to reach it).
-    pub admin_listening: std::sync::OnceLock<SocketAddr>,
+    /// Where the admin API listens and its certificate's fingerprint, once bound (other
+    /// nodes are told, to reach it and pin it).
+    pub admin_listening: std::sync::OnceLock<(SocketAddr, String)>,
+    /// The key node-to-node calls are signed with (`[cluster] secret_file`).
+    pub peer_key: Option<ring::hmac::Key>,
     /// Where time comes from (the system's, or a test's manual clock).
     pub clock: Arc<dyn Clock>,
     host_key: PrivateKey,
@@ -160,6 +171,15 @@ impl Services {
             clock.clone(),
         )?;
         let host_key = hostkey::load_or_create(&data.host_key())?;
+        let peer_key = match &config.cluster.secret_file {
+            Some(path) => Some(crate::admin::peer::load_key(path).map_err(|why| {
+                StartError::ClusterSecret {
+                    path: path.clone(),
+                    why,
+                }
+            })?),
+            None => None,
+        };
         let recordings = RecordingSettings {
             dir: data.recordings().to_owned(),
             key: vault.derived_key(RECORDING_KEY_LABEL),
@@ -184,6 +204,7 @@ impl Services {
             sessions: TaskTracker::new(),
             listening: std::sync::OnceLock::new(),
             admin_listening: std::sync::OnceLock::new(),
+            peer_key,
             clock,
             directory,
             vault,

@@ -244,6 +244,10 @@ pub struct ClusterConfig {
     /// New logins are refused at once.
     #[serde(with = "humantime_serde")]
     pub database_grace: Duration,
+    /// File holding the secret every node shares (at least 32 characters): node-to-node
+    /// calls (watching a session, fetching a recording that lives on another node) are
+    /// signed with it (HMAC-SHA256). Without it, those calls are refused.
+    pub secret_file: Option<PathBuf>,
 }
 
 impl Default for ClusterConfig {
@@ -253,6 +257,7 @@ impl Default for ClusterConfig {
             heartbeat: Duration::from_secs(5),
             lease: Duration::from_secs(20),
             database_grace: Duration::from_secs(300),
+            secret_file: None,
         }
     }
 }

@@ -137,7 +137,8 @@ pub struct SessionEnd {
 /// how far its live sessions have got.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeBeat {
-    /// The admin API's address (`host:port`), if it has one.
+    /// The admin API, if it has one: `host:port` and its certificate's fingerprint,
+    /// separated by a space (other nodes connect there and pin that certificate).
     pub admin: Option<String>,
     /// Bytes so far of each live session: (id, from the client, to the client).
     pub sessions: Vec<(String, u64, u64)>,
@@ -152,7 +153,7 @@ pub struct NodeRecord {
     pub started_at: SystemTime,
     /// Its latest heartbeat (the database's clock).
     pub seen_at: SystemTime,
-    /// Its admin API's address.
+    /// Its admin API: `host:port fingerprint`.
     pub admin: Option<String>,
     /// When another node found it gone (no heartbeat within the lease), until it beats again.
     pub lost_at: Option<SystemTime>,

@@ -56,11 +56,15 @@ impl Cluster {
             .role("web-admins", &["alice"], &["web*"]);
         extra(&mut config, &sshd, &scratch);
         let master_key = hex::encode(crate::random_bytes::<32>());
+        // The secret node-to-node calls are signed with, the same on every node.
+        let secret = scratch.path().join("cluster.secret");
+        std::fs::write(&secret, hex::encode(crate::random_bytes::<32>())).expect("secret");
         let nodes: Vec<Bastion> = names
             .iter()
             .map(|name| {
                 let mut node_config = config.clone();
                 node_config.raw(&node_section(&postgres, name));
+                node_config.raw(&format!("secret_file = {:?}", secret.display().to_string()));
                 node_config.raw(cluster_settings);
                 let mut node = Bastion::new(&node_config);
                 node.env("PORTCULLIS_STATE_PASSWORD", postgres.password())

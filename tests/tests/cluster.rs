@@ -533,3 +533,84 @@ fn any_node_searches_every_nodes_audit_events_in_time_order_with_the_node_named(
         assert_eq!(verified.code, Some(0), "{verified:?}");
     }
 }
+
+#[test]
+fn any_node_watches_a_live_session_and_serves_recordings_written_on_another() {
+    let (cluster, _) = cluster("max_duration = \"1h\"\napprovals = 0");
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let tmux = shell(&cluster, a, "web01");
+    let id = session_on(a, "web01");
+
+    // Watched through b: the history first, then what is typed on a.
+    let mut watcher = b
+        .api_command(READER, &["sessions", "watch", &id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = portcullis_tests::util::Collected::start(watcher.stdout.take().unwrap());
+    seen.wait_for_text("ready-42", Duration::from_secs(20));
+    tmux.line("echo watched-$((3*3))");
+    seen.wait_for_text("watched-9", Duration::from_secs(20));
+    let watched = a.wait_for_audit("session.watched", |_| true);
+    assert_eq!(watched["by"], "auditor (via node b)", "{watched}");
+    tmux.line("exit");
+    assert!(tmux.wait_exit(Duration::from_secs(10)).is_some());
+    portcullis_tests::util::stop(&mut watcher);
+
+    // The recording lives on a's disk; b lists, fetches and verifies it.
+    let end = a.wait_for_audit("session.end", |e| e["session"] == id.as_str());
+    assert_eq!(end["reason"], "client_closed", "{end}");
+    let local = a.recordings();
+    assert_eq!(local.len(), 1, "{local:?}");
+    let recording = local[0].file_stem().unwrap().to_str().unwrap().to_owned();
+    let listed = wait_for(Duration::from_secs(20), || {
+        let (status, body) = b.api_request(READER, "GET", "/api/v1/recordings", None);
+        assert_eq!(status, 200, "{body}");
+        body["recordings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == recording.as_str())
+            .cloned()
+    })
+    .expect("b lists a's recording");
+    assert_eq!(listed["node"], "a", "{listed}");
+    let (status, bytes) = b.api_bytes(READER, &format!("/api/v1/recordings/{recording}"));
+    assert_eq!(status, 200);
+    assert_eq!(
+        bytes,
+        std::fs::read(&local[0]).unwrap(),
+        "the same file, byte for byte"
+    );
+    let (status, verdict) = b.api_request(
+        READER,
+        "GET",
+        &format!("/api/v1/recordings/{recording}/verify"),
+        None,
+    );
+    assert_eq!(status, 200, "{verdict}");
+    assert_eq!(verdict["status"], "intact", "{verdict}");
+    let (status, missing) = b.api_request(READER, "GET", "/api/v1/recordings/nope-1", None);
+    assert_eq!(status, 404, "{missing}");
+
+    // A node-to-node call signed with another secret is refused; with the cluster's, served.
+    let (address, fingerprint) = a.api();
+    let address = address.trim_start_matches("https://").to_owned();
+    let call = |secret: &[u8]| {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+        let caller =
+            portcullis::admin::auth::Caller::new("mallory", vec![portcullis_config::Scope::Read]);
+        let signer = portcullis::admin::peer::Signer::new(key, "b", &caller);
+        let client =
+            portcullis::cli::api::ApiClient::for_peer(&address, &fingerprint, signer).unwrap();
+        portcullis_tests::raw::runtime()
+            .block_on(client.request("GET".parse().unwrap(), "/api/v1/sessions", None))
+            .unwrap()
+            .0
+            .as_u16()
+    };
+    assert_eq!(call(b"not-the-cluster-secret-not-the-cluster"), 401);
+    let secret = std::fs::read_to_string(cluster.scratch.path().join("cluster.secret")).unwrap();
+    assert_eq!(call(secret.trim().as_bytes()), 200);
+}

@@ -24,6 +24,8 @@ pub struct Caller {
     /// The token's name (audit records carry it).
     pub name: String,
     scopes: Vec<Scope>,
+    /// The node that made the call for this operator, for a node-to-node call.
+    via: Option<String>,
 }
 
 impl Caller {
@@ -32,6 +34,22 @@ impl Caller {
         Self {
             name: name.to_owned(),
             scopes,
+            via: None,
+        }
+    }
+
+    /// The node that made this call for its operator, if another node did.
+    pub fn via(&self) -> Option<&str> {
+        self.via.as_deref()
+    }
+
+    /// The operator another node makes a call for (see [`super::peer`]); named with that
+    /// node in what this node audits.
+    pub fn for_peer(name: &str, scopes: Vec<Scope>, node: &str) -> Self {
+        Self {
+            name: format!("{name} (via node {node})"),
+            scopes,
+            via: Some(node.to_owned()),
         }
     }
 
@@ -95,6 +113,35 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|info| info.0.ip())
             .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+        if let Some(signed) = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix(super::peer::SCHEME))
+        {
+            // Another node, for one of its operators.
+            let key = state
+                .services
+                .peer_key
+                .as_ref()
+                .ok_or(ApiError::Unauthenticated)?;
+            let path = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or_default();
+            return super::peer::verify(
+                key,
+                signed.trim(),
+                parts.method.as_str(),
+                path,
+                state.services.clock.now(),
+            )
+            .map_err(|why| {
+                tracing::warn!(%source, why, "refused a node-to-node call");
+                ApiError::Unauthenticated
+            });
+        }
         let Some(token) = bearer(parts).filter(|t| !t.is_empty()) else {
             return Err(ApiError::Unauthenticated);
         };
@@ -142,7 +189,7 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
         match found {
             Some((name, _, scopes)) => {
                 reservation.succeeded().await;
-                let caller = Caller { name, scopes };
+                let caller = Caller::new(&name, scopes);
                 state.tokens.insert(digest, caller.clone());
                 Ok(caller)
             }

@@ -40,11 +40,13 @@
 //!   the exact bytes of recordings without a terminal.
 //! * [`tls`]: the certificate (self-signed unless configured).
 //! * [`console`]: the embedded web console; [`tickets`]: its WebSocket tickets.
+//! * [`peer`]: calls between nodes (watching and recordings on another node).
 
 pub mod access;
 pub mod auth;
 pub mod console;
 pub mod error;
+pub mod peer;
 pub mod routes;
 pub mod streams;
 pub mod tickets;
@@ -126,6 +128,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/review", get(access::review))
         .route("/api/v1/review/{id}/ack", post(access::acknowledge))
         .fallback(|| async { error::ApiError::NotFound("no such endpoint".into()) })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            peer::recordings_elsewhere,
+        ))
         .layer(axum::middleware::from_fn(request_timeout))
         .with_state(state)
 }

@@ -254,7 +254,10 @@ pub async fn live_ticket(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
-    live_session(&state, &id)?;
+    if let Err(error) = live_session(&state, &id) {
+        // Live on another node: the WebSocket will be passed on to it.
+        remote_owner(&state, &caller, &id).await?.ok_or(error)?;
+    }
     let ticket = state
         .tickets
         .issue(caller, &id, state.services.clock.instant())
@@ -289,7 +292,20 @@ pub async fn live(
         None => caller?,
     };
     caller.require(Scope::Read)?;
-    let session = live_session(&state, &id)?;
+    let session = match live_session(&state, &id) {
+        Ok(session) => session,
+        Err(error) => {
+            let peer = remote_owner(&state, &caller, &id).await?.ok_or(error)?;
+            let client = super::peer::client(&state.services, &peer, &caller)?;
+            let remote = client
+                .websocket(&format!("/api/v1/sessions/{id}/live"))
+                .await
+                .map_err(|e| ApiError::NotFound(format!("node {}: {e}", peer.node)))?;
+            return Ok(upgrade
+                .protocols(["v2.asciicast"])
+                .on_upgrade(move |socket| relay_remote(socket, remote)));
+        }
+    };
     let follower = Follower::start(&session)
         .await
         .map_err(|e| ApiError::NotFound(e.to_string()))?;
@@ -300,6 +316,58 @@ pub async fn live(
     Ok(upgrade
         .protocols(["v2.asciicast"])
         .on_upgrade(move |socket| stream(socket, follower)))
+}
+
+/// The node running live session `id`, when it is another one (and this call is not
+/// itself one node asking another).
+async fn remote_owner(
+    state: &AdminState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<Option<super::peer::Peer>> {
+    if state.services.state.node().is_none() || caller.via().is_some() {
+        return Ok(None);
+    }
+    let open = state
+        .services
+        .state
+        .open_sessions()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let Some(record) = crate::ids::by_id_or_prefix(&open, id, |s| &s.id) else {
+        return Ok(None);
+    };
+    super::peer::owner_of(&state.services, &record.id).await
+}
+
+/// Passes another node's live stream on to the watcher, line by line.
+async fn relay_remote(
+    mut socket: WebSocket,
+    mut remote: tokio_tungstenite::WebSocketStream<
+        tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    >,
+) {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message as Remote;
+    loop {
+        tokio::select! {
+            line = remote.next() => match line {
+                Some(Ok(Remote::Text(text))) => {
+                    if socket.send(Message::Text(text.as_str().into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Remote::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let _ = remote.close(None).await;
+    let _ = socket.send(Message::Close(None)).await;
 }
 
 async fn stream(mut socket: WebSocket, mut follower: Follower) {
@@ -335,6 +403,7 @@ pub async fn list_recordings(
     caller: Caller,
     State(state): State<Arc<AdminState>>,
     Query(query): Query<RecordingQuery>,
+    axum::extract::RawQuery(raw_query): axum::extract::RawQuery,
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
     let filter = catalog::Filter {
@@ -344,8 +413,57 @@ pub async fn list_recordings(
     };
     let entries = catalog::list(&state.services.recordings.dir, &filter)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let recordings: Vec<Value> = entries.iter().map(catalog::Entry::to_json).collect();
-    Ok(Json(json!({ "recordings": recordings })))
+    let here = crate::state_backend::node_name(&state.services.config);
+    let mut recordings: Vec<Value> = entries
+        .iter()
+        .map(|entry| {
+            let mut json = entry.to_json();
+            json["node"] = json!(here);
+            json
+        })
+        .collect();
+    let mut unreachable = Vec::new();
+    // With several nodes, each keeps the recordings it wrote: ask the others (unless this
+    // call is itself one node asking another).
+    if state.services.state.node().is_some() && caller.via().is_none() {
+        let path = match raw_query {
+            Some(query) => format!("/api/v1/recordings?{query}"),
+            None => "/api/v1/recordings".to_owned(),
+        };
+        for peer in super::peer::peers(&state.services).await? {
+            let answer = async {
+                let client = super::peer::client(&state.services, &peer, &caller)?;
+                client
+                    .json(axum::http::Method::GET, &path, None)
+                    .await
+                    .map_err(ApiError::Internal)
+            };
+            match answer.await {
+                Ok(listed) => {
+                    recordings.extend(
+                        listed["recordings"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .cloned(),
+                    );
+                }
+                Err(error) => {
+                    tracing::warn!(node = %peer.node, %error, "cannot list another node's recordings");
+                    unreachable.push(peer.node.clone());
+                }
+            }
+        }
+        recordings.sort_by(|a, b| {
+            a["started_at"]
+                .as_str()
+                .cmp(&b["started_at"].as_str())
+                .then(a["id"].as_str().cmp(&b["id"].as_str()))
+        });
+    }
+    Ok(Json(
+        json!({ "recordings": recordings, "unreachable_nodes": unreachable }),
+    ))
 }
 
 /// The file of recording `id`, whichever its format.

@@ -42,8 +42,28 @@ pub struct ApiArgs {
 pub struct ApiClient {
     host: String,
     port: u16,
-    token: String,
+    auth: Auth,
     connector: TlsConnector,
+}
+
+/// How calls say who makes them.
+enum Auth {
+    /// An operator's token.
+    Bearer(String),
+    /// Another node, for one of its operators (signed per call).
+    Peer(Box<crate::admin::peer::Signer>),
+}
+
+impl Auth {
+    /// The Authorization header of `method path`.
+    fn header(&self, method: &Method, path: &str) -> String {
+        match self {
+            Self::Bearer(token) => format!("Bearer {token}"),
+            Self::Peer(signer) => {
+                signer.header(method.as_str(), path, std::time::SystemTime::now())
+            }
+        }
+    }
 }
 
 /// Accepts exactly one certificate, by fingerprint (for the bastion's self-signed one).
@@ -173,7 +193,36 @@ impl ApiClient {
         Ok(Self {
             host,
             port,
-            token,
+            auth: Auth::Bearer(token),
+            connector: TlsConnector::from(Arc::new(config)),
+        })
+    }
+
+    /// A client of another node's API at `address` (`host:port`), pinned to its
+    /// certificate's `fingerprint`, signing each call with `signer`.
+    pub fn for_peer(
+        address: &str,
+        fingerprint: &str,
+        signer: crate::admin::peer::Signer,
+    ) -> Result<Self, String> {
+        let (host, port) = address
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host.trim_matches(['[', ']']), port.parse().ok()?)))
+            .ok_or_else(|| format!("{address} is not host:port"))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedCertificate {
+                fingerprint: normalize_fingerprint(fingerprint),
+                provider,
+            }))
+            .with_no_client_auth();
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+            auth: Auth::Peer(Box::new(signer)),
             connector: TlsConnector::from(Arc::new(config)),
         })
     }
@@ -199,20 +248,37 @@ impl ApiClient {
         path: &str,
         body: Option<Value>,
     ) -> Result<(StatusCode, Bytes), String> {
+        let (status, _, body) = self.exchange(method, path, body).await?;
+        Ok((status, body))
+    }
+
+    /// Sends a request without a body; the status, the content type and the body.
+    pub async fn request_raw(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<(StatusCode, Option<String>, Bytes), String> {
+        self.exchange(method, path, None).await
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Option<String>, Bytes), String> {
         let stream = self.connect().await?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(connection);
         let payload = body.map(|b| b.to_string()).unwrap_or_default();
+        let authorization = self.auth.header(&method, path);
         let request = Request::builder()
             .method(method)
             .uri(path)
             .header(hyper::header::HOST, format!("{}:{}", self.host, self.port))
-            .header(
-                hyper::header::AUTHORIZATION,
-                format!("Bearer {}", self.token),
-            )
+            .header(hyper::header::AUTHORIZATION, authorization)
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(payload)))
             .map_err(|e| e.to_string())?;
@@ -221,13 +287,18 @@ impl ApiClient {
             .await
             .map_err(|e| e.to_string())?;
         let status = response.status();
+        let content_type = response
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = response
             .into_body()
             .collect()
             .await
             .map_err(|e| e.to_string())?
             .to_bytes();
-        Ok((status, body))
+        Ok((status, content_type, body))
     }
 
     /// Sends a request; the body of a non-2xx answer becomes the error message.
@@ -267,7 +338,9 @@ impl ApiClient {
         let mut request = format!("wss://{}:{}{path}", self.host, self.port)
             .into_client_request()
             .map_err(|e| e.to_string())?;
-        let bearer = format!("Bearer {}", self.token)
+        let bearer = self
+            .auth
+            .header(&Method::GET, path)
             .parse()
             .map_err(|_| "the token has characters a header cannot carry".to_owned())?;
         request
