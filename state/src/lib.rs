@@ -40,8 +40,8 @@ pub use error::StateError;
 pub use feed::Change;
 pub use postgres::{PostgresSettings, PostgresStore, SslMode};
 pub use records::{
-    Anchor, AuditLine, AuditPage, CredentialRow, GrantRecord, LostNode, NewGrant, NodeBeat,
-    NodeRecord, SessionEnd, SessionRecord, SharedAuditLine, Usage,
+    Anchor, AuditLine, AuditPage, CredentialRow, GrantRecord, LiveTicket, LostNode, NewGrant,
+    NodeBeat, NodeRecord, SessionEnd, SessionRecord, SharedAuditLine, Usage,
 };
 pub use sqlite::SqliteStore;
 
@@ -212,6 +212,24 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// The nodes sharing the store, by name.
     fn nodes(&self) -> StateFuture<'_, Vec<NodeRecord>> {
         futures::future::ready(Ok(Vec::new())).boxed()
+    }
+
+    // --- live-view tickets (shared stores; one node keeps its own in memory) ---------------
+    /// Stores a ticket (and forgets expired ones).
+    fn put_ticket(&self, ticket: LiveTicket) -> StateFuture<'_, ()> {
+        let _ = ticket;
+        futures::future::ready(Err(StateError::Settings(
+            "live-view tickets are kept in the store only when nodes share it".into(),
+        )))
+        .boxed()
+    }
+    /// Takes a ticket out by its hash: it is used once, whoever asks first.
+    fn take_ticket(&self, hash: &str) -> StateFuture<'_, Option<LiveTicket>> {
+        let _ = hash;
+        futures::future::ready(Err(StateError::Settings(
+            "live-view tickets are kept in the store only when nodes share it".into(),
+        )))
+        .boxed()
     }
 
     // --- the shared audit copy -------------------------------------------------------------

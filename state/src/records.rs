@@ -224,3 +224,19 @@ pub struct SharedAuditLine {
     /// The line.
     pub body: String,
 }
+
+/// A one-time ticket for a live view, as a store nodes share keeps it (the console may ask
+/// one node for it and open the view on another, behind a load balancer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveTicket {
+    /// The SHA-256 of the ticket, hex (the ticket itself is never stored).
+    pub hash: String,
+    /// The session it is for.
+    pub session: String,
+    /// Who it was issued to.
+    pub holder: String,
+    /// Their scopes, `+`-separated.
+    pub scopes: String,
+    /// Until when it may be used.
+    pub expires: SystemTime,
+}

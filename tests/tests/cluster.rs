@@ -554,6 +554,21 @@ fn any_node_watches_a_live_session_and_serves_recordings_written_on_another() {
     seen.wait_for_text("watched-9", Duration::from_secs(20));
     let watched = a.wait_for_audit("session.watched", |_| true);
     assert_eq!(watched["by"], "auditor (via node b)", "{watched}");
+    // The console's one-time ticket, asked of b, opens the view on a (behind a load
+    // balancer its next connection may land on any node), and only once.
+    let (status, issued) = b.api_request(
+        READER,
+        "POST",
+        &format!("/api/v1/sessions/{id}/live-ticket"),
+        None,
+    );
+    assert_eq!(status, 200, "{issued}");
+    let ticket = issued["ticket"].as_str().unwrap();
+    assert!(live_view_opens(a, &id, ticket), "the ticket works on a");
+    assert!(
+        !live_view_opens(b, &id, ticket),
+        "a ticket is used once, cluster-wide"
+    );
     tmux.line("exit");
     assert!(tmux.wait_exit(Duration::from_secs(10)).is_some());
     portcullis_tests::util::stop(&mut watcher);
@@ -613,4 +628,30 @@ fn any_node_watches_a_live_session_and_serves_recordings_written_on_another() {
     assert_eq!(call(b"not-the-cluster-secret-not-the-cluster"), 401);
     let secret = std::fs::read_to_string(cluster.scratch.path().join("cluster.secret")).unwrap();
     assert_eq!(call(secret.trim().as_bytes()), 200);
+}
+
+/// Whether `node` opens the live view of `session` for `ticket` (a browser's way: no token)
+/// and sends its first line.
+fn live_view_opens(node: &Bastion, session: &str, ticket: &str) -> bool {
+    use futures::StreamExt;
+    let (url, fingerprint) = node.api();
+    let client = portcullis::cli::api::ApiClient::new(&portcullis::cli::api::ApiArgs {
+        url: Some(url),
+        token: Some("not-a-token".into()),
+        fingerprint: Some(fingerprint),
+        ca: None,
+    })
+    .unwrap();
+    portcullis_tests::raw::runtime().block_on(async {
+        let Ok(mut socket) = client
+            .websocket(&format!("/api/v1/sessions/{session}/live?ticket={ticket}"))
+            .await
+        else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(20), socket.next()).await,
+            Ok(Some(Ok(_)))
+        )
+    })
 }

@@ -68,6 +68,23 @@ fn scope_of(name: &str) -> Option<Scope> {
     }
 }
 
+/// Scopes as text: `read+operate`.
+pub fn scopes_text(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(|s| scope_name(*s))
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// Scopes from [`scopes_text`]'s form.
+pub fn scopes_of(text: &str) -> Result<Vec<Scope>, String> {
+    text.split('+')
+        .filter(|s| !s.is_empty())
+        .map(|s| scope_of(s).ok_or_else(|| format!("unknown scope {s:?}")))
+        .collect()
+}
+
 /// What is signed.
 fn message(method: &str, path: &str, node: &str, time: u64, caller: &str, scopes: &str) -> String {
     format!("portcullis-peer\n{method}\n{path}\n{node}\n{time}\n{caller}\n{scopes}")
@@ -89,12 +106,7 @@ impl Signer {
             key,
             node: node.to_owned(),
             caller: hex::encode(caller.name.as_bytes()),
-            scopes: caller
-                .scopes()
-                .iter()
-                .map(|s| scope_name(*s))
-                .collect::<Vec<_>>()
-                .join("+"),
+            scopes: scopes_text(caller.scopes()),
         }
     }
 
@@ -154,11 +166,7 @@ pub fn verify(
     }
     let name = String::from_utf8(hex::decode(caller).map_err(|_| "bad caller".to_owned())?)
         .map_err(|_| "bad caller".to_owned())?;
-    let scopes = scopes
-        .split('+')
-        .filter(|s| !s.is_empty())
-        .map(|s| scope_of(s).ok_or_else(|| format!("unknown scope {s:?}")))
-        .collect::<Result<Vec<_>, _>>()?;
+    let scopes = scopes_of(scopes)?;
     Ok(Caller::for_peer(&name, scopes, node))
 }
 

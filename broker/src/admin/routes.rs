@@ -260,7 +260,9 @@ pub async fn live_ticket(
     }
     let ticket = state
         .tickets
-        .issue(caller, &id, state.services.clock.instant())
+        .issue_for(&state.services, caller, &id)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
         .ok_or_else(|| ApiError::Internal("no randomness for a ticket".into()))?;
     Ok(Json(json!({
         "ticket": ticket,
@@ -287,7 +289,9 @@ pub async fn live(
     let caller = match query.ticket {
         Some(ticket) => state
             .tickets
-            .redeem(&ticket, &id, state.services.clock.instant())
+            .redeem_for(&state.services, &ticket, &id)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
             .ok_or(ApiError::Unauthenticated)?,
         None => caller?,
     };

@@ -2,6 +2,10 @@
 //! WebSocket, so the console asks for a ticket with its token (`POST
 //! /api/v1/sessions/{id}/live-ticket`) and opens `…/live?ticket=T`. A ticket is good for one
 //! connection to one session, for a short time, and carries the token's name for the audit.
+//!
+//! One node keeps its tickets in memory; nodes sharing a store keep them there (by hash),
+//! because behind a load balancer the console may get its ticket from one node and open
+//! the view on another.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,7 +13,19 @@ use std::time::{Duration, Instant};
 
 use ring::rand::{SecureRandom, SystemRandom};
 
+use portcullis_state::{LiveTicket, StateError};
+
 use super::auth::Caller;
+use crate::services::Services;
+
+/// How a ticket is kept in a shared store: its SHA-256 (whoever reads the store cannot use
+/// it).
+fn hash(ticket: &str) -> String {
+    hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        ticket.as_bytes(),
+    ))
+}
 
 /// How long a ticket may wait for its connection.
 pub const TICKET_LIFETIME: Duration = Duration::from_secs(30);
@@ -51,6 +67,54 @@ impl Tickets {
     pub fn redeem(&self, ticket: &str, session: &str, now: Instant) -> Option<Caller> {
         let found = self.lock().remove(ticket)?;
         (found.session == session && found.expires > now).then_some(found.caller)
+    }
+
+    /// [`Tickets::issue`], in the shared store when nodes share one.
+    pub async fn issue_for(
+        &self,
+        services: &Services,
+        caller: Caller,
+        session: &str,
+    ) -> Result<Option<String>, StateError> {
+        if services.state.node().is_none() {
+            return Ok(self.issue(caller, session, services.clock.instant()));
+        }
+        let mut bytes = [0u8; 24];
+        if SystemRandom::new().fill(&mut bytes).is_err() {
+            return Ok(None);
+        }
+        let ticket = hex::encode(bytes);
+        services
+            .state
+            .put_ticket(LiveTicket {
+                hash: hash(&ticket),
+                session: session.to_owned(),
+                holder: caller.name.clone(),
+                scopes: super::peer::scopes_text(caller.scopes()),
+                expires: services.clock.now() + TICKET_LIFETIME,
+            })
+            .await?;
+        Ok(Some(ticket))
+    }
+
+    /// [`Tickets::redeem`], from the shared store when nodes share one.
+    pub async fn redeem_for(
+        &self,
+        services: &Services,
+        ticket: &str,
+        session: &str,
+    ) -> Result<Option<Caller>, StateError> {
+        if services.state.node().is_none() {
+            return Ok(self.redeem(ticket, session, services.clock.instant()));
+        }
+        let Some(found) = services.state.take_ticket(&hash(ticket)).await? else {
+            return Ok(None);
+        };
+        let scopes = super::peer::scopes_of(&found.scopes).unwrap_or_default();
+        Ok(
+            (found.session == session && found.expires > services.clock.now())
+                .then(|| Caller::new(&found.holder, scopes)),
+        )
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Ticket>> {

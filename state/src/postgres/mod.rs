@@ -39,9 +39,9 @@ pub use settings::{PostgresSettings, SslMode};
 
 use crate::feed::FEED_CAPACITY;
 use crate::{
-    Anchor, AuditLine, AuditPage, Change, CredentialRow, GrantRecord, LostNode, NewGrant, NodeBeat,
-    NodeRecord, SessionEnd, SessionRecord, SharedAuditLine, StateError, StateFuture, StateStore,
-    Usage,
+    Anchor, AuditLine, AuditPage, Change, CredentialRow, GrantRecord, LiveTicket, LostNode,
+    NewGrant, NodeBeat, NodeRecord, SessionEnd, SessionRecord, SharedAuditLine, StateError,
+    StateFuture, StateStore, Usage,
 };
 
 /// A time as the database keeps it: milliseconds since the epoch.
@@ -524,6 +524,53 @@ impl StateStore for PostgresStore {
             changes::record(&*transaction, &origin, &change).await?;
             transaction.commit().await?;
             Ok(((), Some(change)))
+        })
+        .boxed()
+    }
+
+    fn put_ticket(&self, ticket: LiveTicket) -> StateFuture<'_, ()> {
+        self.call(move |mut db| async move {
+            let transaction = db.transaction().await?;
+            transaction
+                .execute(
+                    "DELETE FROM live_tickets WHERE expires_at < $1",
+                    &[&to_ms(SystemTime::now())],
+                )
+                .await?;
+            transaction
+                .execute(
+                    "INSERT INTO live_tickets (hash, session, holder, scopes, expires_at)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[
+                        &ticket.hash,
+                        &ticket.session,
+                        &ticket.holder,
+                        &ticket.scopes,
+                        &to_ms(ticket.expires),
+                    ],
+                )
+                .await?;
+            transaction.commit().await
+        })
+        .boxed()
+    }
+    fn take_ticket(&self, hash: &str) -> StateFuture<'_, Option<LiveTicket>> {
+        let hash = hash.to_owned();
+        self.call(move |db| async move {
+            // DELETE … RETURNING: of two nodes redeeming at once, one gets it.
+            Ok(db
+                .query_opt(
+                    "DELETE FROM live_tickets WHERE hash = $1 RETURNING *",
+                    &[&hash],
+                )
+                .await?
+                .map(|row| LiveTicket {
+                    hash: row.get("hash"),
+                    session: row.get("session"),
+                    holder: row.get("holder"),
+                    scopes: row.get("scopes"),
+                    expires: from_ms(row.get("expires_at")),
+                }))
         })
         .boxed()
     }

@@ -159,6 +159,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX audit_lines_by_time ON audit_lines(time DESC, node DESC, seq DESC);
      CREATE INDEX audit_lines_by_session ON audit_lines(session);",
+    // 4: one-time live-view tickets (issued by one node, used on any), by their hash.
+    "CREATE TABLE live_tickets (
+         hash TEXT PRIMARY KEY,
+         session TEXT NOT NULL,
+         holder TEXT NOT NULL,
+         scopes TEXT NOT NULL,
+         expires_at BIGINT NOT NULL
+     );",
 ];
 
 /// Brings the database to the newest schema; refuses one written by a newer build.
