@@ -14,7 +14,7 @@ packages=(
     curl                           # admin API calls from a chosen source address
     putty-tools python3-paramiko   # SFTP clients with their own SFTP code (the file audit)
     git ansible-core               # tools admins drive over ssh, proven through the bastion
-    postgresql-15                  # a real PostgreSQL for the shared state store's tests
+    postgresql-15 openssl          # a real PostgreSQL (and certificates for its TLS) for the shared state store's tests
     chromium chromium-driver fonts-dejavu-core  # the web console tests
 )
 missing=()

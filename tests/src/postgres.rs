@@ -24,12 +24,20 @@ pub struct Postgres {
     dir: TempDir,
     port: u16,
     password: String,
+    /// More `-c` settings for the server.
+    options: String,
 }
 
 impl Postgres {
     /// Initialises a cluster in a fresh temp dir and starts it; panics with the server's
     /// log if it does not come up.
     pub fn start() -> Self {
+        Self::start_with(|_| String::new())
+    }
+
+    /// [`Postgres::start`] with more server settings: `options` gets the server's directory
+    /// (owned by its account, to put files in) and returns `-c name=value` arguments.
+    pub fn start_with(options: impl FnOnce(&Path) -> String) -> Self {
         assert!(
             Path::new(BIN).join("initdb").exists(),
             "{BIN}/initdb is missing: install postgresql-15 (tests/run.sh does)"
@@ -41,6 +49,7 @@ impl Postgres {
         let password = format!("pw-{}-{}", std::process::id(), free_port());
         let password_file = dir.path().join("password");
         std::fs::write(&password_file, format!("{password}\n")).expect("password file");
+        let options = options(dir.path());
         chown_to_account(dir.path());
         let data = dir.path().join("data");
         let initdb = as_account(
@@ -57,6 +66,7 @@ impl Postgres {
             dir,
             port,
             password,
+            options,
         };
         server.resume();
         server
@@ -74,9 +84,10 @@ impl Postgres {
                 .args(["-w", "-t", "60", "-o"])
                 .arg(format!(
                     "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off \
-                     -c full_page_writes=off -c synchronous_commit=off",
+                     -c full_page_writes=off -c synchronous_commit=off {}",
                     self.port,
-                    self.dir.path().display()
+                    self.dir.path().display(),
+                    self.options
                 ))
                 .arg("start"),
         );

@@ -299,3 +299,143 @@ async fn a_node_whose_heartbeats_stop_is_claimed_once_and_its_sessions_end_as_no
     a.heartbeat(beat(Vec::new())).await.unwrap();
     assert!(b.nodes().await.unwrap()[0].lost_at.is_none());
 }
+
+/// Runs `openssl ARGS` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let ran: portcullis_tests::Ran = portcullis_tests::util::run_with_timeout(
+        60,
+        std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(args),
+    )
+    .into();
+    assert_eq!(ran.code, Some(0), "openssl {args:?}: {ran:?}");
+}
+
+/// A CA, and a server certificate it signed for 127.0.0.1 (`ca.pem`, `server.pem`,
+/// `server.key`), plus a CA that signed nothing (`other-ca.pem`).
+fn certificates(dir: &std::path::Path) {
+    for ca in ["ca", "other-ca"] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=test {ca}"),
+            ],
+        );
+    }
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(dir.join("san.ext"), "subjectAltName = IP:127.0.0.1\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn tls_follows_sslmode_verify_full_checks_the_chain_and_the_name() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let postgres = Postgres::start_with(|dir| {
+        for file in ["server.pem", "server.key"] {
+            std::fs::copy(certs.path().join(file), dir.join(file)).unwrap();
+        }
+        format!(
+            "-c ssl=on -c ssl_cert_file={0}/server.pem -c ssl_key_file={0}/server.key",
+            dir.display()
+        )
+    });
+    let created = postgres.psql("postgres", "CREATE DATABASE state");
+    assert_eq!(created.code, Some(0), "{created:?}");
+    let with = |mode: portcullis_state::SslMode, root: Option<&str>, host: &str| {
+        let mut settings = settings(&postgres, "state", "a");
+        settings.url = settings.url.replace("127.0.0.1", host);
+        settings.ssl_mode = Some(mode);
+        settings.root_cert = root.map(|name| certs.path().join(name));
+        settings
+    };
+    use portcullis_state::SslMode::{Disable, Require, VerifyCa, VerifyFull};
+    // The right CA and the address the certificate names: in, encrypted.
+    let store = PostgresStore::open(with(VerifyFull, Some("ca.pem"), "127.0.0.1"))
+        .await
+        .unwrap();
+    let encrypted = postgres.psql(
+        "postgres",
+        "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = 'portcullis a'",
+    );
+    assert_eq!(encrypted.stdout.trim(), "t", "{encrypted:?}");
+    drop(store);
+    // A CA that did not sign it: refused, saying why.
+    let error = PostgresStore::open(with(VerifyFull, Some("other-ca.pem"), "127.0.0.1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StateError::Rejected { .. }), "{error}");
+    assert!(error.to_string().contains("TLS"), "{error}");
+    // The right CA, another name (localhost): verify-full refuses, verify-ca accepts.
+    let error = PostgresStore::open(with(VerifyFull, Some("ca.pem"), "localhost"))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("TLS"), "{error}");
+    PostgresStore::open(with(VerifyCa, Some("ca.pem"), "localhost"))
+        .await
+        .unwrap();
+    // require without a CA encrypts without checking; disable does not encrypt.
+    PostgresStore::open(with(Require, None, "127.0.0.1"))
+        .await
+        .unwrap();
+    PostgresStore::open(with(Disable, None, "127.0.0.1"))
+        .await
+        .unwrap();
+}
