@@ -190,15 +190,22 @@ fn the_audit_log_verifies_and_an_edit_is_caught() {
 }
 
 #[test]
-fn the_deploy_example_config_is_valid() {
-    let example =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/portcullis.example.toml");
-    let ran: portcullis_tests::Ran =
-        std::process::Command::new(portcullis_tests::util::portcullis_bin())
-            .args(["check-config", "--config"])
-            .arg(&example)
-            .output()
-            .unwrap()
-            .into();
-    assert_eq!(ran.code, Some(0), "{ran:?}");
+fn the_deploy_example_configs_are_valid() {
+    for example in [
+        "portcullis.example.toml",
+        "cluster/node-a.toml",
+        "cluster/node-b.toml",
+    ] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy")
+            .join(example);
+        let ran: portcullis_tests::Ran =
+            std::process::Command::new(portcullis_tests::util::portcullis_bin())
+                .args(["check-config", "--config"])
+                .arg(&path)
+                .output()
+                .unwrap()
+                .into();
+        assert_eq!(ran.code, Some(0), "{example}: {ran:?}");
+    }
 }
