@@ -6,7 +6,12 @@
 //! cargo run --release -p portcullis-tests --bin portcullis-bench -- [--mib 1024] [--runs 5] [--setups 20]
 //! cargo run --release -p portcullis-tests --bin portcullis-bench -- --gate [--mib 256] [--runs 5]
 //! cargo run --release -p portcullis-tests --bin portcullis-bench -- --payloads [--mib 256] [--runs 3] [--only "sftp get"]
+//! cargo run --release -p portcullis-tests --bin portcullis-bench -- --cluster [--mib 256] [--runs 5] [--setups 20] [--kills 20]
 //! ```
+//!
+//! `--cluster` compares the state backends (SQLite, and a real PostgreSQL shared by two
+//! nodes) on bulk relay and connection setup, then times a kill given on node b until the
+//! client of a session on node a is disconnected (`--kills` times).
 //!
 //! `--payloads` compares the three routes on every kind of payload users send: text, random
 //! bytes and zeros as an exec's stdout (`cat FILE`, `head -c N /dev/zero`), and a file of
@@ -39,6 +44,8 @@ struct Options {
     cipher: Option<String>,
     gate: bool,
     payloads: bool,
+    cluster: bool,
+    kills: usize,
     /// With --payloads: only the kinds whose name contains this (for profiling one).
     only: Option<String>,
 }
@@ -51,6 +58,8 @@ fn options() -> Options {
         cipher: None,
         gate: false,
         payloads: false,
+        cluster: false,
+        kills: 20,
         only: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -67,6 +76,12 @@ fn options() -> Options {
             "--setups" => options.setups = value(),
             "--cipher" => options.cipher = args.get(i + 1).cloned(),
             "--only" => options.only = args.get(i + 1).cloned(),
+            "--kills" => options.kills = value(),
+            "--cluster" => {
+                options.cluster = true;
+                i += 1;
+                continue;
+            }
             "--gate" => {
                 options.gate = true;
                 i += 1;
@@ -79,15 +94,19 @@ fn options() -> Options {
             }
             other => {
                 panic!(
-                    "unknown argument {other}; use --mib N --runs N --setups N --cipher NAME --gate --payloads [--only KIND]"
+                    "unknown argument {other}; use --mib N --runs N --setups N --cipher NAME --gate --payloads [--only KIND] --cluster [--kills N]"
                 )
             }
         }
         i += 2;
     }
     assert!(
-        !(options.gate && options.payloads),
-        "--gate and --payloads are separate benchmarks: run one at a time"
+        [options.gate, options.payloads, options.cluster]
+            .iter()
+            .filter(|on| **on)
+            .count()
+            <= 1,
+        "--gate, --payloads and --cluster are separate benchmarks: run one at a time"
     );
     options
 }
@@ -407,7 +426,49 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let bastions: Vec<Endpoint> = if options.gate {
+    // With --cluster: the shared database, and what nodes must share (master key, password).
+    let postgres = options.cluster.then(|| {
+        let postgres = portcullis_tests::Postgres::start();
+        let created = postgres.psql("postgres", "CREATE DATABASE bench");
+        assert_eq!(created.code, Some(0), "{created:?}");
+        std::fs::write(scratch.path().join("db-password"), postgres.password()).unwrap();
+        postgres
+    });
+    let node = |name: &str| -> String {
+        let postgres = postgres.as_ref().expect("a database");
+        format!(
+            "[vault]\nmaster_key_file = {:?}\n\n[state]\nbackend = \"postgres\"\nurl = {:?}\n\
+             password_file = {:?}\nsslmode = \"disable\"\n\n[cluster]\nnode = {name:?}\n",
+            scratch
+                .path()
+                .join("cluster-master.key")
+                .display()
+                .to_string(),
+            postgres.url("bench"),
+            scratch.path().join("db-password").display().to_string(),
+        )
+    };
+    let bastions: Vec<Endpoint> = if options.cluster {
+        vec![
+            start_bastion(&runtime, &scratch, &sshd, &key, "portcullis on SQLite", ""),
+            start_bastion(
+                &runtime,
+                &scratch,
+                &sshd,
+                &key,
+                "portcullis on PostgreSQL (a)",
+                &node("a"),
+            ),
+            start_bastion(
+                &runtime,
+                &scratch,
+                &sshd,
+                &key,
+                "portcullis on PostgreSQL (b)",
+                &node("b"),
+            ),
+        ]
+    } else if options.gate {
         vec![
             start_bastion(
                 &runtime,
@@ -444,7 +505,7 @@ fn main() {
         sshd_known_hosts,
         pty: options.gate,
     };
-    let routes: Vec<Route> = if options.gate {
+    let routes: Vec<Route> = if options.gate || options.cluster {
         vec![Route::Portcullis(0), Route::Portcullis(1)]
     } else {
         vec![Route::Direct, Route::ProxyJump, Route::Portcullis(0)]
@@ -525,6 +586,9 @@ fn main() {
         );
     }
     for (b, bastion) in bench.bastions.iter().enumerate() {
+        if bastion_cpu[b].is_empty() {
+            continue; // (--cluster's node b only gives kills)
+        }
         println!(
             "{}: {:.2} s of bastion CPU per run (median) for {} MiB, recording included",
             bastion.name,
@@ -532,7 +596,14 @@ fn main() {
             options.mib
         );
     }
-    if options.gate {
+    if options.cluster {
+        println!(
+            "PostgreSQL / SQLite: throughput {:.3}x, setup time {:.3}x",
+            throughput[1] / throughput[0],
+            setup_medians[1].as_secs_f64() / setup_medians[0].as_secs_f64(),
+        );
+        kill_latency(&bench, &runtime, options.kills);
+    } else if options.gate {
         println!(
             "gate on / gate off: throughput {:.3}x, bastion CPU {:.2}x",
             throughput[1] / throughput[0],
@@ -550,6 +621,52 @@ fn main() {
     for bastion in &bench.bastions {
         runtime.block_on(bastion.services.drain(Duration::from_secs(5)));
     }
+    drop(bench);
+    drop(postgres);
+}
+
+/// Times `kills` kills given through node b (bastion 2) of a session running on node a
+/// (bastion 1), from the call until the session's ssh client has exited.
+fn kill_latency(bench: &Bench, runtime: &tokio::runtime::Runtime, kills: usize) {
+    use std::io::BufRead;
+    let (a, b) = (&bench.bastions[1].services, &bench.bastions[2].services);
+    let mut samples = Vec::with_capacity(kills);
+    for _ in 0..kills {
+        let mut client = bench
+            .ssh(Route::Portcullis(1), "echo up; exec sleep 600")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run ssh");
+        let mut first = String::new();
+        std::io::BufReader::new(client.stdout.as_mut().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert_eq!(first, "up\n", "the session did not start");
+        let id = a.registry.list()[0].id.clone();
+        let asked = Instant::now();
+        runtime
+            .block_on(portcullis::ops::kill(b, &id, "bench", "kill latency"))
+            .expect("kill through node b");
+        while client.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        samples.push(asked.elapsed());
+        // The next session is alone in a's registry once this one has left it.
+        while !a.registry.list().is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    samples.sort();
+    let p99 = samples[(samples.len() * 99).div_ceil(100) - 1];
+    println!(
+        "kill on node b → client on node a disconnected, {} kills: median {:.1} ms, p99 {:.1} ms (min {:.1}, max {:.1})",
+        samples.len(),
+        median(&mut samples).as_secs_f64() * 1000.0,
+        p99.as_secs_f64() * 1000.0,
+        samples[0].as_secs_f64() * 1000.0,
+        samples[samples.len() - 1].as_secs_f64() * 1000.0,
+    );
 }
 
 /// Every kind of payload along every route, interleaved; one table.
