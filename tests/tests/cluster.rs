@@ -142,6 +142,10 @@ fn a_kill_a_lock_and_a_revocation_through_one_node_end_sessions_on_the_other() {
     let asked = Instant::now();
     let locked = b.api_cli(SECOPS, &["lock", "alice", "--reason", "laptop stolen"]);
     assert_eq!(locked.code, Some(0), "{locked:?}");
+    assert!(
+        locked.stdout.contains("1 live session(s) ended"),
+        "b counts a's session: {locked:?}"
+    );
     let took = seen_after(&tmux, "laptop stolen", asked);
     assert!(tmux.wait_exit(Duration::from_secs(10)).is_some());
     eprintln!("lock through b ended the session on a after {took:?}");

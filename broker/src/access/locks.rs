@@ -26,7 +26,8 @@ pub async fn list(services: &Services, now: SystemTime) -> Result<Vec<Lock>, Sta
 }
 
 /// Locks a user: their live sessions end now and new logins are refused until `until`
-/// (or an unlock). Returns how many of this node's live sessions are ending.
+/// (or an unlock). Returns how many live sessions are ending: this node's, and with several
+/// nodes the others' the shared index lists.
 pub async fn lock(
     services: &Services,
     user: &str,
@@ -43,12 +44,21 @@ pub async fn lock(
     }
     // Counted before the lock is published: from then on each live session's guard sees it
     // on the change feed and ends its session (on every node).
-    let ending = services
+    let mut ending = services
         .registry
         .of_user(user)
         .iter()
         .filter(|session| !session.control.is_ending())
         .count();
+    if let Some(here) = services.state.node() {
+        ending += services
+            .state
+            .open_sessions()
+            .await?
+            .iter()
+            .filter(|s| s.user == user && s.node.as_deref() != Some(here))
+            .count();
+    }
     services
         .state
         .place_lock(Lock {
