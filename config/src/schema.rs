@@ -241,7 +241,8 @@ pub struct ClusterConfig {
     pub lease: Duration,
     /// How long live sessions go on while the state database is out of reach (nothing
     /// can be re-checked meanwhile: a lock or a revocation placed then is not heard of).
-    /// New logins are refused at once.
+    /// New logins are refused at once. At most `lease`: past it, the other nodes take this
+    /// one for lost and record its sessions as ended.
     #[serde(with = "humantime_serde")]
     pub database_grace: Duration,
     /// File holding the secret every node shares (at least 32 characters): node-to-node
@@ -256,7 +257,7 @@ impl Default for ClusterConfig {
             node: None,
             heartbeat: Duration::from_secs(5),
             lease: Duration::from_secs(20),
-            database_grace: Duration::from_secs(300),
+            database_grace: Duration::from_secs(20),
             secret_file: None,
         }
     }

@@ -86,6 +86,15 @@ impl Config {
                 ),
             ));
         }
+        if self.cluster.database_grace > self.cluster.lease {
+            problems.push(Problem::new(
+                root.key("cluster").key("database_grace"),
+                format!(
+                    "is longer than lease ({}): the other nodes would record this node's sessions as ended (node lost) while they still run here",
+                    humantime::format_duration(self.cluster.lease)
+                ),
+            ));
+        }
         if let Some(mode) = &state.sslmode
             && !SSL_MODES.contains(&mode.as_str())
         {

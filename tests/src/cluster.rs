@@ -34,7 +34,8 @@ impl Cluster {
         Self::start_with(names, "", extra)
     }
 
-    /// [`Cluster::start`] with more `[cluster]` settings for every node.
+    /// [`Cluster::start`] with `[cluster]` settings for every node: its `lease` and
+    /// `database_grace` (default: [`DEFAULT_TIMING`]) and more.
     pub fn start_with(
         names: &[&str],
         cluster_settings: &str,
@@ -65,7 +66,11 @@ impl Cluster {
                 let mut node_config = config.clone();
                 node_config.raw(&node_section(&postgres, name));
                 node_config.raw(&format!("secret_file = {:?}", secret.display().to_string()));
-                node_config.raw(cluster_settings);
+                node_config.raw(if cluster_settings.is_empty() {
+                    DEFAULT_TIMING
+                } else {
+                    cluster_settings
+                });
                 let mut node = Bastion::new(&node_config);
                 node.env("PORTCULLIS_STATE_PASSWORD", postgres.password())
                     .env("PORTCULLIS_MASTER_KEY", &master_key);
@@ -92,12 +97,15 @@ impl Cluster {
     }
 }
 
-/// What makes a node one of the cluster: the shared store and its name. Heartbeats are
-/// frequent and the lease short, so a lost node is found within seconds.
+/// A lost node is found within seconds; a database outage of as long is ridden out.
+pub const DEFAULT_TIMING: &str = "lease = \"10s\"\ndatabase_grace = \"10s\"";
+
+/// What makes a node one of the cluster: the shared store and its name, and a heartbeat
+/// every second (the `[cluster]` section stays open for more settings).
 pub fn node_section(postgres: &Postgres, name: &str) -> String {
     format!(
         "[state]\nbackend = \"postgres\"\nurl = \"{}\"\nsslmode = \"disable\"\n\n\
-         [cluster]\nnode = \"{name}\"\nheartbeat = \"1s\"\nlease = \"3s\"\n",
+         [cluster]\nnode = \"{name}\"\nheartbeat = \"1s\"\n",
         postgres.url(DATABASE)
     )
 }

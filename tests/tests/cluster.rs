@@ -307,7 +307,10 @@ fn failed_logins_and_used_codes_count_on_every_node() {
 
 #[test]
 fn a_node_killed_outright_is_found_lost_and_its_sessions_ended_by_the_survivor() {
-    let (mut cluster, _) = cluster("max_duration = \"1h\"\napprovals = 0");
+    let (mut cluster, _) = cluster_with(
+        "max_duration = \"1h\"\napprovals = 0",
+        "lease = \"3s\"\ndatabase_grace = \"3s\"",
+    );
     // A session on a survives b restarting: a node ends only what it ran itself.
     let on_a = shell(&cluster, cluster.node(0), "web01");
     let id = session_on(cluster.node(0), "web01");
@@ -414,7 +417,7 @@ fn a_database_restart_keeps_live_sessions_refuses_logins_meanwhile_and_recovers_
 fn past_the_database_grace_live_sessions_end_with_the_reason() {
     let (cluster, _) = cluster_with(
         "max_duration = \"1h\"\napprovals = 0",
-        "database_grace = \"2s\"",
+        "lease = \"4s\"\ndatabase_grace = \"2s\"",
     );
     let a = cluster.node(0);
     let tmux = shell(&cluster, a, "web01");

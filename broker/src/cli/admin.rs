@@ -192,15 +192,27 @@ fn print_commands(events: &[serde_json::Value], json: bool) {
     if print_json(events, json) {
         return;
     }
+    // Several nodes: each line says which node logged it.
+    let nodes = events.iter().any(|e| e["logged_by"].is_string());
     println!(
-        "{:<24} {:<10} {:<10} {:<11} {:<14} LINE",
-        "TIME", "USER", "TARGET", "OUTCOME", "RULE"
+        "{:<24} {}{:<10} {:<10} {:<11} {:<14} LINE",
+        "TIME",
+        if nodes { "NODE       " } else { "" },
+        "USER",
+        "TARGET",
+        "OUTCOME",
+        "RULE"
     );
     for event in events {
         let text =
             |key: &str| crate::text::one_line(event[key].as_str().unwrap_or("-")).into_owned();
+        let node = if nodes {
+            format!("{:<10} ", text("logged_by"))
+        } else {
+            String::new()
+        };
         println!(
-            "{:<24} {:<10} {:<10} {:<11} {:<14} {}",
+            "{:<24} {node}{:<10} {:<10} {:<11} {:<14} {}",
             text("time"),
             text("user"),
             text("target"),
