@@ -2,6 +2,9 @@
 //! binary with a data directory of its own and `[state] backend = "postgres"`, all in front
 //! of one sshd, with the same master key (the vault's data key is shared, wrapped by it).
 
+use std::sync::Arc;
+
+use portcullis_policy::Clock;
 use tempfile::TempDir;
 
 use crate::bastion::{Bastion, ConfigText};
@@ -41,6 +44,27 @@ impl Cluster {
         cluster_settings: &str,
         extra: impl FnOnce(&mut ConfigText, &Sshd, &TempDir),
     ) -> Self {
+        Self::start_maybe_on(names, cluster_settings, None, extra)
+    }
+
+    /// [`Cluster::start_with`], every node in this process on `clock` (see
+    /// [`Bastion::start_on`]): time-driven behaviour follows the clock the test holds, on
+    /// every node at once.
+    pub fn start_on(
+        names: &[&str],
+        cluster_settings: &str,
+        clock: Arc<dyn Clock>,
+        extra: impl FnOnce(&mut ConfigText, &Sshd, &TempDir),
+    ) -> Self {
+        Self::start_maybe_on(names, cluster_settings, Some(clock), extra)
+    }
+
+    fn start_maybe_on(
+        names: &[&str],
+        cluster_settings: &str,
+        clock: Option<Arc<dyn Clock>>,
+        extra: impl FnOnce(&mut ConfigText, &Sshd, &TempDir),
+    ) -> Self {
         let postgres = Postgres::start();
         let created = postgres.psql("postgres", &format!("CREATE DATABASE {DATABASE}"));
         assert_eq!(created.code, Some(0), "{created:?}");
@@ -60,11 +84,20 @@ impl Cluster {
         // The secret node-to-node calls are signed with, the same on every node.
         let secret = scratch.path().join("cluster.secret");
         std::fs::write(&secret, hex::encode(crate::random_bytes::<32>())).expect("secret");
+        // In-process nodes do not see the environment the harness gives processes.
+        let password = scratch.path().join("db-password");
+        std::fs::write(&password, postgres.password()).expect("password file");
         let nodes: Vec<Bastion> = names
             .iter()
             .map(|name| {
                 let mut node_config = config.clone();
-                node_config.raw(&node_section(&postgres, name));
+                node_config.raw(&node_section(&postgres, name).replace(
+                    "sslmode = \"disable\"\n",
+                    &format!(
+                        "sslmode = \"disable\"\npassword_file = {:?}\n",
+                        password.display().to_string()
+                    ),
+                ));
                 node_config.raw(&format!("secret_file = {:?}", secret.display().to_string()));
                 node_config.raw(if cluster_settings.is_empty() {
                     DEFAULT_TIMING
@@ -86,7 +119,10 @@ impl Cluster {
             postgres,
         };
         for node in &mut cluster.nodes {
-            node.start();
+            match &clock {
+                Some(clock) => node.start_on(clock.clone()),
+                None => node.start(),
+            };
         }
         cluster
     }

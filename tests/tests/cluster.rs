@@ -662,3 +662,50 @@ fn live_view_opens(node: &Bastion, session: &str, ticket: &str) -> bool {
         )
     })
 }
+
+#[test]
+fn a_grant_activated_on_one_node_ends_its_session_on_the_other_when_it_expires() {
+    let clock = portcullis_policy::ManualClock::starting_now();
+    let cluster = Cluster::start_on(&["a", "b"], "", clock.clone(), |config, sshd, _| {
+        config
+            .target("db01", sshd, "root", "web01")
+            .eligible(
+                "db-admins",
+                &["alice"],
+                &["db*"],
+                "max_duration = \"4h\"\ndefault_duration = \"1h\"\napprovals = 0",
+            )
+            .raw("[access]\nwarn_before = [\"1m\"]");
+    });
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let granted = a
+        .ssh(&cluster.alice, "alice")
+        .exec("request db01 --for 1h --reason INC-5");
+    assert_eq!(granted.code, Some(0), "{granted:?}");
+    let tmux = shell(&cluster, b, "db01");
+    clock.advance(Duration::from_secs(59 * 60));
+    tmux.wait_for_text(
+        "portcullis: your access ends in 1m (grant #1",
+        Duration::from_secs(20),
+    );
+    clock.advance(Duration::from_secs(60));
+    tmux.wait_for_text(
+        "portcullis: your access has ended (grant #1 expired)",
+        Duration::from_secs(20),
+    );
+    assert!(tmux.wait_exit(Duration::from_secs(10)).is_some());
+    let end = b.wait_for_audit("session.end", |e| e["target"] == "db01");
+    assert_eq!(end["reason"], "grant_expired", "{end}");
+    // One node records the grant's end (whichever janitor came first), once.
+    let expired = wait_for(Duration::from_secs(20), || {
+        let events: Vec<_> = [a, b]
+            .iter()
+            .flat_map(|node| node.audit_events("grant.expired"))
+            .collect();
+        (!events.is_empty()).then_some(events)
+    })
+    .expect("the grant's end is recorded");
+    assert_eq!(expired.len(), 1, "{expired:#?}");
+    let refused = a.ssh(&cluster.alice, "alice+db01").exec("true");
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+}
