@@ -709,3 +709,56 @@ fn a_grant_activated_on_one_node_ends_its_session_on_the_other_when_it_expires()
     let refused = a.ssh(&cluster.alice, "alice+db01").exec("true");
     assert_eq!(refused.code, Some(1), "{refused:?}");
 }
+
+#[test]
+fn the_console_of_one_node_lists_watches_and_kills_a_session_on_the_other() {
+    let (cluster, _) = cluster("max_duration = \"1h\"\napprovals = 0");
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let browser = portcullis_tests::Browser::start();
+    let (url, _) = b.api();
+    browser.goto(&format!("{url}/"));
+    browser.wait("#token");
+    browser.type_into("#token", SECOPS);
+    browser.click("#signin");
+    browser.wait("#nav:not([hidden])");
+
+    let tmux = shell(&cluster, a, "web01");
+    let id = session_on(a, "web01");
+    let row = browser.wait(&format!("tr[data-session=\"{id}\"]"));
+    assert!(
+        browser.text_of(&row).contains("alice"),
+        "{}",
+        browser.text_of(&row)
+    );
+    // The Node column names a.
+    browser.wait_for_text("#sessions", "Node");
+    let cells = browser.execute(
+        "return [...document.querySelectorAll(`tr[data-session=\"${arguments[0]}\"] td`)].map((c) => c.textContent)",
+        serde_json::json!([id]),
+    );
+    assert_eq!(cells[1], "a", "{cells}");
+    browser.screenshot("cluster-sessions");
+
+    // Watched through b's page: the backlog, then what is typed on a.
+    browser.click(&format!("tr[data-session=\"{id}\"] a.session-link"));
+    // The facts come from a, which runs it: its node, upstream login and channels.
+    let facts = browser.wait_for_text("#session-facts", "Upstream login");
+    browser.wait_for_text("#session-facts", "root");
+    assert!(facts.contains("Node"), "{facts}");
+    browser.wait_for_text("#live-terminal", "ready-42");
+    tmux.line("echo watched-$((6*7))");
+    browser.wait_for_text("#live-terminal", "watched-42");
+    browser.screenshot("cluster-session-live");
+
+    // Killed from b's page: the client on a is told why.
+    browser.type_into("#kill-reason", "seen from node b");
+    browser.click("#kill");
+    tmux.wait_for_text(
+        "session terminated by secops: seen from node b",
+        Duration::from_secs(20),
+    );
+    assert!(tmux.wait_exit(Duration::from_secs(10)).is_some());
+    browser.wait_for_text("#live-state", "This session has ended.");
+    let problems = browser.console_problems();
+    assert!(problems.is_empty(), "browser console: {problems:#?}");
+}

@@ -153,6 +153,14 @@ pub async fn list_sessions(
     Ok(Json(json!({ "sessions": sessions })))
 }
 
+/// `id` as a path segment: session ids are hex, anything else is refused by the peer as it
+/// would be here.
+fn urlencode_path(id: &str) -> String {
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect()
+}
+
 /// A live session on another node, as the shared index knows it (bytes as of that node's
 /// latest heartbeat).
 fn remote_session_json(
@@ -180,10 +188,34 @@ pub async fn show_session(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::Read)?;
+    let here = crate::state_backend::node_name(&state.services.config);
     let error = match live_session(&state, &id) {
-        Ok(session) => return Ok(Json(session_json(&session))),
+        Ok(session) => {
+            let mut json = session_json(&session);
+            json["node"] = json!(here);
+            return Ok(Json(json));
+        }
         Err(error) => error,
     };
+    // Live on another node: that node knows it best (login, method, bytes, channels).
+    if let Some(peer) = remote_owner(&state, &caller, &id).await? {
+        let asked = super::peer::client(&state.services, &peer, &caller)?
+            .json(
+                axum::http::Method::GET,
+                &format!("/api/v1/sessions/{}", urlencode_path(&id)),
+                None,
+            )
+            .await;
+        match asked {
+            Ok(mut json) => {
+                json["node"] = json!(peer.node);
+                return Ok(Json(json));
+            }
+            Err(error) => {
+                tracing::warn!(node = %peer.node, %error, "cannot ask another node about its session");
+            }
+        }
+    }
     // Not live here: the index knows sessions that ended (and, with several nodes, those
     // running elsewhere), so a page watching a session that just ended learns how.
     let record = state

@@ -109,6 +109,8 @@ function showFacts(node, s) {
     ["Channels", s.channels],
     ["Recordings", (s.recordings || []).map((r) => el("a", { href: `#/recordings/${r}` }, r))],
   ];
+  // Several nodes: which one runs it.
+  if (s.node && s.node !== "local") pairs.splice(2, 0, ["Node", s.node]);
   fill(node, pairs.map(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
 }
 
