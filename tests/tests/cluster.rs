@@ -89,8 +89,7 @@ fn a_kill_a_lock_and_a_revocation_through_one_node_end_sessions_on_the_other() {
     // Kill: the session runs on a; the operator uses b.
     let tmux = shell(&cluster, a, "web01");
     let id = session_on(a, "web01");
-    // Both nodes list it, named by the node that runs it; b shows its bytes as of a's
-    // latest heartbeat.
+    // Both nodes list it, named by the node that runs it, with its bytes (b asks a).
     let listed = |node: &Bastion| -> Option<serde_json::Value> {
         let (status, body) = node.api_request(READER, "GET", "/api/v1/sessions", None);
         assert_eq!(status, 200, "{body}");

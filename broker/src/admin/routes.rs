@@ -135,8 +135,28 @@ pub async fn list_sessions(
             json
         })
         .collect();
-    // With several nodes, the index has the others' live sessions too.
-    if services.state.node().is_some() {
+    // With several nodes: each other node's own list (the fullest facts), or, for a node
+    // that does not answer, what the shared index knows of its sessions. (A node asked by
+    // another answers with its own sessions only.)
+    if services.state.node().is_some() && caller.via().is_none() {
+        let mut answered = vec![here.to_owned()];
+        for peer in super::peer::peers(services).await? {
+            let asked = async {
+                super::peer::client(services, &peer, &caller)?
+                    .json(axum::http::Method::GET, "/api/v1/sessions", None)
+                    .await
+                    .map_err(ApiError::Internal)
+            };
+            match asked.await {
+                Ok(listed) => {
+                    sessions.extend(listed["sessions"].as_array().into_iter().flatten().cloned());
+                    answered.push(peer.node.clone());
+                }
+                Err(error) => {
+                    tracing::warn!(node = %peer.node, %error, "cannot list another node's sessions; showing the index's");
+                }
+            }
+        }
         let open = services
             .state
             .open_sessions()
@@ -144,7 +164,11 @@ pub async fn list_sessions(
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let now = services.clock.now();
         for record in open {
-            if record.node.as_deref() == Some(here) || local.iter().any(|s| s.id == record.id) {
+            let listed = record
+                .node
+                .as_ref()
+                .is_some_and(|node| answered.contains(node));
+            if listed || local.iter().any(|s| s.id == record.id) {
                 continue;
             }
             sessions.push(remote_session_json(&record, now));
