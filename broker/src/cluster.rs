@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use portcullis_state::{LostNode, NodeBeat};
+use portcullis_state::{LostNode, NodeBeat, SessionProgress};
 
 use crate::audit::AuditEvent;
 use crate::services::Services;
@@ -48,11 +48,12 @@ pub async fn keep_alive(services: Arc<Services>) {
                 .iter()
                 .map(|session| {
                     use std::sync::atomic::Ordering::Relaxed;
-                    (
-                        session.id.clone(),
-                        session.bytes_from_client.load(Relaxed),
-                        session.bytes_to_client.load(Relaxed),
-                    )
+                    SessionProgress {
+                        id: session.id.clone(),
+                        bytes_from_client: session.bytes_from_client.load(Relaxed),
+                        bytes_to_client: session.bytes_to_client.load(Relaxed),
+                        grant: session.grant(),
+                    }
                 })
                 .collect(),
         };

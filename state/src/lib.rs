@@ -41,7 +41,7 @@ pub use feed::Change;
 pub use postgres::{PostgresSettings, PostgresStore, SslMode};
 pub use records::{
     Anchor, AuditLine, AuditPage, CredentialRow, GrantRecord, LiveTicket, LostNode, NewGrant,
-    NodeBeat, NodeRecord, SessionEnd, SessionRecord, SharedAuditLine, Usage,
+    NodeBeat, NodeRecord, SessionEnd, SessionProgress, SessionRecord, SharedAuditLine, Usage,
 };
 pub use sqlite::SqliteStore;
 

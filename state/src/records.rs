@@ -118,6 +118,8 @@ pub struct SessionRecord {
     /// While it runs on a store nodes share: bytes (from, to the client) as of its node's
     /// latest heartbeat.
     pub progress: Option<(u64, u64)>,
+    /// On a store nodes share: the grant it rests on, as of its node's latest heartbeat.
+    pub grant: Option<u64>,
 }
 
 /// The end of an indexed session.
@@ -140,8 +142,21 @@ pub struct NodeBeat {
     /// The admin API, if it has one: `host:port` and its certificate's fingerprint,
     /// separated by a space (other nodes connect there and pin that certificate).
     pub admin: Option<String>,
-    /// Bytes so far of each live session: (id, from the client, to the client).
-    pub sessions: Vec<(String, u64, u64)>,
+    /// How far each live session has got.
+    pub sessions: Vec<SessionProgress>,
+}
+
+/// A live session as its node's heartbeat reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionProgress {
+    /// Its id.
+    pub id: String,
+    /// Bytes from the client so far.
+    pub bytes_from_client: u64,
+    /// Bytes to the client so far.
+    pub bytes_to_client: u64,
+    /// The grant it rests on, once its target is authorized through one.
+    pub grant: Option<u64>,
 }
 
 /// A node as the others see it.

@@ -168,12 +168,27 @@ fn a_kill_a_lock_and_a_revocation_through_one_node_end_sessions_on_the_other() {
         .exec("request db01 --for 1h --reason INC-12");
     assert_eq!(granted.code, Some(0), "{granted:?}");
     let tmux = shell(&cluster, a, "db01");
+    // a's heartbeat tells the shared index which grant its session rests on…
+    let db01 = session_on(a, "db01");
+    let indexed = wait_for(Duration::from_secs(20), || {
+        let ran = cluster.postgres.psql(
+            "portcullis",
+            &format!("SELECT grant_id FROM sessions WHERE id = '{db01}'"),
+        );
+        (ran.stdout.trim() == "1").then_some(())
+    });
+    assert!(indexed.is_some(), "a's heartbeat did not index the grant");
     let asked = Instant::now();
     let revoked = b.api_cli(
         SECOPS,
         &["grants", "revoke", "1", "--reason", "incident closed"],
     );
     assert_eq!(revoked.code, Some(0), "{revoked:?}");
+    // …so b's answer counts it.
+    assert!(
+        revoked.stdout.contains("1 live session(s) ended"),
+        "{revoked:?}"
+    );
     let took = seen_after(
         &tmux,
         "portcullis: your access was revoked by secops (grant #1): incident closed",

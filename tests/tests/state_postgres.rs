@@ -228,21 +228,28 @@ async fn a_node_whose_heartbeats_stop_is_claimed_once_and_its_sessions_end_as_no
         ended: None,
         node: None,
         progress: None,
+        grant: None,
     };
     a.open_session(session("on-a")).await.unwrap();
     b.open_session(session("on-b")).await.unwrap();
-    let beat = |sessions: Vec<(String, u64, u64)>| portcullis_state::NodeBeat {
+    let beat = |sessions: Vec<portcullis_state::SessionProgress>| portcullis_state::NodeBeat {
         admin: Some("127.0.0.1:9443".into()),
         sessions,
     };
-    a.heartbeat(beat(vec![("on-a".into(), 10, 2_000)]))
-        .await
-        .unwrap();
+    a.heartbeat(beat(vec![portcullis_state::SessionProgress {
+        id: "on-a".into(),
+        bytes_from_client: 10,
+        bytes_to_client: 2_000,
+        grant: Some(7),
+    }]))
+    .await
+    .unwrap();
     b.heartbeat(beat(Vec::new())).await.unwrap();
     let live = b.open_sessions().await.unwrap();
     assert_eq!(live.len(), 2);
     assert_eq!(live[0].node.as_deref(), Some("a"));
     assert_eq!(live[0].progress, Some((10, 2_000)));
+    assert_eq!(live[0].grant, Some(7));
     assert_eq!(live[1].progress, None);
     let nodes = b.nodes().await.unwrap();
     assert_eq!(

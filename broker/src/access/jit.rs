@@ -646,7 +646,7 @@ pub async fn revoke(
         return Err(AccessError::NotYours(id));
     }
     // Counted before the revocation is published: from then on their guards end them.
-    let ending = sessions_on(services, id);
+    let ending = sessions_on(services, id).await?;
     if (!record.grant.is_active(now) && record.grant.starts_at <= now)
         || !services.state.revoke_grant(id, by, reason, now).await?
     {
@@ -741,12 +741,24 @@ pub async fn expire_periodically(services: std::sync::Arc<Services>) {
     }
 }
 
-/// How many of this node's live sessions rest on grant `id` (once it ends, each one's guard
-/// sees that on the change feed and ends its session).
-fn sessions_on(services: &Services, id: u64) -> usize {
-    services.registry.with_all(|sessions| {
+/// How many live sessions rest on grant `id` (once it ends, each one's guard sees that on
+/// the change feed and ends its session): this node's, and with several nodes the others'
+/// the shared index lists (as of their latest heartbeat).
+async fn sessions_on(services: &Services, id: u64) -> Result<usize, AccessError> {
+    let here = services.registry.with_all(|sessions| {
         sessions
             .filter(|session| session.grant() == Some(id) && !session.control.is_ending())
             .count()
-    })
+    });
+    let Some(node) = services.state.node() else {
+        return Ok(here);
+    };
+    let elsewhere = services
+        .state
+        .open_sessions()
+        .await?
+        .iter()
+        .filter(|s| s.grant == Some(id) && s.node.as_deref() != Some(node))
+        .count();
+    Ok(here + elsewhere)
 }

@@ -25,6 +25,7 @@ pub async fn opened(services: &Services, session: &SessionShared) {
         ended: None,
         node: None,
         progress: None,
+        grant: None,
     };
     if let Err(error) = services.state.open_session(record).await {
         tracing::error!(parent: &session.span, %error, "cannot index the session");

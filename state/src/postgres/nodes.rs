@@ -43,21 +43,32 @@ impl PostgresStore {
                     &[&node, &beat.admin],
                 )
                 .await?;
-            let (ids, (from, to)): (Vec<String>, (Vec<i64>, Vec<i64>)) = beat
+            let ids: Vec<&str> = beat.sessions.iter().map(|s| s.id.as_str()).collect();
+            let from: Vec<i64> = beat
                 .sessions
-                .into_iter()
-                .map(|(id, from, to)| (id, (sessions::stored(from), sessions::stored(to))))
-                .unzip();
+                .iter()
+                .map(|s| sessions::stored(s.bytes_from_client))
+                .collect();
+            let to: Vec<i64> = beat
+                .sessions
+                .iter()
+                .map(|s| sessions::stored(s.bytes_to_client))
+                .collect();
+            let grants: Vec<Option<i64>> = beat
+                .sessions
+                .iter()
+                .map(|s| s.grant.map(super::sql_id))
+                .collect();
             if !ids.is_empty() {
                 transaction
                     .execute(
                         "UPDATE sessions SET bytes_from_client = progress.from_client,
-                             bytes_to_client = progress.to_client
-                         FROM unnest($1::text[], $2::bigint[], $3::bigint[])
-                             AS progress(id, from_client, to_client)
-                         WHERE sessions.id = progress.id AND sessions.node = $4
+                             bytes_to_client = progress.to_client, grant_id = progress.grant_id
+                         FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
+                             AS progress(id, from_client, to_client, grant_id)
+                         WHERE sessions.id = progress.id AND sessions.node = $5
                              AND sessions.ended_at IS NULL",
-                        &[&ids, &from, &to, &node],
+                        &[&ids, &from, &to, &grants, &node],
                     )
                     .await?;
             }

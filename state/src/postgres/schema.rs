@@ -167,6 +167,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
          scopes TEXT NOT NULL,
          expires_at BIGINT NOT NULL
      );",
+    // 5: the grant a live session rests on, from its node's heartbeat (so a revocation on
+    // any node can say how many sessions it ends).
+    "ALTER TABLE sessions ADD COLUMN grant_id BIGINT;",
 ];
 
 /// Brings the database to the newest schema; refuses one written by a newer build.

@@ -34,6 +34,7 @@ pub(super) fn from_row(row: &Row) -> SessionRecord {
         ended,
         node: Some(row.get("node")),
         progress,
+        grant: row.get::<_, Option<i64>>("grant_id").map(super::id_of),
     }
 }
 

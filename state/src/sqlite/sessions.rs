@@ -33,6 +33,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
         ended,
         node: None,
         progress: None,
+        grant: None,
     })
 }
 

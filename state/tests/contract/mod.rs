@@ -538,6 +538,7 @@ pub async fn sessions_are_indexed_from_start_to_end_and_outlive_the_process(open
         ended: None,
         node: node.clone(),
         progress: None,
+        grant: None,
     };
     store.open_session(session("s2", 1_005)).await.unwrap();
     store.open_session(session("s1", 1_000)).await.unwrap();
