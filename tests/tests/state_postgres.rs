@@ -438,6 +438,11 @@ async fn tls_follows_sslmode_verify_full_checks_the_chain_and_the_name() {
     PostgresStore::open(with(VerifyCa, Some("ca.pem"), "localhost"))
         .await
         .unwrap();
+    // SCRAM bound to the TLS session (tls-server-end-point): the server's required binding
+    // is given.
+    let mut bound = with(VerifyFull, Some("ca.pem"), "127.0.0.1");
+    bound.url.push_str("?channel_binding=require");
+    PostgresStore::open(bound).await.unwrap();
     // require without a CA encrypts without checking; disable does not encrypt.
     PostgresStore::open(with(Require, None, "127.0.0.1"))
         .await

@@ -235,8 +235,9 @@ where
     }
 }
 
-/// A TLS connection to the server. (No channel binding: SCRAM still proves the password
-/// without sending it.)
+/// A TLS connection to the server, bound to SCRAM (`tls-server-end-point`): the password
+/// proof is tied to this TLS session, so a man in the middle holding some other valid
+/// certificate cannot relay it.
 pub(crate) struct Stream<S>(tokio_rustls::client::TlsStream<S>);
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Stream<S> {
@@ -269,6 +270,113 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Stream<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for Stream<S> {
     fn channel_binding(&self) -> ChannelBinding {
-        ChannelBinding::none()
+        let (_, connection) = self.0.get_ref();
+        match connection
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|certificate| end_point_hash(certificate.as_ref()))
+        {
+            Some(hash) => ChannelBinding::tls_server_end_point(hash),
+            None => ChannelBinding::none(),
+        }
+    }
+}
+
+/// RFC 5929's `tls-server-end-point`: the server certificate hashed with its signature's
+/// hash function (SHA-256 for MD5 and SHA-1); `None` for an algorithm without one named
+/// (Ed25519, RSA-PSS), where PostgreSQL offers no binding either.
+fn end_point_hash(certificate: &[u8]) -> Option<Vec<u8>> {
+    use ring::digest::{SHA256, SHA384, SHA512};
+    const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01];
+    const ECDSA_SHA2: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03];
+    const ECDSA_SHA1: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01];
+    let oid = signature_algorithm(certificate)?;
+    let algorithm = match (oid.split_last()?, oid) {
+        (_, oid) if oid == ECDSA_SHA1 => &SHA256,
+        ((last, prefix), _) if prefix == RSA => match last {
+            0x04 | 0x05 | 0x0b => &SHA256,
+            0x0c => &SHA384,
+            0x0d => &SHA512,
+            _ => return None,
+        },
+        ((last, prefix), _) if prefix == ECDSA_SHA2 => match last {
+            0x02 => &SHA256,
+            0x03 => &SHA384,
+            0x04 => &SHA512,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(
+        ring::digest::digest(algorithm, certificate)
+            .as_ref()
+            .to_vec(),
+    )
+}
+
+/// The OID of a DER certificate's signatureAlgorithm (the second element of the outer
+/// SEQUENCE).
+fn signature_algorithm(certificate: &[u8]) -> Option<&[u8]> {
+    let (0x30, outer, _) = der_element(certificate)? else {
+        return None;
+    };
+    let (0x30, _to_be_signed, rest) = der_element(outer)? else {
+        return None;
+    };
+    let (0x30, algorithm, _) = der_element(rest)? else {
+        return None;
+    };
+    let (0x06, oid, _) = der_element(algorithm)? else {
+        return None;
+    };
+    Some(oid)
+}
+
+/// One DER element: its tag, its contents, and what follows it.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (length, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 || rest.len() < count {
+            return None;
+        }
+        let (bytes, rest) = rest.split_at(count);
+        (
+            bytes
+                .iter()
+                .fold(0usize, |length, byte| (length << 8) | usize::from(*byte)),
+            rest,
+        )
+    };
+    (rest.len() >= length).then(|| (tag, &rest[..length], &rest[length..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_and_truncated_certificates_give_no_binding_and_never_panic() {
+        assert_eq!(end_point_hash(&[]), None);
+        assert_eq!(end_point_hash(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
+        assert_eq!(end_point_hash(&[0x30, 0x03, 0x30, 0x01]), None);
+        // SEQUENCE { SEQUENCE {}, SEQUENCE { OID ecdsa-with-SHA256 } }
+        let certificate = [
+            0x30, 0x0e, 0x30, 0x00, 0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04,
+            0x03, 0x02,
+        ];
+        let hash = end_point_hash(&certificate).unwrap();
+        assert_eq!(
+            hash,
+            ring::digest::digest(&ring::digest::SHA256, &certificate)
+                .as_ref()
+                .to_vec()
+        );
+        for cut in 0..certificate.len() {
+            let _ = end_point_hash(&certificate[..cut]);
+        }
     }
 }
