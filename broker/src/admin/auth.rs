@@ -136,6 +136,7 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
                 parts.method.as_str(),
                 path,
                 state.services.clock.now(),
+                &state.peer_nonces,
             )
             .map_err(|why| {
                 tracing::warn!(%source, why, "refused a node-to-node call");

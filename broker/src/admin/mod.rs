@@ -70,6 +70,8 @@ pub struct AdminState {
     pub tokens: auth::TokenCache,
     /// WebSocket tickets for the console.
     pub tickets: tickets::Tickets,
+    /// Nonces of node-to-node calls already answered (no replays).
+    pub peer_nonces: peer::SeenNonces,
 }
 
 impl AdminState {
@@ -202,6 +204,7 @@ impl AdminServer {
                 services,
                 tokens: auth::TokenCache::default(),
                 tickets: tickets::Tickets::default(),
+                peer_nonces: peer::SeenNonces::default(),
             }),
         })
     }

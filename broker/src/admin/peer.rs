@@ -3,9 +3,10 @@
 //! the answer on.
 //!
 //! Authentication: a secret every node shares (`[cluster] secret_file`) signs each call
-//! with HMAC-SHA256 over the method, the path with its query, the calling node, the time and
-//! the operator the call is made for (with their scopes). The answering node checks the
-//! signature and that the time is within a minute of its own, then acts for that operator.
+//! with HMAC-SHA256 over the method, the path with its query, the calling node, the time, a
+//! random nonce and the operator the call is made for (with their scopes). The answering node
+//! checks the signature, that the time is within a minute of its own and that it has not seen
+//! the nonce (a recorded call cannot be replayed), then acts for that operator.
 //! Chosen over mutual TLS with a cluster CA because every node already serves its admin API
 //! over TLS with a certificate the others learn (and pin) from the shared store's heartbeat
 //! rows: what is left to prove is only "this call comes from a node of ours", which one
@@ -86,8 +87,47 @@ pub fn scopes_of(text: &str) -> Result<Vec<Scope>, String> {
 }
 
 /// What is signed.
-fn message(method: &str, path: &str, node: &str, time: u64, caller: &str, scopes: &str) -> String {
-    format!("portcullis-peer\n{method}\n{path}\n{node}\n{time}\n{caller}\n{scopes}")
+fn message(
+    method: &str,
+    path: &str,
+    node: &str,
+    time: u64,
+    nonce: &str,
+    caller: &str,
+    scopes: &str,
+) -> String {
+    format!("portcullis-peer\n{method}\n{path}\n{node}\n{time}\n{nonce}\n{caller}\n{scopes}")
+}
+
+/// The most nonces remembered: a flood of valid calls beyond it is refused rather than
+/// remembered without bound (or forgotten too early, which would allow replays).
+const MAX_NONCES: usize = 100_000;
+
+/// Nonces of calls accepted within the skew window (twice it: before and after).
+#[derive(Debug, Default)]
+pub struct SeenNonces {
+    seen: std::sync::Mutex<std::collections::HashMap<String, SystemTime>>,
+}
+
+impl SeenNonces {
+    /// Whether `nonce` is new at `now` (and remembers it).
+    fn first_use(&self, nonce: &str, now: SystemTime) -> Result<(), String> {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.contains_key(nonce) {
+            return Err("a call already made (replayed)".into());
+        }
+        if seen.len() >= MAX_NONCES {
+            seen.retain(|_, at| now.duration_since(*at).unwrap_or_default() <= SKEW * 2);
+            if seen.len() >= MAX_NONCES {
+                return Err("too many node-to-node calls at once".into());
+            }
+        }
+        seen.insert(nonce.to_owned(), now);
+        Ok(())
+    }
 }
 
 /// Signs calls made by this node for one operator.
@@ -113,12 +153,25 @@ impl Signer {
     /// The Authorization header of `method path` now.
     pub fn header(&self, method: &str, path: &str, now: SystemTime) -> String {
         let time = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let mut nonce = [0u8; 16];
+        // Without randomness the call goes out with a nonce the peer refuses as replayed.
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce);
+        let nonce = hex::encode(nonce);
         let tag = hmac::sign(
             &self.key,
-            message(method, path, &self.node, time, &self.caller, &self.scopes).as_bytes(),
+            message(
+                method,
+                path,
+                &self.node,
+                time,
+                &nonce,
+                &self.caller,
+                &self.scopes,
+            )
+            .as_bytes(),
         );
         format!(
-            "{SCHEME} node={},time={time},caller={},scopes={},mac={}",
+            "{SCHEME} node={},time={time},nonce={nonce},caller={},scopes={},mac={}",
             self.node,
             self.caller,
             self.scopes,
@@ -135,6 +188,7 @@ pub fn verify(
     method: &str,
     path: &str,
     now: SystemTime,
+    seen: &SeenNonces,
 ) -> Result<Caller, String> {
     let field = |name: &str| {
         value
@@ -144,12 +198,13 @@ pub fn verify(
     };
     let node = field("node")?;
     let time: u64 = field("time")?.parse().map_err(|_| "bad time".to_owned())?;
+    let nonce = field("nonce")?;
     let caller = field("caller")?;
     let scopes = field("scopes")?;
     let mac = hex::decode(field("mac")?).map_err(|_| "bad mac".to_owned())?;
     hmac::verify(
         key,
-        message(method, path, node, time, caller, scopes).as_bytes(),
+        message(method, path, node, time, nonce, caller, scopes).as_bytes(),
         &mac,
     )
     .map_err(|_| "the signature does not check out".to_owned())?;
@@ -164,6 +219,7 @@ pub fn verify(
             apart.as_secs()
         ));
     }
+    seen.first_use(nonce, now)?;
     let name = String::from_utf8(hex::decode(caller).map_err(|_| "bad caller".to_owned())?)
         .map_err(|_| "bad caller".to_owned())?;
     let scopes = scopes_of(scopes)?;
@@ -323,20 +379,31 @@ mod tests {
         let now = SystemTime::now();
         let header = signer.header("GET", "/api/v1/recordings/x-1", now);
         let value = header.strip_prefix(SCHEME).unwrap().trim();
-        let verified = verify(&key, value, "GET", "/api/v1/recordings/x-1", now).unwrap();
+        let seen = SeenNonces::default();
+        let check = |key: &hmac::Key, value: &str, method: &str, path: &str, now| {
+            verify(key, value, method, path, now, &seen)
+        };
+        // Another path, another method, another key, tampered scopes, too old: refused
+        // (before the genuine call, so its nonce is still unused).
+        assert!(check(&key, value, "GET", "/api/v1/recordings/x-2", now).is_err());
+        assert!(check(&key, value, "POST", "/api/v1/recordings/x-1", now).is_err());
+        let other = hmac::Key::new(hmac::HMAC_SHA256, b"another-secret-another-secret-xx");
+        assert!(check(&other, value, "GET", "/api/v1/recordings/x-1", now).is_err());
+        let widened = value.replace("scopes=read", "scopes=read+operate");
+        assert!(check(&key, &widened, "GET", "/api/v1/recordings/x-1", now).is_err());
+        let later = now + Duration::from_secs(120);
+        let error = check(&key, value, "GET", "/api/v1/recordings/x-1", later).unwrap_err();
+        assert!(error.contains("away from this node's clock"), "{error}");
+        assert!(check(&key, "node=b", "GET", "/", now).is_err());
+        let verified = check(&key, value, "GET", "/api/v1/recordings/x-1", now).unwrap();
         assert_eq!(verified.name, "secops (via node b)");
         assert_eq!(verified.scopes(), [Scope::Read]);
-        // Another path, another method, another key, tampered scopes, too old: refused.
-        assert!(verify(&key, value, "GET", "/api/v1/recordings/x-2", now).is_err());
-        assert!(verify(&key, value, "POST", "/api/v1/recordings/x-1", now).is_err());
-        let other = hmac::Key::new(hmac::HMAC_SHA256, b"another-secret-another-secret-xx");
-        assert!(verify(&other, value, "GET", "/api/v1/recordings/x-1", now).is_err());
-        let widened = value.replace("scopes=read", "scopes=read+operate");
-        assert!(verify(&key, &widened, "GET", "/api/v1/recordings/x-1", now).is_err());
-        let later = now + Duration::from_secs(120);
-        let error = verify(&key, value, "GET", "/api/v1/recordings/x-1", later).unwrap_err();
-        assert!(error.contains("away from this node's clock"), "{error}");
-        assert!(verify(&key, "node=b", "GET", "/", now).is_err());
+        // The same call again is a replay; a new call (a new nonce) is not.
+        let error = check(&key, value, "GET", "/api/v1/recordings/x-1", now).unwrap_err();
+        assert!(error.contains("replayed"), "{error}");
+        let again = signer.header("GET", "/api/v1/recordings/x-1", now);
+        let again = again.strip_prefix(SCHEME).unwrap().trim();
+        assert!(check(&key, again, "GET", "/api/v1/recordings/x-1", now).is_ok());
     }
 
     #[test]
