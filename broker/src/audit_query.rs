@@ -42,6 +42,22 @@ pub fn is_transfer(event: &Value) -> bool {
 }
 
 impl AuditFilter {
+    /// [`AuditFilter::since`] as the log writes times (RFC 3339 in UTC with milliseconds:
+    /// such times compare as text).
+    fn since_text(&self) -> Option<String> {
+        self.since
+            .map(|t| humantime::format_rfc3339_millis(t).to_string())
+    }
+
+    /// How many events to return at most.
+    fn limit(&self) -> usize {
+        if self.limit == 0 {
+            DEFAULT_LIMIT
+        } else {
+            self.limit
+        }
+    }
+
     /// Whether `event` passes every filter given. `since` is [`AuditFilter::since`] as text.
     fn matches(&self, event: &Value, since: Option<&str>) -> bool {
         let field = |key: &str, wanted: &Option<String>| {
@@ -86,14 +102,8 @@ pub async fn query_shared(
     filter: &AuditFilter,
 ) -> Result<Vec<Value>, portcullis_state::StateError> {
     const PAGE: usize = 1000;
-    let since = filter
-        .since
-        .map(|t| humantime::format_rfc3339_millis(t).to_string());
-    let limit = if filter.limit == 0 {
-        DEFAULT_LIMIT
-    } else {
-        filter.limit
-    };
+    let since = filter.since_text();
+    let limit = filter.limit();
     let (event, event_prefix) = match filter.event.as_deref() {
         Some(event) => match event.strip_suffix('*') {
             Some(prefix) => (Some(prefix.to_owned()), true),
@@ -144,14 +154,8 @@ pub fn query(path: &Path, filter: &AuditFilter) -> io::Result<Vec<Value>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    let since = filter
-        .since
-        .map(|t| humantime::format_rfc3339_millis(t).to_string());
-    let limit = if filter.limit == 0 {
-        DEFAULT_LIMIT
-    } else {
-        filter.limit
-    };
+    let since = filter.since_text();
+    let limit = filter.limit();
     let mut events = std::collections::VecDeque::with_capacity(limit.min(1024));
     for line in io::BufReader::new(file).lines() {
         let Ok(event) = serde_json::from_str::<Value>(&line?) else {

@@ -27,6 +27,7 @@ pub mod error;
 pub mod feed;
 pub mod postgres;
 pub mod records;
+mod rows;
 pub mod sqlite;
 
 use std::time::SystemTime;

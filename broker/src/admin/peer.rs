@@ -290,6 +290,19 @@ pub fn client(services: &Services, peer: &Peer, caller: &Caller) -> Result<ApiCl
     ApiClient::for_peer(&peer.address, &peer.fingerprint, signer).map_err(ApiError::Internal)
 }
 
+/// GETs `path` from `peer` for `caller`: its JSON answer.
+pub async fn get_json(
+    services: &Services,
+    peer: &Peer,
+    caller: &Caller,
+    path: &str,
+) -> Result<serde_json::Value, ApiError> {
+    client(services, peer, caller)?
+        .json(Method::GET, path, None)
+        .await
+        .map_err(|e| ApiError::Internal(format!("node {}: {e}", peer.node)))
+}
+
 /// GETs `path` from `peer` for `caller` and passes the answer on as it came.
 pub async fn forward(
     services: &Services,

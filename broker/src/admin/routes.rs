@@ -141,13 +141,7 @@ pub async fn list_sessions(
     if services.state.node().is_some() && caller.via().is_none() {
         let mut answered = vec![here.to_owned()];
         for peer in super::peer::peers(services).await? {
-            let asked = async {
-                super::peer::client(services, &peer, &caller)?
-                    .json(axum::http::Method::GET, "/api/v1/sessions", None)
-                    .await
-                    .map_err(ApiError::Internal)
-            };
-            match asked.await {
+            match super::peer::get_json(services, &peer, &caller, "/api/v1/sessions").await {
                 Ok(listed) => {
                     sessions.extend(listed["sessions"].as_array().into_iter().flatten().cloned());
                     answered.push(peer.node.clone());
@@ -223,14 +217,8 @@ pub async fn show_session(
     };
     // Live on another node: that node knows it best (login, method, bytes, channels).
     if let Some(peer) = remote_owner(&state, &caller, &id).await? {
-        let asked = super::peer::client(&state.services, &peer, &caller)?
-            .json(
-                axum::http::Method::GET,
-                &format!("/api/v1/sessions/{}", urlencode_path(&id)),
-                None,
-            )
-            .await;
-        match asked {
+        let path = format!("/api/v1/sessions/{}", urlencode_path(&id));
+        match super::peer::get_json(&state.services, &peer, &caller, &path).await {
             Ok(mut json) => {
                 json["node"] = json!(peer.node);
                 return Ok(Json(json));
@@ -491,14 +479,7 @@ pub async fn list_recordings(
             None => "/api/v1/recordings".to_owned(),
         };
         for peer in super::peer::peers(&state.services).await? {
-            let answer = async {
-                let client = super::peer::client(&state.services, &peer, &caller)?;
-                client
-                    .json(axum::http::Method::GET, &path, None)
-                    .await
-                    .map_err(ApiError::Internal)
-            };
-            match answer.await {
+            match super::peer::get_json(&state.services, &peer, &caller, &path).await {
                 Ok(listed) => {
                     recordings.extend(
                         listed["recordings"]

@@ -5,11 +5,11 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use portcullis_policy::{Grant, Lock, Request, RequestKind, RequestState};
+use portcullis_policy::{Grant, Lock, Request, RequestState};
 use tokio_postgres::{GenericClient, Row};
 
 use super::{PostgresStore, changes, from_ms, id_of, sql_id, to_ms};
-use crate::{Change, GrantRecord, NewGrant, StateError, Usage};
+use crate::{Change, GrantRecord, NewGrant, StateError, Usage, rows};
 
 fn lock_from_row(row: &Row) -> Lock {
     Lock {
@@ -48,7 +48,6 @@ fn request_from_row(row: &Row, approved_by: Vec<String>) -> Request {
     let state: String = row.get("state");
     let kind: String = row.get("kind");
     let approvers: String = row.get("approvers");
-    let text = |column| row.get::<_, Option<String>>(column).unwrap_or_default();
     Request {
         id: id_of(row.get("id")),
         user: row.get("user_name"),
@@ -60,41 +59,20 @@ fn request_from_row(row: &Row, approved_by: Vec<String>) -> Request {
         expires_at: from_ms(row.get("expires_at")),
         needed: u32::try_from(row.get::<_, i32>("needed")).unwrap_or_default(),
         approved_by,
-        state: match state.as_str() {
-            "approved" => RequestState::Approved {
-                grant: row.get::<_, Option<i64>>("grant_id").map(id_of),
-            },
-            "denied" => RequestState::Denied {
-                by: text("decided_by"),
-                reason: text("decision_reason"),
-            },
-            "expired" => RequestState::Expired,
-            "cancelled" => RequestState::Cancelled,
-            _ => RequestState::Pending,
-        },
-        kind: match kind.as_str() {
-            "command" => RequestKind::Command {
-                line: text("command"),
-                rule: text("rule"),
-                session: text("session"),
-            },
-            _ => RequestKind::Access,
-        },
-        approvers: approvers
-            .split(',')
-            .filter(|a| !a.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    }
-}
-
-fn state_name(state: &RequestState) -> &'static str {
-    match state {
-        RequestState::Pending => "pending",
-        RequestState::Approved { .. } => "approved",
-        RequestState::Denied { .. } => "denied",
-        RequestState::Expired => "expired",
-        RequestState::Cancelled => "cancelled",
+        state: rows::request_state(
+            &state,
+            row.get::<_, Option<i64>>("grant_id").map(id_of),
+            row.get("decided_by"),
+            row.get("decision_reason"),
+        )
+        .unwrap_or(RequestState::Pending),
+        kind: rows::request_kind(
+            &kind,
+            row.get("command"),
+            row.get("rule"),
+            row.get("session"),
+        ),
+        approvers: rows::approvers(&approvers),
     }
 }
 
@@ -229,14 +207,7 @@ impl PostgresStore {
         mut request: Request,
     ) -> impl Future<Output = Result<Request, StateError>> + Send + 'static {
         self.call_and_publish(move |mut db, origin| async move {
-            let (kind, command, rule, session) = match &request.kind {
-                RequestKind::Access => ("access", None, None, None),
-                RequestKind::Command {
-                    line,
-                    rule,
-                    session,
-                } => ("command", Some(line), Some(rule), Some(session)),
-            };
+            let (kind, command, rule, session) = rows::kind_columns(&request.kind);
             let transaction = db.transaction().await?;
             let row = transaction
                 .query_one(
@@ -318,19 +289,14 @@ impl PostgresStore {
         state: RequestState,
     ) -> impl Future<Output = Result<bool, StateError>> + Send + 'static {
         self.call_and_publish(move |mut db, origin| async move {
-            let (decided_by, reason, grant) = match &state {
-                RequestState::Denied { by, reason } => {
-                    (Some(by.clone()), Some(reason.clone()), None)
-                }
-                RequestState::Approved { grant } => (None, None, grant.map(sql_id)),
-                _ => (None, None, None),
-            };
+            let (decided_by, reason, grant) = rows::decision_columns(&state);
+            let grant = grant.map(sql_id);
             let transaction = db.transaction().await?;
             let settled = transaction
                 .execute(
                     "UPDATE requests SET state = $2, decided_by = $3, decision_reason = $4, grant_id = $5
                      WHERE id = $1 AND state = 'pending'",
-                    &[&sql_id(id), &state_name(&state), &decided_by, &reason, &grant],
+                    &[&sql_id(id), &rows::state_name(&state), &decided_by, &reason, &grant],
                 )
                 .await?
                 == 1;

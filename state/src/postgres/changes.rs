@@ -13,12 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use portcullis_policy::RequestState;
 use tokio::sync::{Notify, broadcast};
 use tokio_postgres::{AsyncMessage, Client, GenericClient, NoTls, Row};
 
 use super::{RECONNECT_PAUSE, Tls, connect_error, id_of, sql_id, to_ms};
-use crate::Change;
+use crate::{Change, rows};
 
 /// The channel notifications go on.
 const CHANNEL: &str = "portcullis_changes";
@@ -57,19 +56,13 @@ fn encode(change: &Change) -> Encoded {
             None,
         ),
         Change::RequestDecided { id, state } => {
-            let (name, grant, by, reason) = match state {
-                RequestState::Pending => ("pending", None, None, None),
-                RequestState::Approved { grant } => ("approved", grant.map(sql_id), None, None),
-                RequestState::Denied { by, reason } => ("denied", None, Some(by), Some(reason)),
-                RequestState::Expired => ("expired", None, None, None),
-                RequestState::Cancelled => ("cancelled", None, None, None),
-            };
+            let (by, reason, grant) = rows::decision_columns(&state);
             (
                 "request_decided",
                 String::new(),
                 Some(sql_id(id)),
-                grant,
-                Some(name),
+                grant.map(sql_id),
+                Some(rows::state_name(&state)),
                 by,
                 reason,
                 None,
@@ -125,19 +118,12 @@ fn decode(row: &Row) -> Option<Change> {
         "request_created" => Change::RequestCreated { id: number? },
         "request_decided" => Change::RequestDecided {
             id: number?,
-            state: match text("state").as_str() {
-                "pending" => RequestState::Pending,
-                "approved" => RequestState::Approved {
-                    grant: row.get::<_, Option<i64>>("other").map(id_of),
-                },
-                "denied" => RequestState::Denied {
-                    by: text("by_whom"),
-                    reason: text("reason"),
-                },
-                "expired" => RequestState::Expired,
-                "cancelled" => RequestState::Cancelled,
-                _ => return None,
-            },
+            state: rows::request_state(
+                &text("state"),
+                row.get::<_, Option<i64>>("other").map(id_of),
+                row.get("by_whom"),
+                row.get("reason"),
+            )?,
         },
         "grant_activated" => Change::GrantActivated {
             id: number?,
@@ -350,6 +336,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use portcullis_policy::RequestState;
 
     #[test]
     fn every_change_has_a_kind_of_its_own() {

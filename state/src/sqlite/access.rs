@@ -3,11 +3,11 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use portcullis_policy::{Grant, Lock, Request, RequestKind, RequestState};
+use portcullis_policy::{Grant, Lock, Request, RequestState};
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{SqliteStore, from_ms, to_ms};
-use crate::{Change, GrantRecord, NewGrant, StateError, Usage};
+use crate::{Change, GrantRecord, NewGrant, StateError, Usage, rows};
 
 fn id_of(value: i64) -> u64 {
     u64::try_from(value).unwrap_or_default()
@@ -69,42 +69,16 @@ fn request_from_row(row: &Row<'_>, approved_by: Vec<String>) -> rusqlite::Result
         expires_at: from_ms(row.get("expires_at")?),
         needed: u32::try_from(row.get::<_, i64>("needed")?).unwrap_or_default(),
         approved_by,
-        state: match state.as_str() {
-            "approved" => RequestState::Approved {
-                grant: grant.map(id_of),
-            },
-            "denied" => RequestState::Denied {
-                by: decided_by.unwrap_or_default(),
-                reason: decision_reason.unwrap_or_default(),
-            },
-            "expired" => RequestState::Expired,
-            "cancelled" => RequestState::Cancelled,
-            _ => RequestState::Pending,
-        },
-        kind: match kind.as_str() {
-            "command" => RequestKind::Command {
-                line: row.get::<_, Option<String>>("command")?.unwrap_or_default(),
-                rule: row.get::<_, Option<String>>("rule")?.unwrap_or_default(),
-                session: row.get::<_, Option<String>>("session")?.unwrap_or_default(),
-            },
-            _ => RequestKind::Access,
-        },
-        approvers: approvers
-            .split(',')
-            .filter(|a| !a.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        state: rows::request_state(&state, grant.map(id_of), decided_by, decision_reason)
+            .unwrap_or(RequestState::Pending),
+        kind: rows::request_kind(
+            &kind,
+            row.get("command")?,
+            row.get("rule")?,
+            row.get("session")?,
+        ),
+        approvers: rows::approvers(&approvers),
     })
-}
-
-fn state_name(state: &RequestState) -> &'static str {
-    match state {
-        RequestState::Pending => "pending",
-        RequestState::Approved { .. } => "approved",
-        RequestState::Denied { .. } => "denied",
-        RequestState::Expired => "expired",
-        RequestState::Cancelled => "cancelled",
-    }
 }
 
 /// Requests matching `condition` (SQL after WHERE, with `?1` the optional limit), each with
@@ -206,14 +180,7 @@ impl SqliteStore {
     ) -> impl Future<Output = Result<Request, StateError>> + Send + 'static {
         self.call_and_publish(
             move |db| {
-                let (kind, command, rule, session) = match &request.kind {
-                    RequestKind::Access => ("access", None, None, None),
-                    RequestKind::Command {
-                        line,
-                        rule,
-                        session,
-                    } => ("command", Some(line), Some(rule), Some(session)),
-                };
+                let (kind, command, rule, session) = rows::kind_columns(&request.kind);
                 db.execute(
                     "INSERT INTO requests (user, target, role, reason, duration_ms, created_at, expires_at, needed, state,
                                            kind, command, rule, session, approvers)
@@ -288,17 +255,12 @@ impl SqliteStore {
         let published = state.clone();
         self.call_and_publish(
             move |db| {
-                let (decided_by, reason, grant) = match &state {
-                    RequestState::Denied { by, reason } => {
-                        (Some(by.clone()), Some(reason.clone()), None)
-                    }
-                    RequestState::Approved { grant } => (None, None, grant.map(sql_id)),
-                    _ => (None, None, None),
-                };
+                let (decided_by, reason, grant) = rows::decision_columns(&state);
+                let grant = grant.map(sql_id);
                 db.execute(
                     "UPDATE requests SET state = ?2, decided_by = ?3, decision_reason = ?4, grant_id = ?5
                      WHERE id = ?1 AND state = 'pending'",
-                    params![sql_id(id), state_name(&state), decided_by, reason, grant],
+                    params![sql_id(id), rows::state_name(&state), decided_by, reason, grant],
                 )
                 .map(|changed| changed == 1)
             },
