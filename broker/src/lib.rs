@@ -42,6 +42,7 @@
 pub mod access;
 pub mod admin;
 pub mod anchors;
+pub mod api_client;
 pub mod app;
 pub mod audit;
 pub mod audit_query;
@@ -51,6 +52,7 @@ pub mod bastion;
 pub mod catalog;
 pub mod cli;
 pub mod cluster;
+pub mod cluster_secret;
 pub mod credentials;
 pub mod datadir;
 pub mod directory;

@@ -172,7 +172,7 @@ impl Services {
         )?;
         let host_key = hostkey::load_or_create(&data.host_key())?;
         let peer_key = match &config.cluster.secret_file {
-            Some(path) => Some(crate::admin::peer::load_key(path).map_err(|why| {
+            Some(path) => Some(crate::cluster_secret::load_key(path).map_err(|why| {
                 StartError::ClusterSecret {
                     path: path.clone(),
                     why,

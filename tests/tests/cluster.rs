@@ -635,11 +635,15 @@ fn any_node_watches_a_live_session_and_serves_recordings_written_on_another() {
     let address = address.trim_start_matches("https://").to_owned();
     let call = |secret: &[u8]| {
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
-        let caller =
-            portcullis::admin::auth::Caller::new("mallory", vec![portcullis_config::Scope::Read]);
-        let signer = portcullis::admin::peer::Signer::new(key, "b", &caller);
+        let signer = portcullis::admin::signature::Signer::new(
+            key,
+            "b",
+            "mallory",
+            &[portcullis_config::Scope::Read],
+        );
         let client =
-            portcullis::cli::api::ApiClient::for_peer(&address, &fingerprint, signer).unwrap();
+            portcullis::cli::api::ApiClient::for_peer(&address, &fingerprint, signer.boxed())
+                .unwrap();
         portcullis_tests::raw::runtime()
             .block_on(client.request("GET".parse().unwrap(), "/api/v1/sessions", None))
             .unwrap()

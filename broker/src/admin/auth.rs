@@ -117,7 +117,7 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix(super::peer::SCHEME))
+            .and_then(|v| v.strip_prefix(super::signature::SCHEME))
         {
             // Another node, for one of its operators.
             let key = state
@@ -130,7 +130,7 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
                 .path_and_query()
                 .map(|p| p.as_str())
                 .unwrap_or_default();
-            return super::peer::verify(
+            return super::signature::verify(
                 key,
                 signed.trim(),
                 parts.method.as_str(),
@@ -138,6 +138,7 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
                 state.services.clock.now(),
                 &state.peer_nonces,
             )
+            .map(|verified| Caller::for_peer(&verified.name, verified.scopes, &verified.node))
             .map_err(|why| {
                 tracing::warn!(%source, why, "refused a node-to-node call");
                 ApiError::Unauthenticated

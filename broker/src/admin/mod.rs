@@ -40,7 +40,8 @@
 //!   the exact bytes of recordings without a terminal.
 //! * [`tls`]: the certificate (self-signed unless configured).
 //! * [`console`]: the embedded web console; [`tickets`]: its WebSocket tickets.
-//! * [`peer`]: calls between nodes (watching and recordings on another node).
+//! * [`peer`]: calls between nodes (watching and recordings on another node), signed as
+//!   [`signature`] says.
 
 pub mod access;
 pub mod auth;
@@ -48,6 +49,7 @@ pub mod console;
 pub mod error;
 pub mod peer;
 pub mod routes;
+pub mod signature;
 pub mod streams;
 pub mod tickets;
 pub mod tls;
@@ -71,7 +73,7 @@ pub struct AdminState {
     /// WebSocket tickets for the console.
     pub tickets: tickets::Tickets,
     /// Nonces of node-to-node calls already answered (no replays).
-    pub peer_nonces: peer::SeenNonces,
+    pub peer_nonces: signature::SeenNonces,
 }
 
 impl AdminState {
@@ -204,7 +206,7 @@ impl AdminServer {
                 services,
                 tokens: auth::TokenCache::default(),
                 tickets: tickets::Tickets::default(),
-                peer_nonces: peer::SeenNonces::default(),
+                peer_nonces: signature::SeenNonces::default(),
             }),
         })
     }

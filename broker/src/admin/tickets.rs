@@ -90,7 +90,7 @@ impl Tickets {
                 hash: hash(&ticket),
                 session: session.to_owned(),
                 holder: caller.name.clone(),
-                scopes: super::peer::scopes_text(caller.scopes()),
+                scopes: super::signature::scopes_text(caller.scopes()),
                 expires: services.clock.now() + TICKET_LIFETIME,
             })
             .await?;
@@ -110,7 +110,7 @@ impl Tickets {
         let Some(found) = services.state.take_ticket(&hash(ticket)).await? else {
             return Ok(None);
         };
-        let scopes = super::peer::scopes_of(&found.scopes).unwrap_or_default();
+        let scopes = super::signature::scopes_of(&found.scopes).unwrap_or_default();
         Ok(
             (found.session == session && found.expires > services.clock.now())
                 .then(|| Caller::new(&found.holder, scopes)),

@@ -24,13 +24,7 @@ pub struct Tls {
     pub fingerprint: String,
 }
 
-/// `sha256:<hex>` of a DER certificate.
-pub fn fingerprint(der: &[u8]) -> String {
-    format!(
-        "sha256:{}",
-        hex::encode(ring::digest::digest(&ring::digest::SHA256, der))
-    )
-}
+pub use crate::api_client::fingerprint;
 
 /// Loads `cert`/`key`, or (both `None`) the self-signed pair in `data_dir`, creating it the
 /// first time for `names` (host names and addresses it should be valid for).

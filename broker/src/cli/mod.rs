@@ -12,7 +12,10 @@
 
 pub mod access;
 pub mod admin;
-pub mod api;
+/// The admin API's client (shared with node-to-node calls).
+pub mod api {
+    pub use crate::api_client::*;
+}
 pub mod demo;
 pub mod ops;
 pub mod serve;

@@ -1,5 +1,6 @@
-//! The CLI's client for the admin API: HTTPS with a bearer token, trusting the server's
-//! certificate only by its pinned fingerprint or through a CA file the operator names.
+//! A client for the admin API: HTTPS with a bearer token (the CLI), or a per-call signature
+//! (one node calling another, see `admin::peer`), trusting the server's certificate only by
+//! its pinned fingerprint or through a CA file the operator names.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -19,7 +20,16 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::admin::tls::fingerprint;
+/// `sha256:<hex>` of a DER certificate.
+pub fn fingerprint(der: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        hex::encode(ring::digest::digest(&ring::digest::SHA256, der))
+    )
+}
+
+/// Makes the Authorization header of one call (method, path with query).
+pub type Signer = Box<dyn Fn(&str, &str) -> String + Send + Sync>;
 
 /// Where the API is and how to trust it.
 #[derive(Debug, Clone, clap::Args)]
@@ -51,7 +61,7 @@ enum Auth {
     /// An operator's token.
     Bearer(String),
     /// Another node, for one of its operators (signed per call).
-    Peer(Box<crate::admin::peer::Signer>),
+    Signed(Signer),
 }
 
 impl Auth {
@@ -59,9 +69,7 @@ impl Auth {
     fn header(&self, method: &Method, path: &str) -> String {
         match self {
             Self::Bearer(token) => format!("Bearer {token}"),
-            Self::Peer(signer) => {
-                signer.header(method.as_str(), path, std::time::SystemTime::now())
-            }
+            Self::Signed(sign) => sign(method.as_str(), path),
         }
     }
 }
@@ -200,11 +208,7 @@ impl ApiClient {
 
     /// A client of another node's API at `address` (`host:port`), pinned to its
     /// certificate's `fingerprint`, signing each call with `signer`.
-    pub fn for_peer(
-        address: &str,
-        fingerprint: &str,
-        signer: crate::admin::peer::Signer,
-    ) -> Result<Self, String> {
+    pub fn for_peer(address: &str, fingerprint: &str, sign: Signer) -> Result<Self, String> {
         let (host, port) = address
             .rsplit_once(':')
             .and_then(|(host, port)| Some((host.trim_matches(['[', ']']), port.parse().ok()?)))
@@ -222,7 +226,7 @@ impl ApiClient {
         Ok(Self {
             host: host.to_owned(),
             port,
-            auth: Auth::Peer(Box::new(signer)),
+            auth: Auth::Signed(sign),
             connector: TlsConnector::from(Arc::new(config)),
         })
     }
