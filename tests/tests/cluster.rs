@@ -333,6 +333,13 @@ fn a_node_killed_outright_is_found_lost_and_its_sessions_ended_by_the_survivor()
     on_a.line("echo still-$((2+2))");
     on_a.wait_for_text("still-4", Duration::from_secs(20));
 
+    // A grant activated through a, which a's loss must not touch.
+    let granted = cluster
+        .node(0)
+        .ssh(&cluster.alice, "alice")
+        .exec("request db01 --for 1h --reason INC-77");
+    assert_eq!(granted.code, Some(0), "{granted:?}");
+
     // a is killed with its session live: b finds it lost within the lease and ends it.
     let killed = Instant::now();
     cluster.nodes[0].kill_hard();
@@ -356,11 +363,13 @@ fn a_node_killed_outright_is_found_lost_and_its_sessions_ended_by_the_survivor()
     let (status, body) = b.api_request(READER, "GET", &format!("/api/v1/sessions/{id}"), None);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["ended"]["reason"], "node_lost", "{body}");
-    // alice reconnects through b.
+    // alice reconnects through b, and her grant from a still lets her reach db01.
     let ran = b
         .ssh(&cluster.alice, "alice+web01")
         .exec("echo via-b-$((3+4))");
     assert_eq!(ran.stdout, "via-b-7\n", "{ran:?}");
+    let ran = b.ssh(&cluster.alice, "alice+db01").exec("echo db-$((4+5))");
+    assert_eq!(ran.stdout, "db-9\n", "the grant outlived its node: {ran:?}");
     // a comes back: its session was ended already, so it is not ended twice.
     cluster.nodes[0].start();
     let a = cluster.node(0);

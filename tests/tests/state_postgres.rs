@@ -451,3 +451,38 @@ async fn tls_follows_sslmode_verify_full_checks_the_chain_and_the_name() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_change_whose_notification_was_lost_still_arrives_with_the_next_re_read() {
+    let (postgres, _) = fresh();
+    let a = PostgresStore::open(settings(&postgres, "state", "a"))
+        .await
+        .unwrap();
+    let mut feed = a.changes();
+    // A row in the log with no NOTIFY (as if the notification had been lost with a
+    // connection): only the periodic re-read can find it.
+    let written = postgres.psql(
+        "state",
+        "INSERT INTO changes (origin, at, kind, subject) VALUES ('elsewhere', 0, 'lock_placed', 'mallory')",
+    );
+    assert_eq!(written.code, Some(0), "{written:?}");
+    assert_eq!(
+        next(&mut feed).await,
+        Change::LockPlaced {
+            user: "mallory".into()
+        }
+    );
+    // A kind this build does not know (a newer node's) is skipped, and what follows arrives.
+    let written = postgres.psql(
+        "state",
+        "INSERT INTO changes (origin, at, kind, subject) VALUES ('elsewhere', 0, 'from_the_future', 'x');
+         INSERT INTO changes (origin, at, kind, subject) VALUES ('elsewhere', 0, 'lock_lifted', 'mallory')",
+    );
+    assert_eq!(written.code, Some(0), "{written:?}");
+    assert_eq!(
+        next(&mut feed).await,
+        Change::LockLifted {
+            user: "mallory".into()
+        }
+    );
+}
