@@ -339,6 +339,10 @@ fn a_node_killed_outright_is_found_lost_and_its_sessions_ended_by_the_survivor()
         .ssh(&cluster.alice, "alice")
         .exec("request db01 --for 1h --reason INC-77");
     assert_eq!(granted.code, Some(0), "{granted:?}");
+    // (That session has ended on a before a is killed: only the shell is live.)
+    cluster.node(0).wait_for_audit("session.end", |e| {
+        e["user"] == "alice" && e["target"].is_null()
+    });
 
     // a is killed with its session live: b finds it lost within the lease and ends it.
     let killed = Instant::now();
