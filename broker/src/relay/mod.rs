@@ -26,7 +26,7 @@
 
 mod downlink;
 pub mod flow;
-mod gate;
+pub mod gate;
 pub mod insertions;
 mod recording;
 pub mod scp;
