@@ -1,7 +1,32 @@
-//! How records become columns and back, the same for every backend: a request's state and
-//! kind as words, its approvers as one comma-separated text.
+//! How records become columns and back, the same for every backend: times as Unix
+//! milliseconds, ids as signed integers, a request's state and kind as words, its approvers
+//! as one comma-separated text.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use portcullis_policy::{RequestKind, RequestState};
+
+/// A time as the database keeps it: milliseconds since the epoch.
+pub(crate) fn to_ms(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+/// The time of a stored millisecond count.
+pub(crate) fn from_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or_default())
+}
+
+/// An id as stored.
+pub(crate) fn sql_id(id: u64) -> i64 {
+    i64::try_from(id).unwrap_or(i64::MAX)
+}
+
+/// A stored id.
+pub(crate) fn id_of(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or_default()
+}
 
 /// A request state's word.
 pub(crate) fn state_name(state: &RequestState) -> &'static str {

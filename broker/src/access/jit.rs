@@ -750,15 +750,7 @@ async fn sessions_on(services: &Services, id: u64) -> Result<usize, AccessError>
             .filter(|session| session.grant() == Some(id) && !session.control.is_ending())
             .count()
     });
-    let Some(node) = services.state.node() else {
-        return Ok(here);
-    };
-    let elsewhere = services
-        .state
-        .open_sessions()
-        .await?
-        .iter()
-        .filter(|s| s.grant == Some(id) && s.node.as_deref() != Some(node))
-        .count();
+    let elsewhere =
+        crate::session::index::count_elsewhere(services, |s| s.grant == Some(id)).await?;
     Ok(here + elsewhere)
 }

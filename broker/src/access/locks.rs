@@ -50,15 +50,7 @@ pub async fn lock(
         .iter()
         .filter(|session| !session.control.is_ending())
         .count();
-    if let Some(here) = services.state.node() {
-        ending += services
-            .state
-            .open_sessions()
-            .await?
-            .iter()
-            .filter(|s| s.user == user && s.node.as_deref() != Some(here))
-            .count();
-    }
+    ending += crate::session::index::count_elsewhere(services, |s| s.user == user).await?;
     services
         .state
         .place_lock(Lock {

@@ -70,9 +70,14 @@ pub async fn owner_of(services: &Services, session: &str) -> Result<Option<Peer>
     else {
         return Ok(None);
     };
-    let Some(node) = record.node else {
-        return Ok(None);
-    };
+    match record.node {
+        Some(node) => peer_named(services, &node).await,
+        None => Ok(None),
+    }
+}
+
+/// The other node called `node`, if it is up and has an admin API.
+pub async fn peer_named(services: &Services, node: &str) -> Result<Option<Peer>, ApiError> {
     Ok(peers(services).await?.into_iter().find(|p| p.node == node))
 }
 

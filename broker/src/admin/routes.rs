@@ -74,8 +74,8 @@ fn parse_time(field: &str, text: &str) -> ApiResult<SystemTime> {
     })
 }
 
-/// A live session as the API shows it.
-pub fn session_json(session: &SessionShared) -> Value {
+/// A live session as the API shows it, on `node` (this one).
+pub fn session_json(session: &SessionShared, node: &str) -> Value {
     let identity = session.identity.get();
     let last_activity = session.started_at
         + Duration::from_millis(
@@ -103,6 +103,7 @@ pub fn session_json(session: &SessionShared) -> Value {
         "bytes_to_client": session.bytes_to_client.load(Ordering::Relaxed),
         "channels": session.open_channels.load(Ordering::Relaxed),
         "recordings": recordings,
+        "node": node,
     })
 }
 
@@ -127,14 +128,7 @@ pub async fn list_sessions(
     let services = &state.services;
     let here = crate::state_backend::node_name(&services.config);
     let local = services.registry.list();
-    let mut sessions: Vec<Value> = local
-        .iter()
-        .map(|s| {
-            let mut json = session_json(s);
-            json["node"] = json!(here);
-            json
-        })
-        .collect();
+    let mut sessions: Vec<Value> = local.iter().map(|s| session_json(s, here)).collect();
     // With several nodes: each other node's own list (the fullest facts), or, for a node
     // that does not answer, what the shared index knows of its sessions. (A node asked by
     // another answers with its own sessions only.)
@@ -171,14 +165,6 @@ pub async fn list_sessions(
     Ok(Json(json!({ "sessions": sessions })))
 }
 
-/// `id` as a path segment: session ids are hex, anything else is refused by the peer as it
-/// would be here.
-fn urlencode_path(id: &str) -> String {
-    id.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect()
-}
-
 /// A live session on another node, as the shared index knows it (bytes as of that node's
 /// latest heartbeat).
 fn remote_session_json(
@@ -208,16 +194,12 @@ pub async fn show_session(
     caller.require(Scope::Read)?;
     let here = crate::state_backend::node_name(&state.services.config);
     let error = match live_session(&state, &id) {
-        Ok(session) => {
-            let mut json = session_json(&session);
-            json["node"] = json!(here);
-            return Ok(Json(json));
-        }
+        Ok(session) => return Ok(Json(session_json(&session, here))),
         Err(error) => error,
     };
     // Live on another node: that node knows it best (login, method, bytes, channels).
-    if let Some(peer) = remote_owner(&state, &caller, &id).await? {
-        let path = format!("/api/v1/sessions/{}", urlencode_path(&id));
+    if let Some((peer, full_id)) = remote_owner(&state, &caller, &id).await? {
+        let path = format!("/api/v1/sessions/{full_id}");
         match super::peer::get_json(&state.services, &peer, &caller, &path).await {
             Ok(mut json) => {
                 json["node"] = json!(peer.node);
@@ -343,10 +325,10 @@ pub async fn live(
     let session = match live_session(&state, &id) {
         Ok(session) => session,
         Err(error) => {
-            let peer = remote_owner(&state, &caller, &id).await?.ok_or(error)?;
+            let (peer, full_id) = remote_owner(&state, &caller, &id).await?.ok_or(error)?;
             let client = super::peer::client(&state.services, &peer, &caller)?;
             let remote = client
-                .websocket(&format!("/api/v1/sessions/{id}/live"))
+                .websocket(&format!("/api/v1/sessions/{full_id}/live"))
                 .await
                 .map_err(|e| ApiError::NotFound(format!("node {}: {e}", peer.node)))?;
             return Ok(upgrade
@@ -366,13 +348,13 @@ pub async fn live(
         .on_upgrade(move |socket| stream(socket, follower)))
 }
 
-/// The node running live session `id`, when it is another one (and this call is not
-/// itself one node asking another).
+/// The node running live session `id` (or a unique prefix of it), when it is another one
+/// (and this call is not itself one node asking another), with the session's full id.
 async fn remote_owner(
     state: &AdminState,
     caller: &Caller,
     id: &str,
-) -> ApiResult<Option<super::peer::Peer>> {
+) -> ApiResult<Option<(super::peer::Peer, String)>> {
     if state.services.state.node().is_none() || caller.via().is_some() {
         return Ok(None);
     }
@@ -385,7 +367,12 @@ async fn remote_owner(
     let Some(record) = crate::ids::by_id_or_prefix(&open, id, |s| &s.id) else {
         return Ok(None);
     };
-    super::peer::owner_of(&state.services, &record.id).await
+    let Some(node) = record.node.as_deref() else {
+        return Ok(None);
+    };
+    Ok(super::peer::peer_named(&state.services, node)
+        .await?
+        .map(|peer| (peer, record.id.clone())))
 }
 
 /// Passes another node's live stream on to the watcher, line by line.

@@ -18,6 +18,13 @@ use portcullis_state::{LiveTicket, StateError};
 use super::auth::Caller;
 use crate::services::Services;
 
+/// A fresh ticket: 24 random bytes, hex; `None` if the OS has no randomness.
+fn new_ticket() -> Option<String> {
+    let mut bytes = [0u8; 24];
+    SystemRandom::new().fill(&mut bytes).ok()?;
+    Some(hex::encode(bytes))
+}
+
 /// How a ticket is kept in a shared store: its SHA-256 (whoever reads the store cannot use
 /// it).
 fn hash(ticket: &str) -> String {
@@ -47,9 +54,7 @@ impl Tickets {
     /// A new ticket, issued at `now`, for `caller` to watch `session`; `None` if the OS has
     /// no randomness.
     pub fn issue(&self, caller: Caller, session: &str, now: Instant) -> Option<String> {
-        let mut bytes = [0u8; 24];
-        SystemRandom::new().fill(&mut bytes).ok()?;
-        let ticket = hex::encode(bytes);
+        let ticket = new_ticket()?;
         let mut open = self.lock();
         open.retain(|_, t| t.expires > now);
         open.insert(
@@ -79,11 +84,9 @@ impl Tickets {
         if services.state.node().is_none() {
             return Ok(self.issue(caller, session, services.clock.instant()));
         }
-        let mut bytes = [0u8; 24];
-        if SystemRandom::new().fill(&mut bytes).is_err() {
+        let Some(ticket) = new_ticket() else {
             return Ok(None);
-        }
-        let ticket = hex::encode(bytes);
+        };
         services
             .state
             .put_ticket(LiveTicket {

@@ -32,6 +32,24 @@ pub async fn opened(services: &Services, session: &SessionShared) {
     }
 }
 
+/// How many live sessions the shared index lists on the other nodes that pass `matches`
+/// (none with a store only this node uses: the registry has them all).
+pub async fn count_elsewhere(
+    services: &Services,
+    matches: impl Fn(&SessionRecord) -> bool,
+) -> Result<usize, portcullis_state::StateError> {
+    let Some(here) = services.state.node() else {
+        return Ok(0);
+    };
+    Ok(services
+        .state
+        .open_sessions()
+        .await?
+        .iter()
+        .filter(|s| s.node.as_deref() != Some(here) && matches(s))
+        .count())
+}
+
 /// Records how `session` ended.
 pub async fn closed(
     services: &Services,

@@ -16,8 +16,11 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, broadcast};
 use tokio_postgres::{AsyncMessage, Client, GenericClient, NoTls, Row};
 
-use super::{RECONNECT_PAUSE, Tls, connect_error, id_of, sql_id, to_ms};
+use super::{Tls, connect_error, id_of, sql_id, to_ms};
 use crate::{Change, rows};
+
+/// How long the follower waits before connecting again after losing its connection.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 
 /// The channel notifications go on.
 const CHANNEL: &str = "portcullis_changes";

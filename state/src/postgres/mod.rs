@@ -44,25 +44,7 @@ use crate::{
     StateFuture, StateStore, Usage,
 };
 
-/// A time as the database keeps it: milliseconds since the epoch.
-pub(crate) fn to_ms(time: SystemTime) -> i64 {
-    crate::sqlite::to_ms(time)
-}
-
-/// The time of a stored millisecond count.
-pub(crate) fn from_ms(ms: i64) -> SystemTime {
-    crate::sqlite::from_ms(ms)
-}
-
-/// An id as stored.
-pub(crate) fn sql_id(id: u64) -> i64 {
-    i64::try_from(id).unwrap_or(i64::MAX)
-}
-
-/// A stored id.
-pub(crate) fn id_of(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or_default()
-}
+pub(crate) use crate::rows::{from_ms, id_of, sql_id, to_ms};
 
 /// How connections are encrypted.
 #[derive(Clone)]
@@ -662,6 +644,3 @@ impl StateStore for PostgresStore {
         .boxed()
     }
 }
-
-/// How long the follower waits before connecting again after losing its connection.
-pub(crate) const RECONNECT_PAUSE: Duration = Duration::from_millis(500);

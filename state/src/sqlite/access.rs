@@ -7,15 +7,8 @@ use portcullis_policy::{Grant, Lock, Request, RequestState};
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{SqliteStore, from_ms, to_ms};
+use crate::rows::{id_of, sql_id};
 use crate::{Change, GrantRecord, NewGrant, StateError, Usage, rows};
-
-fn id_of(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or_default()
-}
-
-fn sql_id(id: u64) -> i64 {
-    i64::try_from(id).unwrap_or(i64::MAX)
-}
 
 fn lock_from_row(row: &Row<'_>) -> rusqlite::Result<Lock> {
     Ok(Lock {

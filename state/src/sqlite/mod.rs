@@ -20,7 +20,7 @@ mod vault;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use futures::FutureExt;
 use portcullis_policy::{Lock, Request, RequestState};
@@ -33,17 +33,7 @@ use crate::{
     StateFuture, StateStore, Usage,
 };
 
-/// A time as the database keeps it: milliseconds since the epoch.
-pub(crate) fn to_ms(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
-}
-
-/// The time of a stored millisecond count.
-pub(crate) fn from_ms(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or_default())
-}
+pub(crate) use crate::rows::{from_ms, to_ms};
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
