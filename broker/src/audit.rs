@@ -293,11 +293,29 @@ impl AuditLog {
     }
 
     /// Appends an event. A failure to write is logged, never propagated: auditing must not
-    /// be the thing that takes the bastion down mid-session.
+    /// be the thing that takes the bastion down mid-session. (What must not happen without
+    /// its record — a session starting — uses [`AuditLog::record_required`].)
     pub fn record(&self, event: AuditEvent) {
         if let Err(error) = self.try_record(&event) {
             tracing::error!(event = event.kind(), %error, "cannot write to the audit log");
         }
+    }
+
+    /// Appends an event that what follows depends on: the caller must not go on without it
+    /// (no session without an audit trail). A failure is an `ALERT` log line and an error.
+    pub fn record_required(&self, event: AuditEvent) -> Result<(), AuditError> {
+        self.try_record(&event).map_err(|source| {
+            tracing::error!(
+                event = event.kind(),
+                path = %self.path.display(),
+                %source,
+                "ALERT: the audit log cannot be written; sessions are refused until it can"
+            );
+            AuditError::Io {
+                path: self.path.clone(),
+                source,
+            }
+        })
     }
 
     fn try_record(&self, event: &AuditEvent) -> io::Result<()> {
@@ -306,10 +324,13 @@ impl AuditLog {
             .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The chain moves only once the line is written: a failed write leaves it where the
+        // file ends, so the next line that can be written continues it.
+        let mut chain = writer.chain.clone();
         if event.kind() == RESTART_EVENT {
-            writer.chain.reset(CHAIN_CONTEXT);
+            chain.reset(CHAIN_CONTEXT);
         }
-        let tag = writer.chain.append(body.as_bytes());
+        let tag = chain.append(body.as_bytes());
         let mut line = body;
         line.pop(); // the closing brace
         line.push_str(",\"mac\":\"");
@@ -318,7 +339,14 @@ impl AuditLog {
         // One write(2) into the page cache, under the lock so lines land in chain order: the
         // line survives the process being killed the moment the client is told anything.
         // (No fsync here; the state store's anchor is what proves the count.)
-        writer.file.write_all(line.as_bytes())?;
+        let before = writer.file.metadata()?.len();
+        if let Err(error) = writer.file.write_all(line.as_bytes()) {
+            // A full disk may have taken part of the line: cut it off, so the log does not
+            // hold half a line that `audit verify` would call damage.
+            let _ = writer.file.set_len(before);
+            return Err(error);
+        }
+        writer.chain = chain;
         writer.count += 1;
         // The line is in the file before its anchor moves: the anchor never claims more.
         if let Some(anchorer) = &writer.anchorer {

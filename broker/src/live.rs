@@ -60,8 +60,14 @@ impl Side {
 pub enum EndReason {
     /// The client disconnected or closed its last channel.
     ClientClosed,
-    /// The upstream ended the connection.
-    UpstreamClosed,
+    /// The target's connection ended while the session was using it: the target closed it,
+    /// its sshd was killed, or it stopped answering keepalives.
+    UpstreamLost {
+        /// The target's name.
+        target: String,
+        /// What happened, in words (already safe to show).
+        why: String,
+    },
     /// The bastion is shutting down.
     Shutdown,
     /// A recording could not be written and policy says sessions end then.
@@ -120,7 +126,7 @@ impl EndReason {
     pub fn code(&self) -> &'static str {
         match self {
             EndReason::ClientClosed => "client_closed",
-            EndReason::UpstreamClosed => "upstream_closed",
+            EndReason::UpstreamLost { .. } => "upstream_lost",
             EndReason::Shutdown => "shutdown",
             EndReason::RecordingFailed(_) => "recording_failed",
             EndReason::LoginTimeout => "login_timeout",
@@ -142,7 +148,7 @@ impl EndReason {
             EndReason::ClientClosed | EndReason::LoginTimeout | EndReason::Overflow(_) => {
                 Side::Client
             }
-            EndReason::UpstreamClosed => Side::Upstream,
+            EndReason::UpstreamLost { .. } => Side::Upstream,
             EndReason::RecordingFailed(_) => Side::Recorder,
             EndReason::StateFailed(_) => Side::State,
             EndReason::Locked { .. }
@@ -156,9 +162,10 @@ impl EndReason {
         }
     }
 
-    /// Whether the user should be told (the bastion ended it, not they).
+    /// Whether the user should be told: the end did not come from them (a target that
+    /// vanished is news to them too; one that ended a command normally is not a session end).
     pub fn is_imposed(&self) -> bool {
-        !matches!(self, EndReason::ClientClosed | EndReason::UpstreamClosed)
+        !matches!(self, EndReason::ClientClosed)
     }
 }
 
@@ -166,7 +173,7 @@ impl std::fmt::Display for EndReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             EndReason::ClientClosed => f.write_str("client disconnected"),
-            EndReason::UpstreamClosed => f.write_str("upstream closed the connection"),
+            EndReason::UpstreamLost { target, why } => write!(f, "{} {why}", Shown(target)),
             EndReason::Shutdown => f.write_str("the bastion is shutting down"),
             EndReason::RecordingFailed(why) => write!(
                 f,
@@ -239,6 +246,13 @@ impl SessionControl {
 
     /// Ends the session for `reason` (ignored if it is already ending for another).
     pub fn end(&self, reason: EndReason) {
+        // Cancelled with no reason of its own: the shutdown got there first (its parent
+        // token), and the client leaving after being told so does not change why.
+        let reason = if self.token.is_cancelled() {
+            EndReason::Shutdown
+        } else {
+            reason
+        };
         let _ = self.reason.set(reason);
         self.token.cancel();
     }

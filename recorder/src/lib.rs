@@ -24,6 +24,7 @@ pub mod asciicast;
 pub mod chain;
 pub mod extract;
 pub mod framed;
+pub mod recover;
 pub mod verify;
 pub mod writer;
 

@@ -132,7 +132,7 @@ pub(crate) fn check_file_visiting(
         check_units(units, &mac_text, key, Noun::Frame, visit).map_err(read_error)?
     } else {
         let bytes = fs::read(cast).map_err(read_error)?;
-        check_lines(&bytes, &mac_text, key)
+        check_lines(&bytes, &mac_text, key, visit).map_err(read_error)?
     };
     if let (true, Some(named), Some(recorded)) = (misplaced, named, recorded)
         && !matches!(verdict, Verdict::Tampered { .. })
@@ -188,10 +188,19 @@ impl Noun {
 
 /// The check itself, on an asciicast recording already read.
 pub fn verify_bytes(cast: &[u8], mac: &str, key: &ChainKey) -> Verdict {
-    check_lines(cast, mac, key).0
+    match check_lines(cast, mac, key, &mut |_| Ok(())) {
+        Ok((verdict, _)) => verdict,
+        // The pieces come from memory and nothing visits them: this cannot fail.
+        Err(e) => tampered(0, e.to_string()),
+    }
 }
 
-fn check_lines(cast: &[u8], mac: &str, key: &ChainKey) -> (Verdict, usize) {
+fn check_lines(
+    cast: &[u8],
+    mac: &str,
+    key: &ChainKey,
+    visit: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<(Verdict, usize)> {
     // Complete lines (ending in '\n'); a trailing fragment is an interrupted write.
     let mut lines: Vec<&[u8]> = cast.split(|&b| b == b'\n').collect();
     let fragment = lines.pop().filter(|last| !last.is_empty());
@@ -199,11 +208,7 @@ fn check_lines(cast: &[u8], mac: &str, key: &ChainKey) -> (Verdict, usize) {
         .into_iter()
         .map(|line| Ok(Piece::Unit(line.to_vec())))
         .chain(fragment.map(|_| Ok(Piece::Fragment)));
-    match check_units(pieces, mac, key, Noun::Line, &mut |_| Ok(())) {
-        Ok(checked) => checked,
-        // The pieces come from memory: reading them cannot fail.
-        Err(e) => (tampered(0, e.to_string()), 0),
-    }
+    check_units(pieces, mac, key, Noun::Line, visit)
 }
 
 /// Checks the units of a recording against its integrity file's text, handing each one that

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// A statement failed.
-    #[error("state database {path}: {source}")]
+    #[error("state database {}: {}", path.display(), sqlite_words(source))]
     Sqlite {
         /// The database file.
         path: PathBuf,
@@ -68,6 +68,21 @@ pub enum StateError {
 }
 
 impl StateError {
+    /// Another process holds the database's write lock (past the busy timeout): nothing
+    /// was written, and the same request may succeed later.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            Self::Sqlite {
+                source: rusqlite::Error::SqliteFailure(failure, _),
+                ..
+            } if matches!(
+                failure.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            )
+        )
+    }
+
     /// The database could not be reached: the caller may try again later (sysexits'
     /// EX_UNAVAILABLE at start).
     pub fn is_unavailable(&self) -> bool {
@@ -81,5 +96,25 @@ impl StateError {
             self,
             Self::Rejected { .. } | Self::Settings(_) | Self::TooNew { .. }
         )
+    }
+}
+
+/// What SQLite said, in words an operator can act on where SQLite's own are terse.
+fn sqlite_words(error: &rusqlite::Error) -> String {
+    let rusqlite::Error::SqliteFailure(failure, _) = error else {
+        return error.to_string();
+    };
+    match failure.code {
+        rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt => format!(
+            "is damaged or not a portcullis state database ({error}); restore it from a backup, or move it aside to start with an empty one"
+        ),
+        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+            format!("is locked by another process ({error}); nothing was written")
+        }
+        rusqlite::ErrorCode::ReadOnly => {
+            format!("cannot be written ({error}): is its file or file system read-only?")
+        }
+        rusqlite::ErrorCode::DiskFull => format!("cannot be written: the disk is full ({error})"),
+        _ => error.to_string(),
     }
 }

@@ -127,7 +127,7 @@ pub struct SessionRecord {
 pub struct SessionEnd {
     /// When.
     pub at: SystemTime,
-    /// The reason's code (`client_closed`, `killed`, `bastion_stopped`, …).
+    /// The reason's code (`client_closed`, `killed`, `bastion_crashed`, …).
     pub reason: String,
     /// Bytes from the client.
     pub bytes_from_client: u64,

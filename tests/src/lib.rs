@@ -18,6 +18,7 @@ pub mod bastion;
 pub mod browser;
 pub mod client;
 pub mod cluster;
+pub mod disk;
 pub mod in_process;
 pub mod keys;
 pub mod postgres;

@@ -148,6 +148,71 @@ impl Sshd {
     pub fn dir(&self) -> PathBuf {
         self.dir.path().to_owned()
     }
+
+    /// The sshd processes serving its connections (each connection's privileged monitor and
+    /// unprivileged child), not the listener and not the shells they started.
+    pub fn connection_processes(&self) -> Vec<u32> {
+        descendants(self.child.id())
+            .into_iter()
+            .filter(|pid| process_name(*pid).as_deref() == Some("sshd"))
+            .collect()
+    }
+
+    /// Sends `signal` (`KILL`, `STOP`, `CONT`, …) to every process serving one of its
+    /// connections, as if the target's sshd had died or hung under the session; how many
+    /// were signalled.
+    pub fn signal_connections(&self, signal: &str) -> usize {
+        let pids = self.connection_processes();
+        for pid in &pids {
+            let _ = std::process::Command::new("kill")
+                .args([&format!("-{signal}"), &pid.to_string()])
+                .status();
+        }
+        pids.len()
+    }
+}
+
+/// Every process below `root` (children, theirs, …), from /proc.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // `pid (comm) state ppid …`: the name may hold spaces and parentheses.
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|ppid| ppid.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut at = 0;
+    while at < found.len() {
+        let parent = found[at];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(pid, _)| *pid),
+        );
+        at += 1;
+    }
+    found.remove(0);
+    found
+}
+
+fn process_name(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|name| name.trim().to_owned())
 }
 
 impl Drop for Sshd {

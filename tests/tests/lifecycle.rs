@@ -283,7 +283,7 @@ fn a_session_the_bastion_was_killed_under_is_ended_at_its_next_start() {
     let ended = world
         .bastion
         .wait_for_audit("session.end", |e| e["session"] == session.as_str());
-    assert_eq!(ended["reason"], "bastion_stopped", "{ended}");
+    assert_eq!(ended["reason"], "bastion_crashed", "{ended}");
     assert_eq!(ended["side"], "bastion", "{ended}");
     assert_eq!(ended["user"], "alice", "{ended}");
     assert_eq!(ended["target"], "web01", "{ended}");

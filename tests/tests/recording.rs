@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use portcullis_tests::disk::SmallDisk;
 use portcullis_tests::{Tmux, World};
 
 fn shell_session(world: &World, lines: &[&str]) -> PathBuf {
@@ -158,50 +159,6 @@ fn keystrokes_are_left_out_when_input_recording_is_off() {
         text.contains("typed-secretly"),
         "the echoed output is still recorded"
     );
-}
-
-/// A tiny tmpfs for recordings, so the disk really fills up; unmounted on drop.
-struct SmallDisk {
-    path: PathBuf,
-}
-
-impl SmallDisk {
-    fn mount(path: &Path, size: &str) -> Self {
-        std::fs::create_dir_all(path).unwrap();
-        let status = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(path)
-            .status()
-            .expect("run mount");
-        assert!(
-            status.success(),
-            "mounting a tmpfs needs root (CI runs the tests as root)"
-        );
-        Self {
-            path: path.to_owned(),
-        }
-    }
-
-    fn fill(&self) {
-        // dd stops at ENOSPC and exits non-zero: that is the point.
-        let _ = Command::new("dd")
-            .args(["if=/dev/zero", "bs=64k"])
-            .arg(format!("of={}", self.path.join("filler").display()))
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
 }
 
 #[test]

@@ -163,7 +163,8 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
                 state.services.clock.now(),
             )
             .await
-            .map_err(|error| ApiError::Internal(format!("cannot check the API throttle: {error}")))?
+            // A store that cannot count the attempt refuses it (503 when it is busy or down).
+            .map_err(ApiError::from)?
             .map_err(|_| ApiError::Throttled)?;
         let candidates: Vec<(String, String, Vec<Scope>)> = state
             .services

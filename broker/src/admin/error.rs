@@ -32,6 +32,16 @@ pub enum ApiError {
     /// It conflicts with the current state (already decided, not allowed for this caller).
     #[error("{0}")]
     Conflict(String),
+    /// The state database cannot take the change now (locked by another process, or
+    /// unreachable); nothing was changed, and trying again later may work. The detail is
+    /// logged.
+    #[error("{message}")]
+    Unavailable {
+        /// For the caller.
+        message: &'static str,
+        /// For the log.
+        detail: String,
+    },
     /// Something broke on our side; the detail is logged.
     #[error("internal error")]
     Internal(String),
@@ -42,7 +52,7 @@ impl From<OpsError> for ApiError {
         match error {
             OpsError::NoSuchSession(_) => ApiError::NotFound(error.to_string()),
             OpsError::NoReason => ApiError::BadRequest(error.to_string()),
-            OpsError::State(error) => ApiError::Internal(error.to_string()),
+            OpsError::State(error) => error.into(),
         }
     }
 }
@@ -54,7 +64,7 @@ impl From<AccessError> for ApiError {
             | AccessError::NoSuchGrant(_)
             | AccessError::NoSuchUser(_)
             | AccessError::NotLocked(_) => ApiError::NotFound(error.to_string()),
-            AccessError::State(e) => ApiError::Internal(e.to_string()),
+            AccessError::State(e) => e.into(),
             AccessError::NoReason | AccessError::Invalid(_) => {
                 ApiError::BadRequest(error.to_string())
             }
@@ -65,7 +75,17 @@ impl From<AccessError> for ApiError {
 
 impl From<StateError> for ApiError {
     fn from(error: StateError) -> Self {
-        ApiError::Internal(error.to_string())
+        let message = if error.is_busy() {
+            "the state database is locked by another process; nothing was changed, try again later"
+        } else if error.is_unavailable() {
+            "the state database cannot be reached; nothing was changed, try again later"
+        } else {
+            return ApiError::Internal(error.to_string());
+        };
+        ApiError::Unavailable {
+            message,
+            detail: error.to_string(),
+        }
     }
 }
 
@@ -78,6 +98,10 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable { detail, .. } => {
+                tracing::error!(%detail, "admin API request failed: the state store cannot take it now");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "admin API request failed");
                 StatusCode::INTERNAL_SERVER_ERROR

@@ -17,7 +17,7 @@ use super::flow::Flow;
 use super::gate::screen::Screen;
 use super::{Downlink, Insertions, Replies, Start, lock};
 use crate::bastion::notice;
-use crate::live::{EndReason, Notice, SessionShared};
+use crate::live::{EndReason, Notice, SessionShared, Side};
 use crate::services::Services;
 
 /// How long the closing message may wait for the client's window.
@@ -248,7 +248,17 @@ impl DownlinkTask {
             }
             Some(ChannelMsg::Success) => self.reply(true),
             Some(ChannelMsg::Failure) => self.reply(false),
-            Some(ChannelMsg::Close) | None => return Some(ChannelEnd::Upstream),
+            Some(ChannelMsg::Close) => return Some(ChannelEnd::Upstream),
+            // The connection is gone without closing the channel: the session has been told
+            // why (see `upstream::lost`), before the channel could see it.
+            None => {
+                return Some(ChannelEnd::Session(self.ending_reason(
+                    EndReason::UpstreamLost {
+                        target: self.session.target().unwrap_or("the target").to_owned(),
+                        why: "closed the connection".to_owned(),
+                    },
+                )));
+            }
             Some(_) => {}
         }
         None
@@ -302,6 +312,9 @@ impl DownlinkTask {
         }
 
         let label = match (&end, &state.exit) {
+            (ChannelEnd::Session(reason), _) if reason.side() == Side::Upstream => {
+                format!("connection lost: {reason}")
+            }
             (ChannelEnd::Session(reason), _) if reason.is_imposed() => {
                 format!("ended by the bastion: {reason}")
             }

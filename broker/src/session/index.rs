@@ -1,7 +1,7 @@
 //! The session index in the state store: a row when a session starts, its end when it
 //! ends; and, when the bastion starts, the sessions a previous run of it left open (it was
-//! killed, or the machine went down) are ended as `bastion_stopped` and audited, so every
-//! `session.start` in the audit log finds its `session.end`.
+//! killed, or the machine went down) are ended as `bastion_crashed` and audited, so every
+//! `session.start` in the audit log finds its `session.end`, and their recordings sealed.
 //!
 //! The index is a record, not a gate: a store that cannot write it is logged as an error
 //! and the session goes on (its checks go through `authorize`, which fails closed).
@@ -11,8 +11,9 @@ use portcullis_state::{SessionEnd, SessionRecord};
 use crate::live::{EndReason, SessionShared};
 use crate::services::Services;
 
-/// The code of a session ended because the bastion that ran it stopped without ending it.
-pub const BASTION_STOPPED: &str = "bastion_stopped";
+/// The code of a session ended because the bastion that ran it stopped without ending it
+/// (it was killed, or the machine went down).
+pub const BASTION_CRASHED: &str = "bastion_crashed";
 
 /// Indexes `session`, which has just authenticated.
 pub async fn opened(services: &Services, session: &SessionShared) {
@@ -87,7 +88,7 @@ pub async fn end_left_open(services: &Services) {
         }
         let end = SessionEnd {
             at: services.clock.now(),
-            reason: BASTION_STOPPED.to_owned(),
+            reason: BASTION_CRASHED.to_owned(),
             bytes_from_client: 0,
             bytes_to_client: 0,
         };
@@ -106,12 +107,13 @@ pub async fn end_left_open(services: &Services) {
                 .with("user", &record.user)
                 .with("source", &record.client)
                 .with("target", record.target.as_deref())
-                .with("reason", BASTION_STOPPED)
+                .with("reason", BASTION_CRASHED)
                 .with("side", "bastion")
                 .with(
                     "detail",
-                    "the bastion stopped without ending this session (killed, or the machine went down); its byte counts were not kept",
+                    "bastion crashed: it stopped without ending this session (killed, or the machine went down); its byte counts were not kept",
                 ),
         );
+        super::abandoned::seal_recordings(services, &record.id).await;
     }
 }

@@ -32,8 +32,11 @@
 //! * [`activation`]: just-in-time activation asked for on the user's terminal, then the
 //!   channel relayed once the grant exists.
 //! * [`deadlines`]: the idle timeout and the grant's end, watched beside the session.
-//! * [`index`]: the session's row in the state store's index, from start to end.
+//! * [`index`]: the session's row in the state store's index, from start to end; at the
+//!   next start, the sessions a crashed run left open are ended and [`abandoned`] seals
+//!   their recordings.
 
+pub mod abandoned;
 pub mod activation;
 pub mod authorize;
 pub mod deadlines;

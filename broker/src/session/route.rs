@@ -250,6 +250,7 @@ pub fn authorize(
                 config,
                 services.config.server.upstream_connect_timeout,
                 session.sever.clone(),
+                end_when_lost(&session, &entry.name),
             )
             .await;
             report(&services, &session, &entry.name, result)
@@ -258,6 +259,21 @@ pub fn authorize(
     Ok(TargetRoute {
         authorized,
         upstream: UpstreamSlot::Connecting(AbortOnDropHandle::new(task)),
+    })
+}
+
+/// Ends the session, saying why, when its target's connection is lost under it.
+fn end_when_lost(session: &Arc<SessionShared>, target: &str) -> upstream::OnLost {
+    // Weak: the connection's task must not keep a finished session alive.
+    let session = Arc::downgrade(session);
+    let target = target.to_owned();
+    Box::new(move |why| {
+        if let Some(session) = session.upgrade() {
+            tracing::warn!(parent: &session.span, target = %target, %why, "the target's connection was lost");
+            session
+                .control
+                .end(crate::live::EndReason::UpstreamLost { target, why });
+        }
     })
 }
 

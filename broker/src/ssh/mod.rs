@@ -296,11 +296,25 @@ impl server::Handler for FrontHandler {
                 .audit("auth.success")
                 .with("method", who.method),
         );
-        self.services.audit.record(
-            self.session
-                .audit("session.start")
-                .with("method", who.method),
-        );
+        // No session without an audit trail: if its start cannot be written, it does not
+        // start (the log line says why; the user is told the bastion cannot record it).
+        if self
+            .services
+            .audit
+            .record_required(
+                self.session
+                    .audit("session.start")
+                    .with("method", who.method),
+            )
+            .is_err()
+        {
+            session.disconnect(
+                russh::Disconnect::ServiceNotAvailable,
+                "portcullis: the bastion cannot write its audit log, and no session starts without an audit trail; try again later or tell its operators",
+                "en",
+            )?;
+            return Ok(());
+        }
         let handle = session.handle();
         self.ask(|done| Event::LoggedIn {
             login,

@@ -21,6 +21,11 @@ use crate::directory::TargetEntry;
 use crate::net::severable::Severable;
 use crate::vault::{Credential, Vault, VaultError};
 
+mod lost;
+
+pub use lost::OnLost;
+use lost::{KeepaliveBound, LostAlarm};
+
 /// Why the upstream could not be used. Every message is safe to show the user.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -99,10 +104,13 @@ impl UpstreamError {
     }
 }
 
-/// Checks the target's host key against the pinned one and remembers what it saw.
+/// Checks the target's host key against the pinned one and remembers what it saw; once
+/// logged in, tells the session if the connection is lost.
 struct PinnedHostKey {
     expected: PublicKey,
     mismatch: Arc<Mutex<Option<String>>>,
+    lost: LostAlarm,
+    keepalive: KeepaliveBound,
 }
 
 impl client::Handler for PinnedHostKey {
@@ -126,12 +134,24 @@ impl client::Handler for PinnedHostKey {
         }
         Ok(false)
     }
+
+    async fn disconnected(
+        &mut self,
+        reason: client::DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        self.lost.ring(lost::describe(&reason, self.keepalive));
+        match reason {
+            client::DisconnectReason::ReceivedDisconnect(_) => Ok(()),
+            client::DisconnectReason::Error(error) => Err(error),
+        }
+    }
 }
 
 /// A logged-in upstream connection.
 pub struct Upstream {
     handle: client::Handle<PinnedHostKey>,
     address: String,
+    lost: LostAlarm,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -165,12 +185,15 @@ pub fn client_config(target: &TargetEntry, keepalive: Duration) -> client::Confi
 }
 
 /// Connects and logs in to the authorized target; cancelling `sever` cuts the connection.
+/// If the connection is lost after the login (not ended by the bastion), `on_lost` is told
+/// what happened.
 pub async fn connect(
     authorized: &Authorized,
     vault: &Vault,
     config: client::Config,
     deadline: Duration,
     sever: CancellationToken,
+    on_lost: OnLost,
 ) -> Result<Upstream, UpstreamError> {
     let target = authorized.target();
     let credential =
@@ -187,7 +210,11 @@ pub async fn connect(
     )
     .await
     {
-        Ok(result) => result,
+        Ok(Ok(upstream)) => {
+            upstream.lost.arm(on_lost);
+            Ok(upstream)
+        }
+        Ok(Err(error)) => Err(error),
         Err(_) => Err(UpstreamError::Timeout {
             address: target.address.clone(),
             after: deadline,
@@ -213,9 +240,15 @@ async fn connect_and_login(
     let stream = Severable::new(stream, sever);
 
     let mismatch = Arc::new(Mutex::new(None));
+    let lost = LostAlarm::default();
     let handler = PinnedHostKey {
         expected: target.host_key.clone(),
         mismatch: mismatch.clone(),
+        lost: lost.clone(),
+        keepalive: KeepaliveBound {
+            interval: config.keepalive_interval.unwrap_or_default(),
+            max_unanswered: config.keepalive_max,
+        },
     };
     let handshake_error = |error: russh::Error| {
         let presented = mismatch.lock().ok().and_then(|slot| slot.clone());
@@ -254,7 +287,11 @@ async fn connect_and_login(
             login: target.login.clone(),
         });
     }
-    Ok(Upstream { handle, address })
+    Ok(Upstream {
+        handle,
+        address,
+        lost,
+    })
 }
 
 fn describe_io_error(error: &std::io::Error) -> String {
@@ -283,11 +320,20 @@ impl Upstream {
             })
     }
 
-    /// Ends the connection politely.
+    /// Ends the connection politely (its end is the bastion's doing: nobody is told it
+    /// was lost).
     pub async fn disconnect(&self, reason: &str) {
+        self.lost.disarm();
         let _ = self
             .handle
             .disconnect(russh::Disconnect::ByApplication, reason, "en")
             .await;
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        // Dropping the handle ends the connection: that is not a loss either.
+        self.lost.disarm();
     }
 }
