@@ -3,7 +3,7 @@
 //! any edit detectable.
 //!
 //! ```text
-//! RecordingHandle ──bounded queue──▶ writer thread ▶ <id>.cast | <id>.rec  + .hmac
+//! RecordingHandle ──bounded queue──▶ writer (blocking pool) ▶ <id>.cast | <id>.rec  + .hmac
 //!                                                        │
 //! verify::verify_file(path, key) ◀───────────────────────┤ Intact | Unfinalized | Tampered
 //! extract::extract(path, key, stream) ◀──────────────────┘ the exact bytes of the part that verifies

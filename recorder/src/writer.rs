@@ -1,24 +1,25 @@
-//! The recording writer: one thread per recording, fed through a bounded queue.
+//! The recording writer: one per recording, fed through a bounded queue, working on the
+//! runtime's blocking pool whenever commands wait.
 //!
 //! ```text
-//! relay ──RecordingHandle::output/error_output/input/resize/marker──▶ [bounded queue] ──▶ writer thread
+//! relay ──RecordingHandle::output/error_output/input/resize/marker──▶ [bounded queue] ──▶ writer (blocking pool)
 //!                                              ├─▶ <id>.cast (asciicast v2) or <id>.rec (framed, see crate::framed)
 //!                                              └─▶ <id>.….hmac (one tag per line or frame, then `end <seal>`)
 //! ```
 //!
 //! * The queue is bounded: when the disk is slower than the session, the relay waits rather
 //!   than memory growing. Nothing is dropped.
-//! * File writes, flushes and the final fsync run on the recording's own thread, never on the
+//! * File writes, flushes and the final fsync run on the blocking pool, never on the
 //!   async runtime's workers: a slow disk stalls this recording's queue, not other sessions.
-//! * Both files are flushed at least every `flush_interval` (1 s): a small task on the
-//!   runtime sends the thread a tick (holding only a weak sender, so it never keeps the
-//!   recording open), and the thread also flushes when a busy queue kept ticks out, and
-//!   after every 256 KiB written. A crash (or a full disk) leaves at most that much
+//! * Both files are flushed at least every `flush_interval` (1 s) after a write: the writer
+//!   waits for its next command no longer than that while it holds unflushed data (and not
+//!   at all otherwise: an idle recording costs no wake-ups), flushes when a busy queue
+//!   kept it from waiting, and after every 256 KiB written. A crash (or a full disk) leaves at most that much
 //!   unvouched for. Tags are written only after the units they cover have been flushed, so
 //!   after a crash the integrity file is never ahead of the recording.
 //! * Consecutive output chunks waiting in the queue are merged into one event (up to
 //!   `coalesce_bytes`), which keeps bulk output cheap without changing what plays back.
-//! * A write error stops the thread and is reported through [`RecordingHandle::failed`]; the
+//! * A write error stops the writer and is reported through [`RecordingHandle::failed`]; the
 //!   broker decides whether the session may continue unrecorded.
 
 use std::fs::{File, OpenOptions};
@@ -30,7 +31,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tokio::time::MissedTickBehavior;
 
 use crate::asciicast::{EventKind, Header, Utf8Carry, begin_event, end_event, push_json_str};
 use crate::chain::{Chain, ChainKey};
@@ -147,12 +147,15 @@ enum Command {
     Subscribe {
         reply: oneshot::Sender<Result<Subscription, RecordingError>>,
     },
-    /// Time to flush what is buffered (from the ticker).
+    /// Time to flush what is buffered (the flush interval has passed).
     Tick,
 }
 
 /// Live lines for watchers: how many a slow watcher may fall behind before it skips.
 const LIVE_BACKLOG: usize = 1024;
+/// The data file's write buffer. Small: one is held per live recording, mostly idle; bulk
+/// output arrives in units larger than this, which go to the file without copying.
+const DATA_BUFFER: usize = 16 * 1024;
 
 /// A watcher's view of a recording: the lines already on disk, then the live ones.
 #[derive(Debug)]
@@ -219,7 +222,7 @@ impl std::fmt::Debug for RecordingHandle {
 }
 
 /// Creates `<dir>/<id>.cast` and its integrity file, writes the header and starts the
-/// writer thread. Must be called inside a tokio runtime.
+/// writer. Must be called inside a tokio runtime.
 pub fn start(
     dir: &Path,
     id: &str,
@@ -244,7 +247,7 @@ pub fn start(
 }
 
 /// Creates `<dir>/<id>.rec` (see [`crate::framed`]) and its integrity file, writes the
-/// header and starts the writer thread: a byte-faithful recording for a channel without a
+/// header and starts the writer: a byte-faithful recording for a channel without a
 /// terminal. Must be called inside a tokio runtime.
 pub fn start_framed(
     dir: &Path,
@@ -301,11 +304,11 @@ fn spawn<E: Encoding>(
     };
     let mut writer = Writer {
         files: Files {
-            data: BufWriter::with_capacity(128 * 1024, create_new(&path).map_err(create_error)?),
-            mac: BufWriter::new(create_new(&mac_path(&path)).map_err(create_error)?),
+            data: BufWriter::with_capacity(DATA_BUFFER, create_new(&path).map_err(create_error)?),
+            mac: create_new(&mac_path(&path)).map_err(create_error)?,
             chain: Chain::start(key, id.as_bytes()),
             pending_tags: String::new(),
-            live: broadcast::channel(LIVE_BACKLOG).0,
+            live: None,
             lines: 0,
             dirty: false,
             unflushed: 0,
@@ -316,7 +319,10 @@ fn spawn<E: Encoding>(
         output_bytes: 0,
         input_bytes: 0,
     };
-    writeln!(writer.files.mac, "{MAC_MAGIC} {id}")
+    writer
+        .files
+        .mac
+        .write_all(format!("{MAC_MAGIC} {id}\n").as_bytes())
         .and_then(|()| writer.files.commit_header::<E>(header_line))
         .and_then(|()| writer.files.flush())
         .map_err(create_error)?;
@@ -332,41 +338,18 @@ fn spawn<E: Encoding>(
         time: options.time.clone(),
         failure,
     };
-    tokio::spawn(tick(handle.tx.downgrade(), options.flush_interval));
-    let thread_path = path.clone();
-    let thread_id = id.to_owned();
-    std::thread::Builder::new()
-        .name("recorder".into())
-        .spawn(move || {
-            run(
-                writer,
-                rx,
-                failure_tx,
-                options,
-                started,
-                thread_id,
-                thread_path,
-            )
-        })
-        .map_err(create_error)?;
+    tokio::spawn(drive(Worker {
+        writer,
+        rx,
+        failure: failure_tx,
+        options,
+        started,
+        id: id.to_owned(),
+        path,
+        held: None,
+        flushed_at: Instant::now(),
+    }));
     Ok(handle)
-}
-
-/// Asks the writer thread to flush every `interval` for as long as the recording is open.
-async fn tick(writer: mpsc::WeakSender<Command>, interval: Duration) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let Some(writer) = writer.upgrade() else {
-            return;
-        };
-        // A full queue means the thread is busy and flushes on its own clock.
-        if let Err(mpsc::error::TrySendError::Closed(_)) = writer.try_send(Command::Tick) {
-            return;
-        }
-    }
 }
 
 fn create_new(path: &Path) -> io::Result<File> {
@@ -536,6 +519,8 @@ pub(crate) trait Encoding: Send + 'static {
     fn end(&mut self, emit: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>;
     /// What is held back at the end (a character split across chunks), as events to write.
     fn leftovers(&mut self) -> Vec<(EventKind, Vec<u8>)>;
+    /// Gives back the memory a burst of output made its buffers grow to.
+    fn trim(&mut self);
     /// For a format whose units are not asciicast lines: the event just ended as one, for
     /// live watchers (output only).
     fn live_line(&self) -> Option<Vec<u8>> {
@@ -597,6 +582,10 @@ impl Encoding for CastEncoding {
         .map(|(kind, rest)| (kind, rest.into_bytes()))
         .collect()
     }
+
+    fn trim(&mut self) {
+        shrink(&mut self.line);
+    }
 }
 
 /// Frames of exact bytes (see [`crate::framed`]).
@@ -638,6 +627,11 @@ impl Encoding for FramedEncoding {
         Vec::new()
     }
 
+    fn trim(&mut self) {
+        shrink(&mut self.raw);
+        shrink(&mut self.frame);
+    }
+
     fn live_line(&self) -> Option<Vec<u8>> {
         if !matches!(self.kind, Some(EventKind::Output | EventKind::ErrorOutput)) {
             return None;
@@ -650,15 +644,28 @@ impl Encoding for FramedEncoding {
     }
 }
 
+/// What a buffer keeps between bursts: enough for typing and prompts.
+const KEPT_BUFFER: usize = 4096;
+
+/// Lets a buffer that grew past what idle use needs go back to that.
+fn shrink(buffer: &mut Vec<u8>) {
+    if buffer.capacity() > 4 * KEPT_BUFFER {
+        buffer.clear();
+        buffer.shrink_to(KEPT_BUFFER);
+    }
+}
+
 /// A recording's two files and the chain between them.
 struct Files {
     data: BufWriter<File>,
-    mac: BufWriter<File>,
+    /// Written a whole flush's tags at a time (one write each), so it needs no buffer.
+    mac: File,
     chain: Chain,
     /// Tags of units not yet flushed to the data file; written after it is.
     pending_tags: String,
-    /// Lines as they are written, for watchers.
-    live: broadcast::Sender<Arc<str>>,
+    /// Lines as they are written, for watchers: made when the first one comes (its
+    /// backlog is allocated whole, and most recordings are never watched).
+    live: Option<broadcast::Sender<Arc<str>>>,
     /// Units written, header included.
     lines: u64,
     dirty: bool,
@@ -680,10 +687,10 @@ impl Files {
         let tag = self.chain.append(unit);
         self.data.write_all(unit)?;
         self.data.write_all(separator)?;
-        if live && self.live.receiver_count() > 0 {
+        if live && let Some(watchers) = self.watchers() {
             // Events are JSON, which is UTF-8.
             let line: Arc<str> = String::from_utf8_lossy(unit).into();
-            let _ = self.live.send(line);
+            let _ = watchers.send(line);
         }
         self.pending_tags.push_str(&hex::encode(tag));
         self.pending_tags.push('\n');
@@ -696,12 +703,23 @@ impl Files {
         Ok(())
     }
 
+    /// The channel to watchers, if any watch now.
+    fn watchers(&self) -> Option<&broadcast::Sender<Arc<str>>> {
+        self.live.as_ref().filter(|live| live.receiver_count() > 0)
+    }
+
+    /// A new watcher's end of the live lines.
+    fn watch(&mut self) -> broadcast::Receiver<Arc<str>> {
+        self.live
+            .get_or_insert_with(|| broadcast::channel(LIVE_BACKLOG).0)
+            .subscribe()
+    }
+
     /// Recording first, then the tags that cover it.
     fn flush(&mut self) -> io::Result<()> {
         self.data.flush()?;
         self.mac.write_all(self.pending_tags.as_bytes())?;
         self.pending_tags.clear();
-        self.mac.flush()?;
         self.dirty = false;
         self.unflushed = 0;
         Ok(())
@@ -758,16 +776,24 @@ impl<E: Encoding> Writer<E> {
         let files = &mut self.files;
         self.encoding.end(&mut |unit| files.commit::<E>(unit))?;
         if !E::LIVE
-            && self.files.live.receiver_count() > 0
+            && let Some(watchers) = self.files.watchers()
             && let Some(line) = self.encoding.live_line()
         {
-            let _ = self.files.live.send(String::from_utf8_lossy(&line).into());
+            let _ = watchers.send(String::from_utf8_lossy(&line).into());
         }
         Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.files.flush()
+    }
+
+    /// Gives back what a burst of output made the buffers grow to (called when quiet).
+    fn trim(&mut self) {
+        self.encoding.trim();
+        if self.files.pending_tags.is_empty() && self.files.pending_tags.capacity() > KEPT_BUFFER {
+            self.files.pending_tags.shrink_to(KEPT_BUFFER);
+        }
     }
 
     fn finish(&mut self, at: Duration, reason: &str, id: &str, path: &Path) -> io::Result<Summary> {
@@ -779,10 +805,11 @@ impl<E: Encoding> Writer<E> {
         self.event(at, EventKind::Marker, format!("end: {reason}").as_bytes())?;
         self.flush()?;
         let seal = hex::encode(self.files.chain.seal());
-        writeln!(self.files.mac, "end {seal}")?;
-        self.files.mac.flush()?;
+        self.files
+            .mac
+            .write_all(format!("end {seal}\n").as_bytes())?;
         self.files.data.get_ref().sync_all()?;
-        self.files.mac.get_ref().sync_all()?;
+        self.files.mac.sync_all()?;
         Ok(Summary {
             id: id.to_owned(),
             path: path.to_owned(),
@@ -794,143 +821,207 @@ impl<E: Encoding> Writer<E> {
     }
 }
 
-/// The writer thread: takes commands until the recording is finished or fails.
-fn run<E: Encoding>(
-    mut writer: Writer<E>,
-    mut rx: mpsc::Receiver<Command>,
+/// A recording's writing side: its files and the queue it takes commands from. It holds no
+/// thread of its own: [`drive`] hands it to the runtime's blocking pool whenever commands
+/// wait, so an idle recording (most of a session's life) costs its buffers, not a thread.
+struct Worker<E> {
+    writer: Writer<E>,
+    rx: mpsc::Receiver<Command>,
     failure: watch::Sender<Option<Arc<str>>>,
     options: RecordingOptions,
     started: Instant,
     id: String,
     path: PathBuf,
-) {
-    let mut held: Option<Command> = None;
-    // Real time, not the session clock: this bounds what a crash can lose.
-    let mut flushed_at = Instant::now();
+    /// A command taken while merging that was not for this event: handled next.
+    held: Option<Command>,
+    /// Real time, not the session clock: this bounds what a crash can lose.
+    flushed_at: Instant,
+}
 
-    let fail = |error: io::Error, rx: &mut mpsc::Receiver<Command>| {
+/// Whether a worker has more to do after a batch.
+enum Next {
+    More,
+    Done,
+}
+
+/// Waits (on the runtime, holding no thread) for commands, and works each batch off on the
+/// blocking pool: file writes never run on the runtime's workers.
+async fn drive<E: Encoding>(mut worker: Worker<E>) {
+    loop {
+        let first = match worker.held.take() {
+            Some(command) => Some(command),
+            // Written but not flushed: wait no longer than the flush interval allows.
+            None if worker.writer.files.dirty => {
+                let due = worker.flushed_at + worker.options.flush_interval;
+                tokio::select! {
+                    command = worker.rx.recv() => command,
+                    () = tokio::time::sleep_until(due.into()) => Some(Command::Tick),
+                }
+            }
+            // Nothing to flush: an idle recording costs no wake-ups.
+            None => worker.rx.recv().await,
+        };
+        let batch = tokio::task::spawn_blocking(move || {
+            let next = worker.work(first);
+            (worker, next)
+        })
+        .await;
+        match batch {
+            Ok((back, Next::More)) => worker = back,
+            // Done, or the batch panicked: dropping the queue tells every handle it is over.
+            Ok((_, Next::Done)) | Err(_) => return,
+        }
+    }
+}
+
+impl<E: Encoding> Worker<E> {
+    fn fail(&mut self, error: io::Error) -> Next {
         let message: Arc<str> = RecordingError::Write {
-            path: path.clone(),
+            path: self.path.clone(),
             message: error.to_string(),
         }
         .to_string()
         .into();
-        let _ = failure.send(Some(message));
-        rx.close();
-    };
+        let _ = self.failure.send(Some(message));
+        self.rx.close();
+        Next::Done
+    }
 
-    loop {
-        let command = match held.take() {
-            Some(command) => Some(command),
-            None => rx.blocking_recv(),
-        };
-        if writer.files.dirty
-            && (matches!(command, Some(Command::Tick))
-                || flushed_at.elapsed() >= options.flush_interval)
-        {
-            if let Err(e) = writer.flush() {
-                fail(e, &mut rx);
-                return;
+    /// Handles `first` (`None`: every handle is gone) and then every command already
+    /// queued, without waiting for more.
+    fn work(&mut self, first: Option<Command>) -> Next {
+        let mut command = first;
+        loop {
+            if let Some(next) = self.handle(command) {
+                return next;
             }
-            flushed_at = Instant::now();
+            command = match self.held.take() {
+                Some(command) => Some(command),
+                None => match self.rx.try_recv() {
+                    Ok(command) => Some(command),
+                    Err(mpsc::error::TryRecvError::Empty) => return Next::More,
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                },
+            };
+        }
+    }
+
+    /// One command; `Some` when the worker stops or the batch ends with it.
+    fn handle(&mut self, command: Option<Command>) -> Option<Next> {
+        if self.writer.files.dirty
+            && (matches!(command, Some(Command::Tick))
+                || self.flushed_at.elapsed() >= self.options.flush_interval)
+        {
+            if let Err(e) = self.writer.flush() {
+                return Some(self.fail(e));
+            }
+            self.flushed_at = Instant::now();
         }
         let result = match command {
-            Some(Command::Tick) => Ok(()),
+            Some(Command::Tick) => {
+                // A quiet moment: give back what a burst of output made the buffers grow to.
+                self.writer.trim();
+                Ok(())
+            }
             Some(Command::Event {
                 at,
                 kind: kind @ (EventKind::Output | EventKind::ErrorOutput | EventKind::Input),
                 data,
             }) => {
                 // Merge chunks of the same kind already waiting into one event.
-                writer.begin(at, kind);
+                self.writer.begin(at, kind);
                 let mut merged = 0;
                 for chunk in &data {
-                    writer.push(kind, chunk);
+                    self.writer.push(kind, chunk);
                     merged += chunk.len();
                 }
-                while merged < options.coalesce_bytes {
-                    match rx.try_recv() {
+                while merged < self.options.coalesce_bytes {
+                    match self.rx.try_recv() {
                         Ok(Command::Event {
                             kind: next_kind,
                             data,
                             ..
                         }) if next_kind == kind => {
                             for chunk in &data {
-                                writer.push(kind, chunk);
+                                self.writer.push(kind, chunk);
                                 merged += chunk.len();
                             }
                         }
                         Ok(other) => {
-                            held = Some(other);
+                            self.held = Some(other);
                             break;
                         }
                         Err(_) => break,
                     }
                 }
-                writer.end()
+                self.writer.end()
             }
             Some(Command::Event { at, kind, data }) => {
-                writer.begin(at, kind);
+                self.writer.begin(at, kind);
                 for chunk in &data {
-                    writer.push(kind, chunk);
+                    self.writer.push(kind, chunk);
                 }
-                writer.end()
+                self.writer.end()
             }
             Some(Command::Subscribe { reply }) => {
+                let writer = &mut self.writer;
                 let subscription = writer.flush().map(|()| Subscription {
-                    path: path.clone(),
+                    path: self.path.clone(),
                     first: writer.watch_header.clone(),
                     lines_on_disk: if writer.watch_header.is_some() {
                         0
                     } else {
                         writer.files.lines
                     },
-                    live: writer.files.live.subscribe(),
+                    live: writer.files.watch(),
                 });
                 let result = subscription.map_err(|e| RecordingError::Write {
-                    path: path.clone(),
+                    path: self.path.clone(),
                     message: e.to_string(),
                 });
                 let failed = result.is_err();
                 let _ = reply.send(result);
                 if failed {
                     // Reported to the session by the next write as well; stop here.
-                    let _ = failure.send(Some("cannot flush the recording".into()));
-                    rx.close();
-                    return;
+                    let _ = self.failure.send(Some("cannot flush the recording".into()));
+                    self.rx.close();
+                    return Some(Next::Done);
                 }
                 Ok(())
             }
             Some(Command::Finish { at, reason, done }) => {
-                let result =
-                    writer
-                        .finish(at, &reason, &id, &path)
-                        .map_err(|e| RecordingError::Write {
-                            path: path.clone(),
-                            message: e.to_string(),
-                        });
+                let result = self
+                    .writer
+                    .finish(at, &reason, &self.id, &self.path)
+                    .map_err(|e| RecordingError::Write {
+                        path: self.path.clone(),
+                        message: e.to_string(),
+                    });
                 if let Err(e) = &result {
-                    let _ = failure.send(Some(e.to_string().into()));
+                    let _ = self.failure.send(Some(e.to_string().into()));
                 }
                 let _ = done.send(result);
-                return;
+                return Some(Next::Done);
             }
             None => {
                 // Every handle was dropped without finish(): still close the file properly.
-                if let Err(e) = writer.finish(
-                    options.time.now().saturating_duration_since(started),
-                    "recording closed",
-                    &id,
-                    &path,
-                ) {
-                    fail(e, &mut rx);
+                let at = self
+                    .options
+                    .time
+                    .now()
+                    .saturating_duration_since(self.started);
+                let closed = self
+                    .writer
+                    .finish(at, "recording closed", &self.id, &self.path);
+                if let Err(e) = closed {
+                    self.fail(e);
                 }
-                return;
+                return Some(Next::Done);
             }
         };
-        if let Err(e) = result {
-            fail(e, &mut rx);
-            return;
+        match result {
+            Ok(()) => None,
+            Err(e) => Some(self.fail(e)),
         }
     }
 }

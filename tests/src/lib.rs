@@ -21,6 +21,7 @@ pub mod cluster;
 pub mod disk;
 pub mod in_process;
 pub mod keys;
+pub mod light_upstream;
 pub mod postgres;
 pub mod raw;
 pub mod sshd;

@@ -5,6 +5,10 @@
 //! alternate screen, which is a cheap scan for ESC); the emulator parses it when someone
 //! asks. A flood of output (`cat` of a large file) therefore costs a copy, not a parse, and
 //! only its tail — which is all a screen can show — is parsed at the next Enter.
+//!
+//! Between reads the emulator is parked: its screen kept as the escape sequences that redraw
+//! it (a prompt's worth of bytes), not as its grid of cells (32 bytes a cell, 61 KiB for
+//! 80 × 24, held by every idle terminal). The next read redraws it on a fresh emulator.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU16;
@@ -33,7 +37,10 @@ pub struct Screen {
 }
 
 struct State {
-    parser: vt100::Parser,
+    /// The emulator while it is in use; `None` while parked.
+    parser: Option<vt100::Parser>,
+    /// The parked screen: what redraws it on a fresh emulator (contents, cursor, modes).
+    parked: Vec<u8>,
     pending: VecDeque<u8>,
     /// `pending` lost its beginning: parse its tail on a fresh emulator.
     truncated: bool,
@@ -76,7 +83,8 @@ impl Screen {
         let size = (dimension(rows, 24, MAX_ROWS), dimension(cols, 80, MAX_COLS));
         Self {
             state: Mutex::new(State {
-                parser: vt100::Parser::new(size.0, size.1, 0),
+                parser: None,
+                parked: Vec::new(),
                 pending: VecDeque::new(),
                 truncated: false,
                 alternate: AlternateScan::default(),
@@ -116,10 +124,10 @@ impl Screen {
     /// The client's terminal was resized.
     pub fn resize(&self, rows: u32, cols: u32) {
         let mut state = self.state();
-        state.parse();
         state.size = (dimension(rows, 24, MAX_ROWS), dimension(cols, 80, MAX_COLS));
         let (rows, cols) = state.size;
-        state.parser.screen_mut().set_size(rows, cols);
+        state.parse().screen_mut().set_size(rows, cols);
+        state.park();
     }
 
     /// Output pieces seen so far, and when the last arrived.
@@ -157,8 +165,12 @@ impl Screen {
     /// The logical line under the cursor.
     pub fn cursor_line(&self) -> CursorLine {
         let mut state = self.state();
-        state.parse();
-        let screen = state.parser.screen();
+        let line = Self::read_cursor_line(state.parse().screen());
+        state.park();
+        line
+    }
+
+    fn read_cursor_line(screen: &vt100::Screen) -> CursorLine {
         let (row, col) = screen.cursor_position();
         let (_, cols) = screen.size();
         let cols = cols.get();
@@ -212,22 +224,51 @@ impl State {
         }
     }
 
-    /// Brings the emulator up to date with the pending output.
-    fn parse(&mut self) {
-        if self.truncated {
-            let (rows, cols) = self.size;
-            self.parser = vt100::Parser::new(rows, cols, 0);
-            if self.alternate.on {
-                self.parser.process(b"\x1b[?1049h");
+    /// Brings the emulator up to date with the pending output, unparking it first.
+    fn parse(&mut self) -> &mut vt100::Parser {
+        let (rows, cols) = self.size;
+        let parked = std::mem::take(&mut self.parked);
+        let alternate = self.alternate.on;
+        let truncated = std::mem::take(&mut self.truncated);
+        let parser = self.parser.get_or_insert_with(|| {
+            let mut parser = vt100::Parser::new(rows, cols, 0);
+            // The parked screen is the one that was showing; what the main screen held
+            // under a full-screen program is gone, as on a flood (the shell redraws its
+            // prompt when the program exits).
+            if alternate {
+                parser.process(b"\x1b[?1049h");
             }
-            self.truncated = false;
+            if !truncated {
+                parser.process(&parked);
+            }
+            parser
+        });
+        if truncated {
+            // The pending output lost its beginning: only its tail can be on the screen.
+            *parser = vt100::Parser::new(rows, cols, 0);
+            if alternate {
+                parser.process(b"\x1b[?1049h");
+            }
         }
         let (front, back) = self.pending.as_slices();
-        self.parser.process(front);
-        self.parser.process(back);
+        parser.process(front);
+        parser.process(back);
         self.pending.clear();
+        parser
+    }
+
+    /// Parks the emulator: keeps what redraws its screen and frees its grid, and gives back
+    /// what a flood made the pending buffer grow to.
+    fn park(&mut self) {
+        if let Some(parser) = self.parser.take() {
+            self.parked = parser.screen().state_formatted().into_bytes();
+        }
+        self.pending.shrink_to(PENDING_KEPT);
     }
 }
+
+/// What the pending buffer keeps between reads.
+const PENDING_KEPT: usize = 4096;
 
 /// Follows switches to and from the alternate screen (`CSI ? 1049 h/l`, also 1047 and 47)
 /// and of bracketed paste (`CSI ? 2004 h/l`) across pieces of output, by looking only at
@@ -319,6 +360,47 @@ impl AlternateScan {
 mod tests {
     use super::*;
 
+    /// The line a never-parked emulator shows, for comparison.
+    fn unparked_line(rows: u32, cols: u32, output: &[u8]) -> CursorLine {
+        let mut parser = vt100::Parser::new(
+            dimension(rows, 24, MAX_ROWS),
+            dimension(cols, 80, MAX_COLS),
+            0,
+        );
+        parser.process(output);
+        Screen::read_cursor_line(parser.screen())
+    }
+
+    #[test]
+    fn a_parked_screen_reads_as_if_it_had_never_been_parked() {
+        // Prompts in colour, typing, line editing (cursor left, erase to the end, insert),
+        // a line wider than the terminal, a cursor left in the pending-wrap column, the
+        // alternate screen and back, bracketed paste, a wide character.
+        let pieces: &[&[u8]] = &[
+            b"\x1b[?2004h\x1b[01;32mroot@vm\x1b[00m:\x1b[01;34m~\x1b[00m# ",
+            b"ls -la /et",
+            b"c\x08\x08\x08\x1b[K",
+            b"\x1b[1@X",
+            b"\r\n\x1b[?2004ltotal 0\r\n\x1b[?2004hroot@vm:~# ",
+            &[b'y'; 130],
+            b"\r\nroot@vm:~# 1234567890123456789012345678901234567890123456789012345678901234567890123456789",
+            b"0",
+            b"\x1b[?1049h\x1b[Hvim screen",
+            b"\x1b[?1049l\r\nroot@vm:~# caf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87 ok",
+        ];
+        let screen = Screen::new(24, 80);
+        let mut so_far = Vec::new();
+        for piece in pieces {
+            screen.feed(piece);
+            so_far.extend_from_slice(piece);
+            let line = screen.cursor_line();
+            assert!(screen.state().parser.is_none(), "parked after reading");
+            // Only the alternate screen's switch loses what the main screen held under it,
+            // as documented; the shell's next prompt is what is read after it.
+            assert_eq!(line, unparked_line(24, 80, &so_far), "after {piece:?}");
+        }
+    }
+
     #[test]
     fn the_line_under_the_cursor_with_its_prompt() {
         let screen = Screen::new(24, 80);
@@ -348,7 +430,7 @@ mod tests {
             )
         );
         screen.resize(u32::MAX, 0);
-        let (rows, cols) = screen.state().parser.screen().size();
+        let (rows, cols) = screen.state().parse().screen().size();
         assert_eq!((rows.get(), cols.get()), (MAX_ROWS, 80));
         screen.feed(b"$ echo hi");
         assert_eq!(screen.cursor_line().text, "$ echo hi");
@@ -380,7 +462,7 @@ mod tests {
         screen.feed("x".repeat(MAX_PENDING * 2).as_bytes());
         assert!(screen.alternate());
         screen.cursor_line();
-        assert!(screen.state().parser.screen().alternate_screen());
+        assert!(screen.state().parse().screen().alternate_screen());
         screen.feed(b"\x1b[?1049l$ ");
         assert!(!screen.alternate());
         screen.feed(b"\x1b[?47h");
