@@ -59,6 +59,7 @@ pub(super) async fn uplink(task: UplinkTask) {
                 message = queue.recv() => message,
                 () = session.control.ended() => None,
                 () = closed.cancelled() => return,
+                () = park_when_idle(gate.as_deref()) => continue,
             },
         };
         let Some(message) = message else {
@@ -238,5 +239,14 @@ struct ReleaseOnExit(Arc<Flow>);
 impl Drop for ReleaseOnExit {
     fn drop(&mut self) {
         self.0.uplink_gone();
+    }
+}
+
+/// Resolves once the gate's terminal emulator has been parked for idleness (see
+/// [`Gate::park_when_idle`]); never without a gate.
+async fn park_when_idle(gate: Option<&Gate>) {
+    match gate {
+        Some(gate) => gate.park_when_idle().await,
+        None => std::future::pending().await,
     }
 }

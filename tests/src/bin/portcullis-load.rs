@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! cargo build --release -p portcullis-tests --bins
-//! target/release/portcullis-load traffic [--sessions 200] [--seconds 60] [--rate-kib 32]
-//! target/release/portcullis-load idle [--sessions 1000]
+//! target/release/portcullis-load traffic [--sessions 200] [--seconds 60] [--rate-kib 8]
+//! target/release/portcullis-load idle [--sessions 1000] [--typed]
 //! target/release/portcullis-load storm [--logins 500] [--seconds 10]
 //! target/release/portcullis-load flood [--connections 1000]
 //! ```
@@ -16,7 +16,8 @@
 //!   runs, keystroke echo latency on a terminal through the bastion and straight to sshd.
 //! * `idle`: interactive sessions that sit at their prompt, behind a light russh upstream
 //!   (thousands of sshd processes do not fit beside them): the bastion's memory per session
-//!   and its CPU while they idle.
+//!   and its CPU while they idle. With `--typed`, each first types a line (so the command
+//!   gate has read its screen) and then idles.
 //! * `storm`: logins as fast as they come, a fifth of them with a key the bastion does not
 //!   know: every good one gets in, the bad ones are refused and counted, nothing crashes.
 //! * `flood`: connections from 127.0.0.2 that never authenticate, then a real login from
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use portcullis_tests::light_upstream::LightUpstream;
 use portcullis_tests::raw::{self, RawSsh, memory_kib};
-use portcullis_tests::{Bastion, ConfigText, Keypair, Sshd};
+use portcullis_tests::{Bastion, ConfigText, Keypair, LocalUser, Sshd};
 use russh::ChannelMsg;
 
 const USER: &str = "load";
@@ -56,11 +57,12 @@ fn main() {
             &runtime,
             number("--sessions", 200) as usize,
             Duration::from_secs(number("--seconds", 60)),
-            number("--rate-kib", 32) as usize,
+            number("--rate-kib", 8) as usize,
         ),
         "idle" => idle(
             &runtime,
             number("--sessions", 1000) as usize,
+            args.iter().any(|a| a == "--typed"),
             Duration::from_secs(number("--pause", 0)),
         ),
         "storm" => storm(
@@ -87,10 +89,8 @@ impl Rig {
         let scratch = tempfile::Builder::new().prefix("load-").tempdir().unwrap();
         let key = Keypair::generate(scratch.path(), "load");
         let mut config = ConfigText::default();
-        config.server(&format!(
-            "max_connections = {}\nmax_unauthenticated_per_source = 100",
-            sessions + 200
-        ));
+        // Room for the sessions; the pre-login limits stay at their defaults.
+        config.server(&format!("max_connections = {}", sessions + 200));
         config.user(USER, &[&key.public]);
         targets(&mut config);
         config.role("load", &[USER], &["*"]);
@@ -112,13 +112,39 @@ impl Rig {
             .expect("login")
     }
 
+    /// Client number `index`'s login, from an address of its own (as users at their own
+    /// machines: the bastion limits unauthenticated connections per address).
+    async fn login_as(&self, index: usize, target: &str) -> RawSsh {
+        let source = IpAddr::from([127, 1, (index / 250) as u8, (index % 250) as u8 + 1]);
+        match self.try_login(source, target, &self.key).await {
+            Ok(ssh) => ssh,
+            Err(why) => {
+                let log = self.bastion.log();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                panic!("login of client {index} from {source}: {why}; bastion log ends: {tail:#?}")
+            }
+        }
+    }
+
     async fn login_from(&self, source: IpAddr, target: &str, key: &Keypair) -> Option<RawSsh> {
+        self.try_login(source, target, key).await.ok()
+    }
+
+    /// A login, or why it failed.
+    async fn try_login(
+        &self,
+        source: IpAddr,
+        target: &str,
+        key: &Keypair,
+    ) -> Result<RawSsh, String> {
         let mut ssh = RawSsh::connect_from(source, self.bastion.address(), &self.host_key())
             .await
-            .ok()?;
-        ssh.login_key(&format!("{USER}+{target}"), key)
-            .await
-            .then_some(ssh)
+            .map_err(|e| format!("connect: {e}"))?;
+        if ssh.login_key(&format!("{USER}+{target}"), key).await {
+            Ok(ssh)
+        } else {
+            Err("the key was refused".to_owned())
+        }
     }
 
     fn host_key(&self) -> String {
@@ -146,8 +172,10 @@ fn threads(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
-/// Bytes a session sends: xorshift noise (binary for exec channels; printable with a line
-/// end every 64 bytes for terminals, as typing would be).
+/// Bytes a session sends: xorshift noise (binary for exec channels; printable for terminals,
+/// with an Enter every 4 KiB: the command gate reads the screen at each Enter, after the
+/// shell's echo has been quiet for 40 ms, so lines come at pasting pace, not hundreds a
+/// second).
 fn payload(seed: u64, len: usize, terminal: bool) -> Vec<u8> {
     let mut x = seed | 1;
     (0..len)
@@ -157,7 +185,7 @@ fn payload(seed: u64, len: usize, terminal: bool) -> Vec<u8> {
             x ^= x << 17;
             if !terminal {
                 (x >> 24) as u8
-            } else if i % 64 == 63 {
+            } else if i % 4096 == 4095 {
                 b'\r'
             } else {
                 b'!' + ((x >> 24) % 94) as u8
@@ -174,12 +202,42 @@ struct Moved {
     terminal: bool,
     sent: usize,
     intact: bool,
+    /// Why it could not run, if it could not.
+    failure: Option<String>,
+}
+
+/// Waits for the remote command's whole `READY` line (raw mode leaves "\n" as it is on a
+/// terminal too): nothing is sent before it, so everything after it is the echo.
+async fn ready(channel: &mut russh::Channel<russh::client::Msg>) -> Result<(), String> {
+    let mut seen = Vec::new();
+    let waited = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(message) = channel.wait().await {
+            if let ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } = message {
+                seen.extend_from_slice(&data);
+                if seen.ends_with(b"READY\n") {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+    .await;
+    match waited {
+        Ok(true) => Ok(()),
+        _ => Err(format!(
+            "the remote command did not get ready: {:?}",
+            String::from_utf8_lossy(&seen)
+        )),
+    }
 }
 
 /// One session of `traffic`: sends paced noise for `length`, reads it all back.
 async fn moving_session(rig: Arc<Rig>, index: usize, length: Duration, rate: usize) -> Moved {
     let terminal = index % 2 == 1;
-    let ssh = rig.login("web01").await;
+    // Users arrive over a few seconds, not in one instant: the bastion admits a bounded
+    // number of logins at a time (max_unauthenticated), as sshd's MaxStartups does.
+    tokio::time::sleep(Duration::from_millis(20) * index as u32).await;
+    let ssh = rig.login_as(index, "web01").await;
     let mut channel = ssh.session().await;
     if terminal {
         channel
@@ -194,7 +252,14 @@ async fn moving_session(rig: Arc<Rig>, index: usize, length: Duration, rate: usi
         "echo READY; exec cat"
     };
     channel.exec(true, command).await.unwrap();
-    assert!(raw::read_until(&mut channel, "READY", Duration::from_secs(60)).await);
+    if let Err(why) = ready(&mut channel).await {
+        return Moved {
+            terminal,
+            sent: 0,
+            intact: false,
+            failure: Some(format!("session {index}: {why}")),
+        };
+    }
     let (mut reader, writer) = channel.split();
     let chunk = 4096;
     let per_second = rate * 1024 / chunk;
@@ -211,8 +276,6 @@ async fn moving_session(rig: Arc<Rig>, index: usize, length: Duration, rate: usi
         writer
     });
     let mut received = Vec::with_capacity(expected);
-    // Skip what is left of the READY line (a terminal may send "\r\n" or "\n").
-    let mut skipping = true;
     while received.len() < expected {
         let Some(message) = tokio::time::timeout(Duration::from_secs(120), reader.wait())
             .await
@@ -222,14 +285,7 @@ async fn moving_session(rig: Arc<Rig>, index: usize, length: Duration, rate: usi
             break;
         };
         if let ChannelMsg::Data { data } = message {
-            let mut bytes = &data[..];
-            if skipping {
-                while let [b'\r' | b'\n', rest @ ..] = bytes {
-                    bytes = rest;
-                }
-                skipping = bytes.is_empty();
-            }
-            received.extend_from_slice(bytes);
+            received.extend_from_slice(&data);
         }
     }
     let writer = sending.await.unwrap();
@@ -239,6 +295,7 @@ async fn moving_session(rig: Arc<Rig>, index: usize, length: Duration, rate: usi
         terminal,
         sent: expected,
         intact: received.len() == expected && sha256(&received) == sent_digest,
+        failure: None,
     }
 }
 
@@ -254,7 +311,7 @@ async fn echo_latency(ssh: &RawSsh, count: usize) -> Vec<Duration> {
         .exec(true, "stty raw -echo; echo READY; exec cat")
         .await
         .unwrap();
-    assert!(raw::read_until(&mut channel, "READY", Duration::from_secs(60)).await);
+    ready(&mut channel).await.expect("the echo session");
     let (mut reader, writer) = channel.split();
     let mut samples = Vec::with_capacity(count);
     let mut pace = tokio::time::interval(Duration::from_millis(50));
@@ -281,10 +338,17 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// The upstream account: a fresh one, so the upstream shell starts as a stock account's
+/// does (root's rc files on a development machine may run anything at each login).
+fn upstream_account() -> LocalUser {
+    LocalUser::create()
+}
+
 fn traffic(runtime: &tokio::runtime::Runtime, sessions: usize, length: Duration, rate: usize) {
     let sshd = Sshd::start();
+    let account = upstream_account();
     let rig = Rig::new(sessions, |config| {
-        config.target("web01", &sshd, "root", "web01");
+        config.target("web01", &sshd, &account.name, "web01");
     });
     rig.bastion.vault_key_for("web01", &sshd);
     sshd.authorize(&rig.key.public);
@@ -305,12 +369,17 @@ fn traffic(runtime: &tokio::runtime::Runtime, sessions: usize, length: Duration,
             .collect();
         // Echo latency while the load runs, through the bastion and straight to sshd.
         tokio::time::sleep(length / 4).await;
+        eprintln!("  [{:?}] measuring keystroke echo", started.elapsed());
         let through = echo_latency(&rig.login("web01").await, 200).await;
         let mut direct_ssh = RawSsh::connect(sshd.address().parse().unwrap(), sshd.host_key())
             .await
             .unwrap();
-        assert!(direct_ssh.login_key("root", &rig.key).await);
+        assert!(direct_ssh.login_key(&account.name, &rig.key).await);
         let direct = echo_latency(&direct_ssh, 200).await;
+        eprintln!(
+            "  [{:?}] waiting for the sessions to finish",
+            started.elapsed()
+        );
         let mut moved = Vec::new();
         for task in running {
             moved.push(task.await.unwrap());
@@ -322,6 +391,22 @@ fn traffic(runtime: &tokio::runtime::Runtime, sessions: usize, length: Duration,
     let (rss_after, peak) = memory_kib(pid);
     let (moved, through, direct) = results;
     let intact = moved.iter().filter(|m| m.intact).count();
+    let failures: Vec<&String> = moved.iter().filter_map(|m| m.failure.as_ref()).collect();
+    if !failures.is_empty() {
+        println!(
+            "  {} sessions failed, e.g. {:?}",
+            failures.len(),
+            &failures[..failures.len().min(3)]
+        );
+        let log = rig.bastion.log();
+        for line in log
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .take(20)
+        {
+            println!("  bastion: {line}");
+        }
+    }
     let bytes: usize = moved.iter().map(|m| m.sent).sum();
     let terminals = moved.iter().filter(|m| m.terminal).count();
     println!(
@@ -351,6 +436,7 @@ fn traffic(runtime: &tokio::runtime::Runtime, sessions: usize, length: Duration,
         percentile(&direct, 0.5).as_secs_f64() * 1000.0,
         percentile(&direct, 0.99).as_secs_f64() * 1000.0,
     );
+    eprintln!("  [{:?}] verifying the recordings", started.elapsed());
     let recordings = rig.bastion.recordings();
     let verified = recordings
         .iter()
@@ -371,7 +457,7 @@ fn traffic(runtime: &tokio::runtime::Runtime, sessions: usize, length: Duration,
 
 /// `pause`: a wait before the sessions open and after they are measured, announced, for
 /// attaching a heap profiler (`heaptrack -p PID`) to the bastion.
-fn idle(runtime: &tokio::runtime::Runtime, sessions: usize, pause: Duration) {
+fn idle(runtime: &tokio::runtime::Runtime, sessions: usize, typed: bool, pause: Duration) {
     let scratch = tempfile::tempdir().unwrap();
     let upstream = runtime.block_on(LightUpstream::start(scratch.path()));
     let address = upstream.address.to_string();
@@ -387,7 +473,12 @@ fn idle(runtime: &tokio::runtime::Runtime, sessions: usize, pause: Duration) {
     let pid = rig.pid();
     let rig = Arc::new(rig);
     println!(
-        "idle: {sessions} interactive sessions at their prompt, through portcullis to a light upstream"
+        "idle: {sessions} interactive sessions at their prompt{}, through portcullis to a light upstream",
+        if typed {
+            ", each after typing a line"
+        } else {
+            ""
+        }
     );
 
     let open = |count: usize| {
@@ -399,16 +490,29 @@ fn idle(runtime: &tokio::runtime::Runtime, sessions: usize, pause: Duration) {
             for wave in (0..count).collect::<Vec<_>>().chunks(50) {
                 let tasks: Vec<_> = wave
                     .iter()
-                    .map(|_| {
+                    .map(|&index| {
                         let rig = rig.clone();
                         let opened = opened.clone();
                         tokio::spawn(async move {
-                            let ssh = rig.login("light").await;
+                            let ssh = rig.login_as(index, "light").await;
                             let mut channel = raw::shell(&ssh, 80, 24).await;
                             assert!(
                                 raw::read_until(&mut channel, "light$ ", Duration::from_secs(60))
                                     .await
                             );
+                            if typed {
+                                // The light upstream echoes: the line shows, and its Enter
+                                // makes the gate read the screen.
+                                channel.data(&b"echo typed\r"[..]).await.unwrap();
+                                assert!(
+                                    raw::read_until(
+                                        &mut channel,
+                                        "typed\r",
+                                        Duration::from_secs(60)
+                                    )
+                                    .await
+                                );
+                            }
                             opened.fetch_add(1, Ordering::Relaxed);
                             (ssh, channel)
                         })
@@ -458,15 +562,16 @@ fn idle(runtime: &tokio::runtime::Runtime, sessions: usize, pause: Duration) {
 
 fn storm(runtime: &tokio::runtime::Runtime, logins: usize, within: Duration) {
     let sshd = Sshd::start();
+    let account = upstream_account();
     let mut rig = Rig::new(logins, |config| {
-        config.target("web01", &sshd, "root", "web01");
+        config.target("web01", &sshd, &account.name, "web01");
     });
     rig.bastion.vault_key_for("web01", &sshd);
     rig.bastion.start();
     let rig = Arc::new(rig);
     let stranger = Keypair::generate(rig.scratch.path(), "stranger");
     println!(
-        "storm: {logins} logins in {}s from 10 addresses, every fifth with an unknown key",
+        "storm: {logins} logins in {}s: four in five by users from 10 addresses, one in five by an intruder (an unknown user) from 10 others",
         within.as_secs()
     );
     let started = Instant::now();
@@ -476,16 +581,25 @@ fn storm(runtime: &tokio::runtime::Runtime, logins: usize, within: Duration) {
             // Spread evenly over the window.
             let at = within * i as u32 / logins as u32;
             let rig = rig.clone();
-            let key = if i % 5 == 4 {
-                stranger.clone()
-            } else {
-                rig.key.clone()
-            };
+            let stranger = stranger.clone();
             tasks.push(tokio::spawn(async move {
                 tokio::time::sleep(at.saturating_sub(started.elapsed())).await;
-                let source = IpAddr::from([127, 0, 0, 10 + (i % 10) as u8]);
                 let good = i % 5 != 4;
-                let Some(ssh) = rig.login_from(source, "web01", &key).await else {
+                let ssh = if good {
+                    let source = IpAddr::from([127, 0, 0, 10 + (i % 10) as u8]);
+                    rig.login_from(source, "web01", &rig.key).await
+                } else {
+                    let source = IpAddr::from([127, 0, 0, 20 + (i % 10) as u8]);
+                    match RawSsh::connect_from(source, rig.bastion.address(), &rig.host_key()).await
+                    {
+                        Ok(mut client) => client
+                            .login_key("intruder+web01", &stranger)
+                            .await
+                            .then_some(client),
+                        Err(_) => None,
+                    }
+                };
+                let Some(ssh) = ssh else {
                     return (good, false);
                 };
                 let ran = raw::exec(&ssh, b"echo in").await;
@@ -503,9 +617,13 @@ fn storm(runtime: &tokio::runtime::Runtime, logins: usize, within: Duration) {
     let good_in = outcomes.iter().filter(|(good, ok)| *good && *ok).count();
     let bad_in = outcomes.iter().filter(|(good, ok)| !*good && *ok).count();
     let failures = rig.bastion.audit_events("auth.failure").len();
+    // Every refusal is logged; the audit log takes pre-login events within a budget.
+    let log = rig.bastion.log();
+    let refused = log.matches("authentication refused").count();
+    let throttled_logged = log.matches("authentication throttled").count();
     let throttled = rig.bastion.audit_events("auth.throttled").len();
     println!(
-        "  in {:.1}s: {good_in}/{good} good logins ran their command; {bad_in} unknown-key logins got in; auth.failure events: {failures}, auth.throttled: {throttled}; bastion running: {}",
+        "  in {:.1}s: {good_in}/{good} good logins ran their command; {bad_in} intruder logins got in; logged: {refused} refused and {throttled_logged} throttled (audited within the pre-login budget: {failures} auth.failure, {throttled} auth.throttled); bastion running: {}",
         wall.as_secs_f64(),
         Arc::try_unwrap(rig)
             .ok()
@@ -518,8 +636,9 @@ fn storm(runtime: &tokio::runtime::Runtime, logins: usize, within: Duration) {
 
 fn flood(runtime: &tokio::runtime::Runtime, connections: usize) {
     let sshd = Sshd::start();
+    let account = upstream_account();
     let mut rig = Rig::new(connections, |config| {
-        config.target("web01", &sshd, "root", "web01");
+        config.target("web01", &sshd, &account.name, "web01");
     });
     rig.bastion.vault_key_for("web01", &sshd);
     rig.bastion.start();

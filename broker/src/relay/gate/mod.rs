@@ -48,6 +48,8 @@ const ECHO_WAIT: Duration = Duration::from_secs(3);
 /// For a line nothing was echoed for (a password prompt): how long to wait before deciding
 /// that nothing will be.
 const BLIND_WAIT: Duration = Duration::from_millis(150);
+/// How long a terminal must be idle (nothing typed) before its emulator is parked.
+const PARK_AFTER: Duration = Duration::from_secs(2);
 /// What a line typed while the upstream was not echoing is recorded as.
 const REDACTED: &[u8] = b"[redacted]";
 
@@ -390,6 +392,17 @@ impl Gate {
                 record_input(io, data).await;
             }
         }
+    }
+
+    /// Parks the screen's emulator once nothing has been typed for [`PARK_AFTER`]; never
+    /// resolves while it cannot be parked (parked already, or under a full-screen program):
+    /// an idle terminal sets no timer.
+    pub(super) async fn park_when_idle(&self) {
+        if !self.screen.is_parkable() {
+            return std::future::pending().await;
+        }
+        tokio::time::sleep(PARK_AFTER).await;
+        self.screen.park();
     }
 
     /// Waits until the screen shows the line: the shell has reacted to the last key sent and

@@ -6,9 +6,11 @@
 //! asks. A flood of output (`cat` of a large file) therefore costs a copy, not a parse, and
 //! only its tail — which is all a screen can show — is parsed at the next Enter.
 //!
-//! Between reads the emulator is parked: its screen kept as the escape sequences that redraw
-//! it (a prompt's worth of bytes), not as its grid of cells (32 bytes a cell, 61 KiB for
-//! 80 × 24, held by every idle terminal). The next read redraws it on a fresh emulator.
+//! The emulator is made at the first read, and parked when the terminal goes idle (the
+//! uplink calls [`Screen::park`]): its screen kept as the escape sequences that redraw it (a
+//! prompt's worth of bytes), not as its grid of cells (32 bytes a cell, 61 KiB for 80 × 24,
+//! held by every idle terminal). The next read redraws it on a fresh emulator. While lines
+//! are being typed it stays: a read is then an incremental parse, not a redraw.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU16;
@@ -127,7 +129,31 @@ impl Screen {
         state.size = (dimension(rows, 24, MAX_ROWS), dimension(cols, 80, MAX_COLS));
         let (rows, cols) = state.size;
         state.parse().screen_mut().set_size(rows, cols);
-        state.park();
+    }
+
+    /// Whether the emulator is made (not parked).
+    pub fn is_live(&self) -> bool {
+        self.state().parser.is_some()
+    }
+
+    /// Whether [`Screen::park`] would park it: it is made, and the main screen shows (a
+    /// redraw carries only the screen that shows, and under a full-screen program the main
+    /// screen's lines must survive for when it exits).
+    pub fn is_parkable(&self) -> bool {
+        let state = self.state();
+        state
+            .parser
+            .as_ref()
+            .is_some_and(|p| !p.screen().alternate_screen())
+            && !state.alternate.on
+    }
+
+    /// Parks the emulator until the next read (see the module's documentation), unless the
+    /// alternate screen shows.
+    pub fn park(&self) {
+        if self.is_parkable() {
+            self.state().park();
+        }
     }
 
     /// Output pieces seen so far, and when the last arrived.
@@ -164,10 +190,7 @@ impl Screen {
 
     /// The logical line under the cursor.
     pub fn cursor_line(&self) -> CursorLine {
-        let mut state = self.state();
-        let line = Self::read_cursor_line(state.parse().screen());
-        state.park();
-        line
+        Self::read_cursor_line(self.state().parse().screen())
     }
 
     fn read_cursor_line(screen: &vt100::Screen) -> CursorLine {
@@ -183,20 +206,14 @@ impl Screen {
         while last + 1 < rows.get() && screen.row_wrapped(last) {
             last += 1;
         }
-        let row_text = |r: u16, from: u16, width: u16| {
-            screen
-                .rows(from, width)
-                .nth(usize::from(r))
-                .unwrap_or_default()
-        };
         let mut text = String::new();
         let mut before_cursor = String::new();
         for r in first..=last {
-            let full = row_text(r, 0, cols);
+            let full = row_text(screen, r, cols);
             if r < row {
                 before_cursor.push_str(&full);
             } else if r == row {
-                before_cursor.push_str(&row_text(r, 0, col.min(cols)));
+                before_cursor.push_str(&row_text(screen, r, col.min(cols)));
             }
             text.push_str(&full);
         }
@@ -205,6 +222,32 @@ impl Screen {
             before_cursor,
         }
     }
+}
+
+/// The first `width` columns of `row` as text, as vt100's `Screen::rows` gives them (blanks
+/// between contents as spaces, none at the end, a wide character once) — for one row, from
+/// its cells: `rows` makes a string of every row above it first, and a read happens at every
+/// piece of output while a line is being settled.
+fn row_text(screen: &vt100::Screen, row: u16, width: u16) -> String {
+    let mut text = String::new();
+    let mut blanks = 0;
+    let mut col = 0;
+    while col < width {
+        let Some(cell) = screen.cell(row, col) else {
+            break;
+        };
+        if cell.has_contents() {
+            text.extend(std::iter::repeat_n(' ', blanks));
+            blanks = 0;
+            text.push_str(cell.contents());
+            // The second half of a wide character holds nothing of its own.
+            col += if cell.is_wide() { 2 } else { 1 };
+        } else {
+            blanks += 1;
+            col += 1;
+        }
+    }
+    text
 }
 
 impl State {
@@ -231,13 +274,9 @@ impl State {
         let alternate = self.alternate.on;
         let truncated = std::mem::take(&mut self.truncated);
         let parser = self.parser.get_or_insert_with(|| {
+            // Parked only while the main screen showed: the redraw is the main screen's, and
+            // a switch to the alternate screen since then is in the pending output.
             let mut parser = vt100::Parser::new(rows, cols, 0);
-            // The parked screen is the one that was showing; what the main screen held
-            // under a full-screen program is gone, as on a flood (the shell redraws its
-            // prompt when the program exits).
-            if alternate {
-                parser.process(b"\x1b[?1049h");
-            }
             if !truncated {
                 parser.process(&parked);
             }
@@ -263,12 +302,10 @@ impl State {
         if let Some(parser) = self.parser.take() {
             self.parked = parser.screen().state_formatted().into_bytes();
         }
-        self.pending.shrink_to(PENDING_KEPT);
+        // Empty after the parse: nothing of a flood's size stays held by an idle terminal.
+        self.pending.shrink_to_fit();
     }
 }
-
-/// What the pending buffer keeps between reads.
-const PENDING_KEPT: usize = 4096;
 
 /// Follows switches to and from the alternate screen (`CSI ? 1049 h/l`, also 1047 and 47)
 /// and of bracketed paste (`CSI ? 2004 h/l`) across pieces of output, by looking only at
@@ -394,10 +431,26 @@ mod tests {
             screen.feed(piece);
             so_far.extend_from_slice(piece);
             let line = screen.cursor_line();
-            assert!(screen.state().parser.is_none(), "parked after reading");
-            // Only the alternate screen's switch loses what the main screen held under it,
-            // as documented; the shell's next prompt is what is read after it.
+            assert!(screen.is_live());
+            let on_alternate = screen.alternate();
+            screen.park();
+            // Never parked while the alternate screen shows: the main screen must survive.
+            assert_eq!(screen.is_live(), on_alternate, "after {piece:?}");
             assert_eq!(line, unparked_line(24, 80, &so_far), "after {piece:?}");
+            // Each row read from its cells is what vt100 makes of it, at every width.
+            let mut parser =
+                vt100::Parser::new(dimension(24, 24, MAX_ROWS), dimension(80, 80, MAX_COLS), 0);
+            parser.process(&so_far);
+            let reference = parser.screen();
+            for width in [0, 1, 5, 79, 80] {
+                for (row, expected) in reference.rows(0, width).enumerate() {
+                    assert_eq!(
+                        row_text(reference, row as u16, width),
+                        expected,
+                        "row {row} width {width}"
+                    );
+                }
+            }
         }
     }
 
