@@ -15,24 +15,28 @@ use crate::services::Services;
 pub const CRASH_END: &str =
     "bastion crashed: sealed at its next start; the recording ends where it was last flushed";
 
-/// Seals every recording of `session` that a crashed run left unsealed.
-pub async fn seal_recordings(services: &Services, session: &str) {
+/// Seals every recording of `sessions` that a crashed run left unsealed (one look through
+/// the recordings directory for all of them).
+pub async fn seal_recordings(services: &Services, sessions: &[String]) {
+    if sessions.is_empty() {
+        return;
+    }
     let dir = services.recordings.dir.clone();
-    let prefix = format!("{session}-");
-    let found = tokio::task::spawn_blocking(move || unsealed_recordings(&dir, &prefix)).await;
+    let prefixes: Vec<String> = sessions.iter().map(|id| format!("{id}-")).collect();
+    let found = tokio::task::spawn_blocking(move || unsealed_recordings(&dir, &prefixes)).await;
     let paths = match found {
         Ok(Ok(paths)) => paths,
         Ok(Err(error)) => {
-            tracing::error!(%session, %error, "cannot look for the recordings of a session left open");
+            tracing::error!(%error, "cannot look for the recordings of sessions left open");
             return;
         }
         Err(error) => {
-            tracing::error!(%session, %error, "looking for a session's recordings failed");
+            tracing::error!(%error, "looking for the recordings of sessions left open failed");
             return;
         }
     };
-    for path in paths {
-        seal_one(services, session, path).await;
+    for (session, path) in paths {
+        seal_one(services, &session, path).await;
     }
 }
 
@@ -95,20 +99,24 @@ async fn seal_one(services: &Services, session: &str, path: PathBuf) {
     }
 }
 
-/// The recordings in `dir` whose ids start with `prefix` and that have no seal.
-fn unsealed_recordings(dir: &Path, prefix: &str) -> std::io::Result<Vec<PathBuf>> {
+/// The recordings in `dir` whose ids start with one of `prefixes` (`<session>-`) and that
+/// have no seal, each with its session.
+fn unsealed_recordings(dir: &Path, prefixes: &[String]) -> std::io::Result<Vec<(String, PathBuf)>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         let is_recording = path
             .extension()
             .is_some_and(|e| e == "cast" || e == portcullis_recorder::framed::EXTENSION);
-        if is_recording
-            && name.is_some_and(|n| n.starts_with(prefix))
-            && recover::is_unsealed(&path)?
-        {
-            found.push(path);
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let Some(prefix) = name
+            .filter(|_| is_recording)
+            .and_then(|name| prefixes.iter().find(|p| name.starts_with(p.as_str())))
+        else {
+            continue;
+        };
+        if recover::is_unsealed(&path)? {
+            found.push((prefix.trim_end_matches('-').to_owned(), path));
         }
     }
     found.sort();

@@ -82,6 +82,7 @@ pub async fn end_left_open(services: &Services) {
         }
     };
     let own_node = services.state.node().map(str::to_owned);
+    let mut ended = Vec::new();
     for record in left {
         if record.node.is_some() && record.node != own_node {
             continue;
@@ -114,6 +115,7 @@ pub async fn end_left_open(services: &Services) {
                     "bastion crashed: it stopped without ending this session (killed, or the machine went down); its byte counts were not kept",
                 ),
         );
-        super::abandoned::seal_recordings(services, &record.id).await;
+        ended.push(record.id);
     }
+    super::abandoned::seal_recordings(services, &ended).await;
 }

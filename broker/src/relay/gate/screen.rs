@@ -273,22 +273,24 @@ impl State {
         let parked = std::mem::take(&mut self.parked);
         let alternate = self.alternate.on;
         let truncated = std::mem::take(&mut self.truncated);
+        if truncated {
+            // The pending output lost its beginning: only its tail can be on the screen, so
+            // the emulator (or its parked screen) is stale.
+            self.parser = None;
+        }
         let parser = self.parser.get_or_insert_with(|| {
-            // Parked only while the main screen showed: the redraw is the main screen's, and
-            // a switch to the alternate screen since then is in the pending output.
             let mut parser = vt100::Parser::new(rows, cols, 0);
-            if !truncated {
+            if truncated {
+                if alternate {
+                    parser.process(b"\x1b[?1049h");
+                }
+            } else {
+                // Parked only while the main screen showed: the redraw is the main screen's,
+                // and a switch to the alternate screen since then is in the pending output.
                 parser.process(&parked);
             }
             parser
         });
-        if truncated {
-            // The pending output lost its beginning: only its tail can be on the screen.
-            *parser = vt100::Parser::new(rows, cols, 0);
-            if alternate {
-                parser.process(b"\x1b[?1049h");
-            }
-        }
         let (front, back) = self.pending.as_slices();
         parser.process(front);
         parser.process(back);
