@@ -39,7 +39,7 @@ const MAC_SUFFIX_LEN: usize = 8 + 64 + 2;
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
     event: &'static str,
-    fields: Vec<(&'static str, serde_json::Value)>,
+    fields: Vec<(std::borrow::Cow<'static, str>, serde_json::Value)>,
 }
 
 impl AuditEvent {
@@ -55,7 +55,16 @@ impl AuditEvent {
     pub fn with(mut self, key: &'static str, value: impl Serialize) -> Self {
         match serde_json::to_value(value) {
             Ok(serde_json::Value::Null) | Err(_) => {}
-            Ok(value) => self.fields.push((key, value)),
+            Ok(value) => self.fields.push((key.into(), value)),
+        }
+        self
+    }
+
+    /// Adds a field whose name is only known at run time (events the command line left in
+    /// the state store, see `cli_events`).
+    pub fn with_field(mut self, key: String, value: serde_json::Value) -> Self {
+        if !value.is_null() {
+            self.fields.push((key.into(), value));
         }
         self
     }

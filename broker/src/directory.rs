@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use portcullis_config::{Config, KeyPath, Problem, Secret};
+use portcullis_config::{Config, KeyPath, Problem, Secret, TargetAuth};
 use russh::keys::ssh_key::{Fingerprint, HashAlg, PublicKey};
 
 /// A user as the front door sees them.
@@ -47,10 +47,20 @@ pub struct TargetEntry {
     pub address: String,
     /// Upstream account.
     pub login: String,
-    /// Vault entry.
-    pub credential: String,
+    /// How portcullis logs in there.
+    pub auth: UpstreamAuth,
     /// Pinned host key.
     pub host_key: PublicKey,
+}
+
+/// How portcullis logs in to a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamAuth {
+    /// With this vault entry (a private key or a password).
+    Vaulted(String),
+    /// With a fresh key pair and a certificate for that one login, signed by the bastion's
+    /// user CA.
+    Certificate,
 }
 
 /// Everything identity-related from the config, parsed.
@@ -130,7 +140,12 @@ impl Directory {
                             name: target.name.clone(),
                             address: target.address_with_port(),
                             login: target.login.clone(),
-                            credential: target.credential.clone(),
+                            auth: match target.auth {
+                                TargetAuth::Credential => {
+                                    UpstreamAuth::Vaulted(target.credential.clone())
+                                }
+                                TargetAuth::Certificate => UpstreamAuth::Certificate,
+                            },
                             host_key,
                         },
                     );

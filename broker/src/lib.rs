@@ -51,6 +51,7 @@ pub mod authorized;
 pub mod bastion;
 pub mod catalog;
 pub mod cli;
+pub mod cli_events;
 pub mod cluster;
 pub mod cluster_secret;
 pub mod credentials;

@@ -20,6 +20,7 @@
 //! This crate does no I/O besides reading the file and knows nothing of SSH.
 
 pub mod base32;
+pub mod conditions;
 pub mod glob;
 pub mod load;
 pub mod problem;

@@ -256,7 +256,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::Access;
+    use crate::schema::{Access, TargetAuth};
 
     fn problems_of(text: &str) -> Vec<Problem> {
         match from_toml_str(text) {
@@ -321,6 +321,105 @@ access = "standing"
                 .iter()
                 .any(|p| p.contains("targets[0].login: is missing")),
             "{rendered:#?}"
+        );
+    }
+
+    #[test]
+    fn a_target_logs_in_with_either_a_credential_or_a_certificate_never_both_or_neither() {
+        let certificate =
+            from_toml_str(&GOOD.replace("credential = \"web01\"", "auth = \"certificate\""))
+                .expect("a certificate target needs no credential");
+        assert_eq!(certificate.targets[0].auth, TargetAuth::Certificate);
+        assert_eq!(
+            from_toml_str(GOOD).unwrap().targets[0].auth,
+            TargetAuth::Credential
+        );
+
+        let rendered = |text: &str| -> Vec<String> {
+            problems_of(text).iter().map(ToString::to_string).collect()
+        };
+        let both = rendered(&GOOD.replace(
+            "credential = \"web01\"",
+            "credential = \"web01\"\nauth = \"certificate\"",
+        ));
+        assert!(
+            both.iter()
+                .any(|p| p
+                    .contains("targets[0].credential: is not used with auth = \"certificate\"")),
+            "{both:#?}"
+        );
+        let neither = rendered(&GOOD.replace("credential = \"web01\"\n", ""));
+        assert!(
+            neither.iter().any(|p| p.contains(
+                "targets[0].credential: is missing (the vault entry to log in with; or set auth = \"certificate\""
+            )),
+            "{neither:#?}"
+        );
+        let unknown = rendered(&GOOD.replace("credential = \"web01\"", "auth = \"certificates\""));
+        assert!(
+            unknown.iter().any(|p| p.starts_with("line 14: ")
+                && p.contains("expected `credential` or `certificate`")),
+            "{unknown:#?}"
+        );
+    }
+
+    #[test]
+    fn activation_conditions_are_checked_with_their_keys() {
+        let eligible = |extra: &str| {
+            format!(
+                "{GOOD}\n[[roles]]\nname = \"oncall\"\nmembers = [\"alice\"]\ntargets = [\"web01\"]\n\
+                 access = \"eligible\"\nmax_duration = \"1h\"\n{extra}\n"
+            )
+        };
+        let config = from_toml_str(&eligible(
+            "activation_hours = \"Mon-Fri 08:00-18:00\"\ntimezone = \"Europe/Berlin\"\n\
+             activation_networks = [\"10.0.0.0/8\", \"::1\"]",
+        ))
+        .expect("valid conditions");
+        assert_eq!(config.roles[1].activation_networks.len(), 2);
+
+        let rendered = |text: &str| -> Vec<String> {
+            problems_of(text).iter().map(ToString::to_string).collect()
+        };
+        let bad = rendered(&eligible(
+            "activation_hours = \"weekdays\"\nactivation_networks = [\"10.0.0.0/8\", \"10.0.0.0/40\"]",
+        ));
+        assert!(
+            bad.iter()
+                .any(|p| p
+                    .contains("roles[1].activation_hours: \"weekdays\" is not a weekly window")),
+            "{bad:#?}"
+        );
+        assert!(
+            bad.iter().any(|p| p.contains(
+                "roles[1].activation_networks[1]: \"10.0.0.0/40\" is not an address block"
+            )),
+            "{bad:#?}"
+        );
+        let zone = rendered(&eligible(
+            "activation_hours = \"Mon-Fri 08:00-18:00\"\ntimezone = \"Europe/Nowhere\"",
+        ));
+        assert!(
+            zone.iter()
+                .any(|p| p.contains("roles[1].timezone: unknown time zone")),
+            "{zone:#?}"
+        );
+        let lone_zone = rendered(&eligible("timezone = \"UTC\""));
+        assert!(
+            lone_zone.iter().any(
+                |p| p.contains("roles[1].timezone: only means something with activation_hours")
+            ),
+            "{lone_zone:#?}"
+        );
+        let standing = rendered(&GOOD.replace(
+            "access = \"standing\"",
+            "access = \"standing\"\nactivation_networks = [\"10.0.0.0/8\"]",
+        ));
+        assert!(
+            standing.iter().any(|p| p.contains(
+                "roles[0].activation_networks: only means something with access = \"eligible\""
+            )),
+            "{standing:#?}"
         );
     }
 

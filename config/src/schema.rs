@@ -382,10 +382,26 @@ pub struct TargetConfig {
     pub address: String,
     /// The account portcullis logs in as upstream.
     pub login: String,
-    /// The vault entry holding that account's private key or password.
+    /// How portcullis logs in there: with a vaulted credential, or with a certificate made
+    /// for that one login.
+    pub auth: TargetAuth,
+    /// For `auth = "credential"`: the vault entry holding that account's private key or
+    /// password.
     pub credential: String,
     /// The target's pinned host key in OpenSSH format; any other key is refused.
     pub host_key: String,
+}
+
+/// How portcullis logs in to a target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetAuth {
+    /// With the vault entry `credential` names (a standing secret).
+    #[default]
+    Credential,
+    /// With a fresh key pair and a certificate the bastion's user CA signs for that one
+    /// login: nothing per target is stored anywhere (the target trusts the CA).
+    Certificate,
 }
 
 /// `[[roles]]`: who may reach which targets, and how.
@@ -419,6 +435,15 @@ pub struct RoleConfig {
     pub require_mfa: bool,
     /// For `eligible`: activation without approval, alerted and queued for review.
     pub break_glass: bool,
+    /// For `eligible`: when activation is allowed, e.g. `"Mon-Fri 08:00-18:00"` (in
+    /// `timezone`); outside it requests are refused (a break-glass role overrides, alerted).
+    pub activation_hours: Option<String>,
+    /// The IANA time zone of `activation_hours` (default UTC).
+    pub timezone: Option<String>,
+    /// For `eligible`: address blocks activation may be asked from (the ssh client's or the
+    /// API caller's address); elsewhere requests are refused (a break-glass role overrides,
+    /// alerted).
+    pub activation_networks: Vec<String>,
     /// End a member's session after this long without input from them.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,

@@ -7,8 +7,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::conditions::{Hours, Network};
 use crate::problem::{KeyPath, Problem};
-use crate::schema::{Config, SSL_MODES, StateBackend};
+use crate::schema::{Config, SSL_MODES, StateBackend, TargetAuth};
 
 /// Characters allowed in user, target and role names. `+` separates user from target in a
 /// login, `@` separates login from host, so neither may appear in a name.
@@ -388,16 +389,25 @@ impl Config {
             }
             for (key, value, hint) in [
                 ("login", &target.login, "the account to log in as upstream"),
-                (
-                    "credential",
-                    &target.credential,
-                    "the vault entry to log in with",
-                ),
                 ("host_key", &target.host_key, "the target's pinned host key"),
             ] {
                 if value.trim().is_empty() {
                     problems.push(Problem::new(at.key(key), format!("is missing ({hint})")));
                 }
+            }
+            let has_credential = !target.credential.trim().is_empty();
+            match target.auth {
+                TargetAuth::Credential if !has_credential => problems.push(Problem::new(
+                    at.key("credential"),
+                    "is missing (the vault entry to log in with; or set auth = \"certificate\" \
+                     to log in with a certificate from the bastion's CA)",
+                )),
+                TargetAuth::Certificate if has_credential => problems.push(Problem::new(
+                    at.key("credential"),
+                    "is not used with auth = \"certificate\" (each login gets its own \
+                     certificate); remove one of the two",
+                )),
+                _ => {}
             }
         }
     }
@@ -464,6 +474,9 @@ impl Config {
             ("approvals", role.approvals > 0),
             ("require_mfa", role.require_mfa),
             ("break_glass", role.break_glass),
+            ("activation_hours", role.activation_hours.is_some()),
+            ("timezone", role.timezone.is_some()),
+            ("activation_networks", !role.activation_networks.is_empty()),
         ];
         for (a, approver) in role.approvers.iter().enumerate() {
             if !role_names.contains(approver.as_str()) {
@@ -498,6 +511,29 @@ impl Config {
                 "must be longer than zero",
             )),
             _ => {}
+        }
+        if let Some(hours) = &role.activation_hours
+            && let Err(message) = Hours::parse(hours, role.timezone.as_deref())
+        {
+            let key = if message.starts_with("unknown time zone") {
+                "timezone"
+            } else {
+                "activation_hours"
+            };
+            problems.push(Problem::new(at.key(key), message));
+        } else if role.timezone.is_some() && role.activation_hours.is_none() {
+            problems.push(Problem::new(
+                at.key("timezone"),
+                "only means something with activation_hours",
+            ));
+        }
+        for (n, network) in role.activation_networks.iter().enumerate() {
+            if let Err(message) = Network::parse(network) {
+                problems.push(Problem::new(
+                    at.key("activation_networks").index(n),
+                    message,
+                ));
+            }
         }
         if let Some(pattern) = &role.reason_pattern
             && let Err(error) = regex::Regex::new(pattern)

@@ -12,7 +12,7 @@ use portcullis_config::{Access, Config};
 use regex::Regex;
 
 use crate::glob;
-use crate::jit::{Eligibility, Grant, Request, ReviewRefused};
+use crate::jit::{Conditions, Eligibility, Grant, Hours, Network, Request, ReviewRefused};
 
 /// The access rules of one configuration, ready for decisions.
 #[derive(Debug, Clone)]
@@ -38,6 +38,7 @@ struct RoleRule {
     approvers: Vec<String>,
     require_mfa: bool,
     break_glass: bool,
+    conditions: Conditions,
 }
 
 impl RoleRule {
@@ -57,6 +58,7 @@ impl RoleRule {
             approvers: self.approvers.clone(),
             require_mfa: self.require_mfa,
             break_glass: self.break_glass,
+            conditions: self.conditions.clone(),
         }
     }
 }
@@ -215,6 +217,25 @@ impl Policy {
                     message: e.to_string(),
                 })?;
             let max_duration = role.max_duration.unwrap_or(Duration::from_secs(3600));
+            let invalid = |message: String| PolicyError {
+                what: "role",
+                name: role.name.clone(),
+                message,
+            };
+            let conditions = Conditions {
+                hours: role
+                    .activation_hours
+                    .as_deref()
+                    .map(|hours| Hours::parse(hours, role.timezone.as_deref()))
+                    .transpose()
+                    .map_err(invalid)?,
+                networks: role
+                    .activation_networks
+                    .iter()
+                    .map(|n| Network::parse(n))
+                    .collect::<Result<_, _>>()
+                    .map_err(invalid)?,
+            };
             roles.push(RoleRule {
                 name: role.name.clone(),
                 members: role.members.iter().cloned().collect(),
@@ -230,6 +251,7 @@ impl Policy {
                 approvers: role.approvers.clone(),
                 require_mfa: role.require_mfa,
                 break_glass: role.break_glass,
+                conditions,
             });
         }
         Ok(Self {

@@ -4,7 +4,10 @@
 //! takes a [`Grant`], which an activation creates at once (self-activation, break-glass) or
 //! once enough approvals arrive. Every rule here is a pure function of its inputs and `now`.
 
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
+
+pub use portcullis_config::conditions::{Hours, Network};
 
 use regex::Regex;
 
@@ -31,6 +34,85 @@ pub struct Eligibility {
     pub require_mfa: bool,
     /// Self-activation without approval, alerted and queued for review.
     pub break_glass: bool,
+    /// When and from where activation is allowed.
+    pub conditions: Conditions,
+}
+
+/// When and from where a role may be activated (nothing set: always, from anywhere).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Conditions {
+    /// The weekly window.
+    pub hours: Option<Hours>,
+    /// Address blocks the request may come from (empty: any).
+    pub networks: Vec<Network>,
+}
+
+/// Which condition an activation did not meet. The text is for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConditionFailed {
+    /// Outside the window.
+    Hours {
+        /// The window, with its zone.
+        window: String,
+        /// The time there now.
+        now: String,
+    },
+    /// From elsewhere.
+    Network {
+        /// The allowed blocks.
+        allowed: Vec<String>,
+        /// Where the request came from.
+        from: IpAddr,
+    },
+}
+
+impl ConditionFailed {
+    /// A short code for the audit.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConditionFailed::Hours { .. } => "activation_hours",
+            ConditionFailed::Network { .. } => "activation_networks",
+        }
+    }
+}
+
+impl std::fmt::Display for ConditionFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConditionFailed::Hours { window, now } => write!(
+                f,
+                "activation is allowed only {window}, and it is {now} there now"
+            ),
+            ConditionFailed::Network { allowed, from } => write!(
+                f,
+                "activation is allowed only from {}, and this request comes from {}",
+                allowed.join(", "),
+                from.to_canonical()
+            ),
+        }
+    }
+}
+
+impl Conditions {
+    /// Whether an activation asked for at `now` from `from` meets them; the first condition
+    /// it does not meet otherwise.
+    pub fn check(&self, now: SystemTime, from: IpAddr) -> Result<(), ConditionFailed> {
+        if !self.networks.is_empty() && !self.networks.iter().any(|n| n.contains(from)) {
+            return Err(ConditionFailed::Network {
+                allowed: self.networks.iter().map(ToString::to_string).collect(),
+                from,
+            });
+        }
+        if let Some(hours) = &self.hours
+            && !hours.contains(now)
+        {
+            return Err(ConditionFailed::Hours {
+                window: hours.describe().to_owned(),
+                now: hours.local_time(now),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl PartialEq for Eligibility {
@@ -46,6 +128,7 @@ impl PartialEq for Eligibility {
             && self.approvers == other.approvers
             && self.require_mfa == other.require_mfa
             && self.break_glass == other.break_glass
+            && self.conditions == other.conditions
     }
 }
 
@@ -334,7 +417,36 @@ mod tests {
             approvers: vec!["secops".into()],
             require_mfa: false,
             break_glass: false,
+            conditions: Conditions::default(),
         }
+    }
+
+    #[test]
+    fn conditions_name_the_one_that_failed() {
+        use crate::clock::{Clock, ManualClock};
+        let clock = ManualClock::new(at(1_796_601_600 + 9 * 3600)); // Mon 2026-12-07 09:00 UTC
+        let conditions = Conditions {
+            hours: Some(Hours::parse("Mon-Fri 08:00-18:00", Some("Europe/Berlin")).unwrap()),
+            networks: vec![Network::parse("10.0.0.0/8").unwrap()],
+        };
+        let inside: IpAddr = "10.1.2.3".parse().unwrap();
+        let outside: IpAddr = "127.0.0.2".parse().unwrap();
+        assert_eq!(conditions.check(clock.now(), inside), Ok(()));
+        let elsewhere = conditions.check(clock.now(), outside).unwrap_err();
+        assert_eq!(elsewhere.code(), "activation_networks");
+        assert_eq!(
+            elsewhere.to_string(),
+            "activation is allowed only from 10.0.0.0/8, and this request comes from 127.0.0.2"
+        );
+        // Mon 17:30 UTC is 18:30 in Berlin.
+        clock.advance(Duration::from_secs(8 * 3600 + 30 * 60));
+        let late = conditions.check(clock.now(), inside).unwrap_err();
+        assert_eq!(late.code(), "activation_hours");
+        assert_eq!(
+            late.to_string(),
+            "activation is allowed only Mon-Fri 08:00-18:00 (Europe/Berlin), and it is Mon 18:30 there now"
+        );
+        assert_eq!(Conditions::default().check(clock.now(), outside), Ok(()));
     }
 
     #[test]

@@ -27,6 +27,6 @@ pub use access::{Authorization, Denied, Lock, Policy, PolicyError, Reachable};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use commands::{CommandRule, CommandRules, sample_rules_toml};
 pub use jit::{
-    ActivationError, ActivationPath, Eligibility, Grant, Request, RequestKind, RequestState,
-    ReviewRefused, Reviewer,
+    ActivationError, ActivationPath, ConditionFailed, Conditions, Eligibility, Grant, Request,
+    RequestKind, RequestState, ReviewRefused, Reviewer,
 };

@@ -135,6 +135,9 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// Stores `wrapped` as the data key unless one exists; returns the one that is stored
     /// (two first starts racing agree on one key).
     fn init_wrapped_data_key(&self, wrapped: Vec<u8>, at: SystemTime) -> StateFuture<'_, Vec<u8>>;
+    /// Replaces the wrapped data key with `new` if it is still `expected` (a master-key
+    /// rotation's commit); false if it was not.
+    fn replace_wrapped_data_key(&self, expected: Vec<u8>, new: Vec<u8>) -> StateFuture<'_, bool>;
     /// Stores a sealed credential; with `replace` false, false if the name is taken.
     fn put_credential(&self, row: CredentialRow, replace: bool) -> StateFuture<'_, bool>;
     /// A sealed credential by name.

@@ -65,6 +65,17 @@ impl ConfigText {
         self
     }
 
+    /// A target behind `sshd` logged in to with per-login certificates from the bastion's CA.
+    pub fn certificate_target(&mut self, name: &str, sshd: &Sshd, login: &str) -> &mut Self {
+        let _ = write!(
+            self.body,
+            "\n[[targets]]\nname = {name:?}\naddress = {:?}\nlogin = {login:?}\nauth = \"certificate\"\nhost_key = {:?}\n",
+            sshd.address(),
+            sshd.host_key()
+        );
+        self
+    }
+
     /// A role with standing access.
     pub fn role(&mut self, name: &str, members: &[&str], targets: &[&str]) -> &mut Self {
         let _ = write!(

@@ -50,6 +50,7 @@ impl Sshd {
             .expect("temp dir");
         let host_key = Keypair::generate(dir.path(), "host_ed25519");
         std::fs::write(dir.path().join("authorized_keys"), "").expect("authorized_keys");
+        std::fs::write(dir.path().join("trusted_user_ca_keys"), "").expect("trusted CAs");
         let config = dir.path().join("sshd_config");
         std::fs::write(
             &config,
@@ -57,6 +58,7 @@ impl Sshd {
                 "ListenAddress 127.0.0.1\n\
                  HostKey {dir}/host_ed25519\n\
                  AuthorizedKeysFile {dir}/authorized_keys\n\
+                 TrustedUserCAKeys {dir}/trusted_user_ca_keys\n\
                  PasswordAuthentication {password}\n\
                  KbdInteractiveAuthentication no\n\
                  PermitRootLogin prohibit-password\n\
@@ -137,6 +139,13 @@ impl Sshd {
             .open(self.dir.path().join("authorized_keys"))
             .expect("authorized_keys");
         writeln!(file, "{}", public_key.trim()).expect("write authorized_keys");
+    }
+
+    /// Trusts exactly these user CAs (`TrustedUserCAKeys` lines, as `portcullis ca show`
+    /// prints them); sshd reads the file at each login.
+    pub fn trust_user_cas(&self, lines: &str) {
+        std::fs::write(self.dir.path().join("trusted_user_ca_keys"), lines)
+            .expect("write trusted_user_ca_keys");
     }
 
     /// What sshd has logged so far.

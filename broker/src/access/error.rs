@@ -39,6 +39,14 @@ pub enum AccessError {
     /// The answers do not satisfy the role.
     #[error("{0}")]
     Invalid(ActivationError),
+    /// Not now, or not from here: the role's activation conditions.
+    #[error("you cannot activate {target} now: {failed}")]
+    Condition {
+        /// The target.
+        target: String,
+        /// Which condition, in words.
+        failed: portcullis_policy::ConditionFailed,
+    },
     /// The role wants a fresh TOTP code and none was given.
     #[error("a verification code from your authenticator is required")]
     CodeRequired,

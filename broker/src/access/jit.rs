@@ -4,6 +4,7 @@
 //! audits what happened and ends the sessions it must. The ssh command interface, the
 //! in-login activation, the terminal gate and the admin API all come through here.
 
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use portcullis_policy::{
@@ -188,21 +189,67 @@ pub fn left(end: SystemTime, now: SystemTime) -> String {
     humantime::format_duration(Duration::from_secs(left.as_secs())).to_string()
 }
 
+/// The role's conditions on when and from where: a refusal saying which failed, audited; a
+/// break-glass role overrides them, alerted.
+pub fn refuse_outside_conditions(
+    services: &Services,
+    user: &str,
+    eligibility: &Eligibility,
+    now: SystemTime,
+    from: IpAddr,
+    via: &str,
+) -> Result<(), AccessError> {
+    let Err(failed) = eligibility.conditions.check(now, from) else {
+        return Ok(());
+    };
+    let target = &eligibility.target;
+    let event = |name| {
+        AuditEvent::new(name)
+            .with("user", user)
+            .with("target", target)
+            .with("role", &eligibility.role)
+            .with("condition", failed.code())
+            .with("reason", failed.to_string())
+            .with("source", from.to_canonical().to_string())
+            .with("via", via)
+    };
+    if eligibility.break_glass {
+        services
+            .audit
+            .record(event("activation.condition_overridden"));
+        tracing::warn!(
+            user,
+            target = %target,
+            role = %eligibility.role,
+            "ALERT: break-glass activation outside its conditions: {failed}"
+        );
+        return Ok(());
+    }
+    services.audit.record(event("activation.refused"));
+    Err(AccessError::Condition {
+        target: target.clone(),
+        failed,
+    })
+}
+
 fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
 /// Activates `target` for `user` with their answers: a grant now (self-activation,
-/// break-glass) or a request for approval. `via` says where it came from (for the audit).
+/// break-glass) or a request for approval. `via` says where it came from and `from` the
+/// address it came from (for the role's conditions and the audit).
 pub async fn activate(
     services: &Services,
     user: &str,
     target: &str,
     answers: &Answers,
     via: &str,
+    from: IpAddr,
 ) -> Result<Activated, AccessError> {
     let now = services.clock.now();
     let eligibility = eligibility(services, user, target)?;
+    refuse_outside_conditions(services, user, &eligibility, now, from, via)?;
     if let Some(grant) = active_grants(services, user, now)
         .await?
         .into_iter()

@@ -298,6 +298,8 @@ pub struct Origin {
     pub port: u16,
     /// `[server] connect_command`: how people reach the bastion, `{login}` to fill in.
     pub command: Option<String>,
+    /// Where the client connects from (activation conditions are checked against it).
+    pub client: std::net::IpAddr,
 }
 
 impl Origin {
@@ -407,7 +409,16 @@ async fn request(
     answers: Answers,
 ) -> Reply {
     let connect = origin.ssh(&format!("{user}+{target}"));
-    match jit_ops::activate(services, user, target, &answers, "ssh-command").await {
+    match jit_ops::activate(
+        services,
+        user,
+        target,
+        &answers,
+        "ssh-command",
+        origin.client,
+    )
+    .await
+    {
         Ok(Activated::Granted(record)) => {
             let mut text = format!(
                 "access to {target} granted until {} ({}; grant #{})\n",

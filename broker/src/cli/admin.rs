@@ -35,7 +35,19 @@ pub enum VaultCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Rotate the master key: rewrap the vault's data key under a new master key (64 hex
+    /// digits, e.g. `openssl rand -hex 32`) and put it in the master key file.
+    Rekey {
+        /// File holding the new master key; default: $PORTCULLIS_NEW_MASTER_KEY.
+        #[arg(long)]
+        new_master_key_file: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
+
+/// The environment variable `vault rekey` reads the new master key from.
+pub const NEW_MASTER_KEY_ENV: &str = "PORTCULLIS_NEW_MASTER_KEY";
 
 /// Key types `vault put --generate` makes.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -283,21 +295,34 @@ fn print_transfers(events: &[serde_json::Value], json: bool) {
 
 /// Everything the admin commands need from the data directory, and a runtime to wait for
 /// the state store on.
-struct Opened {
+pub(super) struct Opened {
     runtime: tokio::runtime::Runtime,
     data: DataDir,
-    vault: Vault,
+    pub(super) vault: Vault,
     state: Arc<dyn StateStore>,
 }
 
 impl Opened {
+    /// Leaves `event` for the audit log (see [`super::leave_event`]).
+    pub(super) fn leave_event(
+        &self,
+        event: &'static str,
+        fields: serde_json::Map<String, serde_json::Value>,
+    ) -> ExitCode {
+        super::leave_event(
+            |event, fields| self.wait(self.vault.leave_event(event, fields)),
+            event,
+            fields,
+        )
+    }
+
     /// Runs `future` to completion.
-    fn wait<T>(&self, future: impl std::future::Future<Output = T>) -> T {
+    pub(super) fn wait<T>(&self, future: impl std::future::Future<Output = T>) -> T {
         self.runtime.block_on(future)
     }
 }
 
-fn open(config: &ConfigArg) -> Result<Opened, ExitCode> {
+pub(super) fn open(config: &ConfigArg) -> Result<Opened, ExitCode> {
     let (loaded, _) = super::load(&config.config)?;
     let data = DataDir::from_config(&loaded.config);
     if let Err(error) = data.create() {
@@ -389,6 +414,10 @@ pub fn vault(command: VaultCommand) -> ExitCode {
                 Err(error) => fail(error),
             }
         }
+        VaultCommand::Rekey {
+            new_master_key_file,
+            config,
+        } => vault_rekey(new_master_key_file.as_deref(), &config),
         VaultCommand::Rm { name, config } => {
             let opened = match open(&config) {
                 Ok(opened) => opened,
@@ -402,6 +431,68 @@ pub fn vault(command: VaultCommand) -> ExitCode {
                 Err(error) => fail(error),
             }
         }
+    }
+}
+
+/// `portcullis vault rekey`
+fn vault_rekey(new_master_key_file: Option<&Path>, config: &ConfigArg) -> ExitCode {
+    use crate::vault::keyring;
+    // The new key is read and checked before anything is opened or changed.
+    let (text, from) = match new_master_key_file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => (Secret::new(text), path.display().to_string()),
+            Err(error) => return fail(format!("cannot read {}: {error}", path.display())),
+        },
+        None => match std::env::var(NEW_MASTER_KEY_ENV) {
+            Ok(text) => (Secret::new(text), format!("${NEW_MASTER_KEY_ENV}")),
+            Err(_) => {
+                return fail(format!(
+                    "no new master key: give --new-master-key-file FILE or set {NEW_MASTER_KEY_ENV} \
+                     (64 hex digits, e.g. from `openssl rand -hex 32`)"
+                ));
+            }
+        },
+    };
+    let Some(new) = keyring::parse_master_key(text.expose()) else {
+        return fail(format!(
+            "the new master key in {from} is malformed: it must be 64 hex digits (32 bytes); nothing was changed"
+        ));
+    };
+    let opened = match open(config) {
+        Ok(opened) => opened,
+        Err(code) => return code,
+    };
+    let (current, source) =
+        match keyring::current_master_key(opened.data.master_key_file(), master_key_env()) {
+            Ok(current) => current,
+            Err(error) => return fail(error),
+        };
+    match opened.wait(opened.vault.rekey(&current, &source, &new)) {
+        Ok(done) => {
+            println!(
+                "the vault's master key is now {} (was {})",
+                done.new_key_id, done.old_key_id
+            );
+            match &done.wrote {
+                Some(path) => println!("{} holds the new key", path.display()),
+                None => println!(
+                    "set {} to the new key before the next start of every node; the old key no \
+                     longer opens the vault",
+                    keyring::MASTER_KEY_ENV
+                ),
+            }
+            let mut fields = serde_json::Map::new();
+            fields.insert("old_key_id".into(), done.old_key_id.into());
+            fields.insert("new_key_id".into(), done.new_key_id.into());
+            fields.insert(
+                "key_file".into(),
+                done.wrote
+                    .map(|p| p.display().to_string().into())
+                    .unwrap_or(serde_json::Value::Null),
+            );
+            opened.leave_event("vault.rekeyed", fields)
+        }
+        Err(error) => fail(error),
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod ca;
 /// The admin API's client (shared with node-to-node calls).
 pub mod api {
     pub use crate::api_client::*;
@@ -72,6 +73,9 @@ enum Command {
     /// Manage upstream credentials.
     #[command(subcommand)]
     Vault(admin::VaultCommand),
+    /// The bastion's SSH user CA for targets with auth = "certificate": show, rotate, retire.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
     /// List and verify session recordings.
     #[command(subcommand)]
     Recordings(admin::RecordingsCommand),
@@ -130,6 +134,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::HashPassword => admin::hash_password(),
         Command::Vault(command) => admin::vault(command),
+        Command::Ca(command) => ca::ca(command),
         Command::Recordings(command) => admin::recordings(command),
         Command::Audit(command) => admin::audit(command),
         Command::Sessions(command) => ops::sessions(command),
@@ -186,6 +191,39 @@ pub fn fail_start(error: &crate::services::StartError) -> ExitCode {
     match error {
         crate::services::StartError::State(state) => fail_state(state),
         other => fail(other),
+    }
+}
+
+/// Who runs this command, for the audit events it leaves: the login behind sudo if any,
+/// and the host.
+pub fn operator() -> String {
+    let user = ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    format!("{user}@{host}")
+}
+
+/// Leaves `event` for the audit log (see `vault::events`); a failure is said, and makes the
+/// command fail although its change was made.
+pub fn leave_event(
+    opened_wait: impl FnOnce(
+        &'static str,
+        serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), crate::vault::VaultError>,
+    event: &'static str,
+    mut fields: serde_json::Map<String, serde_json::Value>,
+) -> ExitCode {
+    fields.insert("by".into(), operator().into());
+    match opened_wait(event, fields) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(format!(
+            "ALERT: the change was made but its audit event {event} could not be left for the \
+             bastion: {error}"
+        )),
     }
 }
 

@@ -146,7 +146,8 @@ pub async fn run(dialog: Dialog) {
         start,
     } = dialog;
     let user = session.user().unwrap_or_default().to_owned();
-    let outcome = activate(&services, &user, &pending.eligibility, &mut console).await;
+    let from = session.client.ip();
+    let outcome = activate(&services, &user, &pending.eligibility, from, &mut console).await;
     if let Err(ended) = outcome {
         pending.release();
         if let Some(message) = ended.message {
@@ -186,6 +187,7 @@ async fn activate(
     services: &Services,
     user: &str,
     eligibility: &Eligibility,
+    from: std::net::IpAddr,
     console: &mut Console,
 ) -> Result<(), Ended> {
     let target = &eligibility.target;
@@ -213,6 +215,12 @@ async fn activate(
             .await;
         return wait_for_approval(services, user, request.id, eligibility, console).await;
     }
+    // Not now or not from here: said before any question is asked (a break-glass role goes
+    // on, and its override is audited once, when it activates).
+    if !eligibility.break_glass {
+        jit_ops::refuse_outside_conditions(services, user, eligibility, now, from, "ssh-login")
+            .map_err(|refused| Ended::saying(refused.to_string()))?;
+    }
     console
         .say(&format!(
             "{target} is just-in-time access (role {}; {}).",
@@ -235,7 +243,7 @@ async fn activate(
                     .map_err(Ended::from_abort)?,
             );
         }
-        match jit_ops::activate(services, user, target, &answers, "ssh-login").await {
+        match jit_ops::activate(services, user, target, &answers, "ssh-login", from).await {
             Ok(activated) => break activated,
             Err(AccessError::WrongCode | AccessError::CodeReused | AccessError::CodeRequired)
                 if attempts + 1 < ATTEMPTS =>
@@ -418,6 +426,8 @@ async fn connect(
         .map_err(|e| AccessError::from(e).to_string())?
         .map_err(|denied| format!("no access to {target}: {denied}"))?;
     let mut target_route = route::authorize(services, session, authorized.clone())?;
+    // The dialog runs on a terminal, and the session it opens is that terminal.
+    target_route.connect_for(true);
     let upstream = target_route.upstream().await?;
     let channel = upstream
         .open_session_channel()

@@ -62,8 +62,11 @@ impl Slot {
 }
 
 /// A channel the bastion answers itself: the menu, an activation (`message: None`) or a
-/// refusal.
+/// refusal; or a channel of a certificate target waiting for its start (`deferred`), which
+/// then becomes a relay.
 struct LocalChannel {
+    /// Relayed once it starts: its terminal and environment are replayed upstream then.
+    deferred: bool,
     pty: Option<PtyParams>,
     /// Environment sent by the client, replayed upstream after an activation.
     env: Vec<(String, String)>,
@@ -82,6 +85,7 @@ impl LocalChannel {
     fn new(channel: Channel<Msg>, message: Option<String>) -> Self {
         let (_, writer) = channel.split();
         Self {
+            deferred: false,
             pty: None,
             env: Vec::new(),
             message,
@@ -288,6 +292,7 @@ impl Owner {
             host: local.ip().to_string(),
             port: local.port(),
             command: self.services.config.server.connect_command.clone(),
+            client: self.session.client.ip(),
         }
     }
 
@@ -311,6 +316,15 @@ impl Owner {
                 route: Route::Refused { message },
                 ..
             } => Slot::Local(LocalChannel::new(channel, Some(message.clone()))),
+            // A certificate target: the login waits for this channel's start.
+            Phase::Authorized {
+                route: Route::Target(target),
+                ..
+            } if target.waits_for_start() => {
+                let mut local = LocalChannel::new(channel, None);
+                local.deferred = true;
+                Slot::Local(local)
+            }
             // The upstream could not be reached: the channel says why.
             Phase::Authorized {
                 route: Route::Target(target),
@@ -379,6 +393,9 @@ impl Owner {
 
     /// A shell, exec or subsystem request.
     async fn start(&mut self, id: ChannelId, start: Start) -> StartReply {
+        if matches!(self.channels.get(&id), Some(Slot::Local(local)) if local.deferred) {
+            return self.start_deferred(id, start).await;
+        }
         let origin = self.origin();
         match self.channels.get_mut(&id) {
             Some(Slot::Relay(relay)) => {
@@ -443,6 +460,88 @@ impl Owner {
                 local.answer(notice::message(&text, pty), 1)
             }
             None => StartReply::Failed,
+        }
+    }
+
+    /// The start of a channel that waited for it (a certificate target): logs in upstream
+    /// for a terminal session or not (unless an earlier channel did), opens the upstream
+    /// channel, replays the terminal and environment there, and relays from now on.
+    async fn start_deferred(&mut self, id: ChannelId, start: Start) -> StartReply {
+        let Some(Slot::Local(local)) = self.channels.get(&id) else {
+            return StartReply::Failed;
+        };
+        let pty = local.pty.clone();
+        if let Phase::Authorized {
+            route: Route::Target(target),
+            ..
+        } = &mut self.phase
+        {
+            target.connect_for(pty.is_some());
+        }
+        self.advance().await;
+        let connected = match &self.phase {
+            Phase::Relaying {
+                handle,
+                authorized,
+                upstream,
+            } => upstream
+                .open_session_channel()
+                .await
+                .map(|channel| (handle.clone(), channel))
+                .map_err(|e| format!("cannot open a channel on {}: {e}", authorized.target().name)),
+            Phase::Authorized {
+                route: Route::Target(target),
+                ..
+            } => Err(target
+                .failure()
+                .unwrap_or("internal error: upstream not connected")
+                .to_owned()),
+            _ => Err("internal error: the session has no target".to_owned()),
+        };
+        let Some(Slot::Local(local)) = self.channels.get_mut(&id) else {
+            return StartReply::Failed;
+        };
+        let (handle, upstream_channel) = match connected {
+            Ok(connected) => connected,
+            Err(message) => return local.answer(notice::message(&message, pty.is_some()), 1),
+        };
+        let Some(writer) = local.writer.take() else {
+            return StartReply::Failed;
+        };
+        let env = std::mem::take(&mut local.env);
+        let mut relay = relay::open_relay(
+            self.services.clone(),
+            self.session.clone(),
+            writer,
+            handle,
+            upstream_channel,
+        );
+        if let Some(pty) = &pty
+            && !relay
+                .pty(
+                    &pty.term,
+                    pty.cols,
+                    pty.rows,
+                    pty.pix_width,
+                    pty.pix_height,
+                    &pty.modes,
+                )
+                .await
+        {
+            tracing::warn!(parent: &self.session.span, "the target refused the terminal");
+        }
+        for (name, value) in &env {
+            relay.env(name, value).await;
+        }
+        let outcome = relay.start(&self.services, &self.session, start).await;
+        let has_pty = relay.has_pty();
+        self.channels.insert(id, Slot::Relay(relay));
+        match outcome {
+            StartOutcome::Relayed(granted) => StartReply::Relayed(granted),
+            StartOutcome::Refused { message, status } => StartReply::Answer {
+                text: notice::message(&message, has_pty),
+                status,
+            },
         }
     }
 

@@ -1,7 +1,8 @@
 //! Where an authenticated connection goes: a target (policy allowed it; the upstream
-//! connection starts at once, in parallel with the client opening its channel), an
-//! activation (eligible, no grant yet), the bastion's menu, or a refusal that every
-//! channel will print.
+//! connection starts at once, in parallel with the client opening its channel — or, for a
+//! target logged in to with a per-login certificate, once the first channel says whether it
+//! is a terminal, which the certificate states), an activation (eligible, no grant yet), the
+//! bastion's menu, or a refusal that every channel will print.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -76,19 +77,55 @@ pub struct TargetRoute {
     upstream: UpstreamSlot,
 }
 
-#[derive(Debug)]
 enum UpstreamSlot {
+    /// A certificate target: the login waits for the first channel's start (see
+    /// [`TargetRoute::connect_for`]).
+    Deferred {
+        services: Arc<Services>,
+        session: Arc<SessionShared>,
+    },
     Connecting(AbortOnDropHandle<Result<Arc<Upstream>, String>>),
     Ready(Arc<Upstream>),
     Failed(String),
 }
 
+impl std::fmt::Debug for UpstreamSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UpstreamSlot::Deferred { .. } => "Deferred",
+            UpstreamSlot::Connecting(_) => "Connecting",
+            UpstreamSlot::Ready(_) => "Ready",
+            UpstreamSlot::Failed(_) => "Failed",
+        })
+    }
+}
+
 impl TargetRoute {
+    /// Whether the upstream login waits for a channel to start (a certificate target: its
+    /// certificate allows a terminal only if the session is one).
+    pub fn waits_for_start(&self) -> bool {
+        matches!(self.upstream, UpstreamSlot::Deferred { .. })
+    }
+
+    /// Starts the deferred login, for a terminal session or not; nothing if it started.
+    pub fn connect_for(&mut self, terminal: bool) {
+        if let UpstreamSlot::Deferred { services, session } = &self.upstream {
+            self.upstream = UpstreamSlot::Connecting(start_connecting(
+                services.clone(),
+                session.clone(),
+                self.authorized.clone(),
+                terminal,
+            ));
+        }
+    }
+
     /// The upstream connection, if it is made already.
     pub fn connected(&self) -> Option<Arc<Upstream>> {
         match &self.upstream {
             UpstreamSlot::Ready(upstream) => Some(upstream.clone()),
-            UpstreamSlot::Connecting(_) | UpstreamSlot::Failed(_) => None,
+            UpstreamSlot::Deferred { .. }
+            | UpstreamSlot::Connecting(_)
+            | UpstreamSlot::Failed(_) => None,
         }
     }
 
@@ -96,7 +133,9 @@ impl TargetRoute {
     pub fn failure(&self) -> Option<&str> {
         match &self.upstream {
             UpstreamSlot::Failed(message) => Some(message),
-            UpstreamSlot::Connecting(_) | UpstreamSlot::Ready(_) => None,
+            UpstreamSlot::Deferred { .. }
+            | UpstreamSlot::Connecting(_)
+            | UpstreamSlot::Ready(_) => None,
         }
     }
 
@@ -117,6 +156,9 @@ impl TargetRoute {
             UpstreamSlot::Ready(upstream) => Ok(upstream.clone()),
             UpstreamSlot::Failed(message) => Err(message.clone()),
             UpstreamSlot::Connecting(_) => Err("internal error: upstream still connecting".into()),
+            UpstreamSlot::Deferred { .. } => {
+                Err("internal error: the upstream login has not started".into())
+            }
         }
     }
 }
@@ -237,29 +279,51 @@ pub fn authorize(
         );
     }
 
-    let task = {
-        let services = services.clone();
-        let session = session.clone();
-        let authorized = authorized.clone();
-        tokio::spawn(async move {
-            let entry = authorized.target();
-            let config = upstream::client_config(entry, services.config.server.keepalive_interval);
-            let result = upstream::connect(
-                &authorized,
-                &services.vault,
-                config,
-                services.config.server.upstream_connect_timeout,
-                session.sever.clone(),
-                end_when_lost(&session, &entry.name),
-            )
-            .await;
-            report(&services, &session, &entry.name, result)
-        })
-    };
+    let upstream =
+        match entry.auth {
+            crate::directory::UpstreamAuth::Certificate => UpstreamSlot::Deferred {
+                services: services.clone(),
+                session: session.clone(),
+            },
+            crate::directory::UpstreamAuth::Vaulted(_) => UpstreamSlot::Connecting(
+                start_connecting(services.clone(), session.clone(), authorized.clone(), false),
+            ),
+        };
     Ok(TargetRoute {
         authorized,
-        upstream: UpstreamSlot::Connecting(AbortOnDropHandle::new(task)),
+        upstream,
     })
+}
+
+/// Connects and logs in to the authorized target in the background.
+fn start_connecting(
+    services: Arc<Services>,
+    session: Arc<SessionShared>,
+    authorized: Authorized,
+    terminal: bool,
+) -> AbortOnDropHandle<Result<Arc<Upstream>, String>> {
+    AbortOnDropHandle::new(tokio::spawn(async move {
+        let entry = authorized.target();
+        let decision = authorized.decision();
+        let login = upstream::LoginFor {
+            user: decision.user().to_owned(),
+            session: session.id.clone(),
+            grant: decision.grant(),
+            terminal,
+        };
+        let config = upstream::client_config(entry, services.config.server.keepalive_interval);
+        let result = upstream::connect(
+            &authorized,
+            &services.vault,
+            config,
+            services.config.server.upstream_connect_timeout,
+            session.sever.clone(),
+            end_when_lost(&session, &entry.name),
+            &login,
+        )
+        .await;
+        report(&services, &session, &entry.name, result)
+    }))
 }
 
 /// Ends the session, saying why, when its target's connection is lost under it.

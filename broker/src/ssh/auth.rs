@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
+use portcullis_config::conditions::Network;
 use russh::keys::Certificate;
 use russh::keys::ssh_key::certificate::CertType;
 use russh::keys::ssh_key::{HashAlg, PublicKey};
@@ -472,38 +473,8 @@ async fn check_password(hash: Option<String>, password: String) -> bool {
 /// Whether `ip` is within the comma-separated CIDR list of a certificate's
 /// `source-address` option.
 fn source_allowed(list: &str, ip: IpAddr) -> bool {
-    list.split(',').any(|entry| cidr_contains(entry.trim(), ip))
-}
-
-fn cidr_contains(cidr: &str, ip: IpAddr) -> bool {
-    let (network, bits) = match cidr.split_once('/') {
-        Some((network, bits)) => (network, bits.parse::<u32>().ok()),
-        None => (cidr, None),
-    };
-    let Ok(network) = network.parse::<IpAddr>() else {
-        return false;
-    };
-    match (network, ip) {
-        (IpAddr::V4(net), IpAddr::V4(ip)) => {
-            let bits = bits.unwrap_or(32).min(32);
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - bits)
-            };
-            u32::from(net) & mask == u32::from(ip) & mask
-        }
-        (IpAddr::V6(net), IpAddr::V6(ip)) => {
-            let bits = bits.unwrap_or(128).min(128);
-            let mask = if bits == 0 {
-                0
-            } else {
-                u128::MAX << (128 - bits)
-            };
-            u128::from(net) & mask == u128::from(ip) & mask
-        }
-        _ => false,
-    }
+    list.split(',')
+        .any(|entry| Network::parse(entry).is_ok_and(|network| network.contains(ip)))
 }
 
 #[cfg(test)]

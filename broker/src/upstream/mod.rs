@@ -3,7 +3,8 @@
 //! [`connect`] takes an [`Authorized`] (the proof policy allowed this user to reach this
 //! target now, bound to that target's entry) and nothing reaches a target without one. It connects within a deadline,
 //! refuses any host key but the pinned one, and logs in as the target's `login` with the
-//! vaulted credential. The user never sees the credential; errors never contain it.
+//! vaulted credential, or with a certificate made for that one login
+//! ([`certificate`]). The user never sees either; errors never contain them.
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
@@ -17,11 +18,15 @@ use russh::{Preferred, cipher};
 use tokio_util::sync::CancellationToken;
 
 use crate::authorized::Authorized;
-use crate::directory::TargetEntry;
+use crate::directory::{TargetEntry, UpstreamAuth};
 use crate::net::severable::Severable;
 use crate::vault::{Credential, Vault, VaultError};
 
+pub mod certificate;
 mod lost;
+
+use certificate::LoginCertificate;
+pub use certificate::LoginFor;
 
 pub use lost::OnLost;
 use lost::{KeepaliveBound, LostAlarm};
@@ -81,6 +86,17 @@ pub enum UpstreamError {
         /// The upstream account.
         login: String,
     },
+    /// The target refused the login certificate.
+    #[error(
+        "{address} refused the bastion's certificate for {login} (does its TrustedUserCAKeys \
+         hold the CA `portcullis ca show` prints?)"
+    )]
+    CertificateRefused {
+        /// `host:port`.
+        address: String,
+        /// The upstream account.
+        login: String,
+    },
     /// The target refused to open a channel.
     #[error("the target refused to open a channel: {reason}")]
     ChannelRefused {
@@ -98,7 +114,9 @@ impl UpstreamError {
             UpstreamError::HostKeyMismatch { .. } => "host_key_mismatch",
             UpstreamError::Handshake { .. } => "handshake",
             UpstreamError::Credential { .. } => "credential",
-            UpstreamError::LoginRefused { .. } => "login_refused",
+            UpstreamError::LoginRefused { .. } | UpstreamError::CertificateRefused { .. } => {
+                "login_refused"
+            }
             UpstreamError::ChannelRefused { .. } => "channel_refused",
         }
     }
@@ -184,9 +202,15 @@ pub fn client_config(target: &TargetEntry, keepalive: Duration) -> client::Confi
     }
 }
 
-/// Connects and logs in to the authorized target; cancelling `sever` cuts the connection.
-/// If the connection is lost after the login (not ended by the bastion), `on_lost` is told
-/// what happened.
+/// What the login upstream is made with.
+enum LoginSecret {
+    Vaulted(Credential),
+    Certificate(Box<LoginCertificate>),
+}
+
+/// Connects and logs in to the authorized target, for `login`; cancelling `sever` cuts the
+/// connection. If the connection is lost after the login (not ended by the bastion),
+/// `on_lost` is told what happened.
 pub async fn connect(
     authorized: &Authorized,
     vault: &Vault,
@@ -194,22 +218,31 @@ pub async fn connect(
     deadline: Duration,
     sever: CancellationToken,
     on_lost: OnLost,
+    login: &LoginFor,
 ) -> Result<Upstream, UpstreamError> {
     let target = authorized.target();
-    let credential =
-        vault
-            .get(&target.credential)
-            .await
-            .map_err(|source| UpstreamError::Credential {
-                name: target.credential.clone(),
+    let secret = match &target.auth {
+        UpstreamAuth::Vaulted(name) => {
+            LoginSecret::Vaulted(vault.get(name).await.map_err(|source| {
+                UpstreamError::Credential {
+                    name: name.clone(),
+                    source,
+                }
+            })?)
+        }
+        UpstreamAuth::Certificate => {
+            let unavailable = |source| UpstreamError::Credential {
+                name: "the bastion's user CA".into(),
                 source,
-            })?;
-    match tokio::time::timeout(
-        deadline,
-        connect_and_login(target, credential, config, sever),
-    )
-    .await
-    {
+            };
+            let ca = vault.user_ca().await.map_err(unavailable)?;
+            LoginSecret::Certificate(Box::new(
+                certificate::issue(&ca, &target.login, login, std::time::SystemTime::now())
+                    .map_err(unavailable)?,
+            ))
+        }
+    };
+    match tokio::time::timeout(deadline, connect_and_login(target, secret, config, sever)).await {
         Ok(Ok(upstream)) => {
             upstream.lost.arm(on_lost);
             Ok(upstream)
@@ -224,7 +257,7 @@ pub async fn connect(
 
 async fn connect_and_login(
     target: &TargetEntry,
-    credential: Credential,
+    secret: LoginSecret,
     config: client::Config,
     sever: CancellationToken,
 ) -> Result<Upstream, UpstreamError> {
@@ -268,23 +301,32 @@ async fn connect_and_login(
     let mut handle = client::connect_stream(Arc::new(config), stream, handler)
         .await
         .map_err(handshake_error)?;
-    let result = match credential {
-        Credential::PrivateKey(key) => {
+    let certificate = matches!(secret, LoginSecret::Certificate(_));
+    let result = match secret {
+        LoginSecret::Vaulted(Credential::PrivateKey(key)) => {
             handle
                 .authenticate_publickey(&target.login, PrivateKeyWithHashAlg::new(key, None))
                 .await
         }
-        Credential::Password(password) => {
+        LoginSecret::Vaulted(Credential::Password(password)) => {
             handle
                 .authenticate_password(&target.login, password.expose().as_str())
+                .await
+        }
+        LoginSecret::Certificate(issued) => {
+            let LoginCertificate { key, certificate } = *issued;
+            handle
+                .authenticate_openssh_cert(&target.login, key, certificate)
                 .await
         }
     }
     .map_err(handshake_error)?;
     if !result.success() {
-        return Err(UpstreamError::LoginRefused {
-            address,
-            login: target.login.clone(),
+        let login = target.login.clone();
+        return Err(if certificate {
+            UpstreamError::CertificateRefused { address, login }
+        } else {
+            UpstreamError::LoginRefused { address, login }
         });
     }
     Ok(Upstream {

@@ -8,6 +8,8 @@
 //! [`Credential`] (whose secrets are `Secret`s or zeroizing key types) or a
 //! [`CredentialInfo`], which has no secret at all: that is what listings and logs see.
 
+pub mod ca;
+pub mod events;
 pub mod keyring;
 pub mod seal;
 
@@ -83,6 +85,27 @@ pub enum VaultError {
         /// The entry.
         name: String,
     },
+    /// A CA rotation is already under way.
+    #[error(
+        "a CA rotation is already under way: the previous CA {previous} is still published; \
+         retire it first (portcullis ca retire) once every target trusts the active one"
+    )]
+    RotationInProgress {
+        /// The previous CA's fingerprint.
+        previous: String,
+    },
+    /// `ca retire` without a rotation.
+    #[error("there is no previous CA to retire (only the active one is published)")]
+    NothingToRetire,
+    /// A rekey to the key already in use.
+    #[error("the new master key is the one in use; nothing was changed")]
+    SameMasterKey,
+    /// Two rekeys at once.
+    #[error(
+        "the vault's key was changed by someone else during this rekey; nothing was committed \
+         (check which master key opens it now)"
+    )]
+    ConcurrentRekey,
     /// The operating system's random source or the cipher failed.
     #[error("cryptographic failure in the vault")]
     Crypto,
@@ -106,6 +129,10 @@ pub enum CredentialKind {
     PrivateKey,
     /// A password.
     Password,
+    /// The bastion's own user CA (see [`ca`]).
+    UserCa,
+    /// An audit event the command line left (see [`events`]).
+    AdminEvent,
 }
 
 impl CredentialKind {
@@ -114,6 +141,8 @@ impl CredentialKind {
         match self {
             CredentialKind::PrivateKey => "private-key",
             CredentialKind::Password => "password",
+            CredentialKind::UserCa => "user-ca",
+            CredentialKind::AdminEvent => "admin-event",
         }
     }
 
@@ -121,6 +150,8 @@ impl CredentialKind {
         match text {
             "private-key" => Some(CredentialKind::PrivateKey),
             "password" => Some(CredentialKind::Password),
+            "user-ca" => Some(CredentialKind::UserCa),
+            "admin-event" => Some(CredentialKind::AdminEvent),
             _ => None,
         }
     }
@@ -194,6 +225,17 @@ impl Vault {
         })
     }
 
+    /// Rewraps the data key under `new` (see [`keyring::rekey`]); `current` and `source` are
+    /// the master key this vault was opened with and where it came from.
+    pub async fn rekey(
+        &self,
+        current: &Secret<[u8; 32]>,
+        source: &keyring::MasterKeySource,
+        new: &Secret<[u8; 32]>,
+    ) -> Result<keyring::Rekeyed, VaultError> {
+        keyring::rekey(self.store.as_ref(), &self.data_key, current, source, new).await
+    }
+
     /// An HMAC key for one purpose, derived from the data key.
     pub fn derived_key(&self, label: &str) -> ChainKey {
         ChainKey::derive(self.data_key.bytes(), label)
@@ -207,20 +249,32 @@ impl Vault {
         replace: bool,
     ) -> Result<CredentialInfo, VaultError> {
         check_usable_key(key)?;
+        let info = self.key_info(name, CredentialKind::PrivateKey, key)?;
+        let encoded = self.encode_key(key)?;
+        self.put(info, encoded.as_bytes(), replace).await
+    }
+
+    fn key_info(
+        &self,
+        name: &str,
+        kind: CredentialKind,
+        key: &PrivateKey,
+    ) -> Result<CredentialInfo, VaultError> {
         let public = key.public_key();
-        let encoded = key
-            .to_openssh(LineEnding::LF)
-            .map_err(|e| VaultError::BadKey {
-                reason: e.to_string(),
-            })?;
-        let info = CredentialInfo {
+        Ok(CredentialInfo {
             name: name.to_owned(),
-            kind: CredentialKind::PrivateKey,
+            kind,
             fingerprint: Some(public.fingerprint(HashAlg::Sha256).to_string()),
             public_key: public.to_openssh().ok(),
             created_at: SystemTime::now(),
-        };
-        self.put(info, encoded.as_bytes(), replace).await
+        })
+    }
+
+    fn encode_key(&self, key: &PrivateKey) -> Result<zeroize::Zeroizing<String>, VaultError> {
+        key.to_openssh(LineEnding::LF)
+            .map_err(|e| VaultError::BadKey {
+                reason: e.to_string(),
+            })
     }
 
     /// Stores a password.
@@ -249,6 +303,16 @@ impl Vault {
         if !is_valid_name(&info.name) {
             return Err(VaultError::BadName { name: info.name });
         }
+        self.put_unchecked(info, secret, replace).await
+    }
+
+    /// Seals and stores; the name is the caller's to check (the CA's are not operator names).
+    async fn put_unchecked(
+        &self,
+        info: CredentialInfo,
+        secret: &[u8],
+        replace: bool,
+    ) -> Result<CredentialInfo, VaultError> {
         let sealed = self
             .sealing
             .seal(secret, &associated_data(&info.name, info.kind))
@@ -269,6 +333,36 @@ impl Vault {
 
     /// Takes a secret out, for logging in upstream.
     pub async fn get(&self, name: &str) -> Result<Credential, VaultError> {
+        let not_found = || VaultError::NotFound {
+            name: name.to_owned(),
+        };
+        if !is_valid_name(name) {
+            return Err(not_found());
+        }
+        let row = self.store.credential(name).await?.ok_or_else(not_found)?;
+        let kind = CredentialKind::parse(&row.kind).ok_or_else(|| VaultError::Corrupt {
+            name: name.to_owned(),
+        })?;
+        let text = self.open_entry(name, kind).await?;
+        let corrupt = || VaultError::Corrupt {
+            name: name.to_owned(),
+        };
+        Ok(match kind {
+            CredentialKind::PrivateKey => Credential::PrivateKey(Arc::new(
+                PrivateKey::from_openssh(text.expose()).map_err(|_| corrupt())?,
+            )),
+            CredentialKind::Password => Credential::Password(text),
+            // Only the bastion signs with its CA; no target logs in with it.
+            CredentialKind::UserCa | CredentialKind::AdminEvent => return Err(not_found()),
+        })
+    }
+
+    /// Opens entry `name`, which must be of `kind`, as text.
+    async fn open_entry(
+        &self,
+        name: &str,
+        kind: CredentialKind,
+    ) -> Result<Secret<String>, VaultError> {
         let row = self
             .store
             .credential(name)
@@ -279,19 +373,19 @@ impl Vault {
         let corrupt = || VaultError::Corrupt {
             name: name.to_owned(),
         };
-        let kind = CredentialKind::parse(&row.kind).ok_or_else(corrupt)?;
-        let plain = Secret::new(
-            self.sealing
-                .open(&row.sealed, &associated_data(name, kind))
-                .map_err(|_| corrupt())?,
-        );
-        let text = std::str::from_utf8(plain.expose()).map_err(|_| corrupt())?;
-        Ok(match kind {
-            CredentialKind::PrivateKey => Credential::PrivateKey(Arc::new(
-                PrivateKey::from_openssh(text).map_err(|_| corrupt())?,
-            )),
-            CredentialKind::Password => Credential::Password(Secret::new(text.to_owned())),
-        })
+        if CredentialKind::parse(&row.kind) != Some(kind) {
+            return Err(corrupt());
+        }
+        let plain = self
+            .sealing
+            .open(&row.sealed, &associated_data(name, kind))
+            .map_err(|_| corrupt())?;
+        let text = String::from_utf8(plain).map_err(|error| {
+            let mut bytes = error.into_bytes();
+            zeroize::Zeroize::zeroize(&mut bytes);
+            corrupt()
+        })?;
+        Ok(Secret::new(text))
     }
 
     /// Every entry, without secrets, sorted by name.
@@ -300,6 +394,8 @@ impl Vault {
             .credentials()
             .await?
             .into_iter()
+            // The bastion's own entries (its CA) are not operators' to see here.
+            .filter(|row| is_valid_name(&row.name))
             .map(|row| {
                 let kind = CredentialKind::parse(&row.kind).ok_or_else(|| VaultError::Corrupt {
                     name: row.name.clone(),
@@ -317,7 +413,7 @@ impl Vault {
 
     /// Deletes an entry.
     pub async fn remove(&self, name: &str) -> Result<(), VaultError> {
-        if !self.store.remove_credential(name).await? {
+        if !is_valid_name(name) || !self.store.remove_credential(name).await? {
             return Err(VaultError::NotFound {
                 name: name.to_owned(),
             });
@@ -347,7 +443,7 @@ fn check_usable_key(key: &PrivateKey) -> Result<(), VaultError> {
 
 /// Generates a new ed25519 private key.
 pub fn generate_ed25519(comment: &str) -> Result<PrivateKey, VaultError> {
-    let seed = seal::random_key().map_err(|_| VaultError::Crypto)?;
+    let seed = zeroize::Zeroizing::new(seal::random_key().map_err(|_| VaultError::Crypto)?);
     let keypair = russh::keys::ssh_key::private::Ed25519Keypair::from_seed(&seed);
     let mut key = PrivateKey::from(keypair);
     key.set_comment(comment);

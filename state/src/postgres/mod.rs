@@ -421,6 +421,9 @@ impl StateStore for PostgresStore {
     fn init_wrapped_data_key(&self, wrapped: Vec<u8>, at: SystemTime) -> StateFuture<'_, Vec<u8>> {
         self.init_wrapped_data_key_(wrapped, at).boxed()
     }
+    fn replace_wrapped_data_key(&self, expected: Vec<u8>, new: Vec<u8>) -> StateFuture<'_, bool> {
+        self.replace_wrapped_data_key_(expected, new).boxed()
+    }
     fn put_credential(&self, row: CredentialRow, replace: bool) -> StateFuture<'_, bool> {
         self.put_credential_(row, replace).boxed()
     }

@@ -54,6 +54,19 @@ impl SqliteStore {
         })
     }
 
+    pub(super) fn replace_wrapped_data_key_(
+        &self,
+        expected: Vec<u8>,
+        new: Vec<u8>,
+    ) -> impl Future<Output = Result<bool, StateError>> + Send + 'static {
+        self.call(move |db| {
+            Ok(db.execute(
+                "UPDATE keyring SET wrapped_data_key = ?1 WHERE id = 1 AND wrapped_data_key = ?2",
+                params![new, expected],
+            )? == 1)
+        })
+    }
+
     pub(super) fn put_credential_(
         &self,
         row: CredentialRow,

@@ -303,6 +303,28 @@ pub async fn the_vault_keeps_one_data_key_and_sealed_rows(open: &Open) {
         .unwrap();
     assert_eq!(mine, vec![1, 2, 3]);
     assert_eq!(theirs, vec![1, 2, 3], "the first one stays");
+    // A rekey's commit replaces it only if it is still what the rekey read.
+    assert!(
+        !store
+            .replace_wrapped_data_key(vec![7, 7, 7], vec![4, 5, 6])
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.wrapped_data_key().await.unwrap(), Some(vec![1, 2, 3]));
+    assert!(
+        store
+            .replace_wrapped_data_key(vec![1, 2, 3], vec![4, 5, 6])
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.wrapped_data_key().await.unwrap(), Some(vec![4, 5, 6]));
+    assert!(
+        !store
+            .replace_wrapped_data_key(vec![1, 2, 3], vec![8, 8, 8])
+            .await
+            .unwrap(),
+        "a second rekey from the same old key loses"
+    );
     let row = |name: &str, sealed: u8| CredentialRow {
         name: name.into(),
         kind: "password".into(),
