@@ -193,6 +193,7 @@ pub async fn serve(
     let heartbeat = tokio::spawn(crate::cluster::keep_alive(services.clone()));
     let shipper = tokio::spawn(crate::audit_ship::ship(services.clone()));
     let cli_events = tokio::spawn(crate::cli_events::run(services.clone()));
+    let rotations = tokio::spawn(crate::rotation::schedule::run(services.clone()));
     let api = admin.map(|admin| {
         tokio::spawn(async move {
             if let Err(error) = admin.run().await {
@@ -215,6 +216,7 @@ pub async fn serve(
     let _ = janitor.await;
     let _ = heartbeat.await;
     let _ = cli_events.await;
+    let _ = rotations.await;
     let _ = shipper.await;
     if let Some(api) = api {
         let _ = api.await;

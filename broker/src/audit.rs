@@ -74,6 +74,17 @@ impl AuditEvent {
         self.event
     }
 
+    /// Its type and fields, to be left for the audit log by another process (see
+    /// `vault::events`).
+    pub fn into_parts(self) -> (&'static str, serde_json::Map<String, serde_json::Value>) {
+        let fields = self
+            .fields
+            .into_iter()
+            .map(|(key, value)| (key.into_owned(), value))
+            .collect();
+        (self.event, fields)
+    }
+
     fn render(&self, time: SystemTime) -> String {
         let mut line = String::with_capacity(256);
         line.push_str("{\"time\":");

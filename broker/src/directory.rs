@@ -51,6 +51,24 @@ pub struct TargetEntry {
     pub auth: UpstreamAuth,
     /// Pinned host key.
     pub host_key: PublicKey,
+    /// When and how its vaulted credential is rotated.
+    pub rotation: Rotation,
+}
+
+/// A target's rotation settings (`rotate_every`, `rotate_after`, `authorized_keys`,
+/// `password_command`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rotation {
+    /// Rotate this often.
+    pub every: Option<std::time::Duration>,
+    /// Rotate after a session on a break-glass grant ends.
+    pub after_break_glass: bool,
+    /// Rotate after a service's checked-out grant ends.
+    pub after_checkout: bool,
+    /// The target's authorized keys file (`None`: the login's `~/.ssh/authorized_keys`).
+    pub authorized_keys: Option<String>,
+    /// The command that sets a password, fed `LOGIN:PASSWORD` on stdin.
+    pub password_command: Option<String>,
 }
 
 /// How portcullis logs in to a target.
@@ -78,6 +96,24 @@ fn parse_public_key(text: &str) -> Result<PublicKey, String> {
 }
 
 impl Directory {
+    /// The targets logged in to with vault entry `credential`, by name.
+    pub fn targets_using(&self, credential: &str) -> Vec<&TargetEntry> {
+        let mut using: Vec<&TargetEntry> = self
+            .targets
+            .values()
+            .filter(|t| matches!(&t.auth, UpstreamAuth::Vaulted(name) if name == credential))
+            .collect();
+        using.sort_by(|a, b| a.name.cmp(&b.name));
+        using
+    }
+
+    /// Every target, by name.
+    pub fn targets(&self) -> Vec<&TargetEntry> {
+        let mut all: Vec<&TargetEntry> = self.targets.values().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
     /// Parses the identities of a validated config; all problems are collected.
     pub fn from_config(config: &Config) -> Result<Self, Vec<Problem>> {
         let mut problems = Vec::new();
@@ -147,6 +183,16 @@ impl Directory {
                                 TargetAuth::Certificate => UpstreamAuth::Certificate,
                             },
                             host_key,
+                            rotation: Rotation {
+                                every: target.rotate_every,
+                                after_break_glass: target
+                                    .rotate_after
+                                    .iter()
+                                    .any(|a| a == "break-glass"),
+                                after_checkout: target.rotate_after.iter().any(|a| a == "checkout"),
+                                authorized_keys: target.authorized_keys.clone(),
+                                password_command: target.password_command.clone(),
+                            },
                         },
                     );
                 }

@@ -66,6 +66,7 @@ pub mod net;
 pub mod ops;
 pub mod registry;
 pub mod relay;
+pub mod rotation;
 pub mod services;
 pub mod session;
 pub mod ssh;

@@ -132,6 +132,8 @@ pub struct Services {
     pub peer_key: Option<ring::hmac::Key>,
     /// Where time comes from (the system's, or a test's manual clock).
     pub clock: Arc<dyn Clock>,
+    /// Credential rotations asked for, and what the scheduler remembers.
+    pub rotations: crate::rotation::schedule::Rotations,
     host_key: PrivateKey,
 }
 
@@ -200,6 +202,7 @@ impl Services {
                 config.server.max_connections,
             )),
             refusal_logged: std::sync::Mutex::new(None),
+            rotations: crate::rotation::schedule::Rotations::default(),
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
             listening: std::sync::OnceLock::new(),

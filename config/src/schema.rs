@@ -390,7 +390,22 @@ pub struct TargetConfig {
     pub credential: String,
     /// The target's pinned host key in OpenSSH format; any other key is refused.
     pub host_key: String,
+    /// For `auth = "credential"`: rotate the vaulted credential this often (e.g. `"30d"`).
+    #[serde(with = "humantime_serde")]
+    pub rotate_every: Option<Duration>,
+    /// For `auth = "credential"`: rotate it also after these end: `"break-glass"` (a session
+    /// on a break-glass grant), `"checkout"` (a service's checked-out grant).
+    pub rotate_after: Vec<String>,
+    /// For a vaulted key: the file on the target listing its authorized keys (default: the
+    /// login's `~/.ssh/authorized_keys`), which rotation edits.
+    pub authorized_keys: Option<String>,
+    /// For a vaulted password: the command on the target that sets it, fed `LOGIN:PASSWORD`
+    /// on stdin (e.g. `"sudo -n chpasswd"`); without it a password is not rotated.
+    pub password_command: Option<String>,
 }
+
+/// What `rotate_after` may name.
+pub const ROTATE_AFTER: &[&str] = &["break-glass", "checkout"];
 
 /// How portcullis logs in to a target.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

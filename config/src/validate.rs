@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::conditions::{Hours, Network};
 use crate::problem::{KeyPath, Problem};
-use crate::schema::{Config, SSL_MODES, StateBackend, TargetAuth};
+use crate::schema::{Config, ROTATE_AFTER, SSL_MODES, StateBackend, TargetAuth};
 
 /// Characters allowed in user, target and role names. `+` separates user from target in a
 /// login, `@` separates login from host, so neither may appear in a name.
@@ -408,6 +408,39 @@ impl Config {
                      certificate); remove one of the two",
                 )),
                 _ => {}
+            }
+            if target.auth == TargetAuth::Certificate {
+                for (key, set) in [
+                    ("rotate_every", target.rotate_every.is_some()),
+                    ("rotate_after", !target.rotate_after.is_empty()),
+                    ("authorized_keys", target.authorized_keys.is_some()),
+                    ("password_command", target.password_command.is_some()),
+                ] {
+                    if set {
+                        problems.push(Problem::new(
+                            at.key(key),
+                            "only means something with a vaulted credential (a certificate \
+                             target has nothing to rotate)",
+                        ));
+                    }
+                }
+            }
+            if target
+                .rotate_every
+                .is_some_and(|every| every < Duration::from_secs(60))
+            {
+                problems.push(Problem::new(
+                    at.key("rotate_every"),
+                    "must be at least a minute",
+                ));
+            }
+            for (n, after) in target.rotate_after.iter().enumerate() {
+                if !ROTATE_AFTER.contains(&after.as_str()) {
+                    problems.push(Problem::new(
+                        at.key("rotate_after").index(n),
+                        format!("{after:?} is not one of {}", ROTATE_AFTER.join(", ")),
+                    ));
+                }
             }
         }
     }

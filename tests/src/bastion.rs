@@ -249,6 +249,26 @@ impl Bastion {
         sshd.authorize(&public);
     }
 
+    /// Stages `key` as the replacement of vault entry `name`, as a credential rotation does
+    /// before it installs it (what a rotation cut off after installing leaves behind).
+    pub async fn stage_in_vault(&self, name: &str, key: russh::keys::PrivateKey) {
+        let store: Arc<dyn portcullis_state::StateStore> = Arc::new(
+            portcullis_state::SqliteStore::open(&self.data_dir().join("state.db"))
+                .expect("open the state database"),
+        );
+        let vault =
+            portcullis::vault::Vault::open(store, &self.data_dir().join("master.key"), None)
+                .await
+                .expect("open the vault");
+        vault
+            .stage(
+                name,
+                &portcullis::vault::Credential::PrivateKey(Arc::new(key)),
+            )
+            .await
+            .expect("stage");
+    }
+
     /// Starts `portcullis serve` and waits until it listens.
     pub fn start(&mut self) -> &mut Self {
         assert!(self.child.is_none(), "already started");

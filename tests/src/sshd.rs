@@ -75,38 +75,10 @@ impl Sshd {
             ),
         )
         .expect("sshd_config");
+        let log = Arc::new(Mutex::new(String::new()));
         for _attempt in 0..5 {
             let port = free_port();
-            let mut child = Command::new(SSHD)
-                .args(["-D", "-e", "-f"])
-                .arg(&config)
-                .args(["-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start sshd");
-            let log = Arc::new(Mutex::new(String::new()));
-            let stderr = child.stderr.take().expect("sshd stderr");
-            let sink = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    let mut log = sink.lock().expect("log lock");
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            });
-            let ready = wait_for(Duration::from_secs(10), || {
-                let text = log.lock().expect("log lock").clone();
-                if text.contains("Server listening on") {
-                    Some(true)
-                } else if child.try_wait().ok().flatten().is_some() {
-                    Some(false)
-                } else {
-                    None
-                }
-            });
-            if ready == Some(true) {
+            if let Some(child) = spawn(&config, port, &log) {
                 return Self {
                     dir,
                     port,
@@ -115,10 +87,20 @@ impl Sshd {
                     log,
                 };
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
         panic!("sshd did not start; see its config in a tempdir");
+    }
+
+    /// Stops listening (the files stay): the target is down.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Listens again on the same port, with the same files.
+    pub fn restart(&mut self) {
+        self.child = spawn(&self.dir.path().join("sshd_config"), self.port, &self.log)
+            .expect("sshd restarts on its port");
     }
 
     /// `127.0.0.1:PORT`.
@@ -129,6 +111,11 @@ impl Sshd {
     /// Its host key, as the bastion should pin it.
     pub fn host_key(&self) -> &str {
         &self.host_key.public
+    }
+
+    /// The file it reads authorized keys from (for any account it serves).
+    pub fn authorized_keys_file(&self) -> PathBuf {
+        self.dir.path().join("authorized_keys")
     }
 
     /// Lets `public_key` log in (for any account this sshd serves).
@@ -224,6 +211,50 @@ fn process_name(pid: u32) -> Option<String> {
         .map(|name| name.trim().to_owned())
 }
 
+/// Starts sshd with `config` on `port` and waits until it listens (`None`: it did not, e.g.
+/// the port was taken meanwhile). Its stderr goes to `log`.
+fn spawn(config: &Path, port: u16, log: &Arc<Mutex<String>>) -> Option<Child> {
+    let mut child = Command::new(SSHD)
+        .args(["-D", "-e", "-f"])
+        .arg(config)
+        .args(["-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sshd");
+    let stderr = child.stderr.take().expect("sshd stderr");
+    let sink = log.clone();
+    let listening_before = log
+        .lock()
+        .expect("log lock")
+        .matches("Server listening on")
+        .count();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut log = sink.lock().expect("log lock");
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let ready = wait_for(Duration::from_secs(10), || {
+        let text = log.lock().expect("log lock").clone();
+        if text.matches("Server listening on").count() > listening_before {
+            Some(true)
+        } else if child.try_wait().ok().flatten().is_some() {
+            Some(false)
+        } else {
+            None
+        }
+    });
+    if ready == Some(true) {
+        return Some(child);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
 impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -279,6 +310,25 @@ impl LocalUser {
             std::path::PathBuf::from(format!("/etc/sudoers.d/portcullis-test-{}", self.name));
         std::fs::write(&path, format!("{} ALL=(ALL) ALL\n", self.name))
             .expect("write a sudoers drop-in");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o440))
+            .expect("sudoers drop-in mode");
+        SudoRule { path }
+    }
+}
+
+impl LocalUser {
+    /// Lets this account run `command` (a full path) as root with `sudo -n`, no password,
+    /// while the guard lives.
+    pub fn allow_sudo_without_password(&self, command: &str) -> SudoRule {
+        let path = std::path::PathBuf::from(format!(
+            "/etc/sudoers.d/portcullis-test-{}-nopasswd",
+            self.name
+        ));
+        std::fs::write(
+            &path,
+            format!("{} ALL=(root) NOPASSWD: {command}\n", self.name),
+        )
+        .expect("write a sudoers drop-in");
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o440))
             .expect("sudoers drop-in mode");
         SudoRule { path }

@@ -35,6 +35,14 @@ pub enum VaultCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Rotate a vaulted credential on every target that uses it: install a new key (or set a
+    /// new password), prove it, commit it, remove the old one. Nothing changes if a step fails.
+    Rotate {
+        /// Entry name.
+        name: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Rotate the master key: rewrap the vault's data key under a new master key (64 hex
     /// digits, e.g. `openssl rand -hex 32`) and put it in the master key file.
     Rekey {
@@ -414,6 +422,7 @@ pub fn vault(command: VaultCommand) -> ExitCode {
                 Err(error) => fail(error),
             }
         }
+        VaultCommand::Rotate { name, config } => vault_rotate(&name, &config),
         VaultCommand::Rekey {
             new_master_key_file,
             config,
@@ -431,6 +440,57 @@ pub fn vault(command: VaultCommand) -> ExitCode {
                 Err(error) => fail(error),
             }
         }
+    }
+}
+
+/// `portcullis vault rotate NAME`
+fn vault_rotate(name: &str, config: &ConfigArg) -> ExitCode {
+    let (loaded, _) = match super::load(&config.config) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let directory = match crate::directory::Directory::from_config(&loaded.config) {
+        Ok(directory) => directory,
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("portcullis: {problem}");
+            }
+            return ExitCode::from(super::EXIT_CONFIG);
+        }
+    };
+    let opened = match open(config) {
+        Ok(opened) => opened,
+        Err(code) => return code,
+    };
+    let targets = directory.targets_using(name);
+    let outcome = opened.wait(crate::rotation::rotate(&opened.vault, &targets, name));
+    let event = crate::rotation::schedule::audit_event(&outcome, "command line");
+    let (event_name, fields) = event.into_parts();
+    let left = opened.leave_event(event_name, fields);
+    match outcome {
+        Ok(done) => {
+            println!(
+                "rotated {name} on {}{}",
+                done.targets.join(", "),
+                match (&done.old_fingerprint, &done.new_fingerprint) {
+                    (Some(old), Some(new)) => format!(": {old} -> {new}"),
+                    _ => String::new(),
+                }
+            );
+            for target in &done.old_still_accepted {
+                eprintln!(
+                    "portcullis: ALERT: the old key still gets in to {target}; remove it there by hand"
+                );
+            }
+            if done.old_still_accepted.is_empty() {
+                left
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(failed) => fail(format!(
+            "ALERT: {failed}; the old secret still works and the vault is unchanged"
+        )),
     }
 }
 

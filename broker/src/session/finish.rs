@@ -75,4 +75,32 @@ pub async fn finish(services: &Services, session: &SessionShared, closing: Closi
         duration_ms = duration.as_millis() as u64,
         "session ended"
     );
+    ask_for_rotation(services, session).await;
+}
+
+/// `rotate_after = ["break-glass"]`: a session on a break-glass grant has ended, so the
+/// credential it used is rotated (whoever used it may have seen more than they should).
+async fn ask_for_rotation(services: &Services, session: &SessionShared) {
+    let Some(authorized) = session.authorized.get() else {
+        return;
+    };
+    let target = authorized.target();
+    let crate::directory::UpstreamAuth::Vaulted(credential) = &target.auth else {
+        return;
+    };
+    if !target.rotation.after_break_glass {
+        return;
+    }
+    let Some(grant) = authorized.decision().grant() else {
+        return;
+    };
+    match services.state.grant(grant).await {
+        Ok(Some(record)) if record.break_glass => {
+            services.rotations.request(credential, "break-glass");
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::error!(%error, grant, "ALERT: cannot tell whether grant {grant} was break-glass; {credential} is not rotated after it");
+        }
+    }
 }

@@ -255,6 +255,29 @@ pub async fn connect(
     }
 }
 
+/// Logs in to `target` with `credential` (not the one its entry names: rotation tries a
+/// new secret before it is committed). Nothing is told if the connection is lost.
+pub async fn login_with(
+    target: &TargetEntry,
+    credential: Credential,
+    deadline: Duration,
+) -> Result<Upstream, UpstreamError> {
+    let config = client_config(target, Duration::from_secs(15));
+    let login = connect_and_login(
+        target,
+        LoginSecret::Vaulted(credential),
+        config,
+        CancellationToken::new(),
+    );
+    match tokio::time::timeout(deadline, login).await {
+        Ok(result) => result,
+        Err(_) => Err(UpstreamError::Timeout {
+            address: target.address.clone(),
+            after: deadline,
+        }),
+    }
+}
+
 async fn connect_and_login(
     target: &TargetEntry,
     secret: LoginSecret,
@@ -359,6 +382,38 @@ impl Upstream {
             .await
             .map_err(|e| UpstreamError::ChannelRefused {
                 reason: e.to_string(),
+            })
+    }
+
+    /// Runs `command` with `stdin`, for the bastion's own work on the target (rotation):
+    /// its exit status and what it wrote on stderr (at most 4 KiB, for messages).
+    pub async fn run(&self, command: &str, stdin: &[u8]) -> Result<(u32, String), UpstreamError> {
+        let refused = |e: russh::Error| UpstreamError::ChannelRefused {
+            reason: e.to_string(),
+        };
+        let mut channel = self.open_session_channel().await?;
+        channel.exec(true, command).await.map_err(refused)?;
+        if !stdin.is_empty() {
+            channel.data(stdin).await.map_err(refused)?;
+        }
+        channel.eof().await.map_err(refused)?;
+        let mut status = None;
+        let mut stderr = Vec::new();
+        while let Some(message) = channel.wait().await {
+            match message {
+                russh::ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                russh::ChannelMsg::ExtendedData { data, .. } if stderr.len() < 4096 => {
+                    stderr.extend_from_slice(&data[..data.len().min(4096 - stderr.len())]);
+                }
+                russh::ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        let stderr = String::from_utf8_lossy(&stderr).trim().to_owned();
+        status
+            .map(|status| (status, stderr))
+            .ok_or_else(|| UpstreamError::ChannelRefused {
+                reason: "the command ended without an exit status".into(),
             })
     }
 

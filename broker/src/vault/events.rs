@@ -16,7 +16,13 @@ use super::{CredentialInfo, CredentialKind, Vault, VaultError, associated_data, 
 const PREFIX: &str = "@event.";
 
 /// The events the command line may leave.
-pub const KNOWN: &[&str] = &["vault.rekeyed", "ca.rotated", "ca.retired"];
+pub const KNOWN: &[&str] = &[
+    "vault.rekeyed",
+    "ca.rotated",
+    "ca.retired",
+    "credential.rotated",
+    "credential.rotation_failed",
+];
 
 /// A row that claims to be a left event and is not one (damaged, or written without the
 /// data key).
@@ -53,13 +59,11 @@ impl Vault {
         fields: serde_json::Map<String, serde_json::Value>,
     ) -> Result<(), VaultError> {
         let at = SystemTime::now();
-        let millis = at
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis();
+        let nanos = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
         let nonce = seal::random_key().map_err(|_| VaultError::Crypto)?;
-        // Zero-padded time first, so rows sort in the order they were left.
-        let row = format!("{PREFIX}{millis:015}.{}", hex::encode(&nonce[..6]));
+        // Zero-padded time first (to the nanosecond: two events of one command never share
+        // it), so rows sort in the order they were left.
+        let row = format!("{PREFIX}{nanos:020}.{}", hex::encode(&nonce[..6]));
         let body = serde_json::json!({ "event": event, "fields": fields }).to_string();
         let info = CredentialInfo {
             name: row,
@@ -166,7 +170,7 @@ mod tests {
         store
             .put_credential(
                 CredentialRow {
-                    name: format!("{PREFIX}000000000000001.forged"),
+                    name: format!("{PREFIX}00000000000000000001.forged"),
                     kind: "admin-event".into(),
                     fingerprint: None,
                     public_key: None,

@@ -12,6 +12,7 @@ pub mod ca;
 pub mod events;
 pub mod keyring;
 pub mod seal;
+pub mod staged;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -284,14 +285,27 @@ impl Vault {
         password: &Secret<String>,
         replace: bool,
     ) -> Result<CredentialInfo, VaultError> {
-        let info = CredentialInfo {
+        let info = self.secret_info(name, CredentialKind::Password);
+        self.put(info, password.expose().as_bytes(), replace).await
+    }
+
+    fn secret_info(&self, name: &str, kind: CredentialKind) -> CredentialInfo {
+        CredentialInfo {
             name: name.to_owned(),
-            kind: CredentialKind::Password,
+            kind,
             fingerprint: None,
             public_key: None,
             created_at: SystemTime::now(),
-        };
-        self.put(info, password.expose().as_bytes(), replace).await
+        }
+    }
+
+    /// An entry's description (no secret), if it exists.
+    pub async fn info(&self, name: &str) -> Result<Option<CredentialInfo>, VaultError> {
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .find(|info| info.name == name))
     }
 
     async fn put(

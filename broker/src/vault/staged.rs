@@ -1,0 +1,75 @@
+//! A rotation's new secret, kept in the vault *before* it is installed on any target, so a
+//! rotation cut off half way (the bastion killed between installing the new key and
+//! committing it) can be finished or undone by the next one: the secret that may already be
+//! installed upstream is never only in a dead process's memory.
+//!
+//! Staged secrets live beside the entry they will replace, under a name no operator entry
+//! can have (`@staged.NAME`), sealed like any credential.
+
+use russh::keys::ssh_key::PrivateKey;
+
+use super::{Credential, CredentialKind, Vault, VaultError};
+use portcullis_config::Secret;
+
+fn staged_name(name: &str) -> String {
+    format!("@staged.{name}")
+}
+
+impl Vault {
+    /// Keeps `secret` as the staged replacement of entry `name` (replacing a stale one).
+    pub async fn stage(&self, name: &str, secret: &Credential) -> Result<(), VaultError> {
+        let staged = staged_name(name);
+        let (info, text) = match secret {
+            Credential::PrivateKey(key) => (
+                self.key_info(&staged, CredentialKind::PrivateKey, key)?,
+                self.encode_key(key)?,
+            ),
+            Credential::Password(password) => (
+                self.secret_info(&staged, CredentialKind::Password),
+                zeroize::Zeroizing::new(password.expose().clone()),
+            ),
+        };
+        self.put_unchecked(info, text.as_bytes(), true).await?;
+        Ok(())
+    }
+
+    /// The staged replacement of entry `name`, if a rotation left one.
+    pub async fn staged(&self, name: &str) -> Result<Option<Credential>, VaultError> {
+        let staged = staged_name(name);
+        let Some(row) = self.store.credential(&staged).await? else {
+            return Ok(None);
+        };
+        let corrupt = || VaultError::Corrupt {
+            name: staged.clone(),
+        };
+        let kind = CredentialKind::parse(&row.kind).ok_or_else(corrupt)?;
+        let text = self.open_entry(&staged, kind).await?;
+        Ok(Some(match kind {
+            CredentialKind::PrivateKey => Credential::PrivateKey(std::sync::Arc::new(
+                PrivateKey::from_openssh(text.expose()).map_err(|_| corrupt())?,
+            )),
+            CredentialKind::Password => Credential::Password(Secret::new(text.expose().clone())),
+            CredentialKind::UserCa | CredentialKind::AdminEvent => return Err(corrupt()),
+        }))
+    }
+
+    /// Makes the staged secret of `name` the entry itself, then drops the staged copy (a crash
+    /// between the two leaves both equal, which the next rotation tidies).
+    pub async fn commit_staged(&self, name: &str, secret: &Credential) -> Result<(), VaultError> {
+        match secret {
+            Credential::PrivateKey(key) => {
+                self.put_private_key(name, key, true).await?;
+            }
+            Credential::Password(password) => {
+                self.put_password(name, password, true).await?;
+            }
+        }
+        self.drop_staged(name).await
+    }
+
+    /// Forgets the staged secret of `name` (nothing if there is none).
+    pub async fn drop_staged(&self, name: &str) -> Result<(), VaultError> {
+        self.store.remove_credential(&staged_name(name)).await?;
+        Ok(())
+    }
+}
