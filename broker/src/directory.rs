@@ -20,6 +20,9 @@ pub struct UserEntry {
     pub password_hash: Option<Secret<String>>,
     /// Decoded TOTP key.
     pub totp_key: Option<Secret<Vec<u8>>>,
+    /// A non-human identity (`kind = "service"`): checks out certificates, is never
+    /// prompted.
+    pub service: bool,
 }
 
 impl UserEntry {
@@ -146,6 +149,7 @@ impl Directory {
                     keys,
                     password_hash: user.password_hash.clone(),
                     totp_key: user.totp_key(),
+                    service: user.kind == portcullis_config::UserKind::Service,
                 },
             );
         }

@@ -424,6 +424,60 @@ access = "standing"
     }
 
     #[test]
+    fn services_have_no_password_and_request_tokens_act_as_a_service() {
+        let with = |extra: &str| format!("{GOOD}\n{extra}\n");
+        let service = "[[users]]\nname = \"ci\"\nkind = \"service\"\n";
+        let token = |scopes: &str, user: &str| {
+            format!(
+                "[admin]\nlisten = \"127.0.0.1:9443\"\n[[admin.tokens]]\nname = \"t\"\n\
+                 hash = \"$argon2id$x\"\nscopes = [{scopes}]\n{user}"
+            )
+        };
+        from_toml_str(&with(&format!(
+            "{service}{}",
+            token("\"request\"", "user = \"ci\"")
+        )))
+        .expect("a service and its request token");
+
+        let rendered = |text: &str| -> Vec<String> {
+            problems_of(text).iter().map(ToString::to_string).collect()
+        };
+        let has = |problems: &[String], text: &str| problems.iter().any(|p| p.contains(text));
+        let password = rendered(&with(&format!("{service}password_hash = \"$argon2id$x\"")));
+        assert!(
+            has(
+                &password,
+                "users[1].password_hash: a service has no password"
+            ),
+            "{password:#?}"
+        );
+        let no_user = rendered(&with(&format!("{service}{}", token("\"request\"", ""))));
+        assert!(
+            has(&no_user, "admin.tokens[0].user: is missing"),
+            "{no_user:#?}"
+        );
+        let person = rendered(&with(&token("\"request\"", "user = \"alice\"")));
+        assert!(
+            has(
+                &person,
+                "admin.tokens[0].user: no user named \"alice\" with kind = \"service\""
+            ),
+            "{person:#?}"
+        );
+        let stray = rendered(&with(&format!(
+            "{service}{}",
+            token("\"read\"", "user = \"ci\"")
+        )));
+        assert!(
+            has(
+                &stray,
+                "admin.tokens[0].user: only means something with scope \"request\""
+            ),
+            "{stray:#?}"
+        );
+    }
+
+    #[test]
     fn syntax_errors_name_the_line() {
         let problems = problems_of("[server]\nlisten = \"127.0.0.1:2222\nfoo = 1\n");
         assert!(!problems.is_empty());

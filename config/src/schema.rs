@@ -332,8 +332,11 @@ pub struct AdminTokenConfig {
     pub name: String,
     /// Argon2 hash of the token (`portcullis hash-password`).
     pub hash: Option<Secret<String>>,
-    /// What it may do: "read" (look), "operate" (kill, lock, unlock), "admin" (everything).
+    /// What it may do: "read" (look), "operate" (kill, lock, unlock), "admin" (everything),
+    /// "request" (ask for access and check out certificates as `user`).
     pub scopes: Vec<Scope>,
+    /// For `request`: the service user (`kind = "service"`) the token acts as.
+    pub user: Option<String>,
 }
 
 /// An API permission.
@@ -346,6 +349,28 @@ pub enum Scope {
     Operate,
     /// Everything.
     Admin,
+    /// Ask for access and check out login certificates, as the token's service user.
+    Request,
+}
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Scope; 4] = [Scope::Read, Scope::Operate, Scope::Admin, Scope::Request];
+
+    /// The config word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Operate => "operate",
+            Scope::Admin => "admin",
+            Scope::Request => "request",
+        }
+    }
+
+    /// The scope a config word names.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|scope| scope.as_str() == name)
+    }
 }
 
 /// `[[users]]`: a person who may log in.
@@ -360,6 +385,20 @@ pub struct UserConfig {
     pub password_hash: Option<Secret<String>>,
     /// Base32 TOTP secret; when set, a password login also asks for a code.
     pub totp_secret: Option<Secret<String>>,
+    /// `"person"` (default) or `"service"`: automation, which asks for access through the API
+    /// and logs in with a checked-out certificate; no password, no terminal prompts.
+    pub kind: UserKind,
+}
+
+/// Who a user is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserKind {
+    /// A person.
+    #[default]
+    Person,
+    /// A non-human identity (a CI job, a deploy pipeline).
+    Service,
 }
 
 /// `[[user_cas]]`: an OpenSSH certificate authority for user certificates.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::conditions::{Hours, Network};
 use crate::problem::{KeyPath, Problem};
-use crate::schema::{Config, ROTATE_AFTER, SSL_MODES, StateBackend, TargetAuth};
+use crate::schema::{Config, ROTATE_AFTER, SSL_MODES, Scope, StateBackend, TargetAuth, UserKind};
 
 /// Characters allowed in user, target and role names. `+` separates user from target in a
 /// login, `@` separates login from host, so neither may appear in a name.
@@ -335,6 +335,20 @@ impl Config {
                     problems.push(Problem::new(at.key("public_keys").index(k), "is empty"));
                 }
             }
+            if user.kind == UserKind::Service {
+                for (key, set) in [
+                    ("password_hash", user.password_hash.is_some()),
+                    ("totp_secret", user.totp_secret.is_some()),
+                ] {
+                    if set {
+                        problems.push(Problem::new(
+                            at.key(key),
+                            "a service has no password: it checks out a certificate through the \
+                             API (a token with scope \"request\" and user = this service)",
+                        ));
+                    }
+                }
+            }
             if let Some(hash) = &user.password_hash
                 && !hash.expose().starts_with("$argon2")
             {
@@ -634,6 +648,29 @@ impl Config {
                     at.key("scopes"),
                     "is empty: the token could do nothing",
                 ));
+            }
+            let services: HashSet<&str> = self
+                .users
+                .iter()
+                .filter(|u| u.kind == UserKind::Service)
+                .map(|u| u.name.as_str())
+                .collect();
+            match (&token.user, token.scopes.contains(&Scope::Request)) {
+                (None, true) => problems.push(Problem::new(
+                    at.key("user"),
+                    "is missing: a token with scope \"request\" acts as a service user",
+                )),
+                (Some(_), false) => problems.push(Problem::new(
+                    at.key("user"),
+                    "only means something with scope \"request\"",
+                )),
+                (Some(user), true) if !services.contains(user.as_str()) => {
+                    problems.push(Problem::new(
+                        at.key("user"),
+                        format!("no user named {user:?} with kind = \"service\""),
+                    ));
+                }
+                _ => {}
             }
         }
         if !admin.tokens.is_empty() && admin.listen.is_none() {

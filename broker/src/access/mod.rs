@@ -13,6 +13,7 @@
 //! * [`locks`]: lock and unlock users.
 //! * [`AccessError`]: every refusal, as a sentence for whoever asked.
 
+pub mod checkout;
 mod error;
 pub mod jit;
 pub mod locks;

@@ -26,6 +26,10 @@ pub struct Caller {
     scopes: Vec<Scope>,
     /// The node that made the call for this operator, for a node-to-node call.
     via: Option<String>,
+    /// For a `request` token: the service user it acts as.
+    pub user: Option<String>,
+    /// The address the call came from (activation conditions are checked against it).
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl Caller {
@@ -35,6 +39,8 @@ impl Caller {
             name: name.to_owned(),
             scopes,
             via: None,
+            user: None,
+            source: None,
         }
     }
 
@@ -50,6 +56,8 @@ impl Caller {
             name: format!("{name} (via node {node})"),
             scopes,
             via: Some(node.to_owned()),
+            user: None,
+            source: None,
         }
     }
 
@@ -154,7 +162,10 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
         // A token already proven good passes whoever else failed from this address: the
         // throttle is there to slow guessing, not to shut security out.
         if let Some(caller) = state.tokens.get(&digest) {
-            return Ok(caller);
+            return Ok(Caller {
+                source: Some(source),
+                ..caller
+            });
         }
         let throttle = &state.services.throttle;
         let reservation = throttle
@@ -166,7 +177,8 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
             // A store that cannot count the attempt refuses it (503 when it is busy or down).
             .map_err(ApiError::from)?
             .map_err(|_| ApiError::Throttled)?;
-        let candidates: Vec<(String, String, Vec<Scope>)> = state
+        type Candidate = (String, String, Vec<Scope>, Option<String>);
+        let candidates: Vec<Candidate> = state
             .services
             .config
             .admin
@@ -177,6 +189,7 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
                     t.name.clone(),
                     t.hash.as_ref()?.expose().clone(),
                     t.scopes.clone(),
+                    t.user.clone(),
                 ))
             })
             .collect();
@@ -184,17 +197,23 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
         let found = tokio::task::spawn_blocking(move || {
             candidates
                 .into_iter()
-                .find(|(_, hash, _)| crate::credentials::password::verify(hash, &token))
+                .find(|(_, hash, _, _)| crate::credentials::password::verify(hash, &token))
         })
         .await
         .ok()
         .flatten();
         match found {
-            Some((name, _, scopes)) => {
+            Some((name, _, scopes, user)) => {
                 reservation.succeeded().await;
-                let caller = Caller::new(&name, scopes);
+                let caller = Caller {
+                    user,
+                    ..Caller::new(&name, scopes)
+                };
                 state.tokens.insert(digest, caller.clone());
-                Ok(caller)
+                Ok(Caller {
+                    source: Some(source),
+                    ..caller
+                })
             }
             None => {
                 reservation.failed();

@@ -108,14 +108,9 @@ impl IntoResponse for ApiError {
             }
         };
         let message = match &self {
-            ApiError::Forbidden(scope) => format!(
-                "this token lacks the {} scope",
-                match scope {
-                    Scope::Read => "read",
-                    Scope::Operate => "operate",
-                    Scope::Admin => "admin",
-                }
-            ),
+            ApiError::Forbidden(scope) => {
+                format!("this token lacks the {} scope", scope.as_str())
+            }
             other => other.to_string(),
         };
         (status, Json(serde_json::json!({ "error": message }))).into_response()

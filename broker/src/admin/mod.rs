@@ -45,6 +45,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod checkout;
 pub mod console;
 pub mod error;
 pub mod peer;
@@ -121,7 +122,11 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/audit", get(routes::audit))
         .route("/api/v1/commands", get(routes::commands))
         .route("/api/v1/transfers", get(routes::transfers))
-        .route("/api/v1/requests", get(access::list_requests))
+        .route(
+            "/api/v1/requests",
+            get(access::list_requests).post(checkout::create_request),
+        )
+        .route("/api/v1/requests/{id}", get(checkout::show_request))
         .route(
             "/api/v1/requests/{id}/approve",
             post(access::approve_request),
@@ -129,6 +134,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/requests/{id}/deny", post(access::deny_request))
         .route("/api/v1/grants", get(access::list_grants))
         .route("/api/v1/grants/{id}/revoke", post(access::revoke_grant))
+        .route(
+            "/api/v1/grants/{id}/certificate",
+            post(checkout::grant_certificate),
+        )
         .route("/api/v1/review", get(access::review))
         .route("/api/v1/review/{id}/ack", post(access::acknowledge))
         .fallback(|| async { error::ApiError::NotFound("no such endpoint".into()) })

@@ -261,15 +261,7 @@ pub(super) fn bad_json(rejection: JsonRejection) -> ApiError {
 
 /// `GET /api/v1/me`: who the token is, for the console to show only what it may do.
 pub async fn me(caller: Caller) -> Json<Value> {
-    let scopes: Vec<&str> = caller
-        .scopes()
-        .iter()
-        .map(|s| match s {
-            Scope::Read => "read",
-            Scope::Operate => "operate",
-            Scope::Admin => "admin",
-        })
-        .collect();
+    let scopes: Vec<&str> = caller.scopes().iter().map(|s| s.as_str()).collect();
     Json(json!({ "name": caller.name, "scopes": scopes }))
 }
 

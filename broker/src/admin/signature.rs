@@ -16,20 +16,11 @@ pub const SCHEME: &str = "Portcullis-Peer";
 const SKEW: Duration = Duration::from_secs(60);
 
 fn scope_name(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Read => "read",
-        Scope::Operate => "operate",
-        Scope::Admin => "admin",
-    }
+    scope.as_str()
 }
 
 fn scope_of(name: &str) -> Option<Scope> {
-    match name {
-        "read" => Some(Scope::Read),
-        "operate" => Some(Scope::Operate),
-        "admin" => Some(Scope::Admin),
-        _ => None,
-    }
+    Scope::parse(name)
 }
 
 /// Scopes as text: `read+operate`.

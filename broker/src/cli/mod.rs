@@ -13,6 +13,7 @@
 pub mod access;
 pub mod admin;
 pub mod ca;
+pub mod checkout;
 /// The admin API's client (shared with node-to-node calls).
 pub mod api {
     pub use crate::api_client::*;
@@ -73,6 +74,9 @@ enum Command {
     /// Manage upstream credentials.
     #[command(subcommand)]
     Vault(admin::VaultCommand),
+    /// For automation: ask for access to TARGET, wait for the approval, and check out a
+    /// certificate for logging in through the bastion (through the admin API).
+    Checkout(checkout::CheckoutArgs),
     /// The bastion's SSH user CA for targets with auth = "certificate": show, rotate, retire.
     #[command(subcommand)]
     Ca(ca::CaCommand),
@@ -135,6 +139,7 @@ pub fn main() -> ExitCode {
         Command::HashPassword => admin::hash_password(),
         Command::Vault(command) => admin::vault(command),
         Command::Ca(command) => ca::ca(command),
+        Command::Checkout(args) => checkout::checkout(args),
         Command::Recordings(command) => admin::recordings(command),
         Command::Audit(command) => admin::audit(command),
         Command::Sessions(command) => ops::sessions(command),

@@ -78,8 +78,9 @@ pub async fn finish(services: &Services, session: &SessionShared, closing: Closi
     ask_for_rotation(services, session).await;
 }
 
-/// `rotate_after = ["break-glass"]`: a session on a break-glass grant has ended, so the
-/// credential it used is rotated (whoever used it may have seen more than they should).
+/// `rotate_after`: a session on a break-glass grant, or a service's session on its checked-out
+/// grant, has ended, so the credential it used is rotated (whoever used it may have seen more
+/// than they should).
 async fn ask_for_rotation(services: &Services, session: &SessionShared) {
     let Some(authorized) = session.authorized.get() else {
         return;
@@ -88,12 +89,20 @@ async fn ask_for_rotation(services: &Services, session: &SessionShared) {
     let crate::directory::UpstreamAuth::Vaulted(credential) = &target.auth else {
         return;
     };
-    if !target.rotation.after_break_glass {
-        return;
-    }
     let Some(grant) = authorized.decision().grant() else {
         return;
     };
+    let service = services
+        .directory
+        .user(authorized.decision().user())
+        .is_some_and(|u| u.service);
+    if target.rotation.after_checkout && service {
+        services.rotations.request(credential, "checkout");
+        return;
+    }
+    if !target.rotation.after_break_glass {
+        return;
+    }
     match services.state.grant(grant).await {
         Ok(Some(record)) if record.break_glass => {
             services.rotations.request(credential, "break-glass");

@@ -421,7 +421,19 @@ impl Owner {
                     return self.start_menu(id, start, &user, origin).await;
                 };
                 let pending = pending.clone();
+                let service = self
+                    .services
+                    .directory
+                    .user(&user)
+                    .is_some_and(|u| u.service);
                 let text = match (&start, pty) {
+                    // A service is never prompted: it asks through the API.
+                    _ if service => format!(
+                        "{} needs an activation first; a service asks for it through the admin \
+                         API (POST /api/v1/requests, or `portcullis checkout {}`) and logs in \
+                         with the certificate it checks out",
+                        pending.eligibility.target, pending.eligibility.target
+                    ),
                     (Start::Shell | Start::Exec(_), true) if pending.claim() => {
                         let env = std::mem::take(&mut local.env);
                         let Some(console) = local.converse(&self.session) else {

@@ -20,6 +20,7 @@ use russh::keys::ssh_key::certificate::CertType;
 use russh::keys::ssh_key::{HashAlg, PublicKey};
 use russh::server::Auth;
 
+use crate::access::checkout;
 use crate::audit::AuditEvent;
 use crate::credentials::throttle::{AuditBudget, Method, Reservation, ThrottleKey};
 use crate::credentials::{password, totp};
@@ -224,8 +225,9 @@ impl Authenticator {
             return Step::Continue(Auth::Accept);
         }
         // russh shows a certificate's inner key here; the certificate itself is judged
-        // after the signature, so let it through when any CA is trusted.
-        if !self.services.directory.cas().is_empty() {
+        // after the signature, so let it through when any CA is trusted (the bastion's own
+        // signs services' check-out certificates).
+        if !self.services.directory.cas().is_empty() || known.is_some_and(|u| u.service) {
             return Step::Continue(Auth::Accept);
         }
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
@@ -259,15 +261,27 @@ impl Authenticator {
         .await
     }
 
-    /// A signed certificate login (russh has checked the signature and validity window).
-    pub async fn certificate(&self, user: &str, cert: &Certificate) -> Step {
+    /// A signed certificate login (russh has checked the signature and validity window), to
+    /// `target` if the login names one.
+    pub async fn certificate(&self, user: &str, target: Option<&str>, cert: &Certificate) -> Step {
         let keys = self.keys(user, Method::Certificate);
         if let Some(refused) = self.throttled(user, "certificate", &keys).await {
             return refused;
         }
         let ca_fingerprint = cert.signature_key().fingerprint(HashAlg::Sha256);
         let key_id = cert.key_id().to_owned();
-        match self.judge_certificate(user, cert, &ca_fingerprint) {
+        let judged = match checkout::signed_by_us(&self.services, &ca_fingerprint).await {
+            Ok(true) => {
+                self.judge_checkout(user, target, cert, &ca_fingerprint)
+                    .await
+            }
+            Ok(false) => self.judge_certificate(user, cert, &ca_fingerprint),
+            Err(error) => Err((
+                format!("the bastion's CA cannot be read now ({error})"),
+                Counts::Source,
+            )),
+        };
+        match judged {
             Ok(ca) => {
                 tracing::info!(parent: &self.session.span, user = %Shown(user), key_id = %Shown(&key_id), ca = %ca, "certificate accepted");
                 self.accept(user, "certificate")
@@ -283,6 +297,40 @@ impl Authenticator {
                 })
                 .await
             }
+        }
+    }
+
+    /// A service's check-out certificate, signed by the bastion's own CA: valid now, a user
+    /// certificate for this user, and its grant active for this target (see
+    /// [`checkout::admits`]).
+    async fn judge_checkout(
+        &self,
+        user: &str,
+        target: Option<&str>,
+        cert: &Certificate,
+        ca_fingerprint: &russh::keys::ssh_key::Fingerprint,
+    ) -> Result<String, (String, Counts)> {
+        let refuse = |reason: String| Err((reason, Counts::SourceAndUser));
+        let now = self
+            .services
+            .clock
+            .now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        if let Err(e) = cert.validate_at(now, [ca_fingerprint]) {
+            return refuse(format!("certificate invalid: {e}"));
+        }
+        if cert.cert_type() != CertType::User || !cert.valid_principals().iter().any(|p| p == user)
+        {
+            return refuse("the certificate's principals do not include this user".into());
+        }
+        if !cert.critical_options().is_empty() {
+            return refuse("a check-out certificate with critical options".into());
+        }
+        match checkout::admits(&self.services, cert, user, target).await {
+            Ok(grant) => Ok(format!("the bastion's own (check-out of grant #{grant})")),
+            Err(reason) => refuse(reason),
         }
     }
 

@@ -213,7 +213,14 @@ impl server::Handler for FrontHandler {
         certificate: &Certificate,
     ) -> Result<Auth, Self::Error> {
         let login = login::parse(user);
-        let step = self.auth.certificate(&login.user, certificate).await;
+        let target = match &login.destination {
+            login::Destination::Target(target) => Some(target.as_str()),
+            login::Destination::Menu | login::Destination::Malformed(_) => None,
+        };
+        let step = self
+            .auth
+            .certificate(&login.user, target, certificate)
+            .await;
         Ok(self.answer(user, step))
     }
 
