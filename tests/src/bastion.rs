@@ -250,16 +250,20 @@ impl Bastion {
     }
 
     /// Stages `key` as the replacement of vault entry `name`, as a credential rotation does
-    /// before it installs it (what a rotation cut off after installing leaves behind).
+    /// before it installs it, longer ago than a rotation lasts (what a rotation cut off after
+    /// installing leaves behind).
     pub async fn stage_in_vault(&self, name: &str, key: russh::keys::PrivateKey) {
         let store: Arc<dyn portcullis_state::StateStore> = Arc::new(
             portcullis_state::SqliteStore::open(&self.data_dir().join("state.db"))
                 .expect("open the state database"),
         );
-        let vault =
-            portcullis::vault::Vault::open(store, &self.data_dir().join("master.key"), None)
-                .await
-                .expect("open the vault");
+        let vault = portcullis::vault::Vault::open(
+            store.clone(),
+            &self.data_dir().join("master.key"),
+            None,
+        )
+        .await
+        .expect("open the vault");
         vault
             .stage(
                 name,
@@ -267,6 +271,15 @@ impl Bastion {
             )
             .await
             .expect("stage");
+        // Staged longer ago than a rotation's lease: the one that staged it is gone.
+        let staged = format!("@staged.{name}");
+        let mut row = store
+            .credential(&staged)
+            .await
+            .expect("read")
+            .expect("staged");
+        row.created_at -= portcullis::rotation::LEASE + Duration::from_secs(1);
+        assert!(store.put_credential(row, true).await.expect("age the row"));
     }
 
     /// Starts `portcullis serve` and waits until it listens.

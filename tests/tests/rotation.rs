@@ -314,3 +314,40 @@ async fn a_password_rotates_through_its_command_and_the_old_one_stops_working() 
         "{refused:?}"
     );
 }
+
+#[tokio::test]
+async fn two_rotations_at_once_never_leave_the_vault_and_the_target_disagreeing() {
+    let scratch = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start();
+    let (operator, alice, mut bastion) = keyed(&scratch, &sshd, "");
+    bastion.start();
+    let spawn = || {
+        bastion
+            .command()
+            .args(["vault", "rotate", "web01"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    let outputs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    let succeeded = outputs.iter().filter(|o| o.status.success()).count();
+    assert!(succeeded >= 1, "{outputs:?}");
+    for refused in outputs.iter().filter(|o| !o.status.success()) {
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("another rotation of it"),
+            "a rotation that did not run says why: {stderr}"
+        );
+    }
+    // Whatever the interleaving: one rotated key on the target, the one the vault holds.
+    let keys = std::fs::read_to_string(sshd.authorized_keys_file()).unwrap();
+    assert_eq!(keys.matches(" portcullis:web01 ").count(), 1, "{keys}");
+    assert!(!key_gets_in(&sshd, "root", &operator.private).await);
+    let ran = bastion.ssh(&alice, "alice+web01").exec("echo agreed");
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+}

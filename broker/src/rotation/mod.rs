@@ -59,6 +59,10 @@ pub struct RotationFailed {
     pub reason: String,
 }
 
+/// How long a staged secret belongs to the rotation that staged it; after that a rotation
+/// that finds it takes it over (the one that staged it was cut off).
+pub const LEASE: Duration = Duration::from_secs(15 * 60);
+
 /// How long each login to a target may take.
 const LOGIN_DEADLINE: Duration = Duration::from_secs(15);
 
@@ -89,6 +93,39 @@ pub async fn rotate(
         .staged(credential)
         .await
         .map_err(|e| fail("plan", None, e.to_string()))?;
+    let differs = match (&staged, &current) {
+        (Some(Credential::PrivateKey(new)), Credential::PrivateKey(old)) => {
+            new.public_key() != old.public_key()
+        }
+        (Some(Credential::Password(new)), Credential::Password(old)) => {
+            new.expose() != old.expose()
+        }
+        _ => false,
+    };
+    if differs {
+        // A staged secret is a rotation under way (here or on another node), or one cut off:
+        // only once it is older than any rotation takes is it taken over.
+        let since = vault
+            .staged_since(credential)
+            .await
+            .map_err(|e| fail("plan", None, e.to_string()))?
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let age = std::time::SystemTime::now()
+            .duration_since(since)
+            .unwrap_or_default();
+        if age < LEASE {
+            return Err(fail(
+                "plan",
+                None,
+                format!(
+                    "another rotation of it is under way (it staged a new secret {} ago); \
+                     if that one was cut off, this is tried again after {}",
+                    humantime::format_duration(Duration::from_secs(age.as_secs())),
+                    humantime::format_duration(LEASE)
+                ),
+            ));
+        }
+    }
     match current {
         Credential::PrivateKey(old) => {
             let staged = match staged {
@@ -174,19 +211,42 @@ async fn rotate_key(
         target: target.map(|t| t.name.clone()),
         reason,
     };
-    let resumed = staged.is_some();
-    let new = match staged {
-        Some(key) => key,
+    let (new, resumed) = match staged {
+        Some(key) => (key, true),
         None => {
             let key = Arc::new(
                 generate_ed25519(&scripts::marker(credential))
                     .map_err(|e| fail("stage", None, e.to_string()))?,
             );
-            vault
-                .stage(credential, &Credential::PrivateKey(key.clone()))
+            let staged_now = vault
+                .stage_new(credential, &Credential::PrivateKey(key.clone()))
                 .await
                 .map_err(|e| fail("stage", None, e.to_string()))?;
-            key
+            if staged_now {
+                (key, false)
+            } else {
+                match vault.staged(credential).await {
+                    // Another rotation staged one since this one looked: it goes on, not this.
+                    Ok(Some(Credential::PrivateKey(theirs)))
+                        if theirs.public_key() != old.public_key() =>
+                    {
+                        return Err(fail(
+                            "stage",
+                            None,
+                            "another rotation of it started at the same moment".into(),
+                        ));
+                    }
+                    // A copy of the entry itself is staged (a commit cut off before it was
+                    // dropped): stale, replaced.
+                    _ => {
+                        vault
+                            .stage(credential, &Credential::PrivateKey(key.clone()))
+                            .await
+                            .map_err(|e| fail("stage", None, e.to_string()))?;
+                        (key, false)
+                    }
+                }
+            }
         }
     };
     let marker = scripts::marker(credential);

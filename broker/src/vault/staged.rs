@@ -16,8 +16,27 @@ fn staged_name(name: &str) -> String {
 }
 
 impl Vault {
+    /// Keeps `secret` as the staged replacement of entry `name`, unless one is staged already
+    /// (another node's rotation, or one cut off): false then, and nothing is changed.
+    pub async fn stage_new(&self, name: &str, secret: &Credential) -> Result<bool, VaultError> {
+        match self.put_staged(name, secret, false).await {
+            Ok(()) => Ok(true),
+            Err(VaultError::Exists { .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Keeps `secret` as the staged replacement of entry `name` (replacing a stale one).
     pub async fn stage(&self, name: &str, secret: &Credential) -> Result<(), VaultError> {
+        self.put_staged(name, secret, true).await
+    }
+
+    async fn put_staged(
+        &self,
+        name: &str,
+        secret: &Credential,
+        replace: bool,
+    ) -> Result<(), VaultError> {
         let staged = staged_name(name);
         let (info, text) = match secret {
             Credential::PrivateKey(key) => (
@@ -29,8 +48,20 @@ impl Vault {
                 zeroize::Zeroizing::new(password.expose().clone()),
             ),
         };
-        self.put_unchecked(info, text.as_bytes(), true).await?;
+        self.put_unchecked(info, text.as_bytes(), replace).await?;
         Ok(())
+    }
+
+    /// When the staged replacement of entry `name` was staged, if there is one.
+    pub async fn staged_since(
+        &self,
+        name: &str,
+    ) -> Result<Option<std::time::SystemTime>, VaultError> {
+        Ok(self
+            .store
+            .credential(&staged_name(name))
+            .await?
+            .map(|row| row.created_at))
     }
 
     /// The staged replacement of entry `name`, if a rotation left one.
