@@ -912,3 +912,30 @@ fn what_a_pattern_cannot_stop_is_documented_and_true() {
         absent(&path);
     }
 }
+
+#[test]
+fn a_line_typed_ahead_while_a_command_holds_the_alternate_screen_is_still_checked() {
+    let gate = gate();
+    let tmux = gate.shell();
+    // A command that puts the terminal on the alternate screen and keeps the shell busy: what
+    // is typed meanwhile waits in the terminal driver for the shell, not for a full-screen
+    // program.
+    let running = gate.path("alternate-running");
+    tmux.line(&format!(
+        "printf '\\e[?1049h'; touch {running}; sleep 3; printf '\\e[?1049l'"
+    ));
+    let started = portcullis_tests::util::wait_for(Duration::from_secs(10), || {
+        Path::new(&running).exists().then_some(())
+    });
+    assert!(started.is_some(), "{}", tmux.screen());
+    let typed_ahead = gate.path("forbidden-typed-ahead");
+    tmux.line(&format!("touch {typed_ahead}"));
+    gate.wait_blocked(1);
+    // The shell comes back and finds the keys without their Enter: the line waits at the
+    // prompt, and an Enter there is checked like any.
+    tmux.wait_for_text(&format!("# touch {typed_ahead}"), Duration::from_secs(10));
+    tmux.keys(&["Enter"]);
+    gate.wait_blocked(2);
+    alive(&tmux, 40);
+    absent(&typed_ahead);
+}

@@ -106,6 +106,8 @@ pub(super) struct Gate {
     /// When the last key went up, and the output count then.
     last_sent: Instant,
     last_sent_seq: u64,
+    /// The last keys went to a full-screen program (see [`Gate::pass_full_screen`]).
+    in_full_screen: bool,
     /// Keystrokes not recorded yet: they wait until the upstream is seen echoing.
     held: Vec<Bytes>,
     /// Their size (bounded by [`MAX_HELD`]).
@@ -124,6 +126,16 @@ struct Reading {
     candidates: Vec<String>,
     /// The keystrokes and the screen disagree (or the keystrokes could not be followed).
     uncertain: bool,
+}
+
+/// What became of an Enter typed while a full-screen program had the terminal.
+enum FullScreenLine {
+    /// Sent on.
+    Passes,
+    /// Dropped: a rule stops the line.
+    Stopped,
+    /// A terminating rule ended the session.
+    Ends,
 }
 
 /// What to do with a line.
@@ -160,6 +172,7 @@ impl Gate {
             leftover: false,
             last_sent: Instant::now(),
             last_sent_seq: 0,
+            in_full_screen: false,
             held: Vec::new(),
             held_bytes: 0,
         }
@@ -200,6 +213,10 @@ impl Gate {
         self.erase_leftover(io).await?;
         if self.full_screen_program() {
             return self.pass_full_screen(data, io).await;
+        }
+        if std::mem::take(&mut self.in_full_screen) {
+            // Back at the shell: keys typed in the program are not this line.
+            self.keys.reset();
         }
         // A paste start is believed only while the shell has bracketed paste on.
         self.keys
@@ -254,24 +271,44 @@ impl Gate {
     }
 
     /// Keys for a full-screen program (vim, less, top): they are not command lines and pass
-    /// as they come. What was not checked is audited: a line under the cursor at an Enter
-    /// that a rule would have met is written down (`outcome: unchecked`), and one that a
-    /// stopping rule would have met raises an alert.
+    /// as they come — except an Enter that ends a line a rule stops, unless the program reads
+    /// its own lines. Keys typed now may be read by the shell later instead: a command that
+    /// put the terminal on the alternate screen and keeps the shell busy
+    /// (`printf '\e[?1049h'; sleep 9`) leaves them in the terminal driver, and the shell
+    /// runs them when it comes back. So while nothing has turned bracketed paste on since the
+    /// shell switched it off to run a command (a pager, top, or a command that is no program
+    /// at all), at each Enter the keys typed since the last one and the cursor's line are
+    /// checked: a line a stopping rule meets is not sent on (the Enter is dropped, the user
+    /// told, the line audited as blocked; a terminating rule ends the session). A program
+    /// that turned bracketed paste on (vim, nano) reads its own lines: those pass, audited as
+    /// `unchecked` when a rule meets them (a command can print that switch too: this is a
+    /// guardrail, see the README).
     async fn pass_full_screen(
         &mut self,
         data: Bytes,
         io: &mut GateIo<'_>,
     ) -> Result<Option<Bytes>, Stop> {
-        self.keys.reset();
+        if !self.in_full_screen {
+            // What was typed at the shell before the program started is not this line.
+            self.keys.reset();
+            self.in_full_screen = true;
+        }
         self.flush_held(io, false).await;
         let mut start = 0;
         for at in 0..data.len() {
-            if !matches!(data[at], b'\r' | b'\n' | 0x0f) {
+            let byte = data[at];
+            if !matches!(byte, b'\r' | b'\n' | 0x0f) {
+                self.keys.feed(byte);
                 continue;
             }
             self.send(data.slice(start..at), io).await?;
             start = at;
-            self.note_unchecked().await;
+            match self.check_full_screen_line(io).await {
+                FullScreenLine::Passes => {}
+                FullScreenLine::Stopped => start = at + 1,
+                FullScreenLine::Ends => return Err(Stop),
+            }
+            self.keys.reset();
         }
         if start < data.len() {
             self.send(data.slice(start..), io).await?;
@@ -279,9 +316,66 @@ impl Gate {
         Ok(None)
     }
 
-    /// At an Enter in a full-screen program: audits the cursor's line if a rule meets it.
-    async fn note_unchecked(&mut self) {
+    /// At an Enter while a full-screen program has the terminal: the rule the typed keys or
+    /// the cursor's line meet, and what follows from it.
+    async fn check_full_screen_line(&mut self, io: &GateIo<'_>) -> FullScreenLine {
+        if self.screen.line_editor() == Some(true) {
+            // A program that turned bracketed paste on reads its own lines (vim, nano): what
+            // is typed there is its text, not a command; a line a rule meets is audited.
+            self.settle().await;
+            self.note_unchecked();
+            return FullScreenLine::Passes;
+        }
         self.settle().await;
+        let mut readings = self.keys.reading().unwrap_or_default();
+        readings.retain(|r| !r.trim().is_empty());
+        let typed = readings.first().cloned();
+        readings.extend(self.screen_readings());
+        let Some((rule, met)) = self.services.command_rules.evaluate_readings(
+            portcullis_config::RuleKind::Command,
+            &self.role,
+            &self.target,
+            readings.iter().map(String::as_str),
+        ) else {
+            return FullScreenLine::Passes;
+        };
+        let rule = rule.clone();
+        let reading = Reading {
+            line: typed.unwrap_or_else(|| met.to_owned()),
+            candidates: readings.clone(),
+            uncertain: true,
+        };
+        match rule.action {
+            CommandAction::Allow => FullScreenLine::Passes,
+            CommandAction::Log => {
+                self.audit(&reading, Some(&rule), rule.action, "unchecked");
+                FullScreenLine::Passes
+            }
+            // Nobody can be asked inside a full-screen program: held lines are stopped too.
+            CommandAction::Warn | CommandAction::Review | CommandAction::Deny => {
+                self.blocked(io, &reading, &rule, "blocked").await;
+                self.tell(&format!(
+                    "Enter not sent: the line typed meets {} (a full-screen program or a running \
+                     command has the terminal, and what is typed now may reach the shell)",
+                    rule.describe()
+                ))
+                .await;
+                FullScreenLine::Stopped
+            }
+            CommandAction::Terminate => {
+                self.blocked(io, &reading, &rule, "terminated").await;
+                self.session.control.end(EndReason::CommandRule {
+                    rule: rule.name.clone(),
+                    message: rule.message.clone().unwrap_or_default(),
+                });
+                FullScreenLine::Ends
+            }
+        }
+    }
+
+    /// In a program that reads its own lines: audits the cursor's line if a rule meets it
+    /// (`outcome: unchecked`), with an alert for a rule that would have stopped it.
+    fn note_unchecked(&self) {
         let readings = self.screen_readings();
         let Some((rule, met)) = self.services.command_rules.evaluate_readings(
             portcullis_config::RuleKind::Command,
@@ -541,7 +635,14 @@ impl Gate {
     /// At Enter: reads the line and applies the rules.
     async fn decide(&mut self, io: &mut GateIo<'_>) -> Result<Verdict, Stop> {
         let caught_up = self.settle().await;
-        if !self.echo_seen() {
+        // An Enter with nothing typed before it runs whatever the shell already holds: keys
+        // typed earlier, while a program had the terminal, that the shell has read since and
+        // shows after its prompt. That is a line to read off the screen, not a blind one.
+        let typed_nothing = self
+            .keys
+            .reading()
+            .is_some_and(|lines| lines.iter().all(|line| line.trim().is_empty()));
+        if !self.echo_seen() && !typed_nothing {
             // Typed blind (a password prompt): not a command; the keys are not kept, not
             // even in the debug log.
             tracing::debug!("line submitted without echo: passed, redacted");
