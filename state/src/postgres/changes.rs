@@ -8,6 +8,11 @@
 //!
 //! Rows are appended under one advisory lock held to commit, so they become visible in id
 //! order and "after the last id seen" never skips a row that commits late.
+//!
+//! What a feed promises is every change, once, on every node — not one order across nodes:
+//! a store announces its own changes at once (even while its follower is reconnecting) and
+//! the others' in log order as it reads them, so another node's earlier change may reach it
+//! after its own later one. Subscribers re-read the state they are told changed.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
