@@ -59,6 +59,22 @@ pub struct RotationFailed {
     pub reason: String,
 }
 
+impl RotationFailed {
+    fn new(
+        credential: &str,
+        step: &'static str,
+        target: Option<&TargetEntry>,
+        reason: String,
+    ) -> Self {
+        Self {
+            credential: credential.to_owned(),
+            step,
+            target: target.map(|t| t.name.clone()),
+            reason,
+        }
+    }
+}
+
 /// How long a staged secret belongs to the rotation that staged it; after that a rotation
 /// that finds it takes it over (the one that staged it was cut off).
 pub const LEASE: Duration = Duration::from_secs(15 * 60);
@@ -72,11 +88,8 @@ pub async fn rotate(
     targets: &[&TargetEntry],
     credential: &str,
 ) -> Result<Rotated, RotationFailed> {
-    let fail = |step, target: Option<&TargetEntry>, reason: String| RotationFailed {
-        credential: credential.to_owned(),
-        step,
-        target: target.map(|t| t.name.clone()),
-        reason,
+    let fail = |step, target: Option<&TargetEntry>, reason: String| {
+        RotationFailed::new(credential, step, target, reason)
     };
     if targets.is_empty() {
         return Err(fail(
@@ -205,11 +218,8 @@ async fn rotate_key(
     old: Arc<PrivateKey>,
     staged: Option<Arc<PrivateKey>>,
 ) -> Result<Rotated, RotationFailed> {
-    let fail = |step, target: Option<&TargetEntry>, reason: String| RotationFailed {
-        credential: credential.to_owned(),
-        step,
-        target: target.map(|t| t.name.clone()),
-        reason,
+    let fail = |step, target: Option<&TargetEntry>, reason: String| {
+        RotationFailed::new(credential, step, target, reason)
     };
     let (new, resumed) = match staged {
         Some(key) => (key, true),
@@ -387,11 +397,8 @@ async fn rotate_password(
     old: Secret<String>,
     staged: Option<Secret<String>>,
 ) -> Result<Rotated, RotationFailed> {
-    let fail = |step, target: Option<&TargetEntry>, reason: String| RotationFailed {
-        credential: credential.to_owned(),
-        step,
-        target: target.map(|t| t.name.clone()),
-        reason,
+    let fail = |step, target: Option<&TargetEntry>, reason: String| {
+        RotationFailed::new(credential, step, target, reason)
     };
     if let Some(target) = targets
         .iter()

@@ -459,22 +459,7 @@ async fn relay(
         handle.clone(),
         upstream,
     );
-    if !relay
-        .pty(
-            &pty.term,
-            pty.cols,
-            pty.rows,
-            pty.pix_width,
-            pty.pix_height,
-            &pty.modes,
-        )
-        .await
-    {
-        tracing::warn!("the target refused the terminal");
-    }
-    for (name, value) in &env {
-        relay.env(name, value).await;
-    }
+    replay(&mut relay, Some(&pty), &env).await;
     let refusal = match relay.start(&services, &session, start).await {
         StartOutcome::Relayed(true) => None,
         StartOutcome::Relayed(false) => {
@@ -515,6 +500,32 @@ async fn relay(
         }
     }
     relay.close().await;
+}
+
+/// Replays on a new upstream channel the terminal and environment the client asked for
+/// before it was connected.
+pub(super) async fn replay(
+    relay: &mut relay::ChannelRelay,
+    pty: Option<&PtyParams>,
+    env: &[(String, String)],
+) {
+    if let Some(pty) = pty
+        && !relay
+            .pty(
+                &pty.term,
+                pty.cols,
+                pty.rows,
+                pty.pix_width,
+                pty.pix_height,
+                &pty.modes,
+            )
+            .await
+    {
+        tracing::warn!("the target refused the terminal");
+    }
+    for (name, value) in env {
+        relay.env(name, value).await;
+    }
 }
 
 /// Spawns the dialog as one of the session's tasks; `done` is cancelled when it ends (the

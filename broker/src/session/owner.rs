@@ -528,23 +528,7 @@ impl Owner {
             handle,
             upstream_channel,
         );
-        if let Some(pty) = &pty
-            && !relay
-                .pty(
-                    &pty.term,
-                    pty.cols,
-                    pty.rows,
-                    pty.pix_width,
-                    pty.pix_height,
-                    &pty.modes,
-                )
-                .await
-        {
-            tracing::warn!(parent: &self.session.span, "the target refused the terminal");
-        }
-        for (name, value) in &env {
-            relay.env(name, value).await;
-        }
+        activation::replay(&mut relay, pty.as_ref(), &env).await;
         let outcome = relay.start(&self.services, &self.session, start).await;
         let has_pty = relay.has_pty();
         self.channels.insert(id, Slot::Relay(relay));

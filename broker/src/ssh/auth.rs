@@ -300,6 +300,33 @@ impl Authenticator {
         }
     }
 
+    /// What every certificate must be: signed by `ca`, valid now on the bastion's clock, a
+    /// user certificate, for `user`.
+    fn check_user_certificate(
+        &self,
+        user: &str,
+        cert: &Certificate,
+        ca: &russh::keys::ssh_key::Fingerprint,
+    ) -> Result<(), String> {
+        let now = self
+            .services
+            .clock
+            .now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        if let Err(e) = cert.validate_at(now, [ca]) {
+            return Err(format!("certificate invalid: {e}"));
+        }
+        if cert.cert_type() != CertType::User {
+            return Err("not a user certificate".into());
+        }
+        if !cert.valid_principals().iter().any(|p| p == user) {
+            return Err("the certificate's principals do not include this user".into());
+        }
+        Ok(())
+    }
+
     /// A service's check-out certificate, signed by the bastion's own CA: valid now, a user
     /// certificate for this user, and its grant active for this target (see
     /// [`checkout::admits`]).
@@ -311,20 +338,8 @@ impl Authenticator {
         ca_fingerprint: &russh::keys::ssh_key::Fingerprint,
     ) -> Result<String, (String, Counts)> {
         let refuse = |reason: String| Err((reason, Counts::SourceAndUser));
-        let now = self
-            .services
-            .clock
-            .now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        if let Err(e) = cert.validate_at(now, [ca_fingerprint]) {
-            return refuse(format!("certificate invalid: {e}"));
-        }
-        if cert.cert_type() != CertType::User || !cert.valid_principals().iter().any(|p| p == user)
-        {
-            return refuse("the certificate's principals do not include this user".into());
-        }
+        self.check_user_certificate(user, cert, ca_fingerprint)
+            .map_err(|reason| (reason, Counts::SourceAndUser))?;
         if !cert.critical_options().is_empty() {
             return refuse("a check-out certificate with critical options".into());
         }
@@ -351,21 +366,8 @@ impl Authenticator {
                 Counts::Source,
             ));
         };
-        let now = self
-            .services
-            .clock
-            .now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        if let Err(e) = cert.validate_at(now, [&ca.fingerprint]) {
-            return refuse(&format!("certificate invalid: {e}"));
-        }
-        if cert.cert_type() != CertType::User {
-            return refuse("not a user certificate");
-        }
-        if !cert.valid_principals().iter().any(|p| p == user) {
-            return refuse("the certificate's principals do not include this user");
+        if let Err(reason) = self.check_user_certificate(user, cert, &ca.fingerprint) {
+            return refuse(&reason);
         }
         if self.services.directory.user(user).is_none() {
             return refuse("certificate principal is not a configured user");

@@ -331,15 +331,9 @@ impl Gate {
         readings.retain(|r| !r.trim().is_empty());
         let typed = readings.first().cloned();
         readings.extend(self.screen_readings());
-        let Some((rule, met)) = self.services.command_rules.evaluate_readings(
-            portcullis_config::RuleKind::Command,
-            &self.role,
-            &self.target,
-            readings.iter().map(String::as_str),
-        ) else {
+        let Some((rule, met)) = self.rule_meeting(&readings) else {
             return FullScreenLine::Passes;
         };
-        let rule = rule.clone();
         let reading = Reading {
             line: typed.unwrap_or_else(|| met.to_owned()),
             candidates: readings.clone(),
@@ -373,32 +367,40 @@ impl Gate {
         }
     }
 
+    /// The most severe command rule any of `readings` meets here, and the reading it met.
+    fn rule_meeting(&self, readings: &[String]) -> Option<(CommandRule, String)> {
+        self.services
+            .command_rules
+            .evaluate_readings(
+                portcullis_config::RuleKind::Command,
+                &self.role,
+                &self.target,
+                readings.iter().map(String::as_str),
+            )
+            .map(|(rule, met)| (rule.clone(), met.to_owned()))
+    }
+
     /// In a program that reads its own lines: audits the cursor's line if a rule meets it
     /// (`outcome: unchecked`), with an alert for a rule that would have stopped it.
     fn note_unchecked(&self) {
         let readings = self.screen_readings();
-        let Some((rule, met)) = self.services.command_rules.evaluate_readings(
-            portcullis_config::RuleKind::Command,
-            &self.role,
-            &self.target,
-            readings.iter().map(String::as_str),
-        ) else {
+        let Some((rule, met)) = self.rule_meeting(&readings) else {
             return;
         };
         if rule.action == CommandAction::Allow {
             return;
         }
         let reading = Reading {
-            line: met.to_owned(),
+            line: met.clone(),
             candidates: readings.clone(),
             uncertain: true,
         };
-        self.audit(&reading, Some(rule), rule.action, "unchecked");
+        self.audit(&reading, Some(&rule), rule.action, "unchecked");
         if matches!(rule.action, CommandAction::Deny | CommandAction::Terminate) {
             tracing::warn!(
                 parent: &self.session.span,
                 rule = %rule.name,
-                line = %crate::text::Shown(met),
+                line = %crate::text::Shown(&met),
                 "ALERT: a line a rule stops was entered in a full-screen program (not checked there)"
             );
         }
