@@ -271,15 +271,40 @@ impl Bastion {
             )
             .await
             .expect("stage");
-        // Staged longer ago than a rotation's lease: the one that staged it is gone.
+        self.age_staged(name).await;
+    }
+
+    /// Notes `public_key` (a line) as a replaced key of vault entry `name` not yet removed
+    /// from the targets, as a rotation does just before it commits.
+    pub async fn retire_in_vault(&self, name: &str, public_key: &str) {
+        let store: Arc<dyn portcullis_state::StateStore> = Arc::new(
+            portcullis_state::SqliteStore::open(&self.data_dir().join("state.db"))
+                .expect("open the state database"),
+        );
+        let vault =
+            portcullis::vault::Vault::open(store, &self.data_dir().join("master.key"), None)
+                .await
+                .expect("open the vault");
+        let key = russh::keys::PublicKey::from_openssh(public_key).expect("a public key");
+        vault.retire(name, &key).await.expect("retire");
+    }
+
+    /// Makes the secret staged for vault entry `name` older than a rotation's lease, as if
+    /// that much time had passed since the rotation that staged it was cut off.
+    pub async fn age_staged(&self, name: &str) {
+        let store = portcullis_state::SqliteStore::open(&self.data_dir().join("state.db"))
+            .expect("open the state database");
         let staged = format!("@staged.{name}");
-        let mut row = store
-            .credential(&staged)
+        let mut row = portcullis_state::StateStore::credential(&store, &staged)
             .await
             .expect("read")
-            .expect("staged");
+            .expect("a staged secret");
         row.created_at -= portcullis::rotation::LEASE + Duration::from_secs(1);
-        assert!(store.put_credential(row, true).await.expect("age the row"));
+        assert!(
+            portcullis_state::StateStore::put_credential(&store, row, true)
+                .await
+                .expect("age the row")
+        );
     }
 
     /// Starts `portcullis serve` and waits until it listens.

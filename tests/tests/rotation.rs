@@ -209,6 +209,109 @@ async fn a_rotation_cut_off_between_install_and_commit_is_finished_by_the_next_r
     assert_eq!(ran.code, Some(0), "{ran:?}");
 }
 
+#[tokio::test]
+async fn a_rotation_killed_between_install_and_commit_is_finished_by_the_next_run() {
+    let scratch = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start();
+    let (operator, alice, mut bastion) = keyed(&scratch, &sshd, "");
+    bastion.start();
+    let markers = || {
+        std::fs::read_to_string(sshd.authorized_keys_file())
+            .unwrap()
+            .matches(" portcullis:web01 ")
+            .count()
+    };
+    // The rotating process is killed the moment its new key is on the target: before its
+    // commit, unless it was quicker than this loop (then it is tried again from there).
+    let mut attempts = 0;
+    let before = loop {
+        attempts += 1;
+        assert!(
+            attempts <= 10,
+            "never caught a rotation between install and commit"
+        );
+        let before = vault_fingerprint(&bastion, "web01");
+        let installed_before = markers();
+        let mut rotating = bastion
+            .command()
+            .args(["vault", "rotate", "web01"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let killed = loop {
+            if markers() > installed_before {
+                rotating.kill().unwrap();
+                rotating.wait().unwrap();
+                break true;
+            }
+            if rotating.try_wait().unwrap().is_some() {
+                break false;
+            }
+            std::thread::yield_now();
+        };
+        if killed && vault_fingerprint(&bastion, "web01") == before {
+            break before;
+        }
+    };
+    // Killed between install and commit: the vault still holds the old key, which still
+    // gets in; the new one is on the target and staged.
+    let ran = bastion.ssh(&alice, "alice+web01").exec("echo still-old");
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+
+    // Within the lease the next run leaves it alone (the rotation might still be running
+    // elsewhere); after it, the next run finishes it.
+    let early = bastion.cli(&["vault", "rotate", "web01"]);
+    assert_eq!(early.code, Some(1), "{early:?}");
+    assert!(
+        early.stderr.contains("another rotation of it is under way"),
+        "{early:?}"
+    );
+    bastion.age_staged("web01").await;
+    let resumed = bastion.cli(&["vault", "rotate", "web01"]);
+    assert_eq!(resumed.code, Some(0), "{resumed:?}");
+    let audited = bastion.wait_for_audit("credential.rotated", |e| e["resumed"] == true);
+    assert_eq!(audited["old_fingerprint"], before.as_str(), "{audited}");
+    assert_eq!(
+        audited["new_fingerprint"].as_str().unwrap(),
+        vault_fingerprint(&bastion, "web01")
+    );
+    assert_eq!(
+        markers(),
+        1,
+        "the key left by the killed run is the one kept"
+    );
+    assert!(!key_gets_in(&sshd, "root", &operator.private).await);
+    let ran = bastion.ssh(&alice, "alice+web01").exec("echo repaired");
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+}
+
+#[tokio::test]
+async fn a_rotation_cut_off_after_its_commit_has_the_old_key_removed_by_the_next() {
+    let scratch = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start();
+    let (operator, alice, mut bastion) = keyed(&scratch, &sshd, "");
+    bastion.start();
+    let rotated = bastion.cli(&["vault", "rotate", "web01"]);
+    assert_eq!(rotated.code, Some(0), "{rotated:?}");
+    // What a run cut off between its commit and the removal leaves: the replaced key still
+    // on the target, and noted as retiring in the vault.
+    sshd.authorize(&operator.public);
+    bastion.retire_in_vault("web01", &operator.public).await;
+    assert!(key_gets_in(&sshd, "root", &operator.private).await);
+
+    let next = bastion.cli(&["vault", "rotate", "web01"]);
+    assert_eq!(next.code, Some(0), "{next:?}");
+    assert!(!key_gets_in(&sshd, "root", &operator.private).await);
+    let keys = std::fs::read_to_string(sshd.authorized_keys_file()).unwrap();
+    assert!(
+        !keys.contains(operator.public.split_whitespace().nth(1).unwrap()),
+        "{keys}"
+    );
+    let ran = bastion.ssh(&alice, "alice+web01").exec("echo tidy");
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+}
+
 #[test]
 fn rotate_every_rotates_on_the_bastions_clock() {
     let clock = ManualClock::starting_now();

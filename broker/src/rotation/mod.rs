@@ -311,6 +311,20 @@ async fn rotate_key(
         return Err(failed);
     }
 
+    // Noted before the commit: if this run is cut off after it, the next one still knows to
+    // take the old key out.
+    vault
+        .retire(credential, old.public_key())
+        .await
+        .map_err(|e| fail("commit", None, e.to_string()))?;
+    let retiring: Vec<String> = vault
+        .retiring(credential)
+        .await
+        .map_err(|e| fail("commit", None, e.to_string()))?
+        .iter()
+        .filter_map(|line| line.split_whitespace().nth(1).map(str::to_owned))
+        .filter(|retired| *retired != body(&new))
+        .collect();
     vault
         .commit_staged(credential, &Credential::PrivateKey(new.clone()))
         .await
@@ -322,18 +336,24 @@ async fn rotate_key(
             )
         })?;
 
-    // Committed: now the old key goes, and is proven gone.
+    // Committed: now the old key goes (with any an earlier run committed away but was cut
+    // off before removing), and is proven gone.
     let mut old_still_accepted = Vec::new();
     for target in targets {
         let keys = target.rotation.authorized_keys.as_deref();
         let removed = match login(target, Credential::PrivateKey(new.clone())).await {
             Ok(upstream) => {
-                let result = run(
-                    &upstream,
-                    &scripts::remove(keys, &body(&old), &body(&new), &marker),
-                    b"",
-                )
-                .await;
+                let mut result = Ok(());
+                for retired in &retiring {
+                    if result.is_ok() {
+                        result = run(
+                            &upstream,
+                            &scripts::remove(keys, retired, &body(&new), &marker),
+                            b"",
+                        )
+                        .await;
+                    }
+                }
                 upstream.disconnect("rotation").await;
                 result
             }
@@ -350,6 +370,10 @@ async fn rotate_key(
             );
             old_still_accepted.push(target.name.clone());
         }
+    }
+    if old_still_accepted.is_empty() {
+        // Every replaced key is gone everywhere: nothing left to note.
+        let _ = vault.retired(credential).await;
     }
     Ok(Rotated {
         credential: credential.to_owned(),

@@ -134,6 +134,8 @@ pub enum CredentialKind {
     UserCa,
     /// An audit event the command line left (see [`events`]).
     AdminEvent,
+    /// Public keys a rotation replaced, still to be removed from targets (see [`staged`]).
+    Retiring,
 }
 
 impl CredentialKind {
@@ -144,6 +146,7 @@ impl CredentialKind {
             CredentialKind::Password => "password",
             CredentialKind::UserCa => "user-ca",
             CredentialKind::AdminEvent => "admin-event",
+            CredentialKind::Retiring => "retiring",
         }
     }
 
@@ -153,6 +156,7 @@ impl CredentialKind {
             "password" => Some(CredentialKind::Password),
             "user-ca" => Some(CredentialKind::UserCa),
             "admin-event" => Some(CredentialKind::AdminEvent),
+            "retiring" => Some(CredentialKind::Retiring),
             _ => None,
         }
     }
@@ -367,7 +371,9 @@ impl Vault {
             )),
             CredentialKind::Password => Credential::Password(text),
             // Only the bastion signs with its CA; no target logs in with it.
-            CredentialKind::UserCa | CredentialKind::AdminEvent => return Err(not_found()),
+            CredentialKind::UserCa | CredentialKind::AdminEvent | CredentialKind::Retiring => {
+                return Err(not_found());
+            }
         })
     }
 

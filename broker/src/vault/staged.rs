@@ -15,6 +15,10 @@ fn staged_name(name: &str) -> String {
     format!("@staged.{name}")
 }
 
+fn retiring_name(name: &str) -> String {
+    format!("@retiring.{name}")
+}
+
 impl Vault {
     /// Keeps `secret` as the staged replacement of entry `name`, unless one is staged already
     /// (another node's rotation, or one cut off): false then, and nothing is changed.
@@ -80,7 +84,9 @@ impl Vault {
                 PrivateKey::from_openssh(text.expose()).map_err(|_| corrupt())?,
             )),
             CredentialKind::Password => Credential::Password(Secret::new(text.expose().clone())),
-            CredentialKind::UserCa | CredentialKind::AdminEvent => return Err(corrupt()),
+            CredentialKind::UserCa | CredentialKind::AdminEvent | CredentialKind::Retiring => {
+                return Err(corrupt());
+            }
         }))
     }
 
@@ -101,6 +107,51 @@ impl Vault {
     /// Forgets the staged secret of `name` (nothing if there is none).
     pub async fn drop_staged(&self, name: &str) -> Result<(), VaultError> {
         self.store.remove_credential(&staged_name(name)).await?;
+        Ok(())
+    }
+
+    /// Notes `public_key` (a replaced key of entry `name`) as still to be removed from the
+    /// targets, beside any noted before: written before a rotation commits, so a rotation
+    /// cut off after its commit leaves the next one the key to take out.
+    pub async fn retire(
+        &self,
+        name: &str,
+        public_key: &russh::keys::ssh_key::PublicKey,
+    ) -> Result<(), VaultError> {
+        let mut lines = self.retiring(name).await?;
+        let line = public_key.to_openssh().map_err(|e| VaultError::BadKey {
+            reason: e.to_string(),
+        })?;
+        if !lines.contains(&line) {
+            lines.push(line);
+        }
+        let info = super::CredentialInfo {
+            name: retiring_name(name),
+            kind: CredentialKind::Retiring,
+            fingerprint: None,
+            public_key: Some(lines.join("\n")),
+            created_at: std::time::SystemTime::now(),
+        };
+        // Public keys only: nothing secret is sealed.
+        self.put_unchecked(info, b"", true).await?;
+        Ok(())
+    }
+
+    /// The replaced public keys of entry `name` not yet proven gone from its targets.
+    pub async fn retiring(&self, name: &str) -> Result<Vec<String>, VaultError> {
+        Ok(self
+            .store
+            .credential(&retiring_name(name))
+            .await?
+            .filter(|row| row.kind == CredentialKind::Retiring.as_str())
+            .and_then(|row| row.public_key)
+            .map(|lines| lines.lines().map(str::to_owned).collect())
+            .unwrap_or_default())
+    }
+
+    /// Every replaced key of entry `name` is gone from its targets.
+    pub async fn retired(&self, name: &str) -> Result<(), VaultError> {
+        self.store.remove_credential(&retiring_name(name)).await?;
         Ok(())
     }
 }
