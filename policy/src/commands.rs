@@ -1,11 +1,12 @@
 //! Command control: which rule a command line meets in a role's session on a target.
 //!
-//! Rules are evaluated in config order and the first that matches decides. All patterns are
-//! compiled into one [`RegexSet`], so a line is scanned once however many rules there are;
-//! the role and target globs are only consulted for the patterns that matched.
+//! Rules are evaluated in config order and the first that matches decides. A line is first
+//! scanned once against all patterns' supersets together (one [`RegexSet`] on the fast
+//! engines, see [`crate::prefilter`]); only the rules whose superset matched are then checked
+//! exactly, and the role and target globs only for the patterns that matched.
 
 use portcullis_config::{CommandAction, Config, RuleKind};
-use regex::RegexSet;
+use regex::{Regex, RegexSet};
 
 use crate::access::PolicyError;
 use crate::glob;
@@ -48,14 +49,18 @@ impl CommandRule {
 #[derive(Debug, Clone)]
 pub struct CommandRules {
     rules: Vec<CommandRule>,
-    patterns: RegexSet,
+    /// Every pattern's superset, in rule order: a line none of them matches meets no rule.
+    supersets: RegexSet,
+    /// Every pattern exactly, in rule order.
+    patterns: Vec<Regex>,
 }
 
 impl Default for CommandRules {
     fn default() -> Self {
         Self {
             rules: Vec::new(),
-            patterns: RegexSet::empty(),
+            supersets: RegexSet::empty(),
+            patterns: Vec::new(),
         }
     }
 }
@@ -63,19 +68,25 @@ impl Default for CommandRules {
 impl CommandRules {
     /// Compiles the rules of a validated config (an invalid pattern is reported, not trusted).
     pub fn new(config: &Config) -> Result<Self, PolicyError> {
-        for rule in &config.command_rules {
-            regex::Regex::new(&rule.pattern).map_err(|e| PolicyError {
-                what: "command rule",
-                name: rule.name.clone(),
-                message: e.to_string(),
-            })?;
-        }
-        let patterns = RegexSet::new(config.command_rules.iter().map(|r| r.pattern.as_str()))
-            .map_err(|e| PolicyError {
-                what: "command rules",
-                name: String::new(),
-                message: e.to_string(),
-            })?;
+        let patterns = config
+            .command_rules
+            .iter()
+            .map(|rule| {
+                Regex::new(&rule.pattern).map_err(|e| PolicyError {
+                    what: "command rule",
+                    name: rule.name.clone(),
+                    message: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let supersets = RegexSet::new(config.command_rules.iter().map(|rule| {
+            crate::prefilter::superset(&rule.pattern).unwrap_or_else(|| rule.pattern.clone())
+        }))
+        .map_err(|e| PolicyError {
+            what: "command rules",
+            name: String::new(),
+            message: e.to_string(),
+        })?;
         let rules = config
             .command_rules
             .iter()
@@ -89,7 +100,11 @@ impl CommandRules {
                 targets: rule.targets.clone(),
             })
             .collect();
-        Ok(Self { rules, patterns })
+        Ok(Self {
+            rules,
+            supersets,
+            patterns,
+        })
     }
 
     /// Whether any command-line rule applies to sessions of `role` on `target` (if none,
@@ -120,9 +135,10 @@ impl CommandRules {
         if self.rules.is_empty() {
             return None;
         }
-        self.patterns
+        self.supersets
             .matches(line)
             .into_iter()
+            .filter(|index| self.patterns[*index].is_match(line))
             .map(|index| &self.rules[index])
             .find(|rule| rule.applies(kind, role, target))
     }
@@ -212,6 +228,86 @@ name = "bye"
 pattern = 'forbidden-terminate'
 action = "terminate"
 "#;
+
+    /// What checking every rule exactly, in order, would answer.
+    fn reference<'a>(
+        rules: &'a CommandRules,
+        role: &str,
+        target: &str,
+        line: &str,
+    ) -> Option<&'a str> {
+        rules
+            .rules
+            .iter()
+            .zip(&rules.patterns)
+            .find(|(rule, pattern)| {
+                pattern.is_match(line) && rule.applies(RuleKind::Command, role, target)
+            })
+            .map(|(rule, _)| rule.name.as_str())
+    }
+
+    #[test]
+    fn the_fast_first_look_never_changes_an_answer() {
+        let config = portcullis_config::from_toml_str(&format!(
+            "{}\n[[command_rules]]\nname = \"word\"\npattern = '\\brm\\b'\naction = \"deny\"\n\
+             [[command_rules]]\nname = \"not-word\"\npattern = 'x\\By'\naction = \"deny\"\n\
+             [[command_rules]]\nname = \"start\"\npattern = '\\b{{start}}kill'\naction = \"deny\"\n",
+            sample_rules_toml(40)
+        ))
+        .unwrap();
+        let rules = CommandRules::new(&config).unwrap();
+        let lines = [
+            "rm -rf /tmp/x",
+            "érm -rf",
+            "rmé",
+            "→rm←",
+            "farm tools",
+            "x y",
+            "xy",
+            "éxyé",
+            "secret-1",
+            "ésecret-1é",
+            "→secret-1→",
+            "naïve secret-5 café",
+            "pkill -9 x",
+            "ékill",
+            "→kill",
+            "tool0 -rf",
+            "sudo tool4 -xf",
+            "curl https://host3.example",
+            "systemctl restart unit2",
+            "",
+            "\u{fffd}\u{fffd} rm",
+        ];
+        for line in lines {
+            assert_eq!(
+                rules
+                    .evaluate("ops", "web01", line)
+                    .map(|r| r.name.as_str()),
+                reference(&rules, "ops", "web01", line),
+                "{line:?}"
+            );
+        }
+        // And the cases above did exercise both answers.
+        assert_eq!(
+            rules
+                .evaluate("ops", "web01", "érm -rf")
+                .map(|r| r.name.as_str()),
+            None
+        );
+        assert_eq!(
+            rules
+                .evaluate("ops", "web01", "→rm←")
+                .map(|r| r.name.as_str()),
+            Some("word")
+        );
+        assert_eq!(
+            rules
+                .evaluate("ops", "web01", "ésecret-1é")
+                .map(|r| r.name.as_str()),
+            None
+        );
+    }
 
     #[test]
     fn the_first_applicable_rule_in_order_decides() {

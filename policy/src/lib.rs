@@ -19,6 +19,7 @@ pub mod access;
 pub mod clock;
 pub mod commands;
 pub mod jit;
+mod prefilter;
 
 /// The name globs, from the config crate (validation needs them too).
 pub use portcullis_config::glob;
