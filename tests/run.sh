@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command. On Debian or Ubuntu, installs what the end-to-end tests drive
 # and is missing (only that; apt-get needs root, or sudo), then runs the whole suite.
-# The tests themselves need root: they create local users, add a sudoers drop-in for one of
+# The tests themselves need root: they create local users, add sudoers drop-ins for
 # them and mount a small tmpfs to fill a disk. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,7 @@ packages=(
     asciinema                      # proves recordings play
     sudo passwd util-linux         # a real sudo prompt, useradd/chpasswd, mount
     curl                           # admin API calls from a chosen source address
+    tzdata                         # time zones of activation_hours (Europe/Berlin in the tests)
     putty-tools python3-paramiko   # SFTP clients with their own SFTP code (the file audit)
     git ansible-core               # tools admins drive over ssh, proven through the bastion
     postgresql-15 openssl          # a real PostgreSQL (and certificates for its TLS) for the shared state store's tests
