@@ -2,8 +2,9 @@
 //! and body — with the token or without — gets an answer (a status and a sentence), never a
 //! panic or a 500 caused by the input alone.
 //!
-//! Input: the first byte picks the method and whether the token is sent; the text up to the
-//! first newline is the path and query; the rest is the body (sent as JSON).
+//! Input: the first byte picks the method and which token is sent (none, an admin's, or a
+//! service's `request` token, which may ask for access and check out certificates); the text
+//! up to the first newline is the path and query; the rest is the body (sent as JSON).
 #![no_main]
 
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use portcullis::admin::{AdminState, router};
 use tower::ServiceExt;
 
 const TOKEN: &str = "fuzz-admin-token-0123456789";
+const SERVICE_TOKEN: &str = "fuzz-service-token-0123456789";
 
 struct Api {
     runtime: tokio::runtime::Runtime,
@@ -29,12 +31,26 @@ fn api() -> &'static Api {
     API.get_or_init(|| {
         let dir = tempfile::tempdir().expect("a temp dir");
         let hash = portcullis::credentials::password::hash(TOKEN).expect("a token hash");
+        let service_hash =
+            portcullis::credentials::password::hash(SERVICE_TOKEN).expect("a token hash");
         let config = dir.path().join("portcullis.toml");
+        // A service eligible for a target without approval (grants and certificates at once)
+        // and one needing an approval (requests that wait).
         std::fs::write(
             &config,
             format!(
                 "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
-                 [[admin.tokens]]\nname = \"fuzz\"\nhash = {hash:?}\nscopes = [\"read\", \"operate\", \"admin\"]\n",
+                 [[admin.tokens]]\nname = \"fuzz\"\nhash = {hash:?}\nscopes = [\"read\", \"operate\", \"admin\"]\n\n\
+                 [[admin.tokens]]\nname = \"ci\"\nhash = {service_hash:?}\nscopes = [\"request\"]\nuser = \"ci\"\n\n\
+                 [[users]]\nname = \"ci\"\nkind = \"service\"\n\n\
+                 [[targets]]\nname = \"app01\"\naddress = \"127.0.0.1:1\"\nlogin = \"deploy\"\nauth = \"certificate\"\n\
+                 host_key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKRODk9/l/E5aOv1Se9WN+nhXGK1Hley/7l4tMGctZAq\"\n\n\
+                 [[targets]]\nname = \"db01\"\naddress = \"127.0.0.1:1\"\nlogin = \"deploy\"\nauth = \"certificate\"\n\
+                 host_key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKRODk9/l/E5aOv1Se9WN+nhXGK1Hley/7l4tMGctZAq\"\n\n\
+                 [[roles]]\nname = \"deploy\"\nmembers = [\"ci\"]\ntargets = [\"app01\"]\naccess = \"eligible\"\n\
+                 max_duration = \"1h\"\n\n\
+                 [[roles]]\nname = \"dba\"\nmembers = [\"ci\"]\ntargets = [\"db01\"]\naccess = \"eligible\"\n\
+                 max_duration = \"1h\"\napprovals = 1\napprovers = [\"deploy\"]\n",
                 dir.path().join("data").display().to_string()
             ),
         )
@@ -71,7 +87,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let method = ["GET", "POST", "DELETE", "PUT"][usize::from(selector & 3)];
-    let with_token = selector & 4 == 0;
+    let token = match (selector >> 2) & 3 {
+        0 | 1 => Some(TOKEN),
+        2 => Some(SERVICE_TOKEN),
+        _ => None,
+    };
     let (target, body) = match rest.iter().position(|&b| b == b'\n') {
         Some(at) => (&rest[..at], &rest[at + 1..]),
         None => (rest, &[][..]),
@@ -83,8 +103,8 @@ fuzz_target!(|data: &[u8]| {
         .method(method)
         .uri(format!("/{}", target.trim_start_matches('/')))
         .header("content-type", "application/json");
-    if with_token {
-        request = request.header("authorization", format!("Bearer {TOKEN}"));
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
     }
     // A target that is not a URI is refused by the HTTP layer before the router.
     let Ok(mut request) = request.body(Body::from(body.to_vec())) else {
