@@ -233,3 +233,62 @@ fn a_services_request_is_checked_like_anyones_and_a_checkout_needs_an_active_gra
     assert_eq!(status, 200, "{shown}");
     assert_eq!(shown["request"]["user"], "ci-deploy", "{shown}");
 }
+
+/// `POST /api/v1/requests` with curl from `source` (a loopback address): status and body.
+fn request_from(world: &World, source: &str, target: &str) -> (u16, String) {
+    let (url, _) = world.bastion.api();
+    let output = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "--interface",
+            source,
+            "--cacert",
+        ])
+        .arg(world.bastion.data_dir().join("admin-cert.pem"))
+        .args(["-H", &format!("Authorization: Bearer {CI}")])
+        .args(["-H", "Content-Type: application/json"])
+        .args([
+            "-d",
+            &format!("{{\"target\":\"{target}\",\"reason\":\"INC-3\"}}"),
+        ])
+        .arg(format!("{url}/api/v1/requests"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.trim().parse().unwrap(), body.to_owned())
+}
+
+#[test]
+fn a_services_request_is_held_to_the_roles_networks_by_the_api_callers_address() {
+    let world = World::start(|config, sshd, _| {
+        config
+            .raw("[[users]]\nname = \"ci-deploy\"\nkind = \"service\"")
+            .target("app02", sshd, "root", "web01")
+            .eligible(
+                "deployers",
+                &["ci-deploy"],
+                &["app02"],
+                "max_duration = \"1h\"\napprovals = 0\nactivation_networks = [\"127.0.0.2/32\"]",
+            )
+            .admin(&[("ci", CI, &["request"])])
+            .raw("user = \"ci-deploy\"");
+    });
+    let (status, body) = request_from(&world, "127.0.0.1", "app02");
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains(
+            "activation is allowed only from 127.0.0.2/32, and this request comes from 127.0.0.1"
+        ),
+        "{body}"
+    );
+    let refused = world
+        .bastion
+        .wait_for_audit("activation.refused", |e| e["via"] == "api");
+    assert_eq!(refused["source"], "127.0.0.1", "{refused}");
+    let (status, body) = request_from(&world, "127.0.0.2", "app02");
+    assert_eq!(status, 201, "{body}");
+    assert!(body.contains("\"grant\":{"), "{body}");
+}
