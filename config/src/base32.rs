@@ -10,30 +10,32 @@ use data_encoding::{Encoding, Specification};
 
 /// RFC 4648's base32 alphabet, lower case read as upper, spaces skipped, and bits left over
 /// at the end not checked (authenticator apps do not check them either).
-fn encoding() -> &'static Encoding {
-    static ENCODING: OnceLock<Encoding> = OnceLock::new();
-    ENCODING.get_or_init(|| {
-        let mut spec = Specification::new();
-        spec.symbols.push_str("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567");
-        spec.translate.from.push_str("abcdefghijklmnopqrstuvwxyz");
-        spec.translate.to.push_str("ABCDEFGHIJKLMNOPQRSTUVWXYZ");
-        spec.ignore.push(' ');
-        spec.check_trailing_bits = false;
-        spec.encoding().expect("a valid base32 specification")
-    })
+fn lenient() -> Option<&'static Encoding> {
+    static ENCODING: OnceLock<Option<Encoding>> = OnceLock::new();
+    ENCODING
+        .get_or_init(|| {
+            let mut spec = Specification::new();
+            spec.symbols.push_str("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567");
+            spec.translate.from.push_str("abcdefghijklmnopqrstuvwxyz");
+            spec.translate.to.push_str("ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+            spec.ignore.push(' ');
+            spec.check_trailing_bits = false;
+            spec.encoding().ok()
+        })
+        .as_ref()
 }
 
 /// Decodes base32 text into bytes; `None` if a character is outside the alphabet or the
 /// length cannot be base32.
 pub fn decode(text: &str) -> Option<Vec<u8>> {
-    encoding()
+    lenient()?
         .decode(text.trim_end_matches('=').as_bytes())
         .ok()
 }
 
 /// Encodes bytes as unpadded base32 (what `portcullis` prints for new TOTP secrets).
 pub fn encode(bytes: &[u8]) -> String {
-    encoding().encode(bytes)
+    data_encoding::BASE32_NOPAD.encode(bytes)
 }
 
 #[cfg(test)]
