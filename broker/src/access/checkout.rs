@@ -6,17 +6,14 @@
 //! and user, checked at every login: revoking the grant locks the certificate out at once,
 //! whatever its validity window says.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use portcullis_state::GrantRecord;
-use russh::keys::ssh_key::certificate::{Builder, CertType};
 use russh::keys::ssh_key::{Certificate, PrivateKey, PublicKey};
 
 use crate::services::Services;
-use crate::vault::{VaultError, seal};
-
-/// How far back a certificate is valid from (clients' clocks run behind).
-const SKEW: Duration = Duration::from_secs(60);
+use crate::vault::VaultError;
+use crate::vault::ca::{self, CertificateFor};
 
 /// What every check-out certificate's key id starts with.
 const KEY_ID: &str = "portcullis checkout";
@@ -40,33 +37,17 @@ pub fn issue(
     grant: &GrantRecord,
     now: SystemTime,
 ) -> Result<Certificate, VaultError> {
-    let seconds = |at: SystemTime| at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let bad = |e: russh::keys::ssh_key::Error| VaultError::BadKey {
-        reason: format!("cannot make a check-out certificate: {e}"),
-    };
-    let nonce = seal::random_key().map_err(|_| VaultError::Crypto)?;
-    let serial = seal::random_key().map_err(|_| VaultError::Crypto)?;
-    let mut builder = Builder::new(
-        nonce.to_vec(),
-        public_key.key_data().clone(),
-        seconds(now - SKEW),
-        seconds(grant.grant.expires_at),
+    ca::sign(
+        ca,
+        CertificateFor {
+            key: public_key.key_data().clone(),
+            principal: &grant.grant.user,
+            key_id: key_id(&grant.grant.user, grant.grant.id),
+            from: now,
+            until: grant.grant.expires_at,
+            pty: true,
+        },
     )
-    .map_err(bad)?;
-    let mut serial_bytes = [0u8; 8];
-    serial_bytes.copy_from_slice(&serial[..8]);
-    builder
-        .serial(u64::from_be_bytes(serial_bytes))
-        .map_err(bad)?
-        .cert_type(CertType::User)
-        .map_err(bad)?
-        .key_id(key_id(&grant.grant.user, grant.grant.id))
-        .map_err(bad)?
-        .valid_principal(grant.grant.user.as_str())
-        .map_err(bad)?
-        .extension("permit-pty", "")
-        .map_err(bad)?;
-    builder.sign(ca).map_err(bad)
 }
 
 /// Whether the bastion's own CA (active or being retired) signed a certificate whose CA key

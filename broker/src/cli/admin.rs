@@ -306,22 +306,25 @@ fn print_transfers(events: &[serde_json::Value], json: bool) {
 pub(super) struct Opened {
     runtime: tokio::runtime::Runtime,
     data: DataDir,
+    directory: crate::directory::Directory,
     pub(super) vault: Vault,
     state: Arc<dyn StateStore>,
 }
 
 impl Opened {
-    /// Leaves `event` for the audit log (see [`super::leave_event`]).
-    pub(super) fn leave_event(
-        &self,
-        event: &'static str,
-        fields: serde_json::Map<String, serde_json::Value>,
-    ) -> ExitCode {
-        super::leave_event(
-            |event, fields| self.wait(self.vault.leave_event(event, fields)),
-            event,
-            fields,
-        )
+    /// Leaves `event` for the serving bastion to audit (see `vault::events`), saying who ran
+    /// the command; a failure is said, and makes the command fail although its change was
+    /// made.
+    pub(super) fn leave_event(&self, event: crate::audit::AuditEvent) -> ExitCode {
+        let (name, mut fields) = event.into_parts();
+        fields.insert("by".into(), super::operator().into());
+        match self.wait(self.vault.leave_event(name, fields)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(format!(
+                "ALERT: the change was made but its audit event {name} could not be left for the \
+                 bastion: {error}"
+            )),
+        }
     }
 
     /// Runs `future` to completion.
@@ -331,7 +334,7 @@ impl Opened {
 }
 
 pub(super) fn open(config: &ConfigArg) -> Result<Opened, ExitCode> {
-    let (loaded, _) = super::load(&config.config)?;
+    let (loaded, directory) = super::load(&config.config)?;
     let data = DataDir::from_config(&loaded.config);
     if let Err(error) = data.create() {
         return Err(fail(format!(
@@ -354,6 +357,7 @@ pub(super) fn open(config: &ConfigArg) -> Result<Opened, ExitCode> {
         ))
         .map_err(fail)?;
     Ok(Opened {
+        directory,
         runtime,
         data,
         vault,
@@ -445,28 +449,16 @@ pub fn vault(command: VaultCommand) -> ExitCode {
 
 /// `portcullis vault rotate NAME`
 fn vault_rotate(name: &str, config: &ConfigArg) -> ExitCode {
-    let (loaded, _) = match super::load(&config.config) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
-    let directory = match crate::directory::Directory::from_config(&loaded.config) {
-        Ok(directory) => directory,
-        Err(problems) => {
-            for problem in problems {
-                eprintln!("portcullis: {problem}");
-            }
-            return ExitCode::from(super::EXIT_CONFIG);
-        }
-    };
     let opened = match open(config) {
         Ok(opened) => opened,
         Err(code) => return code,
     };
-    let targets = directory.targets_using(name);
+    let targets = opened.directory.targets_using(name);
     let outcome = opened.wait(crate::rotation::rotate(&opened.vault, &targets, name));
-    let event = crate::rotation::schedule::audit_event(&outcome, "command line");
-    let (event_name, fields) = event.into_parts();
-    let left = opened.leave_event(event_name, fields);
+    let left = opened.leave_event(crate::rotation::schedule::audit_event(
+        &outcome,
+        "command line",
+    ));
     match outcome {
         Ok(done) => {
             println!(
@@ -541,16 +533,12 @@ fn vault_rekey(new_master_key_file: Option<&Path>, config: &ConfigArg) -> ExitCo
                     keyring::MASTER_KEY_ENV
                 ),
             }
-            let mut fields = serde_json::Map::new();
-            fields.insert("old_key_id".into(), done.old_key_id.into());
-            fields.insert("new_key_id".into(), done.new_key_id.into());
-            fields.insert(
-                "key_file".into(),
-                done.wrote
-                    .map(|p| p.display().to_string().into())
-                    .unwrap_or(serde_json::Value::Null),
-            );
-            opened.leave_event("vault.rekeyed", fields)
+            opened.leave_event(
+                crate::audit::AuditEvent::new("vault.rekeyed")
+                    .with("old_key_id", &done.old_key_id)
+                    .with("new_key_id", &done.new_key_id)
+                    .with("key_file", done.wrote.map(|p| p.display().to_string())),
+            )
         }
         Err(error) => fail(error),
     }

@@ -7,6 +7,7 @@ use clap::Subcommand;
 
 use super::admin::open;
 use super::{ConfigArg, fail};
+use crate::audit::AuditEvent;
 use crate::vault::ca::PublishedCa;
 
 /// `portcullis ca …`
@@ -47,10 +48,11 @@ pub fn ca(command: CaCommand) -> ExitCode {
             for ca in &opened.wait(vault.published_user_cas())? {
                 print_line(ca);
             }
-            let mut fields = serde_json::Map::new();
-            fields.insert("active".into(), change.active.into());
-            fields.insert("previous".into(), change.previous.into());
-            Ok(Some(("ca.rotated", fields)))
+            Ok(Some(
+                AuditEvent::new("ca.rotated")
+                    .with("active", &change.active)
+                    .with("previous", &change.previous),
+            ))
         }),
         CaCommand::Retire(_) => opened.wait(vault.retire_user_ca()).map(|change| {
             eprintln!(
@@ -68,14 +70,15 @@ pub fn ca(command: CaCommand) -> ExitCode {
                     print_line(ca);
                 }
             }
-            let mut fields = serde_json::Map::new();
-            fields.insert("active".into(), change.active.into());
-            fields.insert("retired".into(), change.previous.into());
-            Some(("ca.retired", fields))
+            Some(
+                AuditEvent::new("ca.retired")
+                    .with("active", &change.active)
+                    .with("retired", &change.previous),
+            )
         }),
     };
     match result {
-        Ok(Some((event, fields))) => opened.leave_event(event, fields),
+        Ok(Some(event)) => opened.leave_event(event),
         Ok(None) => ExitCode::SUCCESS,
         Err(error) => fail(error),
     }

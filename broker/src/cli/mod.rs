@@ -212,26 +212,6 @@ pub fn operator() -> String {
     format!("{user}@{host}")
 }
 
-/// Leaves `event` for the audit log (see `vault::events`); a failure is said, and makes the
-/// command fail although its change was made.
-pub fn leave_event(
-    opened_wait: impl FnOnce(
-        &'static str,
-        serde_json::Map<String, serde_json::Value>,
-    ) -> Result<(), crate::vault::VaultError>,
-    event: &'static str,
-    mut fields: serde_json::Map<String, serde_json::Value>,
-) -> ExitCode {
-    fields.insert("by".into(), operator().into());
-    match opened_wait(event, fields) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(format!(
-            "ALERT: the change was made but its audit event {event} could not be left for the \
-             bastion: {error}"
-        )),
-    }
-}
-
 /// The value of `PORTCULLIS_MASTER_KEY`, if set.
 pub fn master_key_env() -> Option<String> {
     std::env::var(crate::vault::keyring::MASTER_KEY_ENV).ok()

@@ -102,29 +102,18 @@ pub async fn rotate(
         .get(credential)
         .await
         .map_err(|e| fail("plan", None, e.to_string()))?;
+    // A staged copy of the entry itself is a commit cut off before the copy was dropped:
+    // stale, not a rotation (as is one of another kind).
     let staged = vault
         .staged(credential)
         .await
-        .map_err(|e| fail("plan", None, e.to_string()))?;
-    let differs = match (&staged, &current) {
-        (Some(Credential::PrivateKey(new)), Credential::PrivateKey(old)) => {
-            new.public_key() != old.public_key()
-        }
-        (Some(Credential::Password(new)), Credential::Password(old)) => {
-            new.expose() != old.expose()
-        }
-        _ => false,
-    };
-    if differs {
+        .map_err(|e| fail("plan", None, e.to_string()))?
+        .filter(|staged| replaces(&staged.secret, &current));
+    if let Some(staged) = &staged {
         // A staged secret is a rotation under way (here or on another node), or one cut off:
         // only once it is older than any rotation takes is it taken over.
-        let since = vault
-            .staged_since(credential)
-            .await
-            .map_err(|e| fail("plan", None, e.to_string()))?
-            .unwrap_or(std::time::UNIX_EPOCH);
         let age = std::time::SystemTime::now()
-            .duration_since(since)
+            .duration_since(staged.since)
             .unwrap_or_default();
         if age < LEASE {
             return Err(fail(
@@ -139,25 +128,33 @@ pub async fn rotate(
             ));
         }
     }
-    match current {
-        Credential::PrivateKey(old) => {
+    match (current, staged.map(|staged| staged.secret)) {
+        (Credential::PrivateKey(old), staged) => {
             let staged = match staged {
-                Some(Credential::PrivateKey(key)) if key.public_key() != old.public_key() => {
-                    Some(key)
-                }
+                Some(Credential::PrivateKey(key)) => Some(key),
                 _ => None,
             };
             rotate_key(vault, targets, credential, old, staged).await
         }
-        Credential::Password(old) => {
+        (Credential::Password(old), staged) => {
             let staged = match staged {
-                Some(Credential::Password(password)) if password.expose() != old.expose() => {
-                    Some(password)
-                }
+                Some(Credential::Password(password)) => Some(password),
                 _ => None,
             };
             rotate_password(vault, targets, credential, old, staged).await
         }
+    }
+}
+
+/// Whether a staged secret is a new one for `current`: of its kind, and not the same (a key
+/// compared by its public half).
+fn replaces(staged: &Credential, current: &Credential) -> bool {
+    match (staged, current) {
+        (Credential::PrivateKey(new), Credential::PrivateKey(old)) => {
+            new.public_key() != old.public_key()
+        }
+        (Credential::Password(new), Credential::Password(old)) => new.expose() != old.expose(),
+        _ => false,
     }
 }
 
@@ -237,8 +234,8 @@ async fn rotate_key(
             } else {
                 match vault.staged(credential).await {
                     // Another rotation staged one since this one looked: it goes on, not this.
-                    Ok(Some(Credential::PrivateKey(theirs)))
-                        if theirs.public_key() != old.public_key() =>
+                    Ok(Some(theirs))
+                        if replaces(&theirs.secret, &Credential::PrivateKey(old.clone())) =>
                     {
                         return Err(fail(
                             "stage",

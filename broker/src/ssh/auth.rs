@@ -300,6 +300,16 @@ impl Authenticator {
         }
     }
 
+    /// The bastion's clock in Unix seconds (certificates and TOTP codes count in them).
+    fn now_secs(&self) -> u64 {
+        self.services
+            .clock
+            .now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default()
+    }
+
     /// What every certificate must be: signed by `ca`, valid now on the bastion's clock, a
     /// user certificate, for `user`.
     fn check_user_certificate(
@@ -308,14 +318,7 @@ impl Authenticator {
         cert: &Certificate,
         ca: &russh::keys::ssh_key::Fingerprint,
     ) -> Result<(), String> {
-        let now = self
-            .services
-            .clock
-            .now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        if let Err(e) = cert.validate_at(now, [ca]) {
+        if let Err(e) = cert.validate_at(self.now_secs(), [ca]) {
             return Err(format!("certificate invalid: {e}"));
         }
         if cert.cert_type() != CertType::User {
@@ -462,14 +465,7 @@ impl Authenticator {
         let refusal = match (prompts, totp_key) {
             (KbdPrompts::PasswordAndCode, Some(key)) => {
                 let code = answers.next().unwrap_or_default();
-                let now = self
-                    .services
-                    .clock
-                    .now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or_default();
-                let step = totp::matching_step(key.expose(), &code, now);
+                let step = totp::matching_step(key.expose(), &code, self.now_secs());
                 match (password_ok, step) {
                     (true, Some(step)) => {
                         match self.services.state.accept_totp_step(user, step).await {

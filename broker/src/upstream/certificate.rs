@@ -13,15 +13,14 @@
 //!   who stole it.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use russh::keys::ssh_key::certificate::{Builder, CertType};
 use russh::keys::ssh_key::{Certificate, PrivateKey};
 
-use crate::vault::{VaultError, generate_ed25519, seal};
+pub use crate::vault::ca::SKEW;
+use crate::vault::ca::{self, CertificateFor};
+use crate::vault::{VaultError, generate_ed25519};
 
-/// How far back a certificate is valid from, for targets whose clock is behind ours.
-pub const SKEW: Duration = Duration::from_secs(60);
 /// How long a certificate is valid after it is made.
 pub const VALIDITY: Duration = Duration::from_secs(5 * 60);
 
@@ -67,34 +66,17 @@ pub fn issue(
     now: SystemTime,
 ) -> Result<LoginCertificate, VaultError> {
     let key = generate_ed25519("portcullis login")?;
-    let seconds = |at: SystemTime| at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let nonce = seal::random_key().map_err(|_| VaultError::Crypto)?;
-    let serial_bytes = seal::random_key().map_err(|_| VaultError::Crypto)?;
-    let mut serial = [0u8; 8];
-    serial.copy_from_slice(&serial_bytes[..8]);
-    let bad = |e: russh::keys::ssh_key::Error| VaultError::BadKey {
-        reason: format!("cannot make a login certificate: {e}"),
-    };
-    let mut builder = Builder::new(
-        nonce.to_vec(),
-        key.public_key().key_data().clone(),
-        seconds(now - SKEW),
-        seconds(now + VALIDITY),
-    )
-    .map_err(bad)?;
-    builder
-        .serial(u64::from_be_bytes(serial))
-        .map_err(bad)?
-        .cert_type(CertType::User)
-        .map_err(bad)?
-        .key_id(login.key_id())
-        .map_err(bad)?
-        .valid_principal(principal)
-        .map_err(bad)?;
-    if login.terminal {
-        builder.extension("permit-pty", "").map_err(bad)?;
-    }
-    let certificate = builder.sign(ca).map_err(bad)?;
+    let certificate = ca::sign(
+        ca,
+        CertificateFor {
+            key: key.public_key().key_data().clone(),
+            principal,
+            key_id: login.key_id(),
+            from: now,
+            until: now + VALIDITY,
+            pty: login.terminal,
+        },
+    )?;
     Ok(LoginCertificate {
         key: Arc::new(key),
         certificate,
@@ -103,6 +85,10 @@ pub fn issue(
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use russh::keys::ssh_key::certificate::CertType;
+
     use super::*;
 
     fn login(terminal: bool) -> LoginFor {

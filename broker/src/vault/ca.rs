@@ -11,9 +11,65 @@
 //! *previous* but before the new one is written leaves both names on the old key, which
 //! signs and is published as before.
 
-use russh::keys::ssh_key::{HashAlg, PrivateKey, PublicKey};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{CredentialKind, Vault, VaultError, generate_ed25519};
+use russh::keys::ssh_key::certificate::{Builder, CertType};
+use russh::keys::ssh_key::public::KeyData;
+use russh::keys::ssh_key::{Certificate, HashAlg, PrivateKey, PublicKey};
+
+use super::{CredentialKind, Vault, VaultError, generate_ed25519, seal};
+
+/// How far back the bastion's certificates are valid from, for clocks running behind ours.
+pub const SKEW: Duration = Duration::from_secs(60);
+
+/// What a certificate of the bastion's CA says; everything else is the same for all of them
+/// (a user certificate, a random nonce and serial, no critical option, no forwarding).
+pub struct CertificateFor<'a> {
+    /// The key it certifies.
+    pub key: KeyData,
+    /// Its one principal.
+    pub principal: &'a str,
+    /// Its key id (who and what it is for).
+    pub key_id: String,
+    /// Valid from [`SKEW`] before this.
+    pub from: SystemTime,
+    /// Valid until this.
+    pub until: SystemTime,
+    /// `permit-pty`.
+    pub pty: bool,
+}
+
+/// Signs a user certificate with `ca`.
+pub fn sign(ca: &PrivateKey, what: CertificateFor<'_>) -> Result<Certificate, VaultError> {
+    let seconds = |at: SystemTime| at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let bad = |e: russh::keys::ssh_key::Error| VaultError::BadKey {
+        reason: format!("cannot make a certificate: {e}"),
+    };
+    let nonce = seal::random_key().map_err(|_| VaultError::Crypto)?;
+    let random = seal::random_key().map_err(|_| VaultError::Crypto)?;
+    let mut serial = [0u8; 8];
+    serial.copy_from_slice(&random[..8]);
+    let mut builder = Builder::new(
+        nonce.to_vec(),
+        what.key,
+        seconds(what.from - SKEW),
+        seconds(what.until),
+    )
+    .map_err(bad)?;
+    builder
+        .serial(u64::from_be_bytes(serial))
+        .map_err(bad)?
+        .cert_type(CertType::User)
+        .map_err(bad)?
+        .key_id(what.key_id)
+        .map_err(bad)?
+        .valid_principal(what.principal)
+        .map_err(bad)?;
+    if what.pty {
+        builder.extension("permit-pty", "").map_err(bad)?;
+    }
+    builder.sign(ca).map_err(bad)
+}
 
 /// The entry of the CA that signs.
 const ACTIVE: &str = "@user-ca.active";

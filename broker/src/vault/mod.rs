@@ -358,21 +358,25 @@ impl Vault {
             return Err(not_found());
         }
         let row = self.store.credential(name).await?.ok_or_else(not_found)?;
-        let kind = CredentialKind::parse(&row.kind).ok_or_else(|| VaultError::Corrupt {
-            name: name.to_owned(),
-        })?;
-        let text = self.open_entry(name, kind).await?;
+        self.credential_from_row(&row)
+    }
+
+    /// A row as a credential (a key or a password). Only the bastion signs with its CA: a
+    /// row of another kind is no entry to log in with.
+    fn credential_from_row(&self, row: &CredentialRow) -> Result<Credential, VaultError> {
         let corrupt = || VaultError::Corrupt {
-            name: name.to_owned(),
+            name: row.name.clone(),
         };
-        Ok(match kind {
-            CredentialKind::PrivateKey => Credential::PrivateKey(Arc::new(
+        let text = self.open_row(row)?;
+        Ok(match CredentialKind::parse(&row.kind) {
+            Some(CredentialKind::PrivateKey) => Credential::PrivateKey(Arc::new(
                 PrivateKey::from_openssh(text.expose()).map_err(|_| corrupt())?,
             )),
-            CredentialKind::Password => Credential::Password(text),
-            // Only the bastion signs with its CA; no target logs in with it.
-            CredentialKind::UserCa | CredentialKind::AdminEvent | CredentialKind::Retiring => {
-                return Err(not_found());
+            Some(CredentialKind::Password) => Credential::Password(text),
+            _ => {
+                return Err(VaultError::NotFound {
+                    name: row.name.clone(),
+                });
             }
         })
     }
@@ -390,15 +394,23 @@ impl Vault {
             .ok_or_else(|| VaultError::NotFound {
                 name: name.to_owned(),
             })?;
-        let corrupt = || VaultError::Corrupt {
-            name: name.to_owned(),
-        };
         if CredentialKind::parse(&row.kind) != Some(kind) {
-            return Err(corrupt());
+            return Err(VaultError::Corrupt {
+                name: name.to_owned(),
+            });
         }
+        self.open_row(&row)
+    }
+
+    /// A row's sealed secret, as text (its name and kind are what it was sealed with).
+    fn open_row(&self, row: &CredentialRow) -> Result<Secret<String>, VaultError> {
+        let corrupt = || VaultError::Corrupt {
+            name: row.name.clone(),
+        };
+        let kind = CredentialKind::parse(&row.kind).ok_or_else(corrupt)?;
         let plain = self
             .sealing
-            .open(&row.sealed, &associated_data(name, kind))
+            .open(&row.sealed, &associated_data(&row.name, kind))
             .map_err(|_| corrupt())?;
         let text = String::from_utf8(plain).map_err(|error| {
             let mut bytes = error.into_bytes();

@@ -6,10 +6,7 @@
 //! Staged secrets live beside the entry they will replace, under a name no operator entry
 //! can have (`@staged.NAME`), sealed like any credential.
 
-use russh::keys::ssh_key::PrivateKey;
-
 use super::{Credential, CredentialKind, Vault, VaultError};
-use portcullis_config::Secret;
 
 fn staged_name(name: &str) -> String {
     format!("@staged.{name}")
@@ -17,6 +14,14 @@ fn staged_name(name: &str) -> String {
 
 fn retiring_name(name: &str) -> String {
     format!("@retiring.{name}")
+}
+
+/// A staged secret.
+pub struct Staged {
+    /// The secret.
+    pub secret: Credential,
+    /// When it was staged.
+    pub since: std::time::SystemTime,
 }
 
 impl Vault {
@@ -56,37 +61,15 @@ impl Vault {
         Ok(())
     }
 
-    /// When the staged replacement of entry `name` was staged, if there is one.
-    pub async fn staged_since(
-        &self,
-        name: &str,
-    ) -> Result<Option<std::time::SystemTime>, VaultError> {
-        Ok(self
-            .store
-            .credential(&staged_name(name))
-            .await?
-            .map(|row| row.created_at))
-    }
-
-    /// The staged replacement of entry `name`, if a rotation left one.
-    pub async fn staged(&self, name: &str) -> Result<Option<Credential>, VaultError> {
-        let staged = staged_name(name);
-        let Some(row) = self.store.credential(&staged).await? else {
+    /// The staged replacement of entry `name`, if a rotation left one, and when it was
+    /// staged.
+    pub async fn staged(&self, name: &str) -> Result<Option<Staged>, VaultError> {
+        let Some(row) = self.store.credential(&staged_name(name)).await? else {
             return Ok(None);
         };
-        let corrupt = || VaultError::Corrupt {
-            name: staged.clone(),
-        };
-        let kind = CredentialKind::parse(&row.kind).ok_or_else(corrupt)?;
-        let text = self.open_entry(&staged, kind).await?;
-        Ok(Some(match kind {
-            CredentialKind::PrivateKey => Credential::PrivateKey(std::sync::Arc::new(
-                PrivateKey::from_openssh(text.expose()).map_err(|_| corrupt())?,
-            )),
-            CredentialKind::Password => Credential::Password(Secret::new(text.expose().clone())),
-            CredentialKind::UserCa | CredentialKind::AdminEvent | CredentialKind::Retiring => {
-                return Err(corrupt());
-            }
+        Ok(Some(Staged {
+            secret: self.credential_from_row(&row)?,
+            since: row.created_at,
         }))
     }
 
