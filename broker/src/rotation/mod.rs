@@ -225,35 +225,14 @@ async fn rotate_key(
                 generate_ed25519(&scripts::marker(credential))
                     .map_err(|e| fail("stage", None, e.to_string()))?,
             );
-            let staged_now = vault
-                .stage_new(credential, &Credential::PrivateKey(key.clone()))
-                .await
-                .map_err(|e| fail("stage", None, e.to_string()))?;
-            if staged_now {
-                (key, false)
-            } else {
-                match vault.staged(credential).await {
-                    // Another rotation staged one since this one looked: it goes on, not this.
-                    Ok(Some(theirs))
-                        if replaces(&theirs.secret, &Credential::PrivateKey(old.clone())) =>
-                    {
-                        return Err(fail(
-                            "stage",
-                            None,
-                            "another rotation of it started at the same moment".into(),
-                        ));
-                    }
-                    // A copy of the entry itself is staged (a commit cut off before it was
-                    // dropped): stale, replaced.
-                    _ => {
-                        vault
-                            .stage(credential, &Credential::PrivateKey(key.clone()))
-                            .await
-                            .map_err(|e| fail("stage", None, e.to_string()))?;
-                        (key, false)
-                    }
-                }
-            }
+            stage_fresh(
+                vault,
+                credential,
+                &Credential::PrivateKey(key.clone()),
+                &Credential::PrivateKey(old.clone()),
+            )
+            .await?;
+            (key, false)
         }
     };
     let marker = scripts::marker(credential);
@@ -382,6 +361,34 @@ async fn rotate_key(
     })
 }
 
+/// Stages `new` for a fresh rotation of `credential` (whose secret is `current`). If another
+/// rotation staged one since this one looked, that one goes on and this one stops; a stale
+/// staged copy of the entry itself is replaced.
+async fn stage_fresh(
+    vault: &Vault,
+    credential: &str,
+    new: &Credential,
+    current: &Credential,
+) -> Result<(), RotationFailed> {
+    let fail = |reason: String| RotationFailed::new(credential, "stage", None, reason);
+    if vault
+        .stage_new(credential, new)
+        .await
+        .map_err(|e| fail(e.to_string()))?
+    {
+        return Ok(());
+    }
+    match vault.staged(credential).await {
+        Ok(Some(theirs)) if replaces(&theirs.secret, current) => Err(fail(
+            "another rotation of it started at the same moment".into(),
+        )),
+        _ => vault
+            .stage(credential, new)
+            .await
+            .map_err(|e| fail(e.to_string())),
+    }
+}
+
 /// Takes a new key that did not make it out of a target again (through the old key).
 async fn undo_install(
     target: &TargetEntry,
@@ -432,19 +439,18 @@ async fn rotate_password(
         ));
     }
     let resumed = staged.is_some();
+    let secret = |password: &Secret<String>| Credential::Password(password.clone());
     let new = match staged {
         Some(password) => password,
         None => {
             let password = new_password().map_err(|e| fail("stage", None, e.to_string()))?;
-            vault
-                .stage(credential, &Credential::Password(password.clone()))
-                .await
-                .map_err(|e| fail("stage", None, e.to_string()))?;
+            stage_fresh(vault, credential, &secret(&password), &secret(&old)).await?;
             password
         }
     };
-    let secret = |password: &Secret<String>| Credential::Password(password.clone());
-    for target in targets {
+    // `earlier` targets already have the new password: once one has, it must never be
+    // forgotten.
+    for (earlier, target) in targets.iter().enumerate() {
         let set = async {
             if gets_in(target, secret(&new)).await? {
                 return Ok(());
@@ -469,9 +475,10 @@ async fn rotate_password(
             }
         };
         if let Err(reason) = set.await {
-            // Whether the old password still works decides what is kept: if it does, the new
-            // one is forgotten; if not, it stays staged for the next run to repair.
-            if matches!(gets_in(target, secret(&old)).await, Ok(true)) {
+            // The new password is forgotten only if it is set nowhere: no earlier target took
+            // it, and the old one still works here. Otherwise it stays staged for the next
+            // run to repair.
+            if earlier == 0 && matches!(gets_in(target, secret(&old)).await, Ok(true)) {
                 let _ = vault.drop_staged(credential).await;
             } else {
                 tracing::error!(
