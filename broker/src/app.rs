@@ -7,7 +7,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use russh::keys::ssh_key::HashAlg;
 use tokio::net::TcpListener;
@@ -154,6 +156,7 @@ pub async fn serve(
 ) -> Result<(), String> {
     // Before anything is accepted: what a previous run left open is its, not ours.
     crate::session::index::end_left_open(&services).await;
+    let forwarders = crate::forward::prepare(&services)?;
     let server = Server::bind(services.clone())
         .await
         .map_err(|e| e.to_string())?;
@@ -194,6 +197,13 @@ pub async fn serve(
     let shipper = tokio::spawn(crate::audit_ship::ship(services.clone()));
     let cli_events = tokio::spawn(crate::cli_events::run(services.clone()));
     let rotations = tokio::spawn(crate::rotation::schedule::run(services.clone()));
+    // Forwarders outlive the sessions, so the events of their ends are delivered too.
+    let forwarding_done = CancellationToken::new();
+    let forwarding = tokio::spawn(crate::forward::run(
+        services.clone(),
+        forwarders,
+        forwarding_done.clone(),
+    ));
     let api = admin.map(|admin| {
         tokio::spawn(async move {
             if let Err(error) = admin.run().await {
@@ -221,6 +231,8 @@ pub async fn serve(
     if let Some(api) = api {
         let _ = api.await;
     }
+    forwarding_done.cancel();
+    let _ = forwarding.await;
     if drained {
         tracing::info!("all sessions finished; bye");
     } else {

@@ -130,6 +130,10 @@ pub struct AuditLog {
     path: PathBuf,
     inner: Mutex<Writer>,
     clock: Arc<dyn Clock>,
+    /// The number of lines in the file, for those who follow it (forwarders wake on it).
+    written: tokio::sync::watch::Sender<u64>,
+    /// How the file differed from its anchor when it was opened, if it did.
+    mismatch_at_open: Option<String>,
 }
 
 struct Writer {
@@ -282,6 +286,8 @@ impl AuditLog {
                 anchorer,
             }),
             clock,
+            written: tokio::sync::watch::Sender::new(scan.lines),
+            mismatch_at_open: mismatch.clone(),
         };
         if restart {
             log.record(AuditEvent::new(RESTART_EVENT).with(
@@ -307,9 +313,20 @@ impl AuditLog {
         Ok(log)
     }
 
+    /// How the file differed from where it was last written (lines removed from its end,
+    /// or another file), when it was opened; it was audited as `audit.anchor_mismatch`.
+    pub fn mismatch_at_open(&self) -> Option<&str> {
+        self.mismatch_at_open.as_deref()
+    }
+
     /// The log file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The number of lines in the file, now and as it grows.
+    pub fn lines(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.written.subscribe()
     }
 
     /// Appends an event. A failure to write is logged, never propagated: auditing must not
@@ -368,6 +385,7 @@ impl AuditLog {
         }
         writer.chain = chain;
         writer.count += 1;
+        self.written.send_replace(writer.count);
         // The line is in the file before its anchor moves: the anchor never claims more.
         if let Some(anchorer) = &writer.anchorer {
             anchorer.moved(Anchor {

@@ -6,13 +6,14 @@
 //!
 //! With the SQLite backend there is one node and one file: nothing to copy.
 
-use std::io::{self, BufRead, Seek, SeekFrom};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_state::AuditLine;
 
+use crate::audit_tail::{offset_after, read_lines};
 use crate::services::Services;
 
 /// How often the file is looked at.
@@ -136,71 +137,12 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// The byte offset after the first `lines` lines.
-fn offset_after(path: &Path, lines: u64) -> io::Result<u64> {
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let mut reader = io::BufReader::new(file);
-    let mut offset = 0;
-    let mut line = Vec::new();
-    for _ in 0..lines {
-        line.clear();
-        let read = reader.read_until(b'\n', &mut line)?;
-        if read == 0 || line.last() != Some(&b'\n') {
-            break;
-        }
-        offset += read as u64;
-    }
-    Ok(offset)
-}
-
-/// Up to `max` complete lines from `offset` (a line still being written is left for next
-/// time), and the offset after them.
-fn read_lines(path: &Path, offset: u64, max: usize) -> io::Result<(Vec<String>, u64)> {
-    let mut file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
-        Err(e) => return Err(e),
-    };
-    file.seek(SeekFrom::Start(offset))?;
-    let mut reader = io::BufReader::new(file);
-    let mut lines = Vec::new();
-    let mut next = offset;
-    let mut line = Vec::new();
-    while lines.len() < max {
-        line.clear();
-        let read = reader.read_until(b'\n', &mut line)?;
-        if read == 0 || line.last() != Some(&b'\n') {
-            break;
-        }
-        next += read as u64;
-        line.pop();
-        lines.push(String::from_utf8_lossy(&line).into_owned());
-    }
-    Ok((lines, next))
-}
-
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
-    fn only_complete_lines_are_read_and_offsets_follow_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.jsonl");
-        std::fs::write(&path, "{\"a\":1}\n{\"b\":2}\n{\"c\":").unwrap();
-        let (lines, next) = read_lines(&path, 0, 10).unwrap();
-        assert_eq!(lines, ["{\"a\":1}", "{\"b\":2}"]);
-        assert_eq!(next, 16);
-        assert_eq!(offset_after(&path, 1).unwrap(), 8);
-        assert_eq!(offset_after(&path, 5).unwrap(), 16);
-        let (lines, next) = read_lines(&path, 8, 1).unwrap();
-        assert_eq!((lines.len(), next), (1, 16));
-        assert_eq!(read_lines(&path, 16, 10).unwrap(), (Vec::new(), 16));
+    fn a_line_is_kept_with_the_fields_searches_filter_on() {
         let line = audit_line(
             3,
             r#"{"time":"t","event":"command","user":"alice","mac":"x"}"#.into(),

@@ -41,12 +41,14 @@
 
 pub mod access;
 pub mod admin;
+pub mod alerts;
 pub mod anchors;
 pub mod api_client;
 pub mod app;
 pub mod audit;
 pub mod audit_query;
 pub mod audit_ship;
+pub mod audit_tail;
 pub mod authorized;
 pub mod bastion;
 pub mod catalog;
@@ -58,6 +60,7 @@ pub mod credentials;
 pub mod datadir;
 pub mod directory;
 pub mod evidence;
+pub mod forward;
 pub mod hostkey;
 pub mod ids;
 pub mod live;

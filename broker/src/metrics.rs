@@ -2,6 +2,7 @@
 //! a handful of numbers do not need a metrics framework.
 
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::registry::Registry;
@@ -31,6 +32,29 @@ pub struct Metrics {
     pub finished_bytes_from_clients: AtomicU64,
     /// Bytes relayed by finished sessions, upstream → client.
     pub finished_bytes_to_clients: AtomicU64,
+    /// Each audit forwarder's numbers, in config order.
+    pub forwarders: Vec<Arc<ForwarderMetrics>>,
+}
+
+/// `(labels, value)` pairs as `metric` takes them.
+fn labelled(values: &[(String, u64)]) -> Vec<(&str, u64)> {
+    values
+        .iter()
+        .map(|(labels, value)| (labels.as_str(), *value))
+        .collect()
+}
+
+/// One audit forwarder's numbers.
+#[derive(Debug, Default)]
+pub struct ForwarderMetrics {
+    /// Its name.
+    pub name: String,
+    /// Audit log lines past its confirmed position.
+    pub lag: AtomicU64,
+    /// Events it delivered (a repeat after an outage counts again).
+    pub delivered: AtomicU64,
+    /// Deliveries that failed.
+    pub failures: AtomicU64,
 }
 
 impl Metrics {
@@ -134,6 +158,32 @@ impl Metrics {
             "Command lines stopped by a rule.",
             &[("", get(&self.commands_blocked_total))],
         );
+        if !self.forwarders.is_empty() {
+            let per_forwarder = |value: fn(&ForwarderMetrics) -> &AtomicU64| {
+                self.forwarders
+                    .iter()
+                    .map(|f| (format!("{{forwarder=\"{}\"}}", f.name), get(value(f))))
+                    .collect::<Vec<_>>()
+            };
+            metric(
+                "portcullis_audit_forward_lag_events",
+                "gauge",
+                "Audit events a forwarder has not yet delivered.",
+                &labelled(&per_forwarder(|f| &f.lag)),
+            );
+            metric(
+                "portcullis_audit_forwarded_total",
+                "counter",
+                "Audit events a forwarder delivered (repeats after an outage included).",
+                &labelled(&per_forwarder(|f| &f.delivered)),
+            );
+            metric(
+                "portcullis_audit_forward_failures_total",
+                "counter",
+                "Deliveries of audit events that failed (and were retried).",
+                &labelled(&per_forwarder(|f| &f.failures)),
+            );
+        }
         out
     }
 }

@@ -172,6 +172,16 @@ impl Services {
             Some(state.clone()),
             clock.clone(),
         )?;
+        if let Some(found) = audit.mismatch_at_open() {
+            audit.record(
+                crate::alerts::Alert::EvidenceTampered
+                    .event(
+                        crate::audit::AuditEvent::new(crate::alerts::EVENT),
+                        format!("the audit log does not end where it was last written: {found}"),
+                    )
+                    .with("evidence", "audit_log"),
+            );
+        }
         let host_key = hostkey::load_or_create(&data.host_key())?;
         let peer_key = match &config.cluster.secret_file {
             Some(path) => Some(crate::cluster_secret::load_key(path).map_err(|why| {
@@ -213,7 +223,20 @@ impl Services {
             vault,
             state,
             registry: Registry::default(),
-            metrics: Metrics::default(),
+            metrics: Metrics {
+                forwarders: config
+                    .audit
+                    .forward
+                    .iter()
+                    .map(|f| {
+                        Arc::new(crate::metrics::ForwarderMetrics {
+                            name: f.name.clone(),
+                            ..Default::default()
+                        })
+                    })
+                    .collect(),
+                ..Metrics::default()
+            },
             audit,
             recordings,
             host_key,

@@ -234,6 +234,20 @@ impl Config {
         {
             resolve(file);
         }
+        for forward in &mut self.audit.forward {
+            for file in [
+                forward.bearer_token_file.as_mut(),
+                forward.hmac_secret_file.as_mut(),
+                forward.ca_file.as_mut(),
+                forward.client_cert_file.as_mut(),
+                forward.client_key_file.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                resolve(file);
+            }
+        }
     }
 
     /// Where recordings are written.

@@ -41,7 +41,128 @@ pub struct Config {
     pub state: StateConfig,
     /// This node among several sharing one PostgreSQL state store.
     pub cluster: ClusterConfig,
+    /// Where audit events go besides `<data_dir>/audit.jsonl`.
+    pub audit: AuditConfig,
 }
+
+/// `[audit]`: copies of the audit log's events for a SIEM and for the people on call.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AuditConfig {
+    /// `[[audit.forward]]`: each follows the audit log on its own, from its own position.
+    pub forward: Vec<ForwardConfig>,
+}
+
+/// One `[[audit.forward]]`: a receiver of audit events and which events it takes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ForwardConfig {
+    /// Names the forwarder in logs, metrics and its position file; unique.
+    pub name: String,
+    /// `syslog` or `webhook`.
+    pub kind: Option<ForwardKind>,
+    /// Event names (globs) this forwarder carries: `["*"]` (the default) for all,
+    /// `["alert"]` for alerts only, `["session.*", "command"]`.
+    pub events: Vec<String>,
+    /// Events not yet delivered past which an `alert` says the forwarder is behind.
+    pub max_lag: u64,
+    /// How long one delivery (connect, TLS, send, answer) may take before it counts as
+    /// failed and is retried.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// syslog: `HOST:PORT` of the receiver (6514 for TLS, 514 for TCP or UDP).
+    pub address: Option<String>,
+    /// syslog: `tls` (RFC 5425, the default), `tcp` (octet-counted, RFC 6587) or `udp`
+    /// (RFC 5426; one datagram per event, no delivery can be confirmed).
+    pub transport: SyslogTransport,
+    /// syslog: the facility of every message (`authpriv`, `auth`, `local0`..`local7`, ...).
+    pub facility: String,
+    /// webhook: `https://HOST[:PORT]/PATH` the events are POSTed to (plain `http://` only to a
+    /// loopback address).
+    pub url: Option<String>,
+    /// webhook: most events per POST.
+    pub batch: usize,
+    /// webhook: file holding a token sent as `Authorization: Bearer TOKEN`.
+    pub bearer_token_file: Option<PathBuf>,
+    /// webhook: file holding a secret (at least 32 characters) the body is signed with:
+    /// `X-Portcullis-Signature: t=UNIX,sha256=HEX` over `UNIX.BODY` (HMAC-SHA256).
+    pub hmac_secret_file: Option<PathBuf>,
+    /// PEM CA certificate(s) the receiver's certificate must chain to. Default: the
+    /// system's bundle (`/etc/ssl/certs/ca-certificates.crt`).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for receivers that ask for one; with `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file`.
+    pub client_key_file: Option<PathBuf>,
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            kind: None,
+            events: vec!["*".into()],
+            max_lag: 10_000,
+            timeout: Duration::from_secs(10),
+            address: None,
+            transport: SyslogTransport::Tls,
+            facility: "authpriv".into(),
+            url: None,
+            batch: 100,
+            bearer_token_file: None,
+            hmac_secret_file: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+        }
+    }
+}
+
+/// What a forwarder speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardKind {
+    /// RFC 5424 syslog.
+    Syslog,
+    /// JSON POSTed over HTTPS.
+    Webhook,
+}
+
+/// How syslog messages travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogTransport {
+    /// TLS (RFC 5425), octet-counted.
+    Tls,
+    /// Plain TCP, octet-counted (RFC 6587).
+    Tcp,
+    /// UDP (RFC 5426): best effort.
+    Udp,
+}
+
+/// Syslog facility names and their codes (RFC 5424, table 1).
+pub const SYSLOG_FACILITIES: &[(&str, u8)] = &[
+    ("kern", 0),
+    ("user", 1),
+    ("mail", 2),
+    ("daemon", 3),
+    ("auth", 4),
+    ("syslog", 5),
+    ("lpr", 6),
+    ("news", 7),
+    ("uucp", 8),
+    ("cron", 9),
+    ("authpriv", 10),
+    ("ftp", 11),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
+];
 
 /// `[server]`: the SSH listener, the data directory and connection limits.
 #[derive(Debug, Clone, Deserialize)]

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use crate::conditions::{Hours, Network};
 use crate::problem::{KeyPath, Problem};
-use crate::schema::{Config, ROTATE_AFTER, SSL_MODES, Scope, StateBackend, TargetAuth, UserKind};
+use crate::schema::{
+    Config, ForwardKind, ROTATE_AFTER, SSL_MODES, SYSLOG_FACILITIES, Scope, StateBackend,
+    SyslogTransport, TargetAuth, UserKind,
+};
 
 /// Characters allowed in user, target and role names. `+` separates user from target in a
 /// login, `@` separates login from host, so neither may appear in a name.
@@ -23,6 +26,83 @@ pub fn is_valid_name(name: &str) -> bool {
 /// A role target pattern is a glob when it contains `*` or `?`.
 pub fn is_glob(pattern: &str) -> bool {
     pattern.contains(['*', '?'])
+}
+
+/// `HOST:PORT` split in two (`[v6]:PORT` too); `None` unless both parts are there.
+pub fn split_host_port(address: &str) -> Option<(&str, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
+    let host = match host.strip_prefix('[') {
+        Some(inner) => inner.strip_suffix(']')?,
+        None if host.contains(':') => return None,
+        None => host,
+    };
+    let port = port.parse().ok().filter(|&p| p != 0)?;
+    (!host.is_empty()).then_some((host, port))
+}
+
+/// A webhook's URL, taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookUrl {
+    /// Whether it is `https`.
+    pub tls: bool,
+    /// The host (a name or an address, without brackets).
+    pub host: String,
+    /// The port (443 or 80 unless given).
+    pub port: u16,
+    /// The path and query, at least `/`.
+    pub path: String,
+}
+
+impl WebhookUrl {
+    /// Parses `https://HOST[:PORT][/PATH]`; plain `http://` only to a loopback address, so a
+    /// token or the events never cross a network in the clear.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err(format!("{url:?} is not an https:// URL"));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(at) => (&rest[..at], &rest[at..]),
+            None => (rest, "/"),
+        };
+        if authority.contains('@') {
+            return Err(format!(
+                "{url:?} carries credentials: put a token in bearer_token_file instead"
+            ));
+        }
+        let default_port = if tls { 443 } else { 80 };
+        let (host, port) = if authority.ends_with(']') || !authority.contains(':') {
+            (
+                authority.trim_start_matches('[').trim_end_matches(']'),
+                default_port,
+            )
+        } else {
+            split_host_port(authority).ok_or_else(|| format!("{url:?} has a bad port"))?
+        };
+        if host.is_empty() || path.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(format!("{url:?} is not a URL"));
+        }
+        if !tls {
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if !loopback {
+                return Err(format!(
+                    "{url:?} is plain http: use https (http only to a loopback address)"
+                ));
+            }
+        }
+        Ok(Self {
+            tls,
+            host: host.to_owned(),
+            port,
+            path: path.to_owned(),
+        })
+    }
 }
 
 /// The shortest TOTP key accepted, in bytes (RFC 4226 asks for at least 128 bits).
@@ -59,7 +139,118 @@ impl Config {
         self.validate_admin(&root.key("admin"), &mut problems);
         self.validate_command_rules(&root.key("command_rules"), &mut problems);
         self.validate_state(&root, &mut problems);
+        self.validate_forwarders(&root.key("audit").key("forward"), &mut problems);
         problems
+    }
+
+    fn validate_forwarders(&self, path: &KeyPath, problems: &mut Vec<Problem>) {
+        let mut names = HashSet::new();
+        for (i, forward) in self.audit.forward.iter().enumerate() {
+            let path = path.index(i);
+            let mut problem = |key: &str, message: String| {
+                problems.push(Problem::new(path.key(key), message));
+            };
+            if !is_valid_name(&forward.name) {
+                problem(
+                    "name",
+                    format!(
+                        "{:?} is not a valid name (letters, digits, '.', '_' and '-')",
+                        forward.name
+                    ),
+                );
+            } else if !names.insert(forward.name.as_str()) {
+                problem("name", format!("{:?} names two forwarders", forward.name));
+            }
+            if forward.events.is_empty() || forward.events.iter().any(|e| e.trim().is_empty()) {
+                problem(
+                    "events",
+                    "needs event names or globs (\"*\" for every event, \"alert\" for alerts)"
+                        .into(),
+                );
+            }
+            if forward.max_lag == 0 {
+                problem("max_lag", "must be at least 1".into());
+            }
+            if forward.timeout.is_zero() {
+                problem("timeout", "must be longer than zero".into());
+            }
+            if forward.client_cert_file.is_some() != forward.client_key_file.is_some() {
+                problem(
+                    "client_cert_file",
+                    "client_cert_file and client_key_file go together".into(),
+                );
+            }
+            let syslog_only = [("address", forward.address.is_some())];
+            let webhook_only = [
+                ("url", forward.url.is_some()),
+                ("bearer_token_file", forward.bearer_token_file.is_some()),
+                ("hmac_secret_file", forward.hmac_secret_file.is_some()),
+            ];
+            match forward.kind {
+                None => problem("kind", "is required: \"syslog\" or \"webhook\"".into()),
+                Some(ForwardKind::Syslog) => {
+                    for (key, _) in webhook_only.iter().filter(|(_, set)| *set) {
+                        problem(key, "is only used with kind = \"webhook\"".into());
+                    }
+                    match forward.address.as_deref() {
+                        None => problem("address", "is required for syslog (HOST:PORT)".into()),
+                        Some(address) if split_host_port(address).is_none() => {
+                            problem("address", format!("{address:?} is not HOST:PORT"))
+                        }
+                        Some(_) => {}
+                    }
+                    if !SYSLOG_FACILITIES
+                        .iter()
+                        .any(|(name, _)| *name == forward.facility)
+                    {
+                        problem(
+                            "facility",
+                            format!(
+                                "{:?} is not a syslog facility ({})",
+                                forward.facility,
+                                SYSLOG_FACILITIES
+                                    .iter()
+                                    .map(|(name, _)| *name)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        );
+                    }
+                    let tls_only = [
+                        ("ca_file", forward.ca_file.is_some()),
+                        ("client_cert_file", forward.client_cert_file.is_some()),
+                    ];
+                    if forward.transport != SyslogTransport::Tls {
+                        for (key, _) in tls_only.iter().filter(|(_, set)| *set) {
+                            problem(key, "is only used with transport = \"tls\"".into());
+                        }
+                    }
+                }
+                Some(ForwardKind::Webhook) => {
+                    for (key, _) in syslog_only.iter().filter(|(_, set)| *set) {
+                        problem(key, "is only used with kind = \"syslog\"".into());
+                    }
+                    match forward.url.as_deref().map(WebhookUrl::parse) {
+                        None => problem(
+                            "url",
+                            "is required for a webhook (https://HOST/PATH)".into(),
+                        ),
+                        Some(Err(why)) => problem("url", why),
+                        Some(Ok(_)) => {}
+                    }
+                    if forward.batch == 0 {
+                        problem("batch", "must be at least 1".into());
+                    }
+                    if forward.bearer_token_file.is_some() && forward.hmac_secret_file.is_some() {
+                        problem(
+                            "hmac_secret_file",
+                            "bearer_token_file and hmac_secret_file exclude each other: choose one"
+                                .into(),
+                        );
+                    }
+                }
+            }
+        }
     }
 
     fn validate_state(&self, root: &KeyPath, problems: &mut Vec<Problem>) {

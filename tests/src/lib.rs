@@ -9,6 +9,8 @@
 //! * [`raw::RawSsh`]: a custom SSH client for what OpenSSH never sends.
 //! * [`cluster::Cluster`]: several nodes sharing a real PostgreSQL ([`postgres::Postgres`]).
 //! * [`browser::Browser`]: headless Chromium through ChromeDriver, for the web console.
+//! * [`webhook::WebhookReceiver`]: an HTTPS webhook receiver ([`test_ca::TestCa`] signs its
+//!   certificate), for the audit forwarder.
 //!
 //! Scenarios live in `tests/`, one file per user story. Tests that check something is
 //! blocked use harmless sentinels: the upstreams run as root on the developer's machine.
@@ -25,8 +27,10 @@ pub mod light_upstream;
 pub mod postgres;
 pub mod raw;
 pub mod sshd;
+pub mod test_ca;
 pub mod tmux;
 pub mod util;
+pub mod webhook;
 
 pub use bastion::{Bastion, ConfigText, World};
 pub use browser::Browser;

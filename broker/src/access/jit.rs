@@ -14,6 +14,7 @@ use portcullis_state::{Change, GrantRecord, NewGrant, StateError, Usage};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::AccessError;
+use crate::alerts::{self, Alert};
 use crate::audit::AuditEvent;
 use crate::credentials::throttle::{Method, ThrottleKey};
 use crate::credentials::totp;
@@ -217,6 +218,19 @@ pub fn refuse_outside_conditions(
         services
             .audit
             .record(event("activation.condition_overridden"));
+        services.audit.record(
+            Alert::BreakGlassOutsideConditions
+                .event(
+                    AuditEvent::new(alerts::EVENT),
+                    format!(
+                        "{} used break-glass to reach {target} outside its conditions: {failed}",
+                        Shown(user)
+                    ),
+                )
+                .with("user", user)
+                .with("target", target.as_str())
+                .with("role", &eligibility.role),
+        );
         tracing::warn!(
             user,
             target = %target,
@@ -324,6 +338,21 @@ pub async fn activate(
                         .with("reason", reason),
                 );
                 Metrics::count(&services.metrics.break_glass_total);
+                services.audit.record(
+                    Alert::BreakGlass
+                        .event(
+                            AuditEvent::new(alerts::EVENT),
+                            format!(
+                                "{} used break-glass access to {target} (grant {}); it awaits review",
+                                Shown(user),
+                                record.grant.id
+                            ),
+                        )
+                        .with("grant", record.grant.id)
+                        .with("user", user)
+                        .with("target", target)
+                        .with("reason", reason),
+                );
                 tracing::warn!(
                     user,
                     target,
@@ -495,6 +524,18 @@ async fn verify_code(
                         .with("user", user)
                         .with("target", target)
                         .with("limit_reached", true),
+                );
+                services.audit.record(
+                    Alert::ActivationCodeFailures
+                        .event(
+                            AuditEvent::new(alerts::EVENT),
+                            format!(
+                                "{} entered too many wrong activation codes for {target}; activation with a code is throttled",
+                                Shown(user)
+                            ),
+                        )
+                        .with("user", user)
+                        .with("target", target),
                 );
                 tracing::warn!(
                     user = %Shown(user),

@@ -8,8 +8,10 @@ use portcullis_policy::Lock;
 use portcullis_state::StateError;
 
 use super::AccessError;
+use crate::alerts::{self, Alert};
 use crate::audit::AuditEvent;
 use crate::services::Services;
+use crate::text::Shown;
 
 /// The user's lock, if one holds at `now`.
 pub async fn active(
@@ -70,6 +72,20 @@ pub async fn lock(
                 "until",
                 until.map(|u| humantime::format_rfc3339_seconds(u).to_string()),
             ),
+    );
+    services.audit.record(
+        Alert::UserLocked
+            .event(
+                AuditEvent::new(alerts::EVENT),
+                format!(
+                    "{} was locked by {}: {}",
+                    Shown(user),
+                    Shown(by),
+                    Shown(reason)
+                ),
+            )
+            .with("user", user)
+            .with("by", by),
     );
     Ok(ending)
 }

@@ -536,6 +536,18 @@ pub async fn verify_recording(
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
     .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let portcullis_recorder::Verdict::Tampered { .. } = verdict {
+        state.services.audit.record(
+            crate::alerts::Alert::EvidenceTampered
+                .event(
+                    crate::audit::AuditEvent::new(crate::alerts::EVENT),
+                    format!("recording {id} does not verify: {verdict}"),
+                )
+                .with("evidence", "recording")
+                .with("recording", &id)
+                .with("by", &caller.name),
+        );
+    }
     Ok(Json(json!({
         "id": id,
         "status": super::streams::status(&verdict),

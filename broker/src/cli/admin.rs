@@ -689,7 +689,7 @@ pub fn recordings(command: RecordingsCommand) -> ExitCode {
             };
             let path = resolve_recording(opened.data.recordings(), &recording);
             let key = opened.vault.derived_key(RECORDING_KEY_LABEL);
-            verify_recording(&path, &key, opened.state.as_ref(), &opened.data.audit_log())
+            verify_recording(&path, &key, &opened)
         }
     }
 }
@@ -751,18 +751,26 @@ fn cat_recording(
     }
 }
 
-fn verify_recording(
-    path: &Path,
-    key: &ChainKey,
-    state: &dyn StateStore,
-    audit_log: &Path,
-) -> ExitCode {
-    match crate::evidence::verify_recording(path, key, state, audit_log) {
+fn verify_recording(path: &Path, key: &ChainKey, opened: &Opened) -> ExitCode {
+    match crate::evidence::verify_recording(
+        path,
+        key,
+        opened.state.as_ref(),
+        &opened.data.audit_log(),
+    ) {
         Ok(verdict) => {
             println!("{}: {verdict}", path.display());
             match verdict {
                 Verdict::Intact { .. } => ExitCode::SUCCESS,
-                Verdict::Tampered { .. } => ExitCode::FAILURE,
+                Verdict::Tampered { .. } => {
+                    leave_tamper_alert(
+                        opened,
+                        format!("recording {} does not verify: {verdict}", path.display()),
+                        "recording",
+                        &path.display().to_string(),
+                    );
+                    ExitCode::FAILURE
+                }
                 Verdict::Unfinalized { .. } => ExitCode::from(2),
             }
         }
@@ -800,6 +808,16 @@ fn list_recordings(dir: &Path) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// A verify found evidence tampered with: the alert is left for the serving bastion, which
+/// audits (and so forwards) it. The verdict printed and the exit code stand either way.
+fn leave_tamper_alert(opened: &Opened, message: String, what: &str, path: &str) {
+    let event = crate::alerts::Alert::EvidenceTampered
+        .event(crate::audit::AuditEvent::new(crate::alerts::EVENT), message)
+        .with("evidence", what)
+        .with("path", path);
+    let _ = opened.leave_event(event);
 }
 
 /// `portcullis audit …`
@@ -914,6 +932,12 @@ pub fn audit(command: AuditCommand) -> ExitCode {
                 }
                 Ok(AuditVerdict::Tampered { line, reason }) => {
                     println!("{}: TAMPERED at line {line}: {reason}", path.display());
+                    leave_tamper_alert(
+                        &opened,
+                        format!("the audit log does not verify at line {line}: {reason}"),
+                        "audit_log",
+                        &path.display().to_string(),
+                    );
                     ExitCode::FAILURE
                 }
                 Err(error) => fail(format!("cannot read {}: {error}", path.display())),

@@ -114,8 +114,14 @@ pub struct Throttle {
     window: Duration,
     audit_lines: usize,
     budgets: Mutex<HashMap<IpAddr, Budget>>,
+    /// Throttled keys already raised as an alert, and when: one alert per key and window.
+    alerted: Mutex<HashMap<String, Instant>>,
     state: Arc<dyn StateStore>,
 }
+
+/// Most throttled keys remembered for their alert; past it (a flood from many addresses or
+/// names) no new alert is raised until old ones age out, bounding memory and the log.
+const MOST_ALERTED_KEYS: usize = 1_000;
 
 /// A slot held on some keys while a secret is verified: [`Reservation::succeeded`] gives it
 /// back; anything else (a wrong secret, a dropped connection, a crash) leaves it counted as
@@ -151,6 +157,7 @@ impl Throttle {
             // agent offers), never more.
             audit_lines: (4 * max_failures as usize).max(20),
             budgets: Mutex::new(HashMap::new()),
+            alerted: Mutex::new(HashMap::new()),
             state,
         }
     }
@@ -201,6 +208,29 @@ impl Throttle {
         self.state
             .record_guess_failures(stored(keys), self.max_failures, self.since(now), now)
             .await
+    }
+
+    /// Whether a refusal because `key` is throttled should raise an alert: the first one
+    /// for that key within the window does.
+    pub fn first_refusal(&self, key: &ThrottleKey, now: Instant) -> bool {
+        let mut alerted = self
+            .alerted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let window = self.window;
+        let fresh = |at: &Instant| now.saturating_duration_since(*at) < window;
+        let stored = key.stored();
+        if alerted.get(&stored).is_some_and(fresh) {
+            return false;
+        }
+        if alerted.len() >= MOST_ALERTED_KEYS {
+            alerted.retain(|_, at| fresh(at));
+            if alerted.len() >= MOST_ALERTED_KEYS {
+                return false;
+            }
+        }
+        alerted.insert(stored, now);
+        true
     }
 
     /// Whether a pre-login audit line from `source` may be written now.

@@ -501,6 +501,13 @@ impl DownlinkTask {
                 .with("error", failure)
                 .with("continuing_unrecorded", continuing),
         );
+        super::recording::raise_failed(
+            &self.services,
+            &self.session,
+            recording,
+            failure,
+            continuing,
+        );
         tracing::error!(parent: &self.session.span, error = failure, continuing, "recording failed");
         crate::metrics::Metrics::count(&self.services.metrics.recording_errors_total);
         if !continuing {

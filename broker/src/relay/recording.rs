@@ -10,8 +10,10 @@ use portcullis_recorder::framed::FramedHeader;
 use portcullis_recorder::{Header, RecordingHandle, RecordingOptions, SessionFacts, TimeSource};
 
 use super::{PtyRequest, Start};
+use crate::alerts::{self, Alert};
 use crate::live::SessionShared;
 use crate::services::Services;
+use crate::text::Shown;
 
 /// Creates the channel's recording. `Ok(None)`: it could not be created but policy lets the
 /// session continue unrecorded. `Err`: it could not, and the channel must not start.
@@ -106,6 +108,7 @@ pub(super) async fn start_recording(
                     .with("error", error.to_string())
                     .with("continuing_unrecorded", continuing),
             );
+            raise_failed(services, session, &id, &error.to_string(), continuing);
             tracing::error!(parent: &session.span, %error, continuing, "cannot start a recording");
             crate::metrics::Metrics::count(&services.metrics.recording_errors_total);
             if continuing {
@@ -117,4 +120,32 @@ pub(super) async fn start_recording(
             }
         }
     }
+}
+
+/// The `alert` event for a recording that failed: the session ends (fail closed) or, where
+/// configured, goes on unrecorded — either way someone must know.
+pub(super) fn raise_failed(
+    services: &Services,
+    session: &SessionShared,
+    recording: &str,
+    error: &str,
+    continuing: bool,
+) {
+    let outcome = if continuing {
+        "the session goes on UNRECORDED (on_failure = \"continue\")"
+    } else {
+        "the session was ended"
+    };
+    let message = format!(
+        "recording {recording} of {} on {} failed ({}); {outcome}",
+        Shown(session.user().unwrap_or("-")),
+        Shown(session.target().unwrap_or("-")),
+        Shown(error)
+    );
+    services.audit.record(
+        Alert::RecordingFailed
+            .event(session.audit(alerts::EVENT), message)
+            .with("recording", recording)
+            .with("continuing_unrecorded", continuing),
+    );
 }

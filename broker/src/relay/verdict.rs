@@ -6,8 +6,10 @@
 use portcullis_config::CommandAction;
 use portcullis_policy::CommandRule;
 
+use crate::alerts::{self, Alert};
 use crate::live::{EndReason, SessionShared};
 use crate::services::Services;
+use crate::text::Shown;
 
 /// One decision.
 pub(super) struct Verdict<'a> {
@@ -61,6 +63,14 @@ impl Verdict<'_> {
             "ALERT: {} stopped by a rule",
             self.what
         );
+        raise_stopped(
+            services,
+            session,
+            self.what,
+            self.line,
+            self.rule,
+            self.action == CommandAction::Terminate,
+        );
         if let (Some(rule), CommandAction::Terminate) = (self.rule, self.action) {
             session.control.end(EndReason::CommandRule {
                 rule: rule.name.clone(),
@@ -68,4 +78,36 @@ impl Verdict<'_> {
             });
         }
     }
+}
+
+/// The `alert` event for a line a rule stopped (`what`: `command`, `file operation`), and
+/// for one that ended the session too.
+pub(super) fn raise_stopped(
+    services: &Services,
+    session: &SessionShared,
+    what: &str,
+    line: &str,
+    rule: Option<&CommandRule>,
+    terminated: bool,
+) {
+    let (alert, done) = if terminated {
+        (Alert::CommandTerminated, "stopped and the session ended")
+    } else {
+        (Alert::CommandBlocked, "stopped")
+    };
+    let rule_name = rule.map_or("(no rule: it could not be read exactly)", |r| {
+        r.name.as_str()
+    });
+    let message = format!(
+        "{}: a {what} on {} was {done} by rule {}",
+        Shown(session.user().unwrap_or("-")),
+        Shown(session.target().unwrap_or("-")),
+        Shown(rule_name)
+    );
+    services.audit.record(
+        alert
+            .event(session.audit(alerts::EVENT), message)
+            .with("line", line)
+            .with("rule", rule.map(|r| r.name.as_str())),
+    );
 }

@@ -12,6 +12,7 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
 use super::SessionShared;
+use crate::alerts::{self, Alert};
 use crate::authorized::Authorized;
 use crate::services::Services;
 use crate::session::login::{Destination, Login};
@@ -375,6 +376,16 @@ fn report(
             } = &error
             {
                 event = event
+                    .with("expected", expected)
+                    .with("presented", presented);
+                services.audit.record(event.clone());
+                event = Alert::HostKeyMismatch
+                    .event(
+                        session.audit(alerts::EVENT),
+                        format!(
+                            "{target} showed a host key other than the pinned one (someone in the middle, or a rebuilt server): {presented} instead of {expected}; the session was refused"
+                        ),
+                    )
                     .with("expected", expected)
                     .with("presented", presented);
             }

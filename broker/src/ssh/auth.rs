@@ -21,6 +21,7 @@ use russh::keys::ssh_key::{HashAlg, PublicKey};
 use russh::server::Auth;
 
 use crate::access::checkout;
+use crate::alerts::{self, Alert};
 use crate::audit::AuditEvent;
 use crate::credentials::throttle::{AuditBudget, Method, Reservation, ThrottleKey};
 use crate::credentials::{password, totp};
@@ -119,6 +120,21 @@ impl Authenticator {
                 .with("throttled", key.to_string()),
         );
         tracing::warn!(parent: &self.session.span, user = %Shown(user), %key, "authentication throttled");
+        if self
+            .services
+            .throttle
+            .first_refusal(key, self.services.clock.instant())
+        {
+            let message = format!(
+                "too many failed logins ({key}); further attempts are refused until they age out"
+            );
+            self.services.audit.record(
+                Alert::LoginFailures
+                    .event(self.session.audit(alerts::EVENT), message)
+                    .with("user", user)
+                    .with("throttled", key.to_string()),
+            );
+        }
         Step::Refused
     }
 

@@ -22,6 +22,8 @@ pub const KNOWN: &[&str] = &[
     "ca.retired",
     "credential.rotated",
     "credential.rotation_failed",
+    // A verify that found evidence tampered with (`alerts`).
+    "alert",
 ];
 
 /// A row that claims to be a left event and is not one (damaged, or written without the

@@ -762,6 +762,14 @@ impl Gate {
             outcome,
             "ALERT: command stopped by a rule"
         );
+        super::verdict::raise_stopped(
+            &self.services,
+            &self.session,
+            "command",
+            &reading.line,
+            Some(rule),
+            rule.action == CommandAction::Terminate,
+        );
         if let Some(recording) = io.recording {
             let _ = recording
                 .marker(format!("{outcome} by rule {}: {}", rule.name, reading.line))

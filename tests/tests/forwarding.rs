@@ -1,0 +1,285 @@
+//! Audit forwarding and alerts, with real receivers: a webhook over HTTPS in the test, and
+//! Debian's rsyslog over TLS and plain TCP. Receivers are stopped mid-session and the
+//! bastion is restarted with a backlog: every event still arrives, identified by its id.
+//!
+//! Blocked commands are harmless sentinels (`touch` of a marker that must stay absent).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use portcullis_tests::World;
+use portcullis_tests::util::wait_for;
+use portcullis_tests::webhook::WebhookReceiver;
+use serde_json::Value;
+
+const READER: &str = "reader-token-0123456789";
+const HMAC_SECRET: &str = "a-webhook-secret-of-more-than-32-characters";
+const BEARER: &str = "bearer-token-for-the-siem-webhook";
+
+const DENY_FORBIDDEN: &str = r#"
+[[command_rules]]
+name = "no-forbidden"
+pattern = 'touch\s+\S*forbidden-'
+action = "deny"
+message = "forbidden markers are not allowed"
+"#;
+
+/// The id a forwarded event carries for an audit line: its chain tag's first 32 digits.
+fn id_of(line: &Value) -> String {
+    line["mac"].as_str().expect("a mac")[..32].to_owned()
+}
+
+/// Ids of the audit log's events, in order, that `take` selects.
+fn audit_ids(world: &World, take: impl Fn(&Value) -> bool) -> Vec<String> {
+    world
+        .bastion
+        .audit()
+        .iter()
+        .filter(|e| take(e))
+        .map(id_of)
+        .collect()
+}
+
+/// Ids in arrival order with repeats dropped (what a receiver de-duplicating by id keeps).
+fn first_seen(ids: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    ids.into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .collect()
+}
+
+fn write_secret(dir: &Path, name: &str, secret: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{secret}\n")).unwrap();
+    path.display().to_string()
+}
+
+fn metric(world: &World, name: &str) -> u64 {
+    let (status, text) = world.bastion.api_request(READER, "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    let text = text.as_str().unwrap().to_owned();
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// Checks `X-Portcullis-Signature: t=UNIX,sha256=HEX` against the shared secret.
+fn signature_holds(header: &str, body: &str) -> bool {
+    let Some((t, mac)) = header
+        .strip_prefix("t=")
+        .and_then(|rest| rest.split_once(",sha256="))
+    else {
+        return false;
+    };
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, HMAC_SECRET.as_bytes());
+    let signed = format!("{t}.{body}");
+    hex::decode(mac).is_ok_and(|mac| ring::hmac::verify(&key, signed.as_bytes(), &mac).is_ok())
+}
+
+#[test]
+fn alerts_reach_a_signed_webhook_and_none_is_lost_while_it_is_down() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut receiver = WebhookReceiver::start(scratch.path());
+    let secret = write_secret(scratch.path(), "hmac", HMAC_SECRET);
+    let world = World::start(|config, _, _| {
+        config.raw(DENY_FORBIDDEN).raw(&format!(
+            r#"
+[[audit.forward]]
+name = "oncall"
+kind = "webhook"
+url = "{}"
+events = ["alert"]
+hmac_secret_file = "{secret}"
+ca_file = "{}"
+"#,
+            receiver.url("/hooks/portcullis"),
+            receiver.ca_file().display()
+        ));
+    });
+    let sentinel = |n: u32| world.path(&format!("forbidden-{n}"));
+    let blocked = world
+        .alice("alice+web01")
+        .exec(&format!("touch {}", sentinel(1).display()));
+    assert_ne!(blocked.code, Some(0));
+    assert!(!sentinel(1).exists());
+
+    let events = receiver.wait_until("the blocked command's alert", |events| {
+        events.iter().any(|e| e["alert"] == "command_blocked")
+    });
+    let alert = events
+        .iter()
+        .find(|e| e["alert"] == "command_blocked")
+        .unwrap();
+    assert_eq!(alert["event"], "alert");
+    assert_eq!(alert["severity"], "warning");
+    assert_eq!(alert["user"], "alice");
+    assert_eq!(alert["target"], "web01");
+    assert_eq!(alert["rule"], "no-forbidden");
+    assert!(alert["message"].as_str().unwrap().contains("no-forbidden"));
+    assert_eq!(alert["id"].as_str().unwrap().len(), 32);
+    assert!(alert["seq"].as_u64().unwrap() > 0);
+    assert!(alert["node"].is_string());
+    // Only alerts travel on this forwarder, and each request is signed.
+    assert!(events.iter().all(|e| e["event"] == "alert"), "{events:#?}");
+    for request in receiver.requests() {
+        let header = request.header("x-portcullis-signature").unwrap();
+        assert!(signature_holds(header, &request.body), "{header}");
+        assert_eq!(request.header("content-type"), Some("application/json"));
+    }
+
+    // The receiver goes away; alerts keep happening.
+    receiver.stop();
+    for n in 2..=3 {
+        let ran = world
+            .alice("alice+web01")
+            .exec(&format!("touch {}", sentinel(n).display()));
+        assert_ne!(ran.code, Some(0));
+        assert!(!sentinel(n).exists());
+    }
+    wait_for(Duration::from_secs(20), || {
+        (world.bastion.audit_events("alert").len() >= 3).then_some(())
+    })
+    .expect("three alerts in the audit log");
+    receiver.restart();
+    let expected = audit_ids(&world, |e| e["event"] == "alert");
+    let events = receiver.wait_until("every alert", |events| {
+        first_seen(events.iter().map(|e| e["id"].as_str().unwrap().to_owned())) == expected
+    });
+    assert!(events.iter().all(|e| e["event"] == "alert"));
+    for request in receiver.requests() {
+        let header = request.header("x-portcullis-signature").unwrap();
+        assert!(signature_holds(header, &request.body));
+    }
+}
+
+#[test]
+fn a_bastion_restarted_with_a_backlog_resumes_where_it_stopped_and_raises_the_lag() {
+    let scratch = tempfile::tempdir().unwrap();
+    let siem = WebhookReceiver::start(&scratch.path().join("siem").tap_create());
+    let oncall = WebhookReceiver::start(&scratch.path().join("oncall").tap_create());
+    let token = write_secret(scratch.path(), "bearer", BEARER);
+    let secret = write_secret(scratch.path(), "hmac", HMAC_SECRET);
+    let mut world = World::start(|config, _, _| {
+        config.admin(&[("reader", READER, &["read"])]).raw(&format!(
+            r#"
+[[audit.forward]]
+name = "siem"
+kind = "webhook"
+url = "{}"
+bearer_token_file = "{token}"
+ca_file = "{}"
+max_lag = 5
+batch = 3
+
+[[audit.forward]]
+name = "oncall"
+kind = "webhook"
+url = "{}"
+events = ["alert"]
+hmac_secret_file = "{secret}"
+ca_file = "{}"
+"#,
+            siem.url("/events"),
+            siem.ca_file().display(),
+            oncall.url("/alerts"),
+            oncall.ca_file().display()
+        ));
+    });
+    assert_eq!(world.alice("alice+web01").exec("echo one").stdout, "one\n");
+    let all = |world: &World| audit_ids(world, |_| true);
+    siem.wait_until("the first session's end", |events| {
+        events.iter().any(|e| e["event"] == "session.end")
+    });
+
+    // The SIEM answers 503 from now on: events wait in the audit log, the lag shows, and
+    // once it passes max_lag the on-call webhook hears of it.
+    siem.answer(503);
+    assert_eq!(world.alice("alice+web01").exec("echo two").stdout, "two\n");
+    let behind = oncall.wait_until("the forwarder_behind alert", |events| {
+        events.iter().any(|e| e["alert"] == "forwarder_behind")
+    });
+    let behind = behind
+        .iter()
+        .find(|e| e["alert"] == "forwarder_behind")
+        .unwrap();
+    assert_eq!(behind["forwarder"], "siem");
+    assert!(behind["lag"].as_u64().unwrap() > 5);
+    wait_for(Duration::from_secs(20), || {
+        (metric(
+            &world,
+            "portcullis_audit_forward_lag_events{forwarder=\"siem\"}",
+        ) > 5)
+            .then_some(())
+    })
+    .expect("the lag metric shows the backlog");
+    assert!(
+        metric(
+            &world,
+            "portcullis_audit_forward_failures_total{forwarder=\"siem\"}"
+        ) > 0
+    );
+
+    // Restarted with its backlog, while the SIEM still refuses; then the SIEM recovers.
+    assert_eq!(world.bastion.terminate(), Some(0));
+    world.bastion.start();
+    assert_eq!(
+        world.alice("alice+web01").exec("echo three").stdout,
+        "three\n"
+    );
+    siem.answer(200);
+    let expected_through_now = all(&world);
+    let events = siem.wait_until("every event, the backlog first", |events| {
+        let ids: Vec<String> = events
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.len() >= expected_through_now.len()
+            && ids[..expected_through_now.len()] == expected_through_now[..]
+    });
+    // Batches are confirmed one by one (a 2xx each): nothing was delivered twice, and the
+    // restart resumed after the last event the SIEM had taken.
+    let ids: Vec<String> = events
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(first_seen(ids.clone()), ids, "an event arrived twice");
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    assert!(events.iter().any(|e| e["event"] == "server.stop"));
+    for request in siem.requests() {
+        assert_eq!(
+            request.header("authorization"),
+            Some(format!("Bearer {BEARER}").as_str())
+        );
+        assert!(
+            serde_json::from_str::<Vec<Value>>(&request.body)
+                .unwrap()
+                .len()
+                <= 3
+        );
+    }
+    wait_for(Duration::from_secs(20), || {
+        (metric(
+            &world,
+            "portcullis_audit_forward_lag_events{forwarder=\"siem\"}",
+        ) == 0)
+            .then_some(())
+    })
+    .expect("the lag returns to zero");
+}
+
+/// Creating a directory inline.
+trait TapCreate {
+    fn tap_create(self) -> Self;
+}
+
+impl TapCreate for std::path::PathBuf {
+    fn tap_create(self) -> Self {
+        std::fs::create_dir_all(&self).unwrap();
+        self
+    }
+}
