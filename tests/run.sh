@@ -17,6 +17,7 @@ packages=(
     git ansible-core               # tools admins drive over ssh, proven through the bastion
     postgresql-15 openssl          # a real PostgreSQL (and certificates for its TLS) for the shared state store's tests
     chromium chromium-driver fonts-dejavu-core  # the web console tests
+    rsyslog rsyslog-gnutls         # a real syslog receiver (TCP and TLS) for audit forwarding
 )
 missing=()
 for package in "${packages[@]}"; do

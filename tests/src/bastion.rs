@@ -591,6 +591,24 @@ impl Bastion {
         .unwrap_or_else(|| panic!("no {event} audit event; log:\n{:#?}", self.audit()))
     }
 
+    /// Waits for an `alert` event of this kind (`host_key_mismatch`, ...) and checks it has
+    /// a severity and a message.
+    pub fn wait_for_alert(&self, alert: &str) -> serde_json::Value {
+        let event = self.wait_for_audit("alert", |e| e["alert"] == alert);
+        assert!(
+            matches!(
+                event["severity"].as_str(),
+                Some("critical" | "error" | "warning")
+            ),
+            "{event}"
+        );
+        assert!(
+            !event["message"].as_str().unwrap_or_default().is_empty(),
+            "{event}"
+        );
+        event
+    }
+
     /// The recording files (terminals' .cast, other channels' .rec), oldest first.
     pub fn recordings(&self) -> Vec<PathBuf> {
         let mut casts: Vec<PathBuf> = std::fs::read_dir(self.data_dir().join("recordings"))

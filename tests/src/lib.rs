@@ -11,6 +11,7 @@
 //! * [`browser::Browser`]: headless Chromium through ChromeDriver, for the web console.
 //! * [`webhook::WebhookReceiver`]: an HTTPS webhook receiver ([`test_ca::TestCa`] signs its
 //!   certificate), for the audit forwarder.
+//! * [`rsyslog::Rsyslog`]: Debian's rsyslogd as a receiver (TCP or TLS), for the syslog forwarder.
 //!
 //! Scenarios live in `tests/`, one file per user story. Tests that check something is
 //! blocked use harmless sentinels: the upstreams run as root on the developer's machine.
@@ -26,6 +27,7 @@ pub mod keys;
 pub mod light_upstream;
 pub mod postgres;
 pub mod raw;
+pub mod rsyslog;
 pub mod sshd;
 pub mod test_ca;
 pub mod tmux;

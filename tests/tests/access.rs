@@ -188,6 +188,10 @@ fn an_upstream_with_another_host_key_is_refused_and_audited() {
     let mismatch = world
         .bastion
         .wait_for_audit("upstream.host_key_mismatch", |_| true);
+    let alert = world.bastion.wait_for_alert("host_key_mismatch");
+    assert_eq!(alert["severity"], "critical");
+    assert_eq!(alert["target"], "impostor");
+    assert_eq!(alert["presented"], mismatch["presented"]);
     assert!(
         mismatch["expected"]
             .as_str()

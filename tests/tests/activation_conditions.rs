@@ -139,6 +139,14 @@ fn break_glass_overrides_the_conditions_and_security_is_alerted() {
     );
     assert_eq!(overridden["source"], "127.0.0.1", "{overridden}");
     world.bastion.wait_for_audit("breakglass.used", |_| true);
+    let alert = world
+        .bastion
+        .wait_for_alert("break_glass_outside_conditions");
+    assert_eq!(alert["severity"], "critical");
+    assert_eq!(
+        world.bastion.wait_for_alert("break_glass")["severity"],
+        "error"
+    );
     let log = portcullis_tests::util::wait_for(Duration::from_secs(10), || {
         let log = world.bastion.log();
         log.contains("ALERT: break-glass activation outside its conditions")

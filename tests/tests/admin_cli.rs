@@ -187,6 +187,12 @@ fn the_audit_log_verifies_and_an_edit_is_caught() {
     let verified = world.bastion.cli(&["audit", "verify"]);
     assert_eq!(verified.code, Some(1), "{verified:?}");
     assert!(verified.stdout.contains("TAMPERED at line"), "{verified:?}");
+    // The verify left an alert, which the bastion audits (and forwards) once it serves.
+    world.bastion.start();
+    let alert = world.bastion.wait_for_alert("evidence_tampered");
+    assert_eq!(alert["severity"], "critical");
+    assert_eq!(alert["evidence"], "audit_log");
+    assert_eq!(alert["via"], "command line");
 }
 
 #[test]

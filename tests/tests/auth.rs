@@ -230,6 +230,9 @@ fn guessing_is_throttled_per_user_and_source_until_the_window_has_passed() {
             .contains("127.0.0.1")
             || throttled["throttled"] == "user carol"
     );
+    let alert = world.bastion.wait_for_alert("login_failures");
+    assert_eq!(alert["severity"], "warning");
+    assert_eq!(alert["user"], "carol");
 
     // The source is throttled too: even alice's good key is refused from this address now.
     let ran = world.alice("alice+web01").exec("true");

@@ -606,6 +606,10 @@ fn a_terminating_rule_ends_the_session() {
     absent(&target);
     let end = gate.world.bastion.wait_for_audit("session.end", |_| true);
     assert_eq!(end["reason"], "command_rule");
+    let alert = gate.world.bastion.wait_for_alert("command_terminated");
+    assert_eq!(alert["severity"], "error");
+    assert_eq!(alert["rule"], "end-it");
+    assert_eq!(alert["session"], end["session"]);
 }
 
 #[test]
@@ -622,6 +626,9 @@ fn exec_commands_are_checked_before_they_reach_the_upstream() {
         "portcullis: blocked by rule no-forbidden: forbidden markers are not allowed\n"
     );
     absent(&target);
+    let alert = gate.world.bastion.wait_for_alert("command_blocked");
+    assert_eq!(alert["severity"], "warning");
+    assert_eq!(alert["line"], format!("touch {target}"));
 
     let upload = gate.path("forbidden-upload");
     let local = gate.world.path("payload");

@@ -9,7 +9,9 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
+use portcullis_tests::Tmux;
 use portcullis_tests::World;
+use portcullis_tests::rsyslog::{Rsyslog, Transport};
 use portcullis_tests::util::wait_for;
 use portcullis_tests::webhook::WebhookReceiver;
 use serde_json::Value;
@@ -270,6 +272,260 @@ ca_file = "{}"
             .then_some(())
     })
     .expect("the lag returns to zero");
+}
+
+/// One RFC 5424 message as rsyslog received it, taken apart.
+#[derive(Debug)]
+struct Syslog {
+    pri: u32,
+    hostname: String,
+    app: String,
+    msgid: String,
+    /// The structured data, `[portcullis@32473 …]`.
+    sd: String,
+    /// The message: the event's JSON.
+    event: Value,
+}
+
+fn parse_syslog(raw: &str) -> Syslog {
+    let rest = raw
+        .strip_prefix('<')
+        .unwrap_or_else(|| panic!("no PRI: {raw}"));
+    let (pri, rest) = rest.split_once('>').unwrap();
+    let mut header = rest.splitn(7, ' ');
+    assert_eq!(header.next(), Some("1"), "{raw}");
+    let _time = header.next().unwrap();
+    let hostname = header.next().unwrap().to_owned();
+    let app = header.next().unwrap().to_owned();
+    let _pid = header.next().unwrap();
+    let msgid = header.next().unwrap().to_owned();
+    let rest = header.next().unwrap();
+    let split = rest
+        .find("] {\"id\":")
+        .unwrap_or_else(|| panic!("no structured data and JSON: {raw}"));
+    Syslog {
+        pri: pri.parse().unwrap(),
+        hostname,
+        app,
+        msgid,
+        sd: rest[..=split].to_owned(),
+        event: serde_json::from_str(&rest[split + 2..])
+            .unwrap_or_else(|e| panic!("the message is not JSON ({e}): {raw}")),
+    }
+}
+
+fn syslog_ids(messages: &[String]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| parse_syslog(m).event["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn every_event_of_a_session_reaches_rsyslog_over_tls_in_order_with_its_fields() {
+    let rsyslog = Rsyslog::start(Transport::TlsWithClientCertificate);
+    let (cert, key) = rsyslog.client_certificate().unwrap();
+    let world = World::start(|config, _, _| {
+        config.raw(DENY_FORBIDDEN).raw(&format!(
+            r#"
+[[audit.forward]]
+name = "siem"
+kind = "syslog"
+address = "{}"
+transport = "tls"
+ca_file = "{}"
+client_cert_file = "{}"
+client_key_file = "{}"
+facility = "local3"
+"#,
+            rsyslog.address(),
+            rsyslog.ca_file().unwrap().display(),
+            cert.display(),
+            key.display()
+        ));
+    });
+    assert_eq!(
+        world.alice("alice+web01").exec("echo hello").stdout,
+        "hello\n"
+    );
+    let sentinel = world.path("forbidden-tls");
+    let blocked = world
+        .alice("alice+web01")
+        .exec(&format!("touch {}", sentinel.display()));
+    assert_ne!(blocked.code, Some(0));
+    assert!(!sentinel.exists());
+    wait_for(Duration::from_secs(20), || {
+        (world.bastion.audit_events("session.end").len() == 2).then_some(())
+    })
+    .expect("both sessions end");
+
+    let expected = audit_ids(&world, |_| true);
+    let messages = rsyslog.wait_until("every event of both sessions", |messages| {
+        first_seen(syslog_ids(messages)) == expected
+    });
+    let parsed: Vec<Syslog> = messages.iter().map(|m| parse_syslog(m)).collect();
+    let audit = world.bastion.audit();
+    for message in &parsed {
+        assert_eq!(message.app, "portcullis");
+        assert!(!message.hostname.is_empty() && message.hostname != "-");
+        assert_eq!(message.event["node"], message.hostname.as_str());
+        assert_eq!(message.msgid, message.event["event"].as_str().unwrap());
+        assert!(
+            message.sd.starts_with("[portcullis@32473 id=\""),
+            "{}",
+            message.sd
+        );
+        // The message is the audit line, with its id, place and node in front.
+        let line = &audit[message.event["seq"].as_u64().unwrap() as usize - 1];
+        assert_eq!(id_of(line), message.event["id"].as_str().unwrap());
+        for (key, value) in line.as_object().unwrap() {
+            assert_eq!(&message.event[key], value, "{key}");
+        }
+    }
+    // local3 (19): informational events, and the alert at its severity (warning).
+    let start = parsed.iter().find(|m| m.msgid == "session.start").unwrap();
+    assert_eq!(start.pri, 19 * 8 + 6);
+    assert!(start.sd.contains(" user=\"alice\""), "{}", start.sd);
+    assert!(start.sd.contains(" target=\"web01\""), "{}", start.sd);
+    let alert = parsed.iter().find(|m| m.msgid == "alert").unwrap();
+    assert_eq!(alert.pri, 19 * 8 + 4);
+    assert!(
+        alert.sd.contains(" alert=\"command_blocked\""),
+        "{}",
+        alert.sd
+    );
+    let command = parsed
+        .iter()
+        .find(|m| m.msgid == "command" && m.event["outcome"] == "blocked")
+        .unwrap();
+    assert!(
+        command
+            .sd
+            .contains(&format!(" line=\"touch {}\"", sentinel.display())),
+        "{}",
+        command.sd
+    );
+}
+
+#[test]
+fn a_receiver_stopped_mid_session_misses_no_event_and_the_filter_holds() {
+    let mut rsyslog = Rsyslog::start(Transport::Tcp);
+    let world = World::start(|config, _, _| {
+        config.raw(&format!(
+            r#"
+[[audit.forward]]
+name = "siem"
+kind = "syslog"
+address = "{}"
+transport = "tcp"
+events = ["session.*", "command", "alert"]
+"#,
+            rsyslog.address()
+        ));
+    });
+    let carried = |e: &Value| {
+        let event = e["event"].as_str().unwrap();
+        event.starts_with("session.") || event == "command" || event == "alert"
+    };
+    let tmux = Tmux::start(&world.alice("alice+web01").shell_line(&["-tt"]), 120, 40);
+    tmux.line("echo line-$((1+0))");
+    tmux.wait_for_text("line-1", Duration::from_secs(20));
+    rsyslog.wait_until("the first line", |messages| {
+        messages.iter().any(|m| m.contains("echo line-$((1+0))"))
+    });
+
+    // The receiver stops in the middle of the session; the session goes on regardless.
+    rsyslog.stop();
+    for n in 2..=4 {
+        tmux.line(&format!("echo line-$(({n}+0))"));
+        tmux.wait_for_text(&format!("line-{n}"), Duration::from_secs(20));
+    }
+    wait_for(Duration::from_secs(20), || {
+        world
+            .bastion
+            .audit_events("command")
+            .iter()
+            .any(|e| e["line"] == "echo line-$((4+0))")
+            .then_some(())
+    })
+    .expect("the lines typed while the receiver is down are audited");
+    rsyslog.restart();
+    tmux.line("echo line-$((5+0))");
+    tmux.wait_for_text("line-5", Duration::from_secs(20));
+    tmux.line("exit");
+    assert!(tmux.wait_exit(Duration::from_secs(20)).is_some());
+    world.bastion.wait_for_audit("session.end", |_| true);
+
+    let expected = audit_ids(&world, carried);
+    let messages = rsyslog.wait_until(
+        "every carried event, once each after de-duplication",
+        |messages| first_seen(syslog_ids(messages)) == expected,
+    );
+    for message in &messages {
+        assert!(carried(&parse_syslog(message).event), "{message}");
+    }
+    for n in 1..=5 {
+        let typed = format!("echo line-$(({n}+0))");
+        assert!(
+            messages
+                .iter()
+                .any(|m| parse_syslog(m).event["line"] == typed.as_str()),
+            "{typed} never arrived"
+        );
+    }
+}
+
+#[test]
+fn events_a_crashed_receiver_took_but_never_read_are_sent_again() {
+    let mut rsyslog = Rsyslog::start(Transport::Tcp);
+    let world = World::start(|config, _, _| {
+        config.raw(&format!(
+            r#"
+[[audit.forward]]
+name = "siem"
+kind = "syslog"
+address = "{}"
+transport = "tcp"
+timeout = "3s"
+"#,
+            rsyslog.address()
+        ));
+    });
+    assert_eq!(
+        world.alice("alice+web01").exec("echo before").stdout,
+        "before\n"
+    );
+    world.bastion.wait_for_audit("session.end", |_| true);
+    let before = audit_ids(&world, |_| true);
+    rsyslog.wait_until("the first session", |messages| {
+        first_seen(syslog_ids(messages)) == before
+    });
+
+    // The receiver hangs: its kernel takes the next session's events, it reads none of
+    // them, and then it dies. Nothing of that session reached its file.
+    rsyslog.freeze();
+    assert_eq!(
+        world.alice("alice+web01").exec("echo unread").stdout,
+        "unread\n"
+    );
+    wait_for(Duration::from_secs(20), || {
+        (world.bastion.audit_events("session.end").len() == 2).then_some(())
+    })
+    .expect("the second session ends");
+    rsyslog.crash();
+    let held = syslog_ids(&rsyslog.messages());
+    assert_eq!(
+        first_seen(held.clone()),
+        before,
+        "the frozen receiver wrote something: {held:?} against {before:?}; audit: {:#?}",
+        world.bastion.audit()
+    );
+
+    rsyslog.restart();
+    let expected = audit_ids(&world, |_| true);
+    rsyslog.wait_until("the events the crashed receiver never read", |messages| {
+        first_seen(syslog_ids(messages)) == expected
+    });
 }
 
 /// Creating a directory inline.

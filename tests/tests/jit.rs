@@ -553,6 +553,8 @@ fn break_glass_is_immediate_alerted_and_waits_for_acknowledgement() {
         .bastion
         .wait_for_audit("breakglass.used", |_| true);
     assert_eq!(used["reason"], "site down");
+    let alert = jit.world.bastion.wait_for_alert("break_glass");
+    assert_eq!(alert["grant"], used["grant"]);
     assert!(
         wait_for(Duration::from_secs(5), || jit
             .world

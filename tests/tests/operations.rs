@@ -213,6 +213,8 @@ fn a_lock_ends_every_session_of_the_user_and_refuses_the_next_login_until_lifted
         .map(|e| e["event"].as_str().unwrap().to_owned())
         .collect();
     assert!(events.contains(&"user.locked".into()) && events.contains(&"user.unlocked".into()));
+    let alert = world.bastion.wait_for_alert("user_locked");
+    assert_eq!(alert["user"], "alice");
 }
 
 #[test]

@@ -131,6 +131,9 @@ fn an_edited_recording_fails_verification() {
         .cli(&["recordings", "verify", cast.to_str().unwrap()]);
     assert_eq!(verify.code, Some(1), "{verify:?}");
     assert!(verify.stdout.contains("TAMPERED at line"), "{verify:?}");
+    let alert = world.bastion.wait_for_alert("evidence_tampered");
+    assert_eq!(alert["evidence"], "recording");
+    assert_eq!(alert["severity"], "critical");
 
     // Asking by id works as well, and an unknown id is an error, not a pass.
     let id = cast.file_stem().unwrap().to_string_lossy().into_owned();
@@ -199,6 +202,9 @@ fn a_recording_that_fails_mid_session_ends_it_with_a_reason() {
     let end = world.bastion.wait_for_audit("session.end", |_| true);
     assert_eq!(end["reason"], "recording_failed");
     assert_eq!(end["side"], "recorder", "{end}");
+    let alert = world.bastion.wait_for_alert("recording_failed");
+    assert_eq!(alert["severity"], "error");
+    assert_eq!(alert["continuing_unrecorded"], false);
     // What was written before the disk filled is intact: it verifies as far as it goes
     // (never sealed), and gives back a beginning of what the client received.
     let id = failed["recording"].as_str().unwrap();

@@ -227,6 +227,10 @@ fn wrong_activation_codes_are_limited_audited_and_alerted() {
             .iter()
             .any(|e| e["limit_reached"] == true)
     );
+    assert_eq!(
+        world.bastion.wait_for_alert("activation_code_failures")["user"],
+        "dave"
+    );
     assert!(
         world
             .bastion

@@ -128,7 +128,9 @@ impl Authenticator {
             let message = format!(
                 "too many failed logins ({key}); further attempts are refused until they age out"
             );
-            self.services.audit.record(
+            // Within the source's audit budget like every pre-login line: a flood from
+            // many names must not become a flood of alerts.
+            self.audit_preauth(
                 Alert::LoginFailures
                     .event(self.session.audit(alerts::EVENT), message)
                     .with("user", user)
