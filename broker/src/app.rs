@@ -156,7 +156,7 @@ pub async fn serve(
 ) -> Result<(), String> {
     // Before anything is accepted: what a previous run left open is its, not ours.
     crate::session::index::end_left_open(&services).await;
-    let forwarders = crate::forward::prepare(&services)?;
+    let forwarders = crate::forward::prepare(&services.config, &services.metrics.forwarders)?;
     let server = Server::bind(services.clone())
         .await
         .map_err(|e| e.to_string())?;

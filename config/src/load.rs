@@ -438,6 +438,97 @@ access = "standing"
     }
 
     #[test]
+    fn forwarders_are_checked_for_what_their_kind_needs() {
+        let with = |extra: &str| format!("{GOOD}\n{extra}\n");
+        let config = from_toml_str(&with(
+            "[[audit.forward]]\nname = \"siem\"\nkind = \"syslog\"\naddress = \"siem.example.com:6514\"\n\
+             ca_file = \"ca.pem\"\n\
+             [[audit.forward]]\nname = \"oncall\"\nkind = \"webhook\"\n\
+             url = \"https://hooks.example.com/portcullis\"\nevents = [\"alert\"]\n\
+             hmac_secret_file = \"hmac\"\n",
+        ))
+        .expect("a syslog and a webhook forwarder");
+        let forward = &config.audit.forward;
+        assert_eq!(forward[0].transport, crate::schema::SyslogTransport::Tls);
+        assert_eq!(forward[0].facility, "authpriv");
+        assert_eq!(forward[1].events, ["alert"]);
+
+        let rendered = |text: &str| -> Vec<String> {
+            problems_of(&with(text))
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        let cases = [
+            (
+                "[[audit.forward]]\nname = \"a\"\n",
+                "audit.forward[0].kind: is required",
+            ),
+            (
+                "[[audit.forward]]\nname = \"a\"\nkind = \"syslog\"\n",
+                "audit.forward[0].address: is required for syslog",
+            ),
+            (
+                "[[audit.forward]]\nname = \"a\"\nkind = \"syslog\"\naddress = \"siem\"\n",
+                "audit.forward[0].address: \"siem\" is not HOST:PORT",
+            ),
+            (
+                "[[audit.forward]]\nname = \"a\"\nkind = \"syslog\"\naddress = \"h:514\"\nfacility = \"nope\"\n",
+                "audit.forward[0].facility: \"nope\" is not a syslog facility",
+            ),
+            (
+                "[[audit.forward]]\nname = \"a\"\nkind = \"syslog\"\naddress = \"h:514\"\ntransport = \"tcp\"\nca_file = \"x\"\n",
+                "audit.forward[0].ca_file: is only used with transport = \"tls\"",
+            ),
+            (
+                "[[audit.forward]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"http://hooks.example.com/x\"\n",
+                "use https (http only to a loopback address)",
+            ),
+            (
+                "[[audit.forward]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"https://user:pw@h/x\"\n",
+                "carries credentials",
+            ),
+            (
+                "[[audit.forward]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"https://h/x\"\naddress = \"h:1\"\n",
+                "audit.forward[0].address: is only used with kind = \"syslog\"",
+            ),
+            (
+                "[[audit.forward]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"https://h/x\"\n\
+                 bearer_token_file = \"t\"\nhmac_secret_file = \"s\"\n",
+                "exclude each other",
+            ),
+            (
+                "[[audit.forward]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"https://h/x\"\nevents = []\n",
+                "audit.forward[0].events: needs event names",
+            ),
+            (
+                "[[audit.forward]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"https://h/x\"\n\
+                 [[audit.forward]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"https://h/y\"\n",
+                "audit.forward[1].name: \"a\" names two forwarders",
+            ),
+        ];
+        for (text, expected) in cases {
+            let problems = rendered(text);
+            assert!(
+                problems.iter().any(|p| p.contains(expected)),
+                "{text}: {problems:#?}"
+            );
+        }
+        // Loopback may be plain http; relative files follow the config file.
+        let mut config = from_toml_str(&with(
+            "[[audit.forward]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:8080/x\"\n\
+             bearer_token_file = \"token\"\n",
+        ))
+        .expect("http to loopback")
+        ;
+        config.resolve_relative_paths(Path::new("/etc/portcullis"));
+        assert_eq!(
+            config.audit.forward[0].bearer_token_file.as_deref(),
+            Some(Path::new("/etc/portcullis/token"))
+        );
+    }
+
+    #[test]
     fn services_have_no_password_and_request_tokens_act_as_a_service() {
         let with = |extra: &str| format!("{GOOD}\n{extra}\n");
         let service = "[[users]]\nname = \"ci\"\nkind = \"service\"\n";

@@ -528,6 +528,38 @@ timeout = "3s"
     });
 }
 
+#[test]
+fn a_forwarder_whose_files_cannot_be_read_stops_the_start_and_says_which() {
+    let scratch = tempfile::tempdir().unwrap();
+    let short = write_secret(scratch.path(), "short", "too-short");
+    let cases = [
+        (
+            r#"kind = "syslog"
+address = "127.0.0.1:6514"
+ca_file = "/nonexistent/ca.pem""#
+                .to_owned(),
+            "audit forwarder \"siem\": /nonexistent/ca.pem:",
+        ),
+        (
+            format!(
+                r#"kind = "webhook"
+url = "https://127.0.0.1:9/x"
+hmac_secret_file = "{short}""#
+            ),
+            "must hold at least 32 characters",
+        ),
+    ];
+    for (settings, expected) in cases {
+        let mut config = portcullis_tests::ConfigText::default();
+        config.raw(&format!("[[audit.forward]]\nname = \"siem\"\n{settings}\n"));
+        let bastion = portcullis_tests::Bastion::new(&config);
+        let ran: portcullis_tests::Ran =
+            portcullis_tests::util::run_with_timeout(30, bastion.command().arg("serve")).into();
+        assert_ne!(ran.code, Some(0), "{ran:?}");
+        assert!(ran.stderr.contains(expected), "{expected}: {ran:?}");
+    }
+}
+
 /// Creating a directory inline.
 trait TapCreate {
     fn tap_create(self) -> Self;

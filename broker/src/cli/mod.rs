@@ -127,6 +127,11 @@ pub fn main() -> ExitCode {
         Command::CheckConfig(args) => match load(&args.config) {
             Ok((loaded, _)) => {
                 println!("{}: OK", args.config.display());
+                // What only reading files can tell (a forwarder's CA, certificate, token): a
+                // warning, as the config may be checked away from the host it runs on.
+                if let Err(why) = crate::forward::prepare(&loaded.config, &[]) {
+                    eprintln!("portcullis: warning: {why}; `serve` will refuse to start");
+                }
                 let data = crate::datadir::DataDir::from_config(&loaded.config);
                 for warning in data.warnings(master_key_env().is_some()) {
                     eprintln!("portcullis: warning: {warning}");

@@ -66,17 +66,21 @@ enum Sink {
 }
 
 /// Reads every forwarder's settings (CA, client certificate, token or secret files); the
-/// first problem stops the start with the forwarder's name and the file's.
-pub fn prepare(services: &Services) -> Result<Vec<Forwarder>, String> {
-    let config = &services.config;
+/// first problem stops the start (or fails `check-config`) with the forwarder's name and
+/// the file's. `metrics` are the forwarders' counters, in config order (none to check).
+pub fn prepare(
+    config: &Config,
+    metrics: &[Arc<ForwarderMetrics>],
+) -> Result<Vec<Forwarder>, String> {
     let data = crate::datadir::DataDir::from_config(config);
     config
         .audit
         .forward
         .iter()
-        .zip(&services.metrics.forwarders)
-        .map(|(forward, metrics)| {
-            prepare_one(config, forward, metrics.clone(), data.root())
+        .enumerate()
+        .map(|(i, forward)| {
+            let metrics = metrics.get(i).cloned().unwrap_or_default();
+            prepare_one(config, forward, metrics, data.root())
                 .map_err(|why| format!("audit forwarder {:?}: {why}", forward.name))
         })
         .collect()

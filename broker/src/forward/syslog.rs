@@ -353,6 +353,36 @@ mod tests {
         assert!(format(&event, &stamp()).starts_with("<82>1 t node-a portcullis 42 alert "));
     }
 
+    #[tokio::test]
+    async fn udp_sends_one_datagram_per_event_cut_to_fit() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = receiver.local_addr().unwrap().to_string();
+        let mut syslog = Syslog::new(Transport::Udp(address), stamp(), Duration::from_secs(5));
+        let small = Outgoing::from_line(
+            &format!(r#"{{"time":"t","event":"command","line":"ls","mac":"{MAC}"}}"#),
+            1,
+            "n",
+        )
+        .unwrap();
+        let huge = Outgoing::from_line(
+            &format!(
+                r#"{{"time":"t","event":"command","line":"{}","mac":"{MAC}"}}"#,
+                "é".repeat(40_000)
+            ),
+            2,
+            "n",
+        )
+        .unwrap();
+        let sent = syslog.send(&[small.clone(), huge]).await.unwrap();
+        assert_eq!(sent, Sent::Confirmed);
+        let mut buffer = vec![0u8; 70_000];
+        let first = receiver.recv(&mut buffer).await.unwrap();
+        assert_eq!(&buffer[..first], format(&small, &stamp()).as_bytes());
+        let second = receiver.recv(&mut buffer).await.unwrap();
+        assert!(second <= MAX_DATAGRAM);
+        assert!(std::str::from_utf8(&buffer[..second]).is_ok());
+    }
+
     #[test]
     fn header_fields_are_printable_ascii_and_never_empty() {
         assert_eq!(header_field("", 10), "-");
