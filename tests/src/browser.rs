@@ -3,6 +3,11 @@
 //!
 //! Debian's `chromium` and `chromium-driver` packages (`.ci/run` installs them). Screenshots
 //! go to `target/console-screenshots/`, kept as the test run's artifacts.
+//!
+//! Why not `fantoccini` (or `thirtyfour`, built on it): even without its TLS features it
+//! brings 48 crates into the build (Mozilla's `webdriver` crate with `http` 0.2, two
+//! `cookie`s, `thiserror` 1, the ICU tables of `url`), eleven of them second versions of
+//! crates already here — for the dozen WebDriver calls these tests make over loopback.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

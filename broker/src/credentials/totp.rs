@@ -1,4 +1,10 @@
 //! TOTP (RFC 6238): HMAC-SHA1, 30-second steps, 6 digits, one step of clock skew either way.
+//!
+//! Why not `totp-rs`: it computes the same RFC 4226 truncation (checked here against RFC
+//! 6238's vectors) on RustCrypto's `hmac` 0.12, a second version beside the 0.13 in this
+//! build, plus its own `base32` beside `data-encoding` and `constant_time_eq`; the HMAC here
+//! is `ring`'s, which every other secret of the bastion already goes through. The part that
+//! matters for security — no code accepted twice — is the state store's, either way.
 //! No code is accepted twice for the same user: the step a code matched goes to the state
 //! store (`accept_totp_step`), which refuses a step that is not newer than the last one.
 
