@@ -326,8 +326,11 @@ fn every_event_of_a_session_reaches_rsyslog_over_tls_in_order_with_its_fields() 
     let rsyslog = Rsyslog::start(Transport::TlsWithClientCertificate);
     let (cert, key) = rsyslog.client_certificate().unwrap();
     let world = World::start(|config, _, _| {
-        config.raw(DENY_FORBIDDEN).raw(&format!(
-            r#"
+        config
+            .admin(&[("reader", READER, &["read"])])
+            .raw(DENY_FORBIDDEN)
+            .raw(&format!(
+                r#"
 [[audit.forward]]
 name = "siem"
 kind = "syslog"
@@ -338,11 +341,11 @@ client_cert_file = "{}"
 client_key_file = "{}"
 facility = "local3"
 "#,
-            rsyslog.address(),
-            rsyslog.ca_file().unwrap().display(),
-            cert.display(),
-            key.display()
-        ));
+                rsyslog.address(),
+                rsyslog.ca_file().unwrap().display(),
+                cert.display(),
+                key.display()
+            ));
     });
     assert_eq!(
         world.alice("alice+web01").exec("echo hello").stdout,
@@ -363,6 +366,26 @@ facility = "local3"
     let messages = rsyslog.wait_until("every event of both sessions", |messages| {
         first_seen(syslog_ids(messages)) == expected
     });
+    // Confirmed by an orderly close, once: no failure, no event sent twice, nothing waiting.
+    wait_for(Duration::from_secs(20), || {
+        (metric(
+            &world,
+            "portcullis_audit_forward_lag_events{forwarder=\"siem\"}",
+        ) == 0)
+            .then_some(())
+    })
+    .expect("every event confirmed");
+    assert_eq!(
+        metric(
+            &world,
+            "portcullis_audit_forward_failures_total{forwarder=\"siem\"}"
+        ),
+        0,
+        "{}",
+        world.bastion.log()
+    );
+    let messages = rsyslog.messages();
+    assert_eq!(syslog_ids(&messages), expected, "an event arrived twice");
     let parsed: Vec<Syslog> = messages.iter().map(|m| parse_syslog(m)).collect();
     let audit = world.bastion.audit();
     for message in &parsed {
@@ -411,7 +434,7 @@ facility = "local3"
 fn a_receiver_stopped_mid_session_misses_no_event_and_the_filter_holds() {
     let mut rsyslog = Rsyslog::start(Transport::Tcp);
     let world = World::start(|config, _, _| {
-        config.raw(&format!(
+        config.admin(&[("reader", READER, &["read"])]).raw(&format!(
             r#"
 [[audit.forward]]
 name = "siem"
@@ -464,6 +487,20 @@ events = ["session.*", "command", "alert"]
     for message in &messages {
         assert!(carried(&parse_syslog(message).event), "{message}");
     }
+    wait_for(Duration::from_secs(20), || {
+        (metric(
+            &world,
+            "portcullis_audit_forward_lag_events{forwarder=\"siem\"}",
+        ) == 0)
+            .then_some(())
+    })
+    .expect("the lag returns to zero once the receiver is back");
+    assert!(
+        metric(
+            &world,
+            "portcullis_audit_forward_failures_total{forwarder=\"siem\"}"
+        ) > 0
+    );
     for n in 1..=5 {
         let typed = format!("echo line-$(({n}+0))");
         assert!(

@@ -306,6 +306,9 @@ async fn read_until_closed(
         match reader.read(&mut buffer).await {
             Ok(0) => break Ok(()),
             Ok(_) => {}
+            // A TLS receiver that closes its TCP side without a close_notify of its own
+            // (rsyslog does) has still closed in order: it read up to our close_notify.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break Ok(()),
             Err(e) => break Err(format!("the connection broke: {e}")),
         }
     };

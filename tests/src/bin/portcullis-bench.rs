@@ -17,6 +17,10 @@
 //! bytes and zeros as an exec's stdout (`cat FILE`, `head -c N /dev/zero`), and a file of
 //! random bytes through sftp, down (`get`) and up (`put`); with each kind's recording size.
 //!
+//! `--forward` compares portcullis without audit forwarding and with two forwarders (syslog
+//! over TLS to a real rsyslog, and a webhook over HTTPS) on bulk relay and connection setup,
+//! then writes a burst of audit events and times until every forwarder has delivered them.
+//!
 //! `--gate` compares portcullis with command control off (no rules, `[recording] commands =
 //! false`) and on (200 rules, commands followed) on a terminal channel (`ssh -tt … cat`),
 //! where every byte of output goes through the gate's screen.
@@ -45,6 +49,7 @@ struct Options {
     gate: bool,
     payloads: bool,
     cluster: bool,
+    forward: bool,
     kills: usize,
     /// With --payloads: only the kinds whose name contains this (for profiling one).
     only: Option<String>,
@@ -59,6 +64,7 @@ fn options() -> Options {
         gate: false,
         payloads: false,
         cluster: false,
+        forward: false,
         kills: 20,
         only: None,
     };
@@ -82,6 +88,11 @@ fn options() -> Options {
                 i += 1;
                 continue;
             }
+            "--forward" => {
+                options.forward = true;
+                i += 1;
+                continue;
+            }
             "--gate" => {
                 options.gate = true;
                 i += 1;
@@ -94,19 +105,24 @@ fn options() -> Options {
             }
             other => {
                 panic!(
-                    "unknown argument {other}; use --mib N --runs N --setups N --cipher NAME --gate --payloads [--only KIND] --cluster [--kills N]"
+                    "unknown argument {other}; use --mib N --runs N --setups N --cipher NAME --gate --payloads [--only KIND] --cluster [--kills N] --forward"
                 )
             }
         }
         i += 2;
     }
     assert!(
-        [options.gate, options.payloads, options.cluster]
-            .iter()
-            .filter(|on| **on)
-            .count()
+        [
+            options.gate,
+            options.payloads,
+            options.cluster,
+            options.forward
+        ]
+        .iter()
+        .filter(|on| **on)
+        .count()
             <= 1,
-        "--gate, --payloads and --cluster are separate benchmarks: run one at a time"
+        "--gate, --payloads, --cluster and --forward are separate benchmarks: run one at a time"
     );
     options
 }
@@ -405,6 +421,11 @@ fn median(samples: &mut [Duration]) -> Duration {
 }
 
 fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let options = options();
     let scratch = tempfile::Builder::new().prefix("bench-").tempdir().unwrap();
     let sshd = Sshd::start();
@@ -448,6 +469,8 @@ fn main() {
             scratch.path().join("db-password").display().to_string(),
         )
     };
+    // With --forward: a real rsyslog over TLS and an HTTPS webhook receiver.
+    let receivers = options.forward.then(|| Receivers::start(scratch.path()));
     let bastions: Vec<Endpoint> = if options.cluster {
         vec![
             start_bastion(&runtime, &scratch, &sshd, &key, "portcullis on SQLite", ""),
@@ -466,6 +489,18 @@ fn main() {
                 &key,
                 "portcullis on PostgreSQL (b)",
                 &node("b"),
+            ),
+        ]
+    } else if options.forward {
+        vec![
+            start_bastion(&runtime, &scratch, &sshd, &key, "no forwarding", ""),
+            start_bastion(
+                &runtime,
+                &scratch,
+                &sshd,
+                &key,
+                "forwarding (syslog + webhook)",
+                &receivers.as_ref().expect("receivers").config(),
             ),
         ]
     } else if options.gate {
@@ -505,7 +540,7 @@ fn main() {
         sshd_known_hosts,
         pty: options.gate,
     };
-    let routes: Vec<Route> = if options.gate || options.cluster {
+    let routes: Vec<Route> = if options.gate || options.cluster || options.forward {
         vec![Route::Portcullis(0), Route::Portcullis(1)]
     } else {
         vec![Route::Direct, Route::ProxyJump, Route::Portcullis(0)]
@@ -594,6 +629,15 @@ fn main() {
             bastion.name,
             median(&mut bastion_cpu[b]).as_secs_f64(),
             options.mib
+        );
+    }
+    if options.forward {
+        forward_burst(&bench.bastions[1], 20_000);
+        let receivers = receivers.as_ref().expect("receivers");
+        println!(
+            "received: {} syslog messages, {} webhook events",
+            receivers.rsyslog.messages().len(),
+            receivers.webhook.events().len()
         );
     }
     if options.cluster {
@@ -844,6 +888,15 @@ fn start_bastion(
         .expect("bind");
     let port = server.local_addr().unwrap().port();
     runtime.spawn(server.run());
+    let forwarders =
+        portcullis::forward::prepare(&services.config, &services.metrics.forwarders).unwrap();
+    if !forwarders.is_empty() {
+        runtime.spawn(portcullis::forward::run(
+            services.clone(),
+            forwarders,
+            tokio_util::sync::CancellationToken::new(),
+        ));
+    }
     let known_hosts = scratch.path().join(format!("bastion_known_hosts-{port}"));
     std::fs::write(
         &known_hosts,
@@ -859,5 +912,103 @@ fn start_bastion(
         known_hosts,
         recordings: data.join("recordings"),
         services,
+    }
+}
+
+/// The receivers of `--forward`.
+struct Receivers {
+    rsyslog: portcullis_tests::rsyslog::Rsyslog,
+    webhook: portcullis_tests::webhook::WebhookReceiver,
+}
+
+impl Receivers {
+    fn start(dir: &Path) -> Self {
+        let webhook_dir = dir.join("webhook");
+        std::fs::create_dir_all(&webhook_dir).unwrap();
+        Self {
+            rsyslog: portcullis_tests::rsyslog::Rsyslog::start(
+                portcullis_tests::rsyslog::Transport::Tls,
+            ),
+            webhook: portcullis_tests::webhook::WebhookReceiver::start(&webhook_dir),
+        }
+    }
+
+    /// Every event to both.
+    fn config(&self) -> String {
+        format!(
+            "[[audit.forward]]\nname = \"syslog\"\nkind = \"syslog\"\naddress = {:?}\nca_file = {:?}\nmax_lag = 1000000\n\n\
+             [[audit.forward]]\nname = \"webhook\"\nkind = \"webhook\"\nurl = {:?}\nca_file = {:?}\nmax_lag = 1000000\n",
+            self.rsyslog.address(),
+            self.rsyslog.ca_file().unwrap().display().to_string(),
+            self.webhook.url("/events"),
+            self.webhook.ca_file().display().to_string(),
+        )
+    }
+}
+
+/// Writes `events` audit events at once and times, for each forwarder, until it has
+/// delivered (and, for syslog, confirmed) all of them.
+fn forward_burst(bastion: &Endpoint, events: u64) {
+    let services = &bastion.services;
+    let lag = |name: &str| {
+        services
+            .metrics
+            .forwarders
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.lag.load(std::sync::atomic::Ordering::Relaxed))
+            .unwrap()
+    };
+    let caught_up = |name: &str| {
+        portcullis_tests::util::wait_for(Duration::from_secs(300), || {
+            (lag(name) == 0).then_some(())
+        })
+        .unwrap_or_else(|| {
+            let failures = services
+                .metrics
+                .forwarders
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{}: lag {}, failures {}",
+                        f.name,
+                        f.lag.load(std::sync::atomic::Ordering::Relaxed),
+                        f.failures.load(std::sync::atomic::Ordering::Relaxed)
+                    )
+                })
+                .collect::<Vec<_>>();
+            panic!("{name} did not catch up: {failures:?}")
+        });
+    };
+    caught_up("syslog");
+    caught_up("webhook");
+    let started = Instant::now();
+    for n in 0..events {
+        services.audit.record(
+            portcullis::audit::AuditEvent::new("bench.event")
+                .with("n", n)
+                .with("user", "bench")
+                .with("line", "systemctl status nginx --no-pager"),
+        );
+    }
+    let written = started.elapsed();
+    println!(
+        "\nburst of {events} audit events: written in {:.2} s ({:.0} events/s)",
+        written.as_secs_f64(),
+        events as f64 / written.as_secs_f64()
+    );
+    let mut pending = vec!["syslog", "webhook"];
+    while !pending.is_empty() {
+        let done = portcullis_tests::util::wait_for(Duration::from_secs(300), || {
+            pending.iter().position(|name| lag(name) == 0)
+        })
+        .expect("the forwarders catch up");
+        let name = pending.remove(done);
+        let took = started.elapsed();
+        println!(
+            "{name:<8} delivered all of them {:.2} s after the first was written ({:.0} events/s)",
+            took.as_secs_f64(),
+            events as f64 / took.as_secs_f64()
+        );
     }
 }
