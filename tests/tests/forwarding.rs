@@ -363,7 +363,7 @@ facility = "local3"
     .expect("both sessions end");
 
     let expected = audit_ids(&world, |_| true);
-    let messages = rsyslog.wait_until("every event of both sessions", |messages| {
+    rsyslog.wait_until("every event of both sessions", |messages| {
         first_seen(syslog_ids(messages)) == expected
     });
     // Confirmed by an orderly close, once: no failure, no event sent twice, nothing waiting.
