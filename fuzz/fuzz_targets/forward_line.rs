@@ -19,12 +19,36 @@ fuzz_target!(|data: &[u8]| {
         pid: 1,
     };
     let message = format(&event, &stamp);
-    // The header (up to the structured data) is printable ASCII, one line.
-    let header_end = message.find(" [").expect("the structured data");
-    assert!(message[..header_end].bytes().all(|b| (0x20..0x7f).contains(&b)));
-    let (sd, rest) = message[header_end..].split_at(message[header_end..].find("] {").expect("the end of the structured data") + 2);
-    assert!(!sd.chars().any(char::is_control), "{sd:?}");
-    assert!(rest.starts_with("{\"id\":"));
+    // The header: six fields of printable ASCII, none empty, separated by single spaces.
+    let fields: Vec<&str> = message.splitn(7, ' ').collect();
+    assert_eq!(fields.len(), 7, "{message:?}");
+    for field in &fields[..6] {
+        assert!(!field.is_empty() && field.bytes().all(|b| b.is_ascii_graphic()), "{message:?}");
+    }
+    assert!(
+        fields[1] == "-" || fields[1].bytes().take(4).all(|b| b.is_ascii_digit()),
+        "{message:?}"
+    );
+    // The structured data ends at the first `]` outside a quoted value, as a receiver
+    // reads it (RFC 5424 escapes `"`, `\` and `]` inside values); the JSON follows.
+    let sd = fields[6];
+    assert!(sd.starts_with("[portcullis@32473 "), "{message:?}");
+    let (mut quoted, mut escaped, mut end) = (false, false, None);
+    for (at, c) in sd.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ']' if !quoted => {
+                end = Some(at);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let end = end.expect("the structured data ends");
+    assert!(!sd[..end].chars().any(char::is_control), "{sd:?}");
+    assert!(sd[end..].starts_with("] {\"id\":"), "{message:?}");
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"0123456789abcdef0123456789abcdef");
     let signature = portcullis::forward::webhook::signature(&key, 1, &event.json);
     assert!(signature.starts_with("t=1,sha256="));

@@ -62,7 +62,7 @@ pub fn format(event: &Outgoing, stamp: &Stamp) -> String {
     out.push('<');
     out.push_str(&(u16::from(stamp.facility) * 8 + u16::from(severity)).to_string());
     out.push_str(">1 ");
-    out.push_str(header_field(&event.time, 64).as_str());
+    out.push_str(&timestamp_field(&event.time));
     out.push(' ');
     out.push_str(header_field(&stamp.hostname, 255).as_str());
     out.push_str(" portcullis ");
@@ -103,6 +103,22 @@ fn header_field(text: &str, max: usize) -> String {
         .take(max)
         .collect();
     if field.is_empty() { "-".into() } else { field }
+}
+
+/// TIMESTAMP: the event's time if it looks like one (the log's own are RFC 3339), else `-`.
+fn timestamp_field(time: &str) -> String {
+    let plausible = time.len() <= 64
+        && time.get(..5).is_some_and(|year| {
+            year.bytes().take(4).all(|b| b.is_ascii_digit()) && year.ends_with('-')
+        })
+        && time
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '-' | ':' | '.' | 'T' | 'Z' | '+'));
+    if plausible {
+        time.to_owned()
+    } else {
+        "-".into()
+    }
 }
 
 /// ` NAME="VALUE"` with `"`, `\` and `]` escaped (RFC 5424, 6.3.3) and control characters
@@ -352,8 +368,8 @@ mod tests {
             r#"{{"time":"t","event":"alert","alert":"host_key_mismatch","severity":"critical","mac":"{MAC}"}}"#
         );
         let event = Outgoing::from_line(&line, 1, "n").unwrap();
-        // authpriv (10) * 8 + critical (2)
-        assert!(format(&event, &stamp()).starts_with("<82>1 t node-a portcullis 42 alert "));
+        // authpriv (10) * 8 + critical (2); "t" is no timestamp.
+        assert!(format(&event, &stamp()).starts_with("<82>1 - node-a portcullis 42 alert "));
     }
 
     #[tokio::test]
