@@ -29,9 +29,21 @@ pub fn offset_after(path: &Path, lines: u64) -> io::Result<u64> {
 /// Up to `max` complete lines from `offset` (a line still being written is left for next
 /// time), and the offset after them.
 pub fn read_lines(path: &Path, offset: u64, max: usize) -> io::Result<(Vec<String>, u64)> {
+    let lines = read_lines_with_ends(path, offset, max)?;
+    let next = lines.last().map_or(offset, |(_, end)| *end);
+    Ok((lines.into_iter().map(|(text, _)| text).collect(), next))
+}
+
+/// Up to `max` complete lines from `offset`, each with the offset just after it (where a
+/// reader that has dealt with it goes on from).
+pub fn read_lines_with_ends(
+    path: &Path,
+    offset: u64,
+    max: usize,
+) -> io::Result<Vec<(String, u64)>> {
     let mut file = match std::fs::File::open(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
     file.seek(SeekFrom::Start(offset))?;
@@ -47,9 +59,9 @@ pub fn read_lines(path: &Path, offset: u64, max: usize) -> io::Result<(Vec<Strin
         }
         next += read as u64;
         line.pop();
-        lines.push(String::from_utf8_lossy(&line).into_owned());
+        lines.push((String::from_utf8_lossy(&line).into_owned(), next));
     }
-    Ok((lines, next))
+    Ok(lines)
 }
 
 #[cfg(test)]
@@ -70,5 +82,11 @@ mod tests {
         let (lines, next) = read_lines(&path, 8, 1).unwrap();
         assert_eq!((lines.len(), next), (1, 16));
         assert_eq!(read_lines(&path, 16, 10).unwrap(), (Vec::new(), 16));
+        let ends: Vec<u64> = read_lines_with_ends(&path, 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, end)| end)
+            .collect();
+        assert_eq!(ends, [8, 16]);
     }
 }

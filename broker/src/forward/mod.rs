@@ -264,7 +264,7 @@ impl Forwarder {
                 break;
             }
         }
-        self.keep(&confirmed);
+        self.keep(&confirmed).await;
         tracing::info!(forwarder = %self.name, delivered_through_line = confirmed.lines, "audit forwarding stopped");
     }
 
@@ -307,11 +307,11 @@ impl Forwarder {
         let from = state.sent.clone();
         let path = log.to_owned();
         let read = tokio::task::spawn_blocking(move || {
-            crate::audit_tail::read_lines(&path, from.offset, READ_BATCH)
+            crate::audit_tail::read_lines_with_ends(&path, from.offset, READ_BATCH)
         })
         .await;
-        let (texts, end) = match read {
-            Ok(Ok(read)) => read,
+        let lines = match read {
+            Ok(Ok(lines)) => lines,
             Ok(Err(error)) => {
                 return self.failed(
                     state,
@@ -321,7 +321,7 @@ impl Forwarder {
             }
             Err(error) => return self.failed(state, confirmed, error.to_string()),
         };
-        if texts.is_empty() {
+        if lines.is_empty() {
             // Counted lines are written whole before they are counted: the file changed
             // under us. Try again later rather than spin.
             return self.failed(
@@ -330,21 +330,18 @@ impl Forwarder {
                 "the audit log holds fewer complete lines than were written".into(),
             );
         }
+        // Each event taken, with the position just after it; and the position after all.
         let mut after = from.clone();
-        after.offset = end;
-        let mut events = Vec::new();
-        for (i, text) in texts.iter().enumerate() {
-            let seq = from.lines + i as u64 + 1;
+        let mut events: Vec<(Outgoing, Position)> = Vec::new();
+        for (text, end) in &lines {
+            let seq = after.lines + 1;
+            after.lines = seq;
+            after.offset = *end;
             match Outgoing::from_line(text, seq, node) {
                 Some(event) => {
+                    after.last_mac = event.fields["mac"].as_str().unwrap_or_default().to_owned();
                     if self.filter.takes(&event.event) {
-                        events.push(event);
-                    }
-                    if let Some(mac) = text
-                        .rsplit_once(",\"mac\":\"")
-                        .map(|(_, mac)| mac.trim_end_matches("\"}"))
-                    {
-                        mac.clone_into(&mut after.last_mac);
+                        events.push((event, after.clone()));
                     }
                 }
                 None => {
@@ -353,12 +350,12 @@ impl Forwarder {
                 }
             }
         }
-        after.lines = from.lines + texts.len() as u64;
         for chunk in events.chunks(self.batch) {
+            let outgoing: Vec<Outgoing> = chunk.iter().map(|(event, _)| event.clone()).collect();
             let result = match &mut self.sink {
-                Sink::Syslog(syslog) => syslog.send(chunk).await,
+                Sink::Syslog(syslog) => syslog.send(&outgoing).await,
                 Sink::Webhook(webhook) => webhook
-                    .send(chunk, unix_seconds(services))
+                    .send(&outgoing, unix_seconds(services))
                     .await
                     .map(|()| syslog::Sent::Confirmed),
             };
@@ -369,6 +366,14 @@ impl Forwarder {
                         .fetch_add(chunk.len() as u64, Ordering::Relaxed);
                     if sent == syslog::Sent::Unconfirmed {
                         state.unconfirmed += chunk.len() as u64;
+                    } else if state.unconfirmed == 0 {
+                        // Confirmed batch by batch: a failure later in this read sends
+                        // none of these again.
+                        if let Some((_, through)) = chunk.last() {
+                            *confirmed = through.clone();
+                            state.sent = through.clone();
+                            self.keep(confirmed).await;
+                        }
                     }
                 }
                 Err(why) => return self.failed(state, confirmed, why),
@@ -378,7 +383,7 @@ impl Forwarder {
         self.recovered(state);
         if state.unconfirmed == 0 {
             *confirmed = state.sent.clone();
-            self.keep(confirmed);
+            self.keep(confirmed).await;
         } else if state.unconfirmed >= CONFIRM_EVERY {
             return self.confirm(state, confirmed).await;
         }
@@ -395,7 +400,7 @@ impl Forwarder {
             Ok(()) => {
                 state.unconfirmed = 0;
                 *confirmed = state.sent.clone();
-                self.keep(confirmed);
+                self.keep(confirmed).await;
                 Step::Again
             }
             Err(why) => self.failed(state, confirmed, why),
@@ -432,12 +437,18 @@ impl Forwarder {
         }
     }
 
-    /// Keeps `at` on disk. A failure is logged: the next save, or a resend from the older
-    /// position, makes up for it.
-    fn keep(&self, at: &Position) {
-        if let Err(error) = position::save(&self.position_file, at) {
-            tracing::error!(forwarder = %self.name, file = %self.position_file.display(), %error, "cannot keep the forwarder's position; a restart sends events again");
-        }
+    /// Keeps `at` on disk (off the async workers: it waits for the disk). A failure is
+    /// logged: the next save, or a resend from the older position, makes up for it.
+    async fn keep(&self, at: &Position) {
+        let file = self.position_file.clone();
+        let at = at.clone();
+        let saved = tokio::task::spawn_blocking(move || position::save(&file, &at)).await;
+        let error = match saved {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => error.to_string(),
+            Err(error) => error.to_string(),
+        };
+        tracing::error!(forwarder = %self.name, file = %self.position_file.display(), %error, "cannot keep the forwarder's position; a restart sends events again");
     }
 
     /// Shows the lag and raises an alert once it passes `max_lag` (again only after it has
