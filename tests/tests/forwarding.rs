@@ -69,6 +69,23 @@ fn metric(world: &World, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
 
+/// A forwarder named `oncall` taking only alerts to `receiver`, signed with `secret_file`.
+fn oncall_forwarder(receiver: &WebhookReceiver, path: &str, secret_file: &str) -> String {
+    format!(
+        r#"
+[[audit.forward]]
+name = "oncall"
+kind = "webhook"
+url = "{}"
+events = ["alert"]
+hmac_secret_file = "{secret_file}"
+ca_file = "{}"
+"#,
+        receiver.url(path),
+        receiver.ca_file().display()
+    )
+}
+
 /// Checks `X-Portcullis-Signature: t=UNIX,sha256=HEX` against the shared secret.
 fn signature_holds(header: &str, body: &str) -> bool {
     let Some((t, mac)) = header
@@ -88,19 +105,9 @@ fn alerts_reach_a_signed_webhook_and_none_is_lost_while_it_is_down() {
     let mut receiver = WebhookReceiver::start(scratch.path());
     let secret = write_secret(scratch.path(), "hmac", HMAC_SECRET);
     let world = World::start(|config, _, _| {
-        config.raw(DENY_FORBIDDEN).raw(&format!(
-            r#"
-[[audit.forward]]
-name = "oncall"
-kind = "webhook"
-url = "{}"
-events = ["alert"]
-hmac_secret_file = "{secret}"
-ca_file = "{}"
-"#,
-            receiver.url("/hooks/portcullis"),
-            receiver.ca_file().display()
-        ));
+        config
+            .raw(DENY_FORBIDDEN)
+            .raw(&oncall_forwarder(&receiver, "/hooks/portcullis", &secret));
     });
     let sentinel = |n: u32| world.path(&format!("forbidden-{n}"));
     let blocked = world
@@ -166,8 +173,10 @@ fn a_bastion_restarted_with_a_backlog_resumes_where_it_stopped_and_raises_the_la
     let token = write_secret(scratch.path(), "bearer", BEARER);
     let secret = write_secret(scratch.path(), "hmac", HMAC_SECRET);
     let mut world = World::start(|config, _, _| {
-        config.admin(&[("reader", READER, &["read"])]).raw(&format!(
-            r#"
+        config
+            .admin(&[("reader", READER, &["read"])])
+            .raw(&format!(
+                r#"
 [[audit.forward]]
 name = "siem"
 kind = "webhook"
@@ -176,20 +185,11 @@ bearer_token_file = "{token}"
 ca_file = "{}"
 max_lag = 5
 batch = 3
-
-[[audit.forward]]
-name = "oncall"
-kind = "webhook"
-url = "{}"
-events = ["alert"]
-hmac_secret_file = "{secret}"
-ca_file = "{}"
 "#,
-            siem.url("/events"),
-            siem.ca_file().display(),
-            oncall.url("/alerts"),
-            oncall.ca_file().display()
-        ));
+                siem.url("/events"),
+                siem.ca_file().display(),
+            ))
+            .raw(&oncall_forwarder(&oncall, "/alerts", &secret));
     });
     assert_eq!(world.alice("alice+web01").exec("echo one").stdout, "one\n");
     let all = |world: &World| audit_ids(world, |_| true);
