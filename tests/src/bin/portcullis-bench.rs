@@ -647,6 +647,13 @@ fn main() {
             setup_medians[1].as_secs_f64() / setup_medians[0].as_secs_f64(),
         );
         kill_latency(&bench, &runtime, options.kills);
+    } else if options.forward {
+        println!(
+            "forwarding / none: throughput {:.3}x, setup time {:.3}x, bastion CPU {:.2}x",
+            throughput[1] / throughput[0],
+            setup_medians[1].as_secs_f64() / setup_medians[0].as_secs_f64(),
+            median(&mut bastion_cpu[1]).as_secs_f64() / median(&mut bastion_cpu[0]).as_secs_f64()
+        );
     } else if options.gate {
         println!(
             "gate on / gate off: throughput {:.3}x, bastion CPU {:.2}x",
