@@ -64,6 +64,12 @@ pub enum Alert {
     EvidenceTampered,
     /// A forwarder has more undelivered events than its `max_lag`.
     ForwarderBehind,
+    /// A credential could not be rotated (the old one still works).
+    RotationFailed,
+    /// After a rotation, the old key still gets in somewhere.
+    OldCredentialStillAccepted,
+    /// Another node stopped sending heartbeats; its sessions were recorded as ended.
+    NodeLost,
 }
 
 impl Alert {
@@ -81,16 +87,24 @@ impl Alert {
             Self::RecordingFailed => "recording_failed",
             Self::EvidenceTampered => "evidence_tampered",
             Self::ForwarderBehind => "forwarder_behind",
+            Self::RotationFailed => "rotation_failed",
+            Self::OldCredentialStillAccepted => "old_credential_still_accepted",
+            Self::NodeLost => "node_lost",
         }
     }
 
     /// How urgent it is.
     pub fn severity(self) -> Severity {
         match self {
-            Self::HostKeyMismatch | Self::EvidenceTampered | Self::BreakGlassOutsideConditions => {
-                Severity::Critical
-            }
-            Self::BreakGlass | Self::CommandTerminated | Self::RecordingFailed => Severity::Error,
+            Self::HostKeyMismatch
+            | Self::EvidenceTampered
+            | Self::BreakGlassOutsideConditions
+            | Self::OldCredentialStillAccepted => Severity::Critical,
+            Self::BreakGlass
+            | Self::CommandTerminated
+            | Self::RecordingFailed
+            | Self::RotationFailed
+            | Self::NodeLost => Severity::Error,
             Self::CommandBlocked
             | Self::UserLocked
             | Self::LoginFailures

@@ -359,6 +359,7 @@ fn a_node_killed_outright_is_found_lost_and_its_sessions_ended_by_the_survivor()
     assert!(end["bytes_to_client"].as_u64().is_some(), "{end}");
     let lost = b.wait_for_audit("node.lost", |e| e["node"] == "a");
     assert_eq!(lost["sessions"], 1, "{lost}");
+    assert_eq!(b.wait_for_alert("node_lost")["node"], "a");
     let unsealed = b.wait_for_audit("recording.unsealed", |e| e["session"] == id.as_str());
     assert!(
         unsealed["recording"].as_str().unwrap().starts_with(&id),

@@ -159,6 +159,9 @@ async fn a_rotation_with_the_target_down_changes_nothing_and_says_why() {
     let audited = bastion.wait_for_audit("credential.rotation_failed", |_| true);
     assert_eq!(audited["step"], "install", "{audited}");
     assert_eq!(audited["target"], "web01", "{audited}");
+    let alert = bastion.wait_for_alert("rotation_failed");
+    assert_eq!(alert["credential"], "web01", "{alert}");
+    assert_eq!(alert["severity"], "error", "{alert}");
 
     // Back up: nothing was left behind, the old key still works, and a rotation now goes
     // through.

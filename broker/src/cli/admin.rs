@@ -455,10 +455,16 @@ fn vault_rotate(name: &str, config: &ConfigArg) -> ExitCode {
     };
     let targets = opened.directory.targets_using(name);
     let outcome = opened.wait(crate::rotation::rotate(&opened.vault, &targets, name));
-    let left = opened.leave_event(crate::rotation::schedule::audit_event(
+    let mut left = opened.leave_event(crate::rotation::schedule::audit_event(
         &outcome,
         "command line",
     ));
+    if let Some(alert) = crate::rotation::schedule::alert_event(&outcome) {
+        let alerted = opened.leave_event(alert);
+        if alerted != ExitCode::SUCCESS {
+            left = alerted;
+        }
+    }
     match outcome {
         Ok(done) => {
             println!(

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 
 use super::{Rotated, RotationFailed};
+use crate::alerts::Alert;
 use crate::audit::AuditEvent;
 use crate::directory::UpstreamAuth;
 use crate::services::Services;
@@ -73,6 +74,37 @@ pub fn audit_event(outcome: &Result<Rotated, RotationFailed>, why: &str) -> Audi
     }
 }
 
+/// The `alert` a rotation's outcome calls for: it failed, or the old key still gets in
+/// somewhere after it.
+pub fn alert_event(outcome: &Result<Rotated, RotationFailed>) -> Option<AuditEvent> {
+    let base = || AuditEvent::new(crate::alerts::EVENT);
+    match outcome {
+        Ok(done) if !done.old_still_accepted.is_empty() => Some(
+            Alert::OldCredentialStillAccepted
+                .event(
+                    base(),
+                    format!(
+                        "the old key of {} still gets in to {} after its rotation; remove it there by hand",
+                        done.credential,
+                        done.old_still_accepted.join(", ")
+                    ),
+                )
+                .with("credential", &done.credential)
+                .with("targets", &done.old_still_accepted),
+        ),
+        Ok(_) => None,
+        Err(failed) => Some(
+            Alert::RotationFailed
+                .event(
+                    base(),
+                    format!("{failed}; the old secret still works and the vault is unchanged"),
+                )
+                .with("credential", &failed.credential)
+                .with("target", &failed.target),
+        ),
+    }
+}
+
 /// Rotates `credential` now on every target that uses it, and audits the outcome.
 pub async fn rotate_now(
     services: &Services,
@@ -82,6 +114,9 @@ pub async fn rotate_now(
     let targets = services.directory.targets_using(credential);
     let outcome = super::rotate(&services.vault, &targets, credential).await;
     services.audit.record(audit_event(&outcome, why));
+    if let Some(alert) = alert_event(&outcome) {
+        services.audit.record(alert);
+    }
     match &outcome {
         Ok(done) => {
             tracing::info!(
