@@ -566,6 +566,60 @@ timeout = "3s"
 }
 
 #[test]
+fn a_bastion_restarted_with_a_syslog_backlog_sends_it_and_nothing_it_had_confirmed() {
+    let mut rsyslog = Rsyslog::start(Transport::Tls);
+    let mut world = World::start(|config, _, _| {
+        config.admin(&[("reader", READER, &["read"])]).raw(&format!(
+            r#"
+[[audit.forward]]
+name = "siem"
+kind = "syslog"
+address = "{}"
+ca_file = "{}"
+"#,
+            rsyslog.address(),
+            rsyslog.ca_file().unwrap().display()
+        ));
+    });
+    let lag = |world: &World| {
+        metric(
+            world,
+            "portcullis_audit_forward_lag_events{forwarder=\"siem\"}",
+        )
+    };
+    assert_eq!(world.alice("alice+web01").exec("echo one").stdout, "one\n");
+    world.bastion.wait_for_audit("session.end", |_| true);
+    wait_for(Duration::from_secs(20), || (lag(&world) == 0).then_some(()))
+        .expect("the first session is delivered and confirmed");
+    let confirmed = audit_ids(&world, |_| true);
+
+    rsyslog.stop();
+    assert_eq!(world.alice("alice+web01").exec("echo two").stdout, "two\n");
+    wait_for(Duration::from_secs(20), || {
+        (world.bastion.audit_events("session.end").len() == 2).then_some(())
+    })
+    .expect("the second session ends");
+    assert!(lag(&world) > 0);
+    assert_eq!(world.bastion.terminate(), Some(0));
+    rsyslog.restart();
+    world.bastion.start();
+    let expected = audit_ids(&world, |_| true);
+    let messages = rsyslog.wait_until("the backlog", |messages| {
+        let ids = first_seen(syslog_ids(messages));
+        ids.len() >= expected.len() && ids[..expected.len()] == expected[..]
+    });
+    // What was confirmed before the restart is not sent again.
+    let ids = syslog_ids(&messages);
+    for id in &confirmed {
+        assert_eq!(
+            ids.iter().filter(|i| *i == id).count(),
+            1,
+            "{id} sent again"
+        );
+    }
+}
+
+#[test]
 fn a_forwarder_whose_files_cannot_be_read_stops_the_start_and_says_which() {
     let scratch = tempfile::tempdir().unwrap();
     let short = write_secret(scratch.path(), "short", "too-short");
