@@ -237,12 +237,9 @@ impl Forwarder {
                 self.deliver_batch(&services, &log, &node, &mut state, &mut confirmed)
                     .await
             } else if state.unconfirmed > 0 {
-                let more = finishing
-                    || tokio::select! {
-                        changed = tokio::time::timeout(CONFIRM_WHEN_IDLE, lines.changed()) => changed.is_ok(),
-                        () = finish.cancelled() => false,
-                    };
-                if more && !finishing {
+                // Caught up, with events sent but unconfirmed: confirm them once no more
+                // come for a moment (or at the end).
+                if !finishing && more_within(CONFIRM_WHEN_IDLE, &mut lines, &finish).await {
                     Step::Again
                 } else {
                     self.confirm(&mut state, &mut confirmed).await
@@ -473,6 +470,18 @@ impl Forwarder {
             *behind = false;
             tracing::info!(forwarder = %self.name, "audit forwarder caught up");
         }
+    }
+}
+
+/// Whether the log grows within `wait` (false at once when `finish` is cancelled).
+async fn more_within(
+    wait: Duration,
+    lines: &mut tokio::sync::watch::Receiver<u64>,
+    finish: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        changed = tokio::time::timeout(wait, lines.changed()) => changed.is_ok(),
+        () = finish.cancelled() => false,
     }
 }
 
