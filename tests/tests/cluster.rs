@@ -506,6 +506,67 @@ fn a_node_that_cannot_use_its_database_says_why_and_exits_64_or_69() {
 }
 
 #[test]
+fn each_node_forwards_its_own_audit_log_and_the_receiver_gets_both_whole() {
+    let receiver_dir = tempfile::tempdir().unwrap();
+    let receiver = portcullis_tests::webhook::WebhookReceiver::start(receiver_dir.path());
+    let cluster = Cluster::start(&["a", "b"], |config, _, _| {
+        config.raw(&format!(
+            "[[audit.forward]]\nname = \"siem\"\nkind = \"webhook\"\nurl = {:?}\nca_file = {:?}\n",
+            receiver.url("/events"),
+            receiver.ca_file().display().to_string()
+        ));
+    });
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    for (node, word) in [(a, "on-a"), (b, "on-b")] {
+        let ran = node
+            .ssh(&cluster.alice, "alice+web01")
+            .exec(&format!("echo {word}"));
+        assert_eq!(ran.stdout, format!("{word}\n"), "{ran:?}");
+        node.wait_for_audit("session.end", |_| true);
+    }
+    // Each node's events, by id, as its own log holds them.
+    let ids = |node: &Bastion| -> Vec<String> {
+        node.audit()
+            .iter()
+            .map(|e| e["mac"].as_str().unwrap()[..32].to_owned())
+            .collect()
+    };
+    let (from_a, from_b) = (ids(a), ids(b));
+    let events = receiver.wait_until("both nodes' events", |events| {
+        let got = |node: &str| -> Vec<String> {
+            events
+                .iter()
+                .filter(|e| e["node"] == node)
+                .map(|e| e["id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        got("a").starts_with(&from_a) && got("b").starts_with(&from_b)
+    });
+    // Two logs, two chains: no id is shared, and each node's seq counts its own lines.
+    assert!(from_a.iter().all(|id| !from_b.contains(id)));
+    for node in ["a", "b"] {
+        let seqs: Vec<u64> = events
+            .iter()
+            .filter(|e| e["node"] == node)
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs[0], 1, "{node}: {seqs:?}");
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "{node}: {seqs:?}"
+        );
+    }
+    let line = |node: &str, word: &str| {
+        events.iter().any(|e| {
+            e["node"] == node
+                && e["event"] == "channel.start"
+                && e["command"] == format!("echo {word}").as_str()
+        })
+    };
+    assert!(line("a", "on-a") && line("b", "on-b"), "{events:#?}");
+}
+
+#[test]
 fn any_node_searches_every_nodes_audit_events_in_time_order_with_the_node_named() {
     let (cluster, _) = cluster("max_duration = \"1h\"\napprovals = 0");
     let (a, b) = (cluster.node(0), cluster.node(1));
