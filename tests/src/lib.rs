@@ -11,7 +11,7 @@
 //! * [`browser::Browser`]: headless Chromium through ChromeDriver, for the web console.
 //! * [`webhook::WebhookReceiver`]: an HTTPS webhook receiver ([`test_ca::TestCa`] signs its
 //!   certificate), for the audit forwarder.
-//! * [`rsyslog::Rsyslog`]: Debian's rsyslogd as a receiver (TCP or TLS), for the syslog forwarder.
+//! * [`rsyslog::Rsyslog`]: Debian's rsyslogd as a receiver (TCP, TLS or UDP), for the syslog forwarder.
 //!
 //! Scenarios live in `tests/`, one file per user story. Tests that check something is
 //! blocked use harmless sentinels: the upstreams run as root on the developer's machine.

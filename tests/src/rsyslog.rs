@@ -1,6 +1,7 @@
 //! Debian's real rsyslogd as a syslog receiver on a free loopback port, for end-to-end
 //! tests of the bastion's syslog forwarder: RFC 5424 messages over TCP with octet-counting
-//! framing (RFC 6587), plain or TLS (RFC 5425), with or without a client certificate.
+//! framing (RFC 6587), plain or TLS (RFC 5425), with or without a client certificate; or
+//! UDP (RFC 5426).
 //!
 //! A real receiver rather than a hand-written one, so the tests catch what a production
 //! rsyslog would reject: a wrong frame length, a certificate it does not accept, a TLS
@@ -46,6 +47,8 @@ pub enum Transport {
     Tls,
     /// TLS that also requires a client certificate signed by the test CA.
     TlsWithClientCertificate,
+    /// UDP, one message per datagram (RFC 5426).
+    Udp,
 }
 
 /// A running (or stopped) rsyslogd receiving on one loopback port.
@@ -65,7 +68,10 @@ impl Rsyslog {
             Path::new(RSYSLOGD).exists(),
             "{RSYSLOGD} is missing: install rsyslog"
         );
-        if transport != Transport::Tcp {
+        if matches!(
+            transport,
+            Transport::Tls | Transport::TlsWithClientCertificate
+        ) {
             assert!(
                 Path::new(GTLS_DRIVER).exists(),
                 "{GTLS_DRIVER} is missing: install rsyslog-gnutls"
@@ -76,7 +82,10 @@ impl Rsyslog {
             .tempdir()
             .expect("temp dir");
         std::fs::create_dir(dir.path().join("work")).expect("rsyslog work dir");
-        if transport != Transport::Tcp {
+        if matches!(
+            transport,
+            Transport::Tls | Transport::TlsWithClientCertificate
+        ) {
             make_certificates(dir.path(), transport == Transport::TlsWithClientCertificate);
         }
         let mut receiver = Self {
@@ -115,7 +124,11 @@ impl Rsyslog {
     /// TLS only: PEM file of the test CA that signed rsyslog's server certificate (for the
     /// bastion's `ca = ...`).
     pub fn ca_file(&self) -> Option<PathBuf> {
-        (self.transport != Transport::Tcp).then(|| self.dir.path().join("ca.pem"))
+        matches!(
+            self.transport,
+            Transport::Tls | Transport::TlsWithClientCertificate
+        )
+        .then(|| self.dir.path().join("ca.pem"))
     }
 
     /// TlsWithClientCertificate only: a client certificate + key (PEM files) signed by the
@@ -230,11 +243,20 @@ impl Rsyslog {
         self.dir.path().join("rsyslogd.pid")
     }
 
+    /// rsyslog's input module for this transport.
+    fn input(&self) -> &'static str {
+        if self.transport == Transport::Udp {
+            "imudp"
+        } else {
+            "imtcp"
+        }
+    }
+
     /// The config for this transport and port.
     fn write_config(&self) {
         let dir = self.dir.path().display();
         let (tls_files, stream_driver) = match self.transport {
-            Transport::Tcp => (String::new(), String::new()),
+            Transport::Tcp | Transport::Udp => (String::new(), String::new()),
             tls => {
                 let auth_mode = match tls {
                     Transport::TlsWithClientCertificate => "x509/certvalid",
@@ -267,18 +289,19 @@ global(
   parser.escapeControlCharactersOnReceive="off"
   parser.dropTrailingLFOnReception="off"{tls_files}
 )
-module(load="imtcp")
+module(load="{input}")
 template(name="rawAsJsonString" type="string" string="\"%rawmsg:::json%\"\n")
 ruleset(name="received") {{
   action(type="omfile" file="{output}" template="rawAsJsonString"
          flushOnTXEnd="on" asyncWriting="off")
 }}
-input(type="imtcp" address="127.0.0.1" port="{port}" ruleset="received"{stream_driver})
+input(type="{input}" address="127.0.0.1" port="{port}" ruleset="received"{stream_driver})
 # rsyslogd's own messages (start, TLS refusals): kept apart, for failure reports.
 action(type="omfile" file="{dir}/rsyslogd.log")
 "#,
             output = self.output_path().display(),
             port = self.port,
+            input = self.input(),
         );
         std::fs::write(self.config_path(), config).expect("write rsyslog.conf");
     }
@@ -321,7 +344,7 @@ action(type="omfile" file="{dir}/rsyslogd.log")
             }) {
                 return Some(Err("rsyslogd could not listen".to_owned()));
             }
-            listens(child.id(), self.port).then_some(Ok(()))
+            listens(child.id(), self.port, self.transport == Transport::Udp).then_some(Ok(()))
         })
         .unwrap_or_else(|| Err(format!("rsyslogd did not listen within {PATIENCE:?}")));
         match outcome {
@@ -351,7 +374,12 @@ action(type="omfile" file="{dir}/rsyslogd.log")
         }
         let address = self.address();
         wait_for(PATIENCE, || {
-            TcpStream::connect(&address).is_err().then_some(())
+            let closed = if self.transport == Transport::Udp {
+                bound_sockets(self.port, true).is_empty()
+            } else {
+                TcpStream::connect(&address).is_err()
+            };
+            closed.then_some(())
         })
         .ok_or_else(|| format!("{address} still accepts connections after the exit"))
     }
@@ -363,22 +391,10 @@ impl Drop for Rsyslog {
     }
 }
 
-/// Whether process `pid` holds a socket listening on 127.0.0.1:`port` (from /proc).
-fn listens(pid: u32, port: u16) -> bool {
-    // /proc/net/tcp: `sl local_address rem_address st … inode`, the address as
-    // little-endian hex (127.0.0.1 is 0100007F), the port big-endian, state 0A LISTEN.
-    let local = format!("0100007F:{port:04X}");
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    let inodes: Vec<String> = table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            (fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A"))
-                .then(|| fields.get(9).map(|inode| format!("socket:[{inode}]")))
-                .flatten()
-        })
-        .collect();
+/// Whether process `pid` holds a socket listening on 127.0.0.1:`port` (from /proc), TCP or
+/// (with `udp`) UDP.
+fn listens(pid: u32, port: u16, udp: bool) -> bool {
+    let inodes = bound_sockets(port, udp);
     if inodes.is_empty() {
         return false;
     }
@@ -392,6 +408,30 @@ fn listens(pid: u32, port: u16) -> bool {
                 .iter()
                 .any(|inode| target.as_os_str() == inode.as_str())
         })
+}
+
+/// The sockets (as `socket:[INODE]`) listening on 127.0.0.1:`port`: from /proc/net/tcp
+/// (state 0A, LISTEN) or /proc/net/udp (state 07, unconnected). Each line reads `sl
+/// local_address rem_address st … inode`, the address as little-endian hex (127.0.0.1 is
+/// 0100007F), the port big-endian.
+fn bound_sockets(port: u16, udp: bool) -> Vec<String> {
+    let local = format!("0100007F:{port:04X}");
+    let (table, state) = if udp {
+        ("/proc/net/udp", "07")
+    } else {
+        ("/proc/net/tcp", "0A")
+    };
+    std::fs::read_to_string(table)
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&state))
+                .then(|| fields.get(9).map(|inode| format!("socket:[{inode}]")))
+                .flatten()
+        })
+        .collect()
 }
 
 /// A test CA and, signed by it, a server certificate for 127.0.0.1 and localhost (and a

@@ -620,6 +620,38 @@ ca_file = "{}"
 }
 
 #[test]
+fn udp_carries_each_event_as_one_datagram() {
+    let rsyslog = Rsyslog::start(Transport::Udp);
+    let world = World::start(|config, _, _| {
+        config.raw(&format!(
+            r#"
+[[audit.forward]]
+name = "siem"
+kind = "syslog"
+address = "{}"
+transport = "udp"
+facility = "local7"
+"#,
+            rsyslog.address()
+        ));
+    });
+    assert_eq!(world.alice("alice+web01").exec("echo udp").stdout, "udp\n");
+    world.bastion.wait_for_audit("session.end", |_| true);
+    let expected = audit_ids(&world, |_| true);
+    // Best effort by nature, but nothing is lost on an idle loopback: each event once.
+    let messages = rsyslog.wait_until("the session's events", |messages| {
+        syslog_ids(messages) == expected
+    });
+    let start = messages
+        .iter()
+        .map(|m| parse_syslog(m))
+        .find(|m| m.msgid == "session.start")
+        .unwrap();
+    assert_eq!(start.pri, 23 * 8 + 6);
+    assert_eq!(start.event["user"], "alice");
+}
+
+#[test]
 fn a_forwarder_whose_files_cannot_be_read_stops_the_start_and_says_which() {
     let scratch = tempfile::tempdir().unwrap();
     let short = write_secret(scratch.path(), "short", "too-short");
