@@ -120,24 +120,43 @@ impl Authenticator {
                 .with("throttled", key.to_string()),
         );
         tracing::warn!(parent: &self.session.span, user = %Shown(user), %key, "authentication throttled");
-        if self
+        self.alert_login_failures(user, key);
+        Step::Refused
+    }
+
+    /// The `login_failures` alert for `key`, once per key and window. Within the source's
+    /// audit budget like every pre-login line: a flood from many names must not become a
+    /// flood of alerts.
+    fn alert_login_failures(&self, user: &str, key: &ThrottleKey) {
+        if !self
             .services
             .throttle
             .first_refusal(key, self.services.clock.instant())
         {
-            let message = format!(
-                "too many failed logins ({key}); further attempts are refused until they age out"
-            );
-            // Within the source's audit budget like every pre-login line: a flood from
-            // many names must not become a flood of alerts.
-            self.audit_preauth(
-                Alert::LoginFailures
-                    .event(self.session.audit(alerts::EVENT), message)
-                    .with("user", user)
-                    .with("throttled", key.to_string()),
-            );
+            return;
         }
-        Step::Refused
+        let message = format!(
+            "too many failed logins ({key}); further attempts are refused until they age out"
+        );
+        self.audit_preauth(
+            Alert::LoginFailures
+                .event(self.session.audit(alerts::EVENT), message)
+                .with("user", user)
+                .with("throttled", key.to_string()),
+        );
+    }
+
+    /// After a failure was counted against `keys`: if it was the one that reached the
+    /// limit, the alert goes out now rather than at the next attempt.
+    async fn after_counted_failure(&self, user: &str, keys: &[ThrottleKey]) {
+        if let Ok(Some(key)) = self
+            .services
+            .throttle
+            .blocked(keys, self.services.clock.now())
+            .await
+        {
+            self.alert_login_failures(user, &key);
+        }
     }
 
     /// `Some(Refused)` when one of `keys` is throttled, or the throttle cannot be checked.
@@ -202,7 +221,11 @@ impl Authenticator {
         {
             tracing::error!(parent: &self.session.span, %error, "cannot count a failed login");
         }
-        self.refuse_and_audit(user, method, reason, extra)
+        let refused = self.refuse_and_audit(user, method, reason, extra);
+        if !counts.is_empty() {
+            self.after_counted_failure(user, counts).await;
+        }
+        refused
     }
 
     /// Refuses: counted in the metrics, audited within budget, logged.
@@ -434,7 +457,10 @@ impl Authenticator {
             self.accept(user, "password")
         } else {
             reservation.failed();
-            self.refuse(user, "password", "wrong password or unknown user")
+            let refused = self.refuse(user, "password", "wrong password or unknown user");
+            self.after_counted_failure(user, &self.keys(user, Method::Password))
+                .await;
+            refused
         }
     }
 
@@ -514,7 +540,10 @@ impl Authenticator {
             }
             Some(reason) => {
                 reservation.failed();
-                self.refuse(user, method, reason)
+                let refused = self.refuse(user, method, reason);
+                self.after_counted_failure(user, &self.keys(user, Method::Password))
+                    .await;
+                refused
             }
         }
     }
