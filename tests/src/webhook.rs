@@ -23,6 +23,8 @@ use crate::util::{free_port, wait_for};
 /// Most bytes of a request's head, and of its body.
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 64 * 1024 * 1024;
+/// The "status" that means: never answer.
+const HANG: u16 = 0;
 
 /// One request as received.
 #[derive(Debug, Clone)]
@@ -99,6 +101,11 @@ impl WebhookReceiver {
     /// From now on, answers every request with `status`.
     pub fn answer(&self, status: u16) {
         self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// From now on, reads each request and never answers it (a receiver that hangs).
+    pub fn hang(&self) {
+        self.status.store(HANG, Ordering::SeqCst);
     }
 
     /// Every request so far.
@@ -242,6 +249,10 @@ async fn serve_connection(
         let body = String::from_utf8_lossy(&buffer[head_end..head_end + length]).into_owned();
         buffer.drain(..head_end + length);
         let answer = status.load(Ordering::SeqCst);
+        if answer == HANG {
+            // Holds the connection, answering nothing, until the receiver stops.
+            std::future::pending::<()>().await;
+        }
         if answer == 200 {
             received
                 .lock()

@@ -652,6 +652,58 @@ facility = "local7"
 }
 
 #[test]
+fn a_webhook_that_hangs_slows_no_session_and_gets_everything_once_it_answers() {
+    let scratch = tempfile::tempdir().unwrap();
+    let receiver = WebhookReceiver::start(scratch.path());
+    // The receiver takes each request and never answers.
+    receiver.hang();
+    let world = World::start(|config, _, _| {
+        config.admin(&[("reader", READER, &["read"])]).raw(&format!(
+            r#"
+[[audit.forward]]
+name = "siem"
+kind = "webhook"
+url = "{}"
+ca_file = "{}"
+timeout = "1s"
+"#,
+            receiver.url("/events"),
+            receiver.ca_file().display()
+        ));
+    });
+    // Sessions go on regardless, each as it would (no session waits for a delivery).
+    for n in 0..3 {
+        let ran = world.alice("alice+web01").exec(&format!("echo hung-{n}"));
+        assert_eq!(ran.stdout, format!("hung-{n}\n"), "{ran:?}");
+    }
+    wait_for(Duration::from_secs(30), || {
+        (metric(
+            &world,
+            "portcullis_audit_forward_failures_total{forwarder=\"siem\"}",
+        ) > 0)
+            .then_some(())
+    })
+    .expect("the hanging deliveries time out and count as failures");
+    assert!(
+        metric(
+            &world,
+            "portcullis_audit_forward_lag_events{forwarder=\"siem\"}"
+        ) > 0
+    );
+    assert!(receiver.events().is_empty());
+
+    receiver.answer(200);
+    wait_for(Duration::from_secs(20), || {
+        (world.bastion.audit_events("session.end").len() == 3).then_some(())
+    })
+    .expect("three sessions end");
+    let expected = audit_ids(&world, |_| true);
+    receiver.wait_until("every event once it answers", |events| {
+        first_seen(events.iter().map(|e| e["id"].as_str().unwrap().to_owned())) == expected
+    });
+}
+
+#[test]
 fn a_forwarder_whose_files_cannot_be_read_stops_the_start_and_says_which() {
     let scratch = tempfile::tempdir().unwrap();
     let short = write_secret(scratch.path(), "short", "too-short");

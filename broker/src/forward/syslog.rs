@@ -162,6 +162,15 @@ struct Connection {
     writer: WriteHalf<Box<dyn Stream>>,
     /// `Ok` when the receiver closed its side in order, `Err` when the stream broke.
     ended: oneshot::Receiver<Result<(), String>>,
+    /// The task reading the stream: ended with the connection, so a receiver that hangs
+    /// cannot pile up connections kept open for it.
+    reader: tokio::task::AbortHandle,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 /// What a send achieved.
@@ -282,8 +291,7 @@ impl Syslog {
                 .shutdown()
                 .await
                 .map_err(|e| format!("cannot close the connection: {e}"))?;
-            connection
-                .ended
+            (&mut connection.ended)
                 .await
                 .map_err(|_| "the connection's reader stopped".to_owned())?
         })
@@ -306,8 +314,12 @@ impl Connection {
         let stream = endpoint.connect(timeout).await?;
         let (reader, writer) = tokio::io::split(stream);
         let (tell, ended) = oneshot::channel();
-        tokio::spawn(read_until_closed(reader, tell));
-        Ok(Self { writer, ended })
+        let reader = tokio::spawn(read_until_closed(reader, tell)).abort_handle();
+        Ok(Self {
+            writer,
+            ended,
+            reader,
+        })
     }
 }
 

@@ -45,6 +45,9 @@ pub struct Webhook {
     proof: Proof,
     timeout: Duration,
     sender: Option<SendRequest<Full<Bytes>>>,
+    /// The task driving that connection: ended with it, so a receiver that never answers
+    /// cannot pile up connections waiting for it.
+    connection: Option<tokio::task::AbortHandle>,
 }
 
 impl Webhook {
@@ -62,6 +65,7 @@ impl Webhook {
             proof,
             timeout,
             sender: None,
+            connection: None,
         }
     }
 
@@ -85,7 +89,7 @@ impl Webhook {
             ))
         });
         if result.is_err() {
-            self.sender = None;
+            self.reset();
         }
         result
     }
@@ -93,6 +97,9 @@ impl Webhook {
     /// Drops the connection.
     pub fn reset(&mut self) {
         self.sender = None;
+        if let Some(connection) = self.connection.take() {
+            connection.abort();
+        }
     }
 
     async fn post(&mut self, body: String, unix_time: u64) -> Result<(), String> {
@@ -125,7 +132,12 @@ impl Webhook {
                     hyper::client::conn::http1::handshake(TokioIo::new(stream))
                         .await
                         .map_err(|e| format!("HTTP with {:?} failed: {e}", self.endpoint))?;
-                tokio::spawn(connection);
+                if let Some(old) = self
+                    .connection
+                    .replace(tokio::spawn(connection).abort_handle())
+                {
+                    old.abort();
+                }
                 self.sender.insert(sender)
             }
         };
