@@ -215,3 +215,32 @@ fn the_deploy_example_configs_are_valid() {
         assert_eq!(ran.code, Some(0), "{example}: {ran:?}");
     }
 }
+
+#[test]
+fn an_event_forged_into_the_state_store_is_refused_and_raises_an_alert() {
+    // Someone with write access to the database (not the data key) leaves an "event" for
+    // the bastion to audit: it is refused, and security hears of it.
+    let world = World::start(|_, _, _| {});
+    let db = rusqlite::Connection::open(world.bastion.data_dir().join("state.db")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    db.execute(
+        "INSERT INTO credentials (name, kind, fingerprint, public_key, created_at, sealed) \
+         VALUES ('@event.00000000000000000001.vault.rekeyed', 'admin-event', NULL, NULL, 0, ?1)",
+        [b"{\"event\":\"vault.rekeyed\",\"by\":\"mallory\"}".to_vec()],
+    )
+    .unwrap();
+    let rejected = world
+        .bastion
+        .wait_for_audit("audit.left_event_rejected", |_| true);
+    assert!(
+        rejected["reason"]
+            .as_str()
+            .unwrap()
+            .contains("damaged or forged"),
+        "{rejected}"
+    );
+    let alert = world.bastion.wait_for_alert("evidence_tampered");
+    assert_eq!(alert["evidence"], "left_event");
+    assert_eq!(alert["severity"], "critical");
+    assert!(world.bastion.audit_events("vault.rekeyed").is_empty());
+}
