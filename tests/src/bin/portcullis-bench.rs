@@ -21,6 +21,11 @@
 //! over TLS to a real rsyslog, and a webhook over HTTPS) on bulk relay and connection setup,
 //! then writes a burst of audit events and times until every forwarder has delivered them.
 //!
+//! `--certificates` compares a target reached with a vaulted key and one reached with a
+//! per-login certificate from the bastion's CA (`auth = "certificate"`: a key pair made and
+//! signed for each login, which waits for the first channel to know whether it is a
+//! terminal), on bulk relay and connection setup.
+//!
 //! `--gate` compares portcullis with command control off (no rules, `[recording] commands =
 //! false`) and on (200 rules, commands followed) on a terminal channel (`ssh -tt … cat`),
 //! where every byte of output goes through the gate's screen.
@@ -50,6 +55,7 @@ struct Options {
     payloads: bool,
     cluster: bool,
     forward: bool,
+    certificates: bool,
     kills: usize,
     /// With --payloads: only the kinds whose name contains this (for profiling one).
     only: Option<String>,
@@ -65,6 +71,7 @@ fn options() -> Options {
         payloads: false,
         cluster: false,
         forward: false,
+        certificates: false,
         kills: 20,
         only: None,
     };
@@ -88,6 +95,11 @@ fn options() -> Options {
                 i += 1;
                 continue;
             }
+            "--certificates" => {
+                options.certificates = true;
+                i += 1;
+                continue;
+            }
             "--forward" => {
                 options.forward = true;
                 i += 1;
@@ -105,7 +117,7 @@ fn options() -> Options {
             }
             other => {
                 panic!(
-                    "unknown argument {other}; use --mib N --runs N --setups N --cipher NAME --gate --payloads [--only KIND] --cluster [--kills N] --forward"
+                    "unknown argument {other}; use --mib N --runs N --setups N --cipher NAME --gate --payloads [--only KIND] --cluster [--kills N] --forward --certificates"
                 )
             }
         }
@@ -116,13 +128,14 @@ fn options() -> Options {
             options.gate,
             options.payloads,
             options.cluster,
-            options.forward
+            options.forward,
+            options.certificates,
         ]
         .iter()
         .filter(|on| **on)
         .count()
             <= 1,
-        "--gate, --payloads, --cluster and --forward are separate benchmarks: run one at a time"
+        "--gate, --payloads, --cluster, --forward and --certificates are separate benchmarks: run one at a time"
     );
     options
 }
@@ -491,6 +504,11 @@ fn main() {
                 &node("b"),
             ),
         ]
+    } else if options.certificates {
+        vec![
+            start_bastion(&runtime, &scratch, &sshd, &key, "vaulted key", ""),
+            start_certificate_bastion(&runtime, &scratch, &sshd, &key, "per-login certificate"),
+        ]
     } else if options.forward {
         vec![
             start_bastion(&runtime, &scratch, &sshd, &key, "no forwarding", ""),
@@ -540,11 +558,12 @@ fn main() {
         sshd_known_hosts,
         pty: options.gate,
     };
-    let routes: Vec<Route> = if options.gate || options.cluster || options.forward {
-        vec![Route::Portcullis(0), Route::Portcullis(1)]
-    } else {
-        vec![Route::Direct, Route::ProxyJump, Route::Portcullis(0)]
-    };
+    let routes: Vec<Route> =
+        if options.gate || options.cluster || options.forward || options.certificates {
+            vec![Route::Portcullis(0), Route::Portcullis(1)]
+        } else {
+            vec![Route::Direct, Route::ProxyJump, Route::Portcullis(0)]
+        };
 
     for route in &routes {
         bench.timed(*route, "true"); // warm-up, and a check that each route works
@@ -647,6 +666,12 @@ fn main() {
             setup_medians[1].as_secs_f64() / setup_medians[0].as_secs_f64(),
         );
         kill_latency(&bench, &runtime, options.kills);
+    } else if options.certificates {
+        println!(
+            "certificate / vaulted key: throughput {:.3}x, setup time {:.3}x",
+            throughput[1] / throughput[0],
+            setup_medians[1].as_secs_f64() / setup_medians[0].as_secs_f64(),
+        );
     } else if options.forward {
         println!(
             "forwarding / none: throughput {:.3}x, setup time {:.3}x, bastion CPU {:.2}x",
@@ -860,13 +885,63 @@ fn start_bastion(
     name: &'static str,
     extra: &str,
 ) -> Endpoint {
+    start_bastion_reaching(
+        runtime,
+        scratch,
+        sshd,
+        key,
+        name,
+        extra,
+        "credential = \"target\"",
+    )
+}
+
+/// A bastion whose target trusts the bastion's CA: each login gets a fresh certificate.
+fn start_certificate_bastion(
+    runtime: &tokio::runtime::Runtime,
+    scratch: &tempfile::TempDir,
+    sshd: &Sshd,
+    key: &Keypair,
+    name: &'static str,
+) -> Endpoint {
+    let endpoint = start_bastion_reaching(
+        runtime,
+        scratch,
+        sshd,
+        key,
+        name,
+        "",
+        "auth = \"certificate\"",
+    );
+    let vault = &endpoint.services.vault;
+    runtime.block_on(vault.user_ca()).expect("the bastion's CA");
+    let lines: Vec<String> = runtime
+        .block_on(vault.published_user_cas())
+        .expect("the CA's public key")
+        .iter()
+        .map(|ca| ca.line())
+        .collect();
+    sshd.trust_user_cas(&(lines.join("\n") + "\n"));
+    endpoint
+}
+
+/// A bastion in front of `sshd`, its target reached as `target_auth` says.
+fn start_bastion_reaching(
+    runtime: &tokio::runtime::Runtime,
+    scratch: &tempfile::TempDir,
+    sshd: &Sshd,
+    key: &Keypair,
+    name: &'static str,
+    extra: &str,
+    target_auth: &str,
+) -> Endpoint {
     let data = scratch.path().join(format!(
         "data-{}",
         name.replace(|c: char| !c.is_alphanumeric(), "-")
     ));
     let config_text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {data:?}\n\n[[users]]\nname = \"bench\"\npublic_keys = [{public:?}]\n\n\
-         [[targets]]\nname = \"target\"\naddress = {address:?}\nlogin = \"root\"\ncredential = \"target\"\nhost_key = {host:?}\n\n\
+         [[targets]]\nname = \"target\"\naddress = {address:?}\nlogin = \"root\"\n{target_auth}\nhost_key = {host:?}\n\n\
          [[roles]]\nname = \"bench\"\nmembers = [\"bench\"]\ntargets = [\"target\"]\n\n{extra}",
         data = data.display().to_string(),
         public = key.public,
