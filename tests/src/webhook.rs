@@ -142,6 +142,19 @@ impl WebhookReceiver {
         })
     }
 
+    /// Waits for an event satisfying `matches` and returns it.
+    pub fn wait_for_event(
+        &self,
+        what: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let events = self.wait_until(what, |events| events.iter().any(&matches));
+        events
+            .into_iter()
+            .find(|e| matches(e))
+            .expect("the event waited for")
+    }
+
     /// Closes the port and every connection; nothing is accepted until [`Self::restart`].
     pub fn stop(&mut self) {
         if let Some((stop, thread)) = self.running.take() {

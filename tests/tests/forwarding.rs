@@ -116,13 +116,10 @@ fn alerts_reach_a_signed_webhook_and_none_is_lost_while_it_is_down() {
     assert_ne!(blocked.code, Some(0));
     assert!(!sentinel(1).exists());
 
-    let events = receiver.wait_until("the blocked command's alert", |events| {
-        events.iter().any(|e| e["alert"] == "command_blocked")
+    let alert = receiver.wait_for_event("the blocked command's alert", |e| {
+        e["alert"] == "command_blocked"
     });
-    let alert = events
-        .iter()
-        .find(|e| e["alert"] == "command_blocked")
-        .unwrap();
+    let events = receiver.events();
     assert_eq!(alert["event"], "alert");
     assert_eq!(alert["severity"], "warning");
     assert_eq!(alert["user"], "alice");
@@ -201,13 +198,9 @@ batch = 3
     // once it passes max_lag the on-call webhook hears of it.
     siem.answer(503);
     assert_eq!(world.alice("alice+web01").exec("echo two").stdout, "two\n");
-    let behind = oncall.wait_until("the forwarder_behind alert", |events| {
-        events.iter().any(|e| e["alert"] == "forwarder_behind")
+    let behind = oncall.wait_for_event("the forwarder_behind alert", |e| {
+        e["alert"] == "forwarder_behind"
     });
-    let behind = behind
-        .iter()
-        .find(|e| e["alert"] == "forwarder_behind")
-        .unwrap();
     assert_eq!(behind["forwarder"], "siem");
     assert!(behind["lag"].as_u64().unwrap() > 5);
     wait_for(Duration::from_secs(20), || {

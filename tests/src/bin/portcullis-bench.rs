@@ -90,28 +90,14 @@ fn options() -> Options {
             "--cipher" => options.cipher = args.get(i + 1).cloned(),
             "--only" => options.only = args.get(i + 1).cloned(),
             "--kills" => options.kills = value(),
-            "--cluster" => {
-                options.cluster = true;
-                i += 1;
-                continue;
-            }
-            "--certificates" => {
-                options.certificates = true;
-                i += 1;
-                continue;
-            }
-            "--forward" => {
-                options.forward = true;
-                i += 1;
-                continue;
-            }
-            "--gate" => {
-                options.gate = true;
-                i += 1;
-                continue;
-            }
-            "--payloads" => {
-                options.payloads = true;
+            flag @ ("--cluster" | "--certificates" | "--forward" | "--gate" | "--payloads") => {
+                *match flag {
+                    "--cluster" => &mut options.cluster,
+                    "--certificates" => &mut options.certificates,
+                    "--forward" => &mut options.forward,
+                    "--gate" => &mut options.gate,
+                    _ => &mut options.payloads,
+                } = true;
                 i += 1;
                 continue;
             }
