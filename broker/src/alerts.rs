@@ -37,6 +37,22 @@ impl Severity {
             Self::Warning => "warning",
         }
     }
+
+    /// The severity an event's word names, if it names one.
+    pub fn parse(word: &str) -> Option<Self> {
+        [Self::Critical, Self::Error, Self::Warning]
+            .into_iter()
+            .find(|severity| severity.as_str() == word)
+    }
+
+    /// Its code in a syslog priority (RFC 5424, table 2).
+    pub fn syslog_code(self) -> u8 {
+        match self {
+            Self::Critical => 2,
+            Self::Error => 3,
+            Self::Warning => 4,
+        }
+    }
 }
 
 /// What an alert is about.

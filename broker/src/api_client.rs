@@ -2,7 +2,6 @@
 //! (one node calling another, see `admin::peer`), trusting the server's certificate only by
 //! its pinned fingerprint or through a CA file the operator names.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -12,7 +11,6 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde_json::Value;
@@ -181,10 +179,7 @@ impl ApiClient {
                 .with_no_client_auth(),
             (None, Some(ca)) => {
                 let mut roots = RootCertStore::empty();
-                let certs = CertificateDer::pem_file_iter(ca)
-                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| format!("{}: {e}", ca.display()))?;
-                for cert in certs {
+                for cert in crate::net::tls_files::certificates(ca)? {
                     roots
                         .add(cert)
                         .map_err(|e| format!("{}: {e}", ca.display()))?;
@@ -235,10 +230,7 @@ impl ApiClient {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| format!("cannot connect to {}:{}: {e}", self.host, self.port))?;
-        let name = match self.host.parse::<IpAddr>() {
-            Ok(ip) => ServerName::IpAddress(ip.into()),
-            Err(_) => ServerName::try_from(self.host.clone()).map_err(|e| e.to_string())?,
-        };
+        let name = crate::net::tls_files::server_name(&self.host).map_err(|e| e.to_string())?;
         self.connector
             .connect(name, tcp)
             .await

@@ -324,6 +324,11 @@ impl AuditLog {
         &self.path
     }
 
+    /// The number of lines in the file now.
+    pub fn line_count(&self) -> u64 {
+        *self.written.borrow()
+    }
+
     /// The number of lines in the file, now and as it grows.
     pub fn lines(&self) -> tokio::sync::watch::Receiver<u64> {
         self.written.subscribe()

@@ -36,6 +36,13 @@ pub struct Metrics {
     pub forwarders: Vec<Arc<ForwarderMetrics>>,
 }
 
+impl ForwarderMetrics {
+    /// Lines of a log of `log_lines` lines not yet delivered and confirmed.
+    pub fn lag(&self, log_lines: u64) -> u64 {
+        log_lines.saturating_sub(self.confirmed_lines.load(Ordering::Relaxed))
+    }
+}
+
 /// `(labels, value)` pairs as `metric` takes them.
 fn labelled(values: &[(String, u64)]) -> Vec<(&str, u64)> {
     values
@@ -49,8 +56,9 @@ fn labelled(values: &[(String, u64)]) -> Vec<(&str, u64)> {
 pub struct ForwarderMetrics {
     /// Its name.
     pub name: String,
-    /// Audit log lines past its confirmed position.
-    pub lag: AtomicU64,
+    /// Audit log lines up to its confirmed position (its lag is the log's lines past it,
+    /// worked out when asked, so it is current even while the forwarder waits to retry).
+    pub confirmed_lines: AtomicU64,
     /// Events it delivered (a repeat after an outage counts again).
     pub delivered: AtomicU64,
     /// Deliveries that failed.
@@ -63,8 +71,8 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self, registry: &Registry) -> String {
+    /// The Prometheus text exposition; `audit_lines` is the audit log's length now.
+    pub fn render(&self, registry: &Registry, audit_lines: u64) -> String {
         let (active, live_up, live_down) = registry.with_all(|sessions| {
             sessions.fold((0u64, 0u64, 0u64), |(n, up, down), s| {
                 (
@@ -159,29 +167,29 @@ impl Metrics {
             &[("", get(&self.commands_blocked_total))],
         );
         if !self.forwarders.is_empty() {
-            let per_forwarder = |value: fn(&ForwarderMetrics) -> &AtomicU64| {
+            let per_forwarder = |value: &dyn Fn(&ForwarderMetrics) -> u64| {
                 self.forwarders
                     .iter()
-                    .map(|f| (format!("{{forwarder=\"{}\"}}", f.name), get(value(f))))
+                    .map(|f| (format!("{{forwarder=\"{}\"}}", f.name), value(f)))
                     .collect::<Vec<_>>()
             };
             metric(
                 "portcullis_audit_forward_lag_events",
                 "gauge",
                 "Audit events a forwarder has not yet delivered.",
-                &labelled(&per_forwarder(|f| &f.lag)),
+                &labelled(&per_forwarder(&|f| f.lag(audit_lines))),
             );
             metric(
                 "portcullis_audit_forwarded_total",
                 "counter",
                 "Audit events a forwarder delivered (repeats after an outage included).",
-                &labelled(&per_forwarder(|f| &f.delivered)),
+                &labelled(&per_forwarder(&|f| get(&f.delivered))),
             );
             metric(
                 "portcullis_audit_forward_failures_total",
                 "counter",
                 "Deliveries of audit events that failed (and were retried).",
-                &labelled(&per_forwarder(|f| &f.failures)),
+                &labelled(&per_forwarder(&|f| get(&f.failures))),
             );
         }
         out

@@ -115,7 +115,10 @@ pub async fn healthz() -> &'static str {
 /// `GET /metrics`
 pub async fn metrics(caller: Caller, State(state): State<Arc<AdminState>>) -> ApiResult<Response> {
     caller.require(Scope::Read)?;
-    let text = state.services.metrics.render(&state.services.registry);
+    let text = state
+        .services
+        .metrics
+        .render(&state.services.registry, state.services.audit.line_count());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 

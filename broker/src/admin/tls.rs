@@ -6,8 +6,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::ServerConfig;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::datadir::write_private_file;
 
@@ -47,9 +45,7 @@ pub fn load_or_create(
             pair
         }
     };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .and_then(|certs| certs.collect())
-        .map_err(|e| TlsError(format!("{}: {e}", cert_path.display())))?;
+    let chain = crate::net::tls_files::certificates(&cert_path).map_err(TlsError)?;
     let Some(leaf) = chain.first() else {
         return Err(TlsError(format!(
             "{}: no certificate in it",
@@ -57,8 +53,7 @@ pub fn load_or_create(
         )));
     };
     let fingerprint = fingerprint(leaf);
-    let key = PrivateKeyDer::from_pem_file(&key_path)
-        .map_err(|e| TlsError(format!("{}: {e}", key_path.display())))?;
+    let key = crate::net::tls_files::private_key(&key_path).map_err(TlsError)?;
     let config =
         ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()

@@ -1,19 +1,18 @@
 //! Connections to receivers: TCP, or TLS checked against the configured CA (the system's
 //! bundle by default), with a client certificate for receivers that ask for one.
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use portcullis_config::ForwardConfig;
+
+use crate::net::tls_files;
 
 /// Where the system keeps the CAs it trusts (Debian's ca-certificates).
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -57,11 +56,8 @@ impl Endpoint {
             let Some(tls) = &self.tls else {
                 return Ok(Box::new(tcp) as Box<dyn Stream>);
             };
-            let name = match self.host.parse::<IpAddr>() {
-                Ok(ip) => ServerName::IpAddress(ip.into()),
-                Err(_) => ServerName::try_from(self.host.clone())
-                    .map_err(|e| format!("{}: {e}", self.host))?,
-            };
+            let name =
+                tls_files::server_name(&self.host).map_err(|e| format!("{}: {e}", self.host))?;
             let stream = tls
                 .connect(name, tcp)
                 .await
@@ -86,10 +82,7 @@ pub fn tls_connector(config: &ForwardConfig) -> Result<TlsConnector, String> {
         .as_deref()
         .unwrap_or(Path::new(SYSTEM_CA_BUNDLE));
     let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", ca.display()))?;
-    let (added, _) = roots.add_parsable_certificates(certs);
+    let (added, _) = roots.add_parsable_certificates(tls_files::certificates(ca)?);
     if added == 0 {
         return Err(format!("{}: holds no CA certificate", ca.display()));
     }
@@ -100,11 +93,8 @@ pub fn tls_connector(config: &ForwardConfig) -> Result<TlsConnector, String> {
         .with_root_certificates(roots);
     let config = match (&config.client_cert_file, &config.client_key_file) {
         (Some(cert), Some(key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("{}: {e}", cert.display()))?;
-            let key =
-                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+            let chain = tls_files::certificates(cert)?;
+            let key = tls_files::private_key(key)?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| format!("{}: {e}", cert.display()))?

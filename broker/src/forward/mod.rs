@@ -204,7 +204,8 @@ impl Forwarder {
         }
         // Each event taken, with the position just after it; and the position after all.
         let mut after = from.clone();
-        let mut events: Vec<(Outgoing, Position)> = Vec::new();
+        let mut events: Vec<Outgoing> = Vec::new();
+        let mut through: Vec<Position> = Vec::new();
         for (text, end) in &lines {
             let seq = after.lines + 1;
             after.lines = seq;
@@ -213,7 +214,8 @@ impl Forwarder {
                 Some(event) => {
                     after.last_mac = event.fields["mac"].as_str().unwrap_or_default().to_owned();
                     if self.filter.takes(&event.event) {
-                        events.push((event, after.clone()));
+                        events.push(event);
+                        through.push(after.clone());
                     }
                 }
                 None => {
@@ -222,12 +224,11 @@ impl Forwarder {
                 }
             }
         }
-        for chunk in events.chunks(self.batch) {
-            let outgoing: Vec<Outgoing> = chunk.iter().map(|(event, _)| event.clone()).collect();
+        for (chunk, ends) in events.chunks(self.batch).zip(through.chunks(self.batch)) {
             let result = match &mut self.sink {
-                Sink::Syslog(syslog) => syslog.send(&outgoing).await,
+                Sink::Syslog(syslog) => syslog.send(chunk).await,
                 Sink::Webhook(webhook) => webhook
-                    .send(&outgoing, unix_seconds(services))
+                    .send(chunk, unix_seconds(services))
                     .await
                     .map(|()| syslog::Sent::Confirmed),
             };
@@ -241,9 +242,9 @@ impl Forwarder {
                     } else if state.unconfirmed == 0 {
                         // Confirmed batch by batch: a failure later in this read sends
                         // none of these again.
-                        if let Some((_, through)) = chunk.last() {
-                            *confirmed = through.clone();
-                            state.sent = through.clone();
+                        if let Some(end) = ends.last() {
+                            *confirmed = end.clone();
+                            state.sent = end.clone();
                             self.keep(confirmed).await;
                         }
                     }
@@ -254,8 +255,11 @@ impl Forwarder {
         state.sent = after;
         self.recovered(state);
         if state.unconfirmed == 0 {
-            *confirmed = state.sent.clone();
-            self.keep(confirmed).await;
+            // (Already kept when the last line read was the last event delivered.)
+            if *confirmed != state.sent {
+                *confirmed = state.sent.clone();
+                self.keep(confirmed).await;
+            }
         } else if state.unconfirmed >= CONFIRM_EVERY {
             return self.confirm(state, confirmed).await;
         }
@@ -323,11 +327,13 @@ impl Forwarder {
         tracing::error!(forwarder = %self.name, file = %self.position_file.display(), %error, "cannot keep the forwarder's position; a restart sends events again");
     }
 
-    /// Shows the lag and raises an alert once it passes `max_lag` (again only after it has
-    /// caught up).
+    /// Publishes the confirmed position (the lag metric is worked out from it) and raises an
+    /// alert once the lag passes `max_lag` (again only after it has caught up).
     fn watch_lag(&self, services: &Services, total: u64, confirmed: &Position, behind: &mut bool) {
-        let lag = total.saturating_sub(confirmed.lines);
-        self.metrics.lag.store(lag, Ordering::Relaxed);
+        self.metrics
+            .confirmed_lines
+            .store(confirmed.lines, Ordering::Relaxed);
+        let lag = self.metrics.lag(total);
         if lag > self.max_lag && !*behind {
             *behind = true;
             let message = format!(

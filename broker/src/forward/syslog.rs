@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 
 use super::connect::{Endpoint, Stream};
 use super::outgoing::Outgoing;
+use crate::alerts::Severity;
 
 /// The SD-ID of our structured data: an enterprise number reserved for documentation
 /// (RFC 5612), as no number is registered for portcullis.
@@ -49,15 +50,10 @@ pub struct Stamp {
 
 /// The RFC 5424 message for `event`.
 pub fn format(event: &Outgoing, stamp: &Stamp) -> String {
-    let severity = match event.severity() {
-        Some("emergency") => 0,
-        Some("alert") => 1,
-        Some("critical") => 2,
-        Some("error") => 3,
-        Some("warning") => 4,
-        Some("notice") => 5,
-        _ => INFORMATIONAL,
-    };
+    let severity = event
+        .severity()
+        .and_then(Severity::parse)
+        .map_or(INFORMATIONAL, Severity::syslog_code);
     let mut out = String::with_capacity(event.json.len() * 2 + 128);
     out.push('<');
     out.push_str(&(u16::from(stamp.facility) * 8 + u16::from(severity)).to_string());
@@ -150,11 +146,21 @@ pub enum Transport {
 
 /// A syslog receiver and the connection to it, if one is open.
 pub struct Syslog {
-    transport: Transport,
+    link: Link,
     stamp: Stamp,
     timeout: Duration,
-    connection: Option<Connection>,
-    udp: Option<UdpSocket>,
+}
+
+/// A transport with what is open on it.
+enum Link {
+    Stream {
+        endpoint: Endpoint,
+        connection: Option<Connection>,
+    },
+    Udp {
+        address: String,
+        socket: Option<UdpSocket>,
+    },
 }
 
 /// An open stream: what we write on, and word from the task reading it of how it ended.
@@ -185,89 +191,46 @@ pub enum Sent {
 impl Syslog {
     /// A forwarder to `transport`, not yet connected.
     pub fn new(transport: Transport, stamp: Stamp, timeout: Duration) -> Self {
+        let link = match transport {
+            Transport::Stream(endpoint) => Link::Stream {
+                endpoint,
+                connection: None,
+            },
+            Transport::Udp(address) => Link::Udp {
+                address,
+                socket: None,
+            },
+        };
         Self {
-            transport,
+            link,
             stamp,
             timeout,
-            connection: None,
-            udp: None,
         }
     }
 
     /// Sends `events`, connecting first if needed.
     pub async fn send(&mut self, events: &[Outgoing]) -> Result<Sent, String> {
-        match &self.transport {
-            Transport::Udp(address) => {
-                let socket = match self.udp.take() {
-                    Some(socket) => socket,
-                    None => {
-                        let socket = UdpSocket::bind(if address.starts_with('[') {
-                            "[::]:0"
-                        } else {
-                            "0.0.0.0:0"
-                        })
-                        .await
-                        .map_err(|e| format!("cannot open a UDP socket: {e}"))?;
-                        socket
-                            .connect(address.as_str())
-                            .await
-                            .map_err(|e| format!("cannot reach {address}: {e}"))?;
-                        socket
-                    }
-                };
-                for event in events {
-                    let message = format(event, &self.stamp);
-                    let mut end = message.len().min(MAX_DATAGRAM);
-                    while !message.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    socket
-                        .send(&message.as_bytes()[..end])
-                        .await
-                        .map_err(|e| format!("cannot send to {address}: {e}"))?;
-                }
-                self.udp = Some(socket);
+        let messages = events.iter().map(|event| format(event, &self.stamp));
+        match &mut self.link {
+            Link::Udp { address, socket } => {
+                send_datagrams(address, socket, messages).await?;
                 Ok(Sent::Confirmed)
             }
-            Transport::Stream(endpoint) => {
-                if let Some(connection) = &mut self.connection
-                    && !matches!(
-                        connection.ended.try_recv(),
-                        Err(oneshot::error::TryRecvError::Empty)
-                    )
-                {
-                    self.connection = None;
-                    return Err("the receiver closed the connection".into());
-                }
-                let connection = match &mut self.connection {
-                    Some(connection) => connection,
-                    None => self
-                        .connection
-                        .insert(Connection::open(endpoint, self.timeout).await?),
-                };
+            Link::Stream {
+                endpoint,
+                connection,
+            } => {
                 let mut frames = Vec::new();
-                for event in events {
-                    let message = format(event, &self.stamp);
+                for message in messages {
                     frames.extend_from_slice(message.len().to_string().as_bytes());
                     frames.push(b' ');
                     frames.extend_from_slice(message.as_bytes());
                 }
-                let written = tokio::time::timeout(self.timeout, async {
-                    connection.writer.write_all(&frames).await?;
-                    connection.writer.flush().await
-                })
-                .await;
-                match written {
-                    Ok(Ok(())) => Ok(Sent::Unconfirmed),
-                    Ok(Err(e)) => {
-                        self.connection = None;
-                        Err(format!("cannot write to {endpoint:?}: {e}"))
-                    }
-                    Err(_) => {
-                        self.connection = None;
-                        Err(format!("{endpoint:?} took no data for {:?}", self.timeout))
-                    }
+                let sent = send_frames(endpoint, connection, &frames, self.timeout).await;
+                if sent.is_err() {
+                    *connection = None;
                 }
+                sent.map(|()| Sent::Unconfirmed)
             }
         }
     }
@@ -276,13 +239,13 @@ impl Syslog {
     /// module's comment). `Ok` means the receiver read everything; with no connection open
     /// there is nothing to confirm.
     pub async fn confirm(&mut self) -> Result<(), String> {
-        let Some(mut connection) = self.connection.take() else {
+        let Link::Stream { connection, .. } = &mut self.link else {
             return Ok(());
         };
-        if !matches!(
-            connection.ended.try_recv(),
-            Err(oneshot::error::TryRecvError::Empty)
-        ) {
+        let Some(mut connection) = connection.take() else {
+            return Ok(());
+        };
+        if !connection.is_open() {
             return Err("the receiver closed the connection before it was confirmed".into());
         }
         let closed = tokio::time::timeout(self.timeout, async {
@@ -304,8 +267,73 @@ impl Syslog {
 
     /// Drops the connection without confirming (after a failure elsewhere).
     pub fn reset(&mut self) {
-        self.connection = None;
-        self.udp = None;
+        match &mut self.link {
+            Link::Stream { connection, .. } => *connection = None,
+            Link::Udp { socket, .. } => *socket = None,
+        }
+    }
+}
+
+/// Each message as one datagram (cut to fit), opening the socket first if needed.
+async fn send_datagrams(
+    address: &str,
+    socket: &mut Option<UdpSocket>,
+    messages: impl Iterator<Item = String>,
+) -> Result<(), String> {
+    let socket = match socket {
+        Some(socket) => socket,
+        None => {
+            let bound = UdpSocket::bind(if address.starts_with('[') {
+                "[::]:0"
+            } else {
+                "0.0.0.0:0"
+            })
+            .await
+            .map_err(|e| format!("cannot open a UDP socket: {e}"))?;
+            bound
+                .connect(address)
+                .await
+                .map_err(|e| format!("cannot reach {address}: {e}"))?;
+            socket.insert(bound)
+        }
+    };
+    for message in messages {
+        let mut end = message.len().min(MAX_DATAGRAM);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        socket
+            .send(&message.as_bytes()[..end])
+            .await
+            .map_err(|e| format!("cannot send to {address}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Writes `frames` on the open connection, opening one first if needed; a connection the
+/// receiver has closed meanwhile is an error (what was sent on it is sent again).
+async fn send_frames(
+    endpoint: &Endpoint,
+    connection: &mut Option<Connection>,
+    frames: &[u8],
+    timeout: Duration,
+) -> Result<(), String> {
+    if connection.as_mut().is_some_and(|c| !c.is_open()) {
+        return Err("the receiver closed the connection".into());
+    }
+    let connection = match connection {
+        Some(connection) => connection,
+        None => connection.insert(Connection::open(endpoint, timeout).await?),
+    };
+    let written = tokio::time::timeout(timeout, async {
+        connection.writer.write_all(frames).await?;
+        connection.writer.flush().await
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("cannot write to {endpoint:?}: {e}")),
+        Err(_) => Err(format!("{endpoint:?} took no data for {timeout:?}")),
     }
 }
 
@@ -320,6 +348,14 @@ impl Connection {
             ended,
             reader,
         })
+    }
+
+    /// Whether neither side has closed it or seen it break yet.
+    fn is_open(&mut self) -> bool {
+        matches!(
+            self.ended.try_recv(),
+            Err(oneshot::error::TryRecvError::Empty)
+        )
     }
 }
 

@@ -1024,7 +1024,7 @@ fn forward_burst(bastion: &Endpoint, events: u64) {
             .forwarders
             .iter()
             .find(|f| f.name == name)
-            .map(|f| f.lag.load(std::sync::atomic::Ordering::Relaxed))
+            .map(|f| f.lag(services.audit.line_count()))
             .unwrap()
     };
     let caught_up = |name: &str| {
@@ -1040,7 +1040,7 @@ fn forward_burst(bastion: &Endpoint, events: u64) {
                     format!(
                         "{}: lag {}, failures {}",
                         f.name,
-                        f.lag.load(std::sync::atomic::Ordering::Relaxed),
+                        f.lag(services.audit.line_count()),
                         f.failures.load(std::sync::atomic::Ordering::Relaxed)
                     )
                 })
