@@ -10,10 +10,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use portcullis_tests::Tmux;
-use portcullis_tests::World;
 use portcullis_tests::rsyslog::{Rsyslog, Transport};
 use portcullis_tests::util::wait_for;
 use portcullis_tests::webhook::WebhookReceiver;
+use portcullis_tests::{ConfigText, World};
 use serde_json::Value;
 
 const READER: &str = "reader-token-0123456789";
@@ -27,6 +27,17 @@ pattern = 'touch\s+\S*forbidden-'
 action = "deny"
 message = "forbidden markers are not allowed"
 "#;
+
+/// A bastion (in front of an sshd, alice allowed) whose forwarders `forwarders` adds, with
+/// the reader token for `/metrics` and the rule stopping `forbidden-` sentinels.
+fn forwarding_world(forwarders: impl FnOnce(&mut ConfigText)) -> World {
+    World::start(|config, _, _| {
+        config
+            .admin(&[("reader", READER, &["read"])])
+            .raw(DENY_FORBIDDEN);
+        forwarders(config);
+    })
+}
 
 /// The id a forwarded event carries for an audit line: its chain tag's first 32 digits.
 fn id_of(line: &Value) -> String {
@@ -104,10 +115,8 @@ fn alerts_reach_a_signed_webhook_and_none_is_lost_while_it_is_down() {
     let scratch = tempfile::tempdir().unwrap();
     let mut receiver = WebhookReceiver::start(scratch.path());
     let secret = write_secret(scratch.path(), "hmac", HMAC_SECRET);
-    let world = World::start(|config, _, _| {
-        config
-            .raw(DENY_FORBIDDEN)
-            .raw(&oncall_forwarder(&receiver, "/hooks/portcullis", &secret));
+    let world = forwarding_world(|config| {
+        config.raw(&oncall_forwarder(&receiver, "/hooks/portcullis", &secret));
     });
     let sentinel = |n: u32| world.path(&format!("forbidden-{n}"));
     let blocked = world
@@ -169,9 +178,8 @@ fn a_bastion_restarted_with_a_backlog_resumes_where_it_stopped_and_raises_the_la
     let oncall = WebhookReceiver::start(&scratch.path().join("oncall").tap_create());
     let token = write_secret(scratch.path(), "bearer", BEARER);
     let secret = write_secret(scratch.path(), "hmac", HMAC_SECRET);
-    let mut world = World::start(|config, _, _| {
+    let mut world = forwarding_world(|config| {
         config
-            .admin(&[("reader", READER, &["read"])])
             .raw(&format!(
                 r#"
 [[audit.forward]]
@@ -211,12 +219,14 @@ batch = 3
             .then_some(())
     })
     .expect("the lag metric shows the backlog");
-    assert!(
-        metric(
+    wait_for(Duration::from_secs(20), || {
+        (metric(
             &world,
-            "portcullis_audit_forward_failures_total{forwarder=\"siem\"}"
-        ) > 0
-    );
+            "portcullis_audit_forward_failures_total{forwarder=\"siem\"}",
+        ) > 0)
+            .then_some(())
+    })
+    .expect("the refused deliveries are counted");
 
     // Restarted with its backlog, while the SIEM still refuses; then the SIEM recovers.
     assert_eq!(world.bastion.terminate(), Some(0));
@@ -318,12 +328,9 @@ fn syslog_ids(messages: &[String]) -> Vec<String> {
 fn every_event_of_a_session_reaches_rsyslog_over_tls_in_order_with_its_fields() {
     let rsyslog = Rsyslog::start(Transport::TlsWithClientCertificate);
     let (cert, key) = rsyslog.client_certificate().unwrap();
-    let world = World::start(|config, _, _| {
-        config
-            .admin(&[("reader", READER, &["read"])])
-            .raw(DENY_FORBIDDEN)
-            .raw(&format!(
-                r#"
+    let world = forwarding_world(|config| {
+        config.raw(&format!(
+            r#"
 [[audit.forward]]
 name = "siem"
 kind = "syslog"
@@ -334,11 +341,11 @@ client_cert_file = "{}"
 client_key_file = "{}"
 facility = "local3"
 "#,
-                rsyslog.address(),
-                rsyslog.ca_file().unwrap().display(),
-                cert.display(),
-                key.display()
-            ));
+            rsyslog.address(),
+            rsyslog.ca_file().unwrap().display(),
+            cert.display(),
+            key.display()
+        ));
     });
     assert_eq!(
         world.alice("alice+web01").exec("echo hello").stdout,
@@ -426,8 +433,8 @@ facility = "local3"
 #[test]
 fn a_receiver_stopped_mid_session_misses_no_event_and_the_filter_holds() {
     let mut rsyslog = Rsyslog::start(Transport::Tcp);
-    let world = World::start(|config, _, _| {
-        config.admin(&[("reader", READER, &["read"])]).raw(&format!(
+    let world = forwarding_world(|config| {
+        config.raw(&format!(
             r#"
 [[audit.forward]]
 name = "siem"
@@ -508,7 +515,7 @@ events = ["session.*", "command", "alert"]
 #[test]
 fn events_a_crashed_receiver_took_but_never_read_are_sent_again() {
     let mut rsyslog = Rsyslog::start(Transport::Tcp);
-    let world = World::start(|config, _, _| {
+    let world = forwarding_world(|config| {
         config.raw(&format!(
             r#"
 [[audit.forward]]
@@ -561,8 +568,8 @@ timeout = "3s"
 #[test]
 fn a_bastion_restarted_with_a_syslog_backlog_sends_it_and_nothing_it_had_confirmed() {
     let mut rsyslog = Rsyslog::start(Transport::Tls);
-    let mut world = World::start(|config, _, _| {
-        config.admin(&[("reader", READER, &["read"])]).raw(&format!(
+    let mut world = forwarding_world(|config| {
+        config.raw(&format!(
             r#"
 [[audit.forward]]
 name = "siem"
@@ -592,7 +599,8 @@ ca_file = "{}"
         (world.bastion.audit_events("session.end").len() == 2).then_some(())
     })
     .expect("the second session ends");
-    assert!(lag(&world) > 0);
+    wait_for(Duration::from_secs(20), || (lag(&world) > 0).then_some(()))
+        .expect("the undelivered session shows as lag");
     assert_eq!(world.bastion.terminate(), Some(0));
     rsyslog.restart();
     world.bastion.start();
@@ -615,7 +623,7 @@ ca_file = "{}"
 #[test]
 fn udp_carries_each_event_as_one_datagram() {
     let rsyslog = Rsyslog::start(Transport::Udp);
-    let world = World::start(|config, _, _| {
+    let world = forwarding_world(|config| {
         config.raw(&format!(
             r#"
 [[audit.forward]]
@@ -650,8 +658,8 @@ fn a_webhook_that_hangs_slows_no_session_and_gets_everything_once_it_answers() {
     let receiver = WebhookReceiver::start(scratch.path());
     // The receiver takes each request and never answers.
     receiver.hang();
-    let world = World::start(|config, _, _| {
-        config.admin(&[("reader", READER, &["read"])]).raw(&format!(
+    let world = forwarding_world(|config| {
+        config.raw(&format!(
             r#"
 [[audit.forward]]
 name = "siem"
