@@ -56,12 +56,14 @@ pub async fn signed_by_us(
     services: &Services,
     ca: &russh::keys::ssh_key::Fingerprint,
 ) -> Result<bool, VaultError> {
+    // The sealed entries, not their clear public-key column: whoever can write the database
+    // must not be able to make a CA of theirs "ours". None is created on this pre-login path.
     Ok(services
         .vault
-        .published_user_cas()
+        .user_ca_public_keys()
         .await?
         .iter()
-        .any(|published| &published.public_key.fingerprint(ca.algorithm()) == ca))
+        .any(|key| &key.fingerprint(ca.algorithm()) == ca))
 }
 
 /// Whether a check-out certificate lets `user` in to `target` now: its grant must be

@@ -146,6 +146,22 @@ impl Authenticator {
         );
     }
 
+    /// A wrong password (or code) whose try held a throttle slot: the slot stays as the
+    /// failure, and the refusal is audited (with the alert if it reached the limit).
+    async fn refuse_reserved(
+        &self,
+        reservation: Reservation<'_>,
+        user: &str,
+        method: &str,
+        reason: &str,
+    ) -> Step {
+        reservation.failed();
+        let refused = self.refuse(user, method, reason);
+        self.after_counted_failure(user, &self.keys(user, Method::Password))
+            .await;
+        refused
+    }
+
     /// After a failure was counted against `keys`: if it was the one that reached the
     /// limit, the alert goes out now rather than at the next attempt.
     async fn after_counted_failure(&self, user: &str, keys: &[ThrottleKey]) {
@@ -456,11 +472,13 @@ impl Authenticator {
             reservation.succeeded().await;
             self.accept(user, "password")
         } else {
-            reservation.failed();
-            let refused = self.refuse(user, "password", "wrong password or unknown user");
-            self.after_counted_failure(user, &self.keys(user, Method::Password))
-                .await;
-            refused
+            self.refuse_reserved(
+                reservation,
+                user,
+                "password",
+                "wrong password or unknown user",
+            )
+            .await
         }
     }
 
@@ -539,11 +557,8 @@ impl Authenticator {
                 self.accept(user, how)
             }
             Some(reason) => {
-                reservation.failed();
-                let refused = self.refuse(user, method, reason);
-                self.after_counted_failure(user, &self.keys(user, Method::Password))
-                    .await;
-                refused
+                self.refuse_reserved(reservation, user, method, reason)
+                    .await
             }
         }
     }

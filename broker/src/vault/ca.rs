@@ -148,6 +148,18 @@ impl Vault {
         Ok(published)
     }
 
+    /// The public keys of the CAs there are (active, and previous during a rotation), read
+    /// from their sealed entries — none is created.
+    pub async fn user_ca_public_keys(&self) -> Result<Vec<PublicKey>, VaultError> {
+        let mut keys = Vec::new();
+        for name in [ACTIVE, PREVIOUS] {
+            if let Some(key) = self.ca_key(name).await? {
+                keys.push(key.public_key().clone());
+            }
+        }
+        Ok(keys)
+    }
+
     /// Makes a new active CA; the old one stays published as *previous* until
     /// [`Vault::retire_user_ca`]. Refused while a previous CA is still published: one
     /// rotation at a time.
