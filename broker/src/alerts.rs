@@ -129,14 +129,26 @@ impl Alert {
         }
     }
 
-    /// The `alert` event, on top of `base`: an `AuditEvent::new(EVENT)`, or a session's
-    /// `audit(EVENT)` so it names the session, user and target.
-    pub fn event(self, base: AuditEvent, message: impl Into<String>) -> AuditEvent {
+    /// The `alert` event, saying `message`.
+    pub fn event(self, message: impl Into<String>) -> AuditEvent {
+        self.on(AuditEvent::new(EVENT), message)
+    }
+
+    /// The `alert` event on top of a session's `audit(EVENT)`, so it names the session,
+    /// user and target.
+    pub fn on(self, base: AuditEvent, message: impl Into<String>) -> AuditEvent {
         debug_assert_eq!(base.kind(), EVENT);
         base.with("alert", self.name())
             .with("severity", self.severity().as_str())
             .with("message", message.into())
     }
+}
+
+/// The alert that `evidence` (`audit_log`, `recording`, `left_event`) was found altered.
+pub fn tampered(evidence: &str, message: impl Into<String>) -> AuditEvent {
+    Alert::EvidenceTampered
+        .event(message)
+        .with("evidence", evidence)
 }
 
 #[cfg(test)]
@@ -145,7 +157,7 @@ mod tests {
 
     #[test]
     fn an_alert_names_itself_its_severity_and_says_what_happened() {
-        let event = Alert::HostKeyMismatch.event(
+        let event = Alert::HostKeyMismatch.on(
             AuditEvent::new(EVENT).with("target", "web01"),
             "web01 changed its key",
         );

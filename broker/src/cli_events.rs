@@ -68,14 +68,12 @@ pub async fn deliver(services: &Services) -> Result<usize, VaultError> {
                         AuditEvent::new("audit.left_event_rejected")
                             .with("reason", rejected.to_string()),
                     );
-                    services.audit.record(
-                        crate::alerts::Alert::EvidenceTampered
-                            .event(
-                                AuditEvent::new(crate::alerts::EVENT),
-                                format!("{rejected}: an audit event left in the state store is forged or damaged"),
-                            )
-                            .with("evidence", "left_event"),
+                    let message = format!(
+                        "{rejected}: an audit event left in the state store is forged or damaged"
                     );
+                    services
+                        .audit
+                        .record(crate::alerts::tampered("left_event", message));
                 }
             }
         }

@@ -162,16 +162,14 @@ async fn node_lost(services: &Services, lost: LostNode) {
             .with("last_heartbeat", &last)
             .with("sessions", lost.sessions.len()),
     );
+    let message = format!(
+        "node {} stopped sending heartbeats (last at {last}); its {} sessions are recorded as ended",
+        lost.node,
+        lost.sessions.len()
+    );
     services.audit.record(
         crate::alerts::Alert::NodeLost
-            .event(
-                AuditEvent::new(crate::alerts::EVENT),
-                format!(
-                    "node {} stopped sending heartbeats (last at {last}); its {} sessions are recorded as ended",
-                    lost.node,
-                    lost.sessions.len()
-                ),
-            )
+            .event(message)
             .with("node", &lost.node),
     );
     for record in &lost.sessions {

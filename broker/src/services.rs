@@ -173,14 +173,10 @@ impl Services {
             clock.clone(),
         )?;
         if let Some(found) = audit.mismatch_at_open() {
-            audit.record(
-                crate::alerts::Alert::EvidenceTampered
-                    .event(
-                        crate::audit::AuditEvent::new(crate::alerts::EVENT),
-                        format!("the audit log does not end where it was last written: {found}"),
-                    )
-                    .with("evidence", "audit_log"),
-            );
+            audit.record(crate::alerts::tampered(
+                "audit_log",
+                format!("the audit log does not end where it was last written: {found}"),
+            ));
         }
         let host_key = hostkey::load_or_create(&data.host_key())?;
         let peer_key = match &config.cluster.secret_file {

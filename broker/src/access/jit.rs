@@ -14,7 +14,7 @@ use portcullis_state::{Change, GrantRecord, NewGrant, StateError, Usage};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::AccessError;
-use crate::alerts::{self, Alert};
+use crate::alerts::Alert;
 use crate::audit::AuditEvent;
 use crate::credentials::throttle::{Method, ThrottleKey};
 use crate::credentials::totp;
@@ -220,13 +220,10 @@ pub fn refuse_outside_conditions(
             .record(event("activation.condition_overridden"));
         services.audit.record(
             Alert::BreakGlassOutsideConditions
-                .event(
-                    AuditEvent::new(alerts::EVENT),
-                    format!(
-                        "{} used break-glass to reach {target} outside its conditions: {failed}",
-                        Shown(user)
-                    ),
-                )
+                .event(format!(
+                    "{} used break-glass to reach {target} outside its conditions: {failed}",
+                    Shown(user)
+                ))
                 .with("user", user)
                 .with("target", target.as_str())
                 .with("role", &eligibility.role),
@@ -340,14 +337,11 @@ pub async fn activate(
                 Metrics::count(&services.metrics.break_glass_total);
                 services.audit.record(
                     Alert::BreakGlass
-                        .event(
-                            AuditEvent::new(alerts::EVENT),
-                            format!(
-                                "{} used break-glass access to {target} (grant {}); it awaits review",
-                                Shown(user),
-                                record.grant.id
-                            ),
-                        )
+                        .event(format!(
+                            "{} used break-glass access to {target} (grant {}); it awaits review",
+                            Shown(user),
+                            record.grant.id
+                        ))
                         .with("grant", record.grant.id)
                         .with("user", user)
                         .with("target", target)
@@ -525,15 +519,13 @@ async fn verify_code(
                         .with("target", target)
                         .with("limit_reached", true),
                 );
+                let message = format!(
+                    "{} entered too many wrong activation codes for {target}; activation with a code is throttled",
+                    Shown(user)
+                );
                 services.audit.record(
                     Alert::ActivationCodeFailures
-                        .event(
-                            AuditEvent::new(alerts::EVENT),
-                            format!(
-                                "{} entered too many wrong activation codes for {target}; activation with a code is throttled",
-                                Shown(user)
-                            ),
-                        )
+                        .event(message)
                         .with("user", user)
                         .with("target", target),
                 );

@@ -8,7 +8,7 @@ use portcullis_policy::Lock;
 use portcullis_state::StateError;
 
 use super::AccessError;
-use crate::alerts::{self, Alert};
+use crate::alerts::Alert;
 use crate::audit::AuditEvent;
 use crate::services::Services;
 use crate::text::Shown;
@@ -75,15 +75,12 @@ pub async fn lock(
     );
     services.audit.record(
         Alert::UserLocked
-            .event(
-                AuditEvent::new(alerts::EVENT),
-                format!(
-                    "{} was locked by {}: {}",
-                    Shown(user),
-                    Shown(by),
-                    Shown(reason)
-                ),
-            )
+            .event(format!(
+                "{} was locked by {}: {}",
+                Shown(user),
+                Shown(by),
+                Shown(reason)
+            ))
             .with("user", user)
             .with("by", by),
     );

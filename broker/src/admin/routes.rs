@@ -541,14 +541,12 @@ pub async fn verify_recording(
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     if let portcullis_recorder::Verdict::Tampered { .. } = verdict {
         state.services.audit.record(
-            crate::alerts::Alert::EvidenceTampered
-                .event(
-                    crate::audit::AuditEvent::new(crate::alerts::EVENT),
-                    format!("recording {id} does not verify: {verdict}"),
-                )
-                .with("evidence", "recording")
-                .with("recording", &id)
-                .with("by", &caller.name),
+            crate::alerts::tampered(
+                "recording",
+                format!("recording {id} does not verify: {verdict}"),
+            )
+            .with("recording", &id)
+            .with("by", &caller.name),
         );
     }
     Ok(Json(json!({

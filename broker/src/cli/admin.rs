@@ -455,16 +455,17 @@ fn vault_rotate(name: &str, config: &ConfigArg) -> ExitCode {
     };
     let targets = opened.directory.targets_using(name);
     let outcome = opened.wait(crate::rotation::rotate(&opened.vault, &targets, name));
-    let mut left = opened.leave_event(crate::rotation::schedule::audit_event(
-        &outcome,
-        "command line",
-    ));
-    if let Some(alert) = crate::rotation::schedule::alert_event(&outcome) {
-        let alerted = opened.leave_event(alert);
-        if alerted != ExitCode::SUCCESS {
-            left = alerted;
-        }
-    }
+    // Every event is left; the first that could not be is the exit code.
+    let left = crate::rotation::schedule::outcome_events(&outcome, "command line")
+        .into_iter()
+        .map(|event| opened.leave_event(event))
+        .fold(ExitCode::SUCCESS, |first, code| {
+            if first == ExitCode::SUCCESS {
+                code
+            } else {
+                first
+            }
+        });
     match outcome {
         Ok(done) => {
             println!(
@@ -819,10 +820,7 @@ fn list_recordings(dir: &Path) -> ExitCode {
 /// A verify found evidence tampered with: the alert is left for the serving bastion, which
 /// audits (and so forwards) it. The verdict printed and the exit code stand either way.
 fn leave_tamper_alert(opened: &Opened, message: String, what: &str, path: &str) {
-    let event = crate::alerts::Alert::EvidenceTampered
-        .event(crate::audit::AuditEvent::new(crate::alerts::EVENT), message)
-        .with("evidence", what)
-        .with("path", path);
+    let event = crate::alerts::tampered(what, message).with("path", path);
     let _ = opened.leave_event(event);
 }
 

@@ -26,8 +26,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::alerts::{self, Alert};
-use crate::audit::AuditEvent;
+use crate::alerts::Alert;
 use crate::metrics::ForwarderMetrics;
 use crate::services::Services;
 use outgoing::{EventFilter, Outgoing};
@@ -343,7 +342,7 @@ impl Forwarder {
             tracing::warn!("ALERT: {message}");
             services.audit.record(
                 Alert::ForwarderBehind
-                    .event(AuditEvent::new(alerts::EVENT), message)
+                    .event(message)
                     .with("forwarder", &self.name)
                     .with("lag", lag),
             );

@@ -144,7 +144,7 @@ pub(super) fn raise_failed(
     );
     services.audit.record(
         Alert::RecordingFailed
-            .event(session.audit(alerts::EVENT), message)
+            .on(session.audit(alerts::EVENT), message)
             .with("recording", recording)
             .with("continuing_unrecorded", continuing),
     );

@@ -106,7 +106,7 @@ pub(super) fn raise_stopped(
     );
     services.audit.record(
         alert
-            .event(session.audit(alerts::EVENT), message)
+            .on(session.audit(alerts::EVENT), message)
             .with("line", line)
             .with("rule", rule.map(|r| r.name.as_str())),
     );

@@ -51,8 +51,16 @@ impl Rotations {
     }
 }
 
+/// The audit events of a rotation's outcome: `credential.rotated` or
+/// `credential.rotation_failed`, and the alert it calls for, if any.
+pub fn outcome_events(outcome: &Result<Rotated, RotationFailed>, why: &str) -> Vec<AuditEvent> {
+    let mut events = vec![audit_event(outcome, why)];
+    events.extend(alert_event(outcome));
+    events
+}
+
 /// The audit event of a rotation's outcome.
-pub fn audit_event(outcome: &Result<Rotated, RotationFailed>, why: &str) -> AuditEvent {
+fn audit_event(outcome: &Result<Rotated, RotationFailed>, why: &str) -> AuditEvent {
     match outcome {
         Ok(done) => AuditEvent::new("credential.rotated")
             .with("credential", &done.credential)
@@ -76,32 +84,32 @@ pub fn audit_event(outcome: &Result<Rotated, RotationFailed>, why: &str) -> Audi
 
 /// The `alert` a rotation's outcome calls for: it failed, or the old key still gets in
 /// somewhere after it.
-pub fn alert_event(outcome: &Result<Rotated, RotationFailed>) -> Option<AuditEvent> {
-    let base = || AuditEvent::new(crate::alerts::EVENT);
+fn alert_event(outcome: &Result<Rotated, RotationFailed>) -> Option<AuditEvent> {
     match outcome {
-        Ok(done) if !done.old_still_accepted.is_empty() => Some(
-            Alert::OldCredentialStillAccepted
-                .event(
-                    base(),
-                    format!(
-                        "the old key of {} still gets in to {} after its rotation; remove it there by hand",
-                        done.credential,
-                        done.old_still_accepted.join(", ")
-                    ),
-                )
-                .with("credential", &done.credential)
-                .with("targets", &done.old_still_accepted),
-        ),
+        Ok(done) if !done.old_still_accepted.is_empty() => {
+            let message = format!(
+                "the old key of {} still gets in to {} after its rotation; remove it there by hand",
+                done.credential,
+                done.old_still_accepted.join(", ")
+            );
+            Some(
+                Alert::OldCredentialStillAccepted
+                    .event(message)
+                    .with("credential", &done.credential)
+                    .with("targets", &done.old_still_accepted),
+            )
+        }
         Ok(_) => None,
-        Err(failed) => Some(
-            Alert::RotationFailed
-                .event(
-                    base(),
-                    format!("{failed}; the old secret still works and the vault is unchanged"),
-                )
-                .with("credential", &failed.credential)
-                .with("target", &failed.target),
-        ),
+        Err(failed) => {
+            let message =
+                format!("{failed}; the old secret still works and the vault is unchanged");
+            Some(
+                Alert::RotationFailed
+                    .event(message)
+                    .with("credential", &failed.credential)
+                    .with("target", &failed.target),
+            )
+        }
     }
 }
 
@@ -113,9 +121,8 @@ pub async fn rotate_now(
 ) -> Result<Rotated, RotationFailed> {
     let targets = services.directory.targets_using(credential);
     let outcome = super::rotate(&services.vault, &targets, credential).await;
-    services.audit.record(audit_event(&outcome, why));
-    if let Some(alert) = alert_event(&outcome) {
-        services.audit.record(alert);
+    for event in outcome_events(&outcome, why) {
+        services.audit.record(event);
     }
     match &outcome {
         Ok(done) => {

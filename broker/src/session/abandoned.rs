@@ -93,14 +93,14 @@ async fn seal_one(services: &Services, session: &str, path: PathBuf) {
                     .with("found", "at the start after a crash, before sealing"),
             );
             services.audit.record(
-                crate::alerts::Alert::EvidenceTampered
-                    .event(
-                        AuditEvent::new(crate::alerts::EVENT),
-                        format!("recording {recording}, left open by a crash, does not verify: {verdict}"),
-                    )
-                    .with("evidence", "recording")
-                    .with("recording", &recording)
-                    .with("session", session),
+                crate::alerts::tampered(
+                    "recording",
+                    format!(
+                        "recording {recording}, left open by a crash, does not verify: {verdict}"
+                    ),
+                )
+                .with("recording", &recording)
+                .with("session", session),
             );
         }
         Err(error) => {

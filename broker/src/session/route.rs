@@ -380,7 +380,7 @@ fn report(
                     .with("presented", presented);
                 services.audit.record(event.clone());
                 event = Alert::HostKeyMismatch
-                    .event(
+                    .on(
                         session.audit(alerts::EVENT),
                         format!(
                             "{target} showed a host key other than the pinned one (someone in the middle, or a rebuilt server): {presented} instead of {expected}; the session was refused"

@@ -140,7 +140,7 @@ impl Authenticator {
         );
         self.audit_preauth(
             Alert::LoginFailures
-                .event(self.session.audit(alerts::EVENT), message)
+                .on(self.session.audit(alerts::EVENT), message)
                 .with("user", user)
                 .with("throttled", key.to_string()),
         );
