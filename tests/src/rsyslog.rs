@@ -111,6 +111,11 @@ impl Rsyslog {
         panic!("rsyslogd did not start: {failures:?}\n{}", receiver.log());
     }
 
+    /// How it receives.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
     /// Its port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port

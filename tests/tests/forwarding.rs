@@ -277,6 +277,31 @@ batch = 3
     .expect("the lag returns to zero");
 }
 
+/// A syslog forwarder named `siem` to `rsyslog`, over its transport (TLS, the default, with
+/// its CA and, if it asks for one, the client certificate), plus the lines in `extra`.
+fn siem_syslog(rsyslog: &Rsyslog, extra: &str) -> String {
+    let mut toml = format!(
+        "[[audit.forward]]\nname = \"siem\"\nkind = \"syslog\"\naddress = \"{}\"\n",
+        rsyslog.address()
+    );
+    match rsyslog.transport() {
+        Transport::Tcp => toml.push_str("transport = \"tcp\"\n"),
+        Transport::Udp => toml.push_str("transport = \"udp\"\n"),
+        Transport::Tls | Transport::TlsWithClientCertificate => {}
+    }
+    if let Some(ca) = rsyslog.ca_file() {
+        toml.push_str(&format!("ca_file = \"{}\"\n", ca.display()));
+    }
+    if let Some((cert, key)) = rsyslog.client_certificate() {
+        toml.push_str(&format!(
+            "client_cert_file = \"{}\"\nclient_key_file = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ));
+    }
+    toml + extra
+}
+
 /// One RFC 5424 message as rsyslog received it, taken apart.
 #[derive(Debug)]
 struct Syslog {
@@ -327,25 +352,8 @@ fn syslog_ids(messages: &[String]) -> Vec<String> {
 #[test]
 fn every_event_of_a_session_reaches_rsyslog_over_tls_in_order_with_its_fields() {
     let rsyslog = Rsyslog::start(Transport::TlsWithClientCertificate);
-    let (cert, key) = rsyslog.client_certificate().unwrap();
     let world = forwarding_world(|config| {
-        config.raw(&format!(
-            r#"
-[[audit.forward]]
-name = "siem"
-kind = "syslog"
-address = "{}"
-transport = "tls"
-ca_file = "{}"
-client_cert_file = "{}"
-client_key_file = "{}"
-facility = "local3"
-"#,
-            rsyslog.address(),
-            rsyslog.ca_file().unwrap().display(),
-            cert.display(),
-            key.display()
-        ));
+        config.raw(&siem_syslog(&rsyslog, "facility = \"local3\"\n"));
     });
     assert_eq!(
         world.alice("alice+web01").exec("echo hello").stdout,
@@ -434,16 +442,9 @@ facility = "local3"
 fn a_receiver_stopped_mid_session_misses_no_event_and_the_filter_holds() {
     let mut rsyslog = Rsyslog::start(Transport::Tcp);
     let world = forwarding_world(|config| {
-        config.raw(&format!(
-            r#"
-[[audit.forward]]
-name = "siem"
-kind = "syslog"
-address = "{}"
-transport = "tcp"
-events = ["session.*", "command", "alert"]
-"#,
-            rsyslog.address()
+        config.raw(&siem_syslog(
+            &rsyslog,
+            "events = [\"session.*\", \"command\", \"alert\"]\n",
         ));
     });
     let carried = |e: &Value| {
@@ -516,17 +517,7 @@ events = ["session.*", "command", "alert"]
 fn events_a_crashed_receiver_took_but_never_read_are_sent_again() {
     let mut rsyslog = Rsyslog::start(Transport::Tcp);
     let world = forwarding_world(|config| {
-        config.raw(&format!(
-            r#"
-[[audit.forward]]
-name = "siem"
-kind = "syslog"
-address = "{}"
-transport = "tcp"
-timeout = "3s"
-"#,
-            rsyslog.address()
-        ));
+        config.raw(&siem_syslog(&rsyslog, "timeout = \"3s\"\n"));
     });
     assert_eq!(
         world.alice("alice+web01").exec("echo before").stdout,
@@ -569,17 +560,7 @@ timeout = "3s"
 fn a_bastion_restarted_with_a_syslog_backlog_sends_it_and_nothing_it_had_confirmed() {
     let mut rsyslog = Rsyslog::start(Transport::Tls);
     let mut world = forwarding_world(|config| {
-        config.raw(&format!(
-            r#"
-[[audit.forward]]
-name = "siem"
-kind = "syslog"
-address = "{}"
-ca_file = "{}"
-"#,
-            rsyslog.address(),
-            rsyslog.ca_file().unwrap().display()
-        ));
+        config.raw(&siem_syslog(&rsyslog, ""));
     });
     let lag = |world: &World| {
         metric(
@@ -624,17 +605,7 @@ ca_file = "{}"
 fn udp_carries_each_event_as_one_datagram() {
     let rsyslog = Rsyslog::start(Transport::Udp);
     let world = forwarding_world(|config| {
-        config.raw(&format!(
-            r#"
-[[audit.forward]]
-name = "siem"
-kind = "syslog"
-address = "{}"
-transport = "udp"
-facility = "local7"
-"#,
-            rsyslog.address()
-        ));
+        config.raw(&siem_syslog(&rsyslog, "facility = \"local7\"\n"));
     });
     assert_eq!(world.alice("alice+web01").exec("echo udp").stdout, "udp\n");
     world.bastion.wait_for_audit("session.end", |_| true);
